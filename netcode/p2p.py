@@ -1,0 +1,429 @@
+"""GGPO-style peer-to-peer rollback session.
+
+The session never touches the game. Each tick the caller gives every local player's
+input, calls `advance_frame()`, runs the returned requests against the env (see
+`netcode.executor`), and reports the checksums back. Packets go out through an
+injected transport; `poll()` reads what came in.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+from netcode import codec
+from netcode.config import SessionConfig
+from netcode.errors import NetcodeError
+from netcode.events import (
+    BadPacket, DesyncDetected, Disconnected, Event, NetworkInterrupted, NetworkResumed, WaitRecommendation,
+)
+from netcode.inputs import InputQueue
+from netcode.requests import AdvanceFrame, LoadState, Request, SaveState
+from netcode.stats import PeerStats, SessionStats
+from netcode.timesync import RECOMMEND_EVERY, TimeSync
+from netcode.transport import Transport
+
+Clock = Callable[[], float]
+MAX_FRAMES_AHEAD = 600      # remote inputs further than this past our frame are refused
+CHECKS_SENT = 4             # latest confirmed checksums repeated in every packet
+CHECKS_KEPT = 64
+
+
+@dataclass
+class _Remote:
+    addr: str
+    players: tuple[str, ...]
+    last_heard: float
+    acked: dict[str, int] = field(default_factory=dict)
+    remote_frame: int = 0
+    ping_ms: float | None = None
+    last_t: float = -1.0
+    last_t_at: float = 0.0
+    last_sent: float = float("-inf")
+    interrupted: bool = False
+    disconnected: bool = False
+    timesync: TimeSync = field(default_factory=TimeSync)
+    checks: dict[int, str] = field(default_factory=dict)
+
+
+@dataclass
+class _Spectator:
+    addr: str
+    acked: int = -1
+    last_sent: float = float("-inf")
+
+
+class P2PSession:
+    """A rollback session for the players of one peer, connected to the other peers.
+
+    `remotes` maps each remote peer's address to the players it owns; every player of
+    the config is either local or owned by exactly one remote. Spectator addresses
+    receive every player's confirmed inputs.
+    """
+
+    def __init__(
+        self,
+        config: SessionConfig,
+        local_players: Sequence[str],
+        remotes: Mapping[str, Sequence[str]],
+        transport: Transport,
+        clock: Clock,
+        spectators: Iterable[str] = (),
+        keep_confirmed_log: bool = False,
+    ) -> None:
+        owned = list(local_players) + [p for players in remotes.values() for p in players]
+        if sorted(owned) != sorted(config.players):
+            raise NetcodeError(
+                "invalid_config",
+                f"local and remote players {owned} must cover the config's players {list(config.players)} exactly once",
+            )
+        self.config = config
+        self.local_players = tuple(local_players)
+        self.transport = transport
+        self.clock = clock
+        now = clock()
+        self.remotes = {addr: _Remote(addr, tuple(players), now) for addr, players in remotes.items()}
+        self._owner = {p: r for r in self.remotes.values() for p in r.players}
+        self.spectators = {addr: _Spectator(addr) for addr in spectators}
+        self.queues = {
+            p: InputQueue(p, config.default_actions[p], config.predictor) for p in config.players
+        }
+        for player in self.local_players:
+            for frame in range(config.delay_of(player)):
+                self.queues[player].add_confirmed(frame, config.default_actions[player])
+        self.current_frame = 0
+        self.stalled = False
+        self.stats = SessionStats()
+        self._pending_local: dict[str, Any] = {}
+        self._events: list[Event] = []
+        self._checks_pending: dict[int, str] = {}
+        self._checks_final: dict[int, str] = {}
+        self._final_upto = -1
+        self._keep_log = keep_confirmed_log
+        self._drained_upto = -1
+
+    # ----------------------------------------------------------------- ticking
+
+    def add_local_input(self, player: str, action: Any) -> None:
+        """Give `player`'s input for this tick; it applies `input_delay` frames later."""
+        if player not in self.local_players:
+            raise NetcodeError("invalid_input", f"{player!r} is not a local player of this session", player=player)
+        reason = self.config.action_spaces[player].why_not(action)
+        if reason:
+            raise NetcodeError("invalid_input", f"action for {player!r} rejected: {reason}", player=player)
+        self._pending_local[player] = action
+
+    def advance_frame(self) -> list[Request]:
+        """The requests for this tick: a rollback if a prediction was wrong, then the new frame.
+
+        When the session is too far past the last confirmed frame it stalls: `stalled`
+        is True and the list holds at most the rollback; the local inputs are kept for
+        the next call.
+        """
+        missing = [p for p in self.local_players if p not in self._pending_local]
+        if missing:
+            raise NetcodeError("missing_local_input", f"call add_local_input for {missing} before advance_frame()")
+        requests: list[Request] = self._rollback_requests()
+        frame = self.current_frame
+        self.stalled = frame - self._remote_confirmed() > self.config.max_prediction
+        if (requests or not self.stalled) and self._needs_save(frame):
+            requests.append(SaveState(frame, self.config.is_check_frame(frame)))
+        if self.stalled:
+            self.stats.stalls += 1
+        else:
+            for player in self.local_players:
+                self.queues[player].add_confirmed(frame + self.config.delay_of(player), self._pending_local[player])
+            self._pending_local.clear()
+            requests.append(self._advance_request(frame))
+            self.current_frame = frame + 1
+            self._maybe_recommend_wait()
+        self._final_upto = self.confirmed_frame
+        self._send_all(force=True)
+        if self.current_frame % 16 == 0:
+            self._prune()
+        return requests
+
+    def report_checksums(self, checksums: Iterable[tuple[int, str]]) -> None:
+        """Give back the checksums the executor computed for the last batch's saves."""
+        for frame, checksum in checksums:
+            self._checks_pending[frame] = checksum
+        self._finalize_checksums()
+
+    def poll(self) -> None:
+        """Read incoming packets, detect silent peers, and send keep-alives."""
+        for addr, data in self.transport.receive():
+            try:
+                self.handle_packet(addr, data)
+            except NetcodeError as error:
+                self.stats.bad_packets += 1
+                self._events.append(BadPacket(addr, error.code, str(error)))
+        self._check_timeouts()
+        self._send_all(force=False)
+
+    def events(self) -> list[Event]:
+        """Events since the last call."""
+        events, self._events = self._events, []
+        return events
+
+    # ----------------------------------------------------------------- queries
+
+    @property
+    def confirmed_frame(self) -> int:
+        """The last frame for which every player's input is final."""
+        return min(q.known_through() for q in self.queues.values())
+
+    def frames_ahead(self) -> float:
+        """How far this peer runs ahead of the slowest connected remote."""
+        live = [r.timesync.frames_ahead() for r in self.remotes.values() if not r.disconnected]
+        return max(live, default=0.0)
+
+    def network_stats(self, addr: str) -> PeerStats:
+        remote = self.remotes[addr]
+        return PeerStats(
+            peer=addr, ping_ms=remote.ping_ms, frames_ahead=remote.timesync.frames_ahead(),
+            remote_frame=remote.remote_frame, silent_ms=self.clock() - remote.last_heard,
+            interrupted=remote.interrupted, disconnected=remote.disconnected,
+        )
+
+    def confirmed_checksums(self) -> dict[int, str]:
+        """This peer's checksums of recent confirmed check frames."""
+        return dict(self._checks_final)
+
+    def drain_confirmed(self) -> list[tuple[int, dict[str, Any]]]:
+        """Newly confirmed frames with every player's input (needs keep_confirmed_log=True)."""
+        if not self._keep_log:
+            raise NetcodeError("invalid_config", "create the session with keep_confirmed_log=True to drain inputs")
+        upto = min(self.confirmed_frame, self.current_frame - 1)
+        frames = [
+            (f, {p: self.queues[p].final_input(f) for p in self.config.players})
+            for f in range(self._drained_upto + 1, upto + 1)
+        ]
+        self._drained_upto = max(self._drained_upto, upto)
+        return frames
+
+    # ----------------------------------------------------------------- packets in
+
+    def handle_packet(self, addr: str, data: str | bytes) -> None:
+        """Apply one packet; a bad one raises NetcodeError and changes nothing."""
+        packet = codec.decode(data)
+        if addr in self.remotes:
+            if packet["kind"] != "input":
+                raise NetcodeError("invalid_packet", f"peers send input packets, got {packet['kind']}", peer=addr)
+            remote = self.remotes[addr]
+            self._validate_input_packet(remote, packet)
+            self.stats.packets_received += 1
+            self.stats.bytes_received += len(data)
+            if not remote.disconnected:
+                self._apply_input_packet(remote, packet)
+        elif addr in self.spectators:
+            if packet["kind"] != "ack" or not set(packet["ack"]) <= set(self.config.players):
+                raise NetcodeError("invalid_packet", "spectators send ack packets for known players", peer=addr)
+            if packet["ack"]:
+                acked = min(packet["ack"].values())
+                spectator = self.spectators[addr]
+                spectator.acked = max(spectator.acked, min(acked, self.confirmed_frame))
+        else:
+            raise NetcodeError("unknown_peer", f"packet from {addr!r}, which is not a peer or spectator of this session", peer=addr)
+
+    def _validate_input_packet(self, remote: _Remote, packet: dict[str, Any]) -> None:
+        def bad(message: str) -> NetcodeError:
+            return NetcodeError("invalid_packet", message, peer=remote.addr)
+
+        for player, (start, actions) in packet["inputs"].items():
+            if player not in remote.players:
+                raise bad(f"peer {remote.addr!r} sent inputs for {player!r}, which it does not own")
+            if start + len(actions) > self.current_frame + MAX_FRAMES_AHEAD:
+                raise bad(f"inputs for {player!r} reach frame {start + len(actions)}, too far past our frame {self.current_frame}")
+            space = self.config.action_spaces[player]
+            for offset, action in enumerate(actions):
+                reason = space.why_not(action)
+                if reason:
+                    raise bad(f"action of {player!r} at frame {start + offset} rejected: {reason}")
+        for player, frame in packet["ack"].items():
+            if player not in self.local_players:
+                raise bad(f"ack for {player!r}, which is not a local player here")
+            if frame > self.queues[player].last_confirmed:
+                raise bad(f"ack of frame {frame} for {player!r}, which was never sent")
+        for player in packet["gone"]:
+            if player not in self.config.players:
+                raise bad(f"gone lists unknown player {player!r}")
+
+    def _apply_input_packet(self, remote: _Remote, packet: dict[str, Any]) -> None:
+        now = self.clock()
+        remote.last_heard = now
+        if remote.interrupted:
+            remote.interrupted = False
+            self._events.append(NetworkResumed(remote.addr))
+        for player, (start, actions) in packet["inputs"].items():
+            queue = self.queues[player]
+            skip = queue.last_confirmed + 1 - start
+            if skip >= 0:
+                for offset, action in enumerate(actions[skip:]):
+                    queue.add_confirmed(start + skip + offset, action)
+        for player, frame in packet["ack"].items():
+            remote.acked[player] = max(remote.acked.get(player, -1), frame)
+        remote.remote_frame = packet["frame"]
+        if packet["t"] > remote.last_t:
+            remote.last_t, remote.last_t_at = packet["t"], now
+        if packet["echo"] >= 0:
+            rtt = max(0.0, now - packet["echo"] - packet["hold"])
+            remote.ping_ms = rtt if remote.ping_ms is None else 0.9 * remote.ping_ms + 0.1 * rtt
+        remote.timesync.update(self._advantage_over(remote), packet["adv"])
+        for frame, checksum in packet["checks"]:
+            remote.checks[frame] = checksum
+        self._compare_checks(remote)
+        for player, frame in packet["gone"].items():
+            if player not in self.local_players:
+                self._disconnect_player(player, frame)
+
+    # ----------------------------------------------------------------- packets out
+
+    def _send_all(self, force: bool) -> None:
+        now = self.clock()
+        for remote in self.remotes.values():
+            if not remote.disconnected and (force or now - remote.last_sent >= self.config.keepalive_ms):
+                self._send(remote.addr, self._input_packet(remote, now))
+                remote.last_sent = now
+        for spectator in self.spectators.values():
+            if force or now - spectator.last_sent >= self.config.keepalive_ms:
+                self._send(spectator.addr, self._confirmed_packet(spectator, now))
+                spectator.last_sent = now
+
+    def _send(self, addr: str, packet: dict[str, Any]) -> None:
+        data = codec.encode(packet)
+        self.stats.packets_sent += 1
+        self.stats.bytes_sent += len(data)
+        self.transport.send(addr, data)
+
+    def _input_packet(self, remote: _Remote, now: float) -> dict[str, Any]:
+        inputs = {}
+        for player in self.local_players:
+            queue = self.queues[player]
+            start = remote.acked.get(player, -1) + 1
+            end = min(queue.last_confirmed, start + codec.MAX_INPUTS_PER_PLAYER - 1)
+            inputs[player] = [start, [queue.confirmed[f] for f in range(start, end + 1)]]
+        return {
+            "v": codec.PROTOCOL_VERSION, "kind": "input", "frame": self.current_frame,
+            "adv": round(self._advantage_over(remote), 3), "t": now,
+            "echo": remote.last_t, "hold": now - remote.last_t_at if remote.last_t >= 0 else 0,
+            "inputs": inputs,
+            "ack": {p: self.queues[p].last_confirmed for p in remote.players},
+            "checks": [[f, c] for f, c in list(self._checks_final.items())[-CHECKS_SENT:]],
+            "gone": self._gone(),
+        }
+
+    def _confirmed_packet(self, spectator: _Spectator, now: float) -> dict[str, Any]:
+        start = spectator.acked + 1
+        end = min(self.confirmed_frame, self.current_frame - 1, start + codec.MAX_INPUTS_PER_PLAYER - 1)
+        return {
+            "v": codec.PROTOCOL_VERSION, "kind": "confirmed", "frame": self.current_frame, "adv": 0, "t": now,
+            "echo": -1, "hold": 0,
+            "inputs": {p: [start, [self.queues[p].final_input(f) for f in range(start, end + 1)]] for p in self.config.players},
+            "ack": {}, "checks": [[f, c] for f, c in list(self._checks_final.items())[-CHECKS_SENT:]],
+            "gone": self._gone(),
+        }
+
+    def _gone(self) -> dict[str, int]:
+        return {p: q.disconnected_from for p, q in self.queues.items() if q.disconnected_from is not None}
+
+    # ----------------------------------------------------------------- internals
+
+    def _rollback_requests(self) -> list[Request]:
+        incorrect = [f for f in (q.take_first_incorrect() for q in self.queues.values()) if f is not None]
+        if not incorrect or min(incorrect) >= self.current_frame:
+            return []
+        first = min(incorrect)
+        self.stats.add_rollback(self.current_frame - first)
+        requests: list[Request] = [LoadState(first)]
+        for frame in range(first, self.current_frame):
+            requests.append(self._advance_request(frame))
+            if frame + 1 < self.current_frame and self._needs_save(frame + 1):
+                requests.append(SaveState(frame + 1, self.config.is_check_frame(frame + 1)))
+        return requests
+
+    def _advance_request(self, frame: int) -> AdvanceFrame:
+        inputs, status = {}, {}
+        for player in self.config.players:
+            inputs[player], status[player] = self.queues[player].input_for(frame)
+        return AdvanceFrame(frame, inputs, status)
+
+    def _needs_save(self, frame: int) -> bool:
+        """A frame is saved if a rollback may load it or its checksum is wanted."""
+        return frame > self.confirmed_frame or self.config.is_check_frame(frame)
+
+    def _remote_confirmed(self) -> int:
+        return min((self.queues[p].known_through() for p in self._owner), default=1 << 60)
+
+    def _advantage_over(self, remote: _Remote) -> float:
+        ping_frames = (remote.ping_ms or 0.0) / self.config.frame_ms
+        return self.current_frame - (remote.remote_frame + ping_frames / 2)
+
+    def _maybe_recommend_wait(self) -> None:
+        if self.current_frame % RECOMMEND_EVERY == 0:
+            wait = max((r.timesync.wait_frames() for r in self.remotes.values() if not r.disconnected), default=0)
+            if wait:
+                self._events.append(WaitRecommendation(wait))
+
+    def _finalize_checksums(self) -> None:
+        final = [f for f in self._checks_pending if f <= self._final_upto + 1]
+        for frame in sorted(final):
+            self._checks_final[frame] = self._checks_pending.pop(frame)
+        while len(self._checks_final) > CHECKS_KEPT:
+            del self._checks_final[next(iter(self._checks_final))]
+        if final:
+            for remote in self.remotes.values():
+                self._compare_checks(remote)
+
+    def _compare_checks(self, remote: _Remote) -> None:
+        for frame in [f for f in remote.checks if f in self._checks_final]:
+            theirs = remote.checks.pop(frame)
+            ours = self._checks_final[frame]
+            if theirs != ours:
+                self.stats.desyncs += 1
+                self._events.append(DesyncDetected(frame, ours, theirs, remote.addr))
+        oldest = next(iter(self._checks_final), 0)
+        for frame in [f for f in remote.checks if f < oldest]:
+            del remote.checks[frame]
+        while len(remote.checks) > CHECKS_KEPT:
+            del remote.checks[min(remote.checks)]
+
+    def _check_timeouts(self) -> None:
+        now = self.clock()
+        for remote in self.remotes.values():
+            if remote.disconnected:
+                continue
+            silent = now - remote.last_heard
+            if silent >= self.config.disconnect_timeout_ms:
+                self._disconnect_peer(remote)
+            elif silent >= self.config.disconnect_notify_ms and not remote.interrupted:
+                remote.interrupted = True
+                self._events.append(NetworkInterrupted(remote.addr, self.config.disconnect_timeout_ms - silent))
+
+    def _disconnect_peer(self, remote: _Remote) -> None:
+        remote.disconnected = True
+        frame = min(self.queues[p].last_confirmed + 1 for p in remote.players)
+        for player in remote.players:
+            self._disconnect_player(player, frame)
+        self._events.append(Disconnected(remote.addr, remote.players, frame))
+
+    def _disconnect_player(self, player: str, frame: int) -> None:
+        queue = self.queues[player]
+        if queue.disconnected_from is not None and queue.disconnected_from <= frame:
+            return
+        queue.disconnect(frame)
+        for stale in [f for f in self._checks_final if f > frame]:
+            del self._checks_final[stale]
+        remote = self._owner[player]
+        if not remote.disconnected:
+            remote.disconnected = True
+            self._events.append(Disconnected(remote.addr, remote.players, frame))
+
+    def _prune(self) -> None:
+        """Forget inputs nobody can need: not a rollback, a resend, a spectator or the log."""
+        keep = [self.current_frame - self.config.max_prediction - 2]
+        keep += [r.acked.get(p, -1) + 1 for r in self.remotes.values() if not r.disconnected for p in self.local_players]
+        keep += [s.acked + 1 for s in self.spectators.values()]
+        if self._keep_log:
+            keep.append(self._drained_upto + 1)
+        low = min(keep)
+        for queue in self.queues.values():
+            queue.discard_before(low)

@@ -1,0 +1,57 @@
+"""Requests a session returns for its caller to run against the env, in order.
+
+A list of them is one batch: in the browser the worker runs the whole list in one
+call, so a rollback (load + re-steps + saves) costs a single round-trip.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Union
+
+CONFIRMED = "confirmed"
+PREDICTED = "predicted"
+DISCONNECTED = "disconnected"
+
+
+@dataclass(frozen=True)
+class SaveState:
+    """Snapshot the env, which is at `frame`; hash it too when `checksum`."""
+
+    frame: int
+    checksum: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"op": "save", "frame": self.frame, "checksum": self.checksum}
+
+
+@dataclass(frozen=True)
+class LoadState:
+    """Restore the snapshot taken at `frame`."""
+
+    frame: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"op": "load", "frame": self.frame}
+
+
+@dataclass(frozen=True)
+class AdvanceFrame:
+    """Step the env from `frame` to `frame + 1` with one action per player.
+
+    `status[player]` tells whether that input is confirmed, predicted or a
+    disconnected player's default.
+    """
+
+    frame: int
+    inputs: dict[str, Any]
+    status: dict[str, str]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"op": "advance", "frame": self.frame, "inputs": self.inputs, "status": self.status}
+
+
+Request = Union[SaveState, LoadState, AdvanceFrame]
+
+
+def requests_to_json(requests: list[Request]) -> list[dict[str, Any]]:
+    return [request.to_json() for request in requests]

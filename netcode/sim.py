@@ -1,0 +1,117 @@
+"""A deterministic simulated network on a virtual clock.
+
+Every delivery is decided by a seeded `Rng`: one-way latency, jitter, loss,
+duplication and reordering come from a named profile, so a run with the same seed
+delivers the same packets at the same virtual times.
+"""
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+
+from game.rng import Rng
+
+
+@dataclass(frozen=True)
+class NetworkProfile:
+    """One-way link behaviour. Probabilities are per packet."""
+
+    name: str
+    latency_ms: float
+    jitter_ms: float
+    loss: float = 0.0
+    duplicate: float = 0.0
+    reorder: float = 0.0
+
+
+PROFILES = {
+    "lan": NetworkProfile("lan", latency_ms=1, jitter_ms=0.5),
+    "wifi": NetworkProfile("wifi", latency_ms=12, jitter_ms=6, loss=0.01, duplicate=0.002, reorder=0.01),
+    "mobile": NetworkProfile("mobile", latency_ms=45, jitter_ms=20, loss=0.03, duplicate=0.01, reorder=0.03),
+    "bad": NetworkProfile("bad", latency_ms=90, jitter_ms=45, loss=0.10, duplicate=0.03, reorder=0.08),
+}
+
+
+def get_profile(name: str) -> NetworkProfile:
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ValueError(f"unknown network profile {name!r}; choose one of {sorted(PROFILES)}") from None
+
+
+class VirtualClock:
+    """Milliseconds that pass only when told to."""
+
+    def __init__(self) -> None:
+        self.now_ms = 0.0
+
+    def __call__(self) -> float:
+        return self.now_ms
+
+    def advance_to(self, ms: float) -> None:
+        if ms < self.now_ms:
+            raise ValueError(f"the virtual clock cannot go back from {self.now_ms} to {ms}")
+        self.now_ms = ms
+
+
+class SimNetwork:
+    """Packets in flight, delivered when the virtual clock reaches their arrival time."""
+
+    def __init__(self, profile: NetworkProfile, seed: int, clock: VirtualClock) -> None:
+        self.profile = profile
+        self.clock = clock
+        self.rng = Rng(seed)
+        self._in_flight: dict[str, list[tuple[float, int, str, str]]] = {}
+        self._seq = 0
+        self._muted: set[str] = set()
+        self.sent = self.dropped = self.duplicated = self.delivered = 0
+
+    def endpoint(self, addr: str) -> SimTransport:
+        return SimTransport(self, addr)
+
+    def mute(self, addr: str) -> None:
+        """Drop everything `addr` sends or is sent from now on (a vanished peer)."""
+        self._muted.add(addr)
+
+    def send(self, sender: str, to: str, data: str) -> None:
+        self.sent += 1
+        if sender in self._muted or to in self._muted or self.rng.random() < self.profile.loss:
+            self.dropped += 1
+            return
+        copies = 2 if self.rng.random() < self.profile.duplicate else 1
+        self.duplicated += copies - 1
+        for _ in range(copies):
+            heapq.heappush(self._in_flight.setdefault(to, []), (self.clock() + self._delay(), self._seq, sender, data))
+            self._seq += 1
+
+    def _delay(self) -> float:
+        profile = self.profile
+        delay = profile.latency_ms + profile.jitter_ms * (2 * self.rng.random() - 1)
+        if self.rng.random() < profile.reorder:
+            delay += profile.latency_ms + profile.jitter_ms * 2 * self.rng.random()
+        return max(0.05, delay)
+
+    def receive(self, addr: str) -> list[tuple[str, str]]:
+        """Packets for `addr` whose arrival time has come (others keep waiting)."""
+        queue = self._in_flight.get(addr, [])
+        due = []
+        while queue and queue[0][0] <= self.clock():
+            due.append(heapq.heappop(queue))
+        if addr in self._muted:
+            return []
+        self.delivered += len(due)
+        return [(sender, data) for _, _, sender, data in due]
+
+
+class SimTransport:
+    """One address on a `SimNetwork`."""
+
+    def __init__(self, network: SimNetwork, addr: str) -> None:
+        self.network = network
+        self.addr = addr
+
+    def send(self, to: str, data: str) -> None:
+        self.network.send(self.addr, to, data)
+
+    def receive(self) -> list[tuple[str, str]]:
+        return self.network.receive(self.addr)

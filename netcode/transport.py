@@ -1,0 +1,53 @@
+"""Transports move encoded packets between addresses; sessions only see this interface.
+
+The server relays over Socket.IO, the browser over worker postMessage, tests over
+`MemoryHub` here or the simulated network in `netcode.sim`.
+"""
+from __future__ import annotations
+
+from collections import deque
+from typing import Protocol
+
+
+class Transport(Protocol):
+    def send(self, to: str, data: str) -> None:
+        """Queue `data` for the peer at address `to`."""
+
+    def receive(self) -> list[tuple[str, str]]:
+        """Every (sender address, data) that arrived since the last call."""
+
+
+class MemoryHub:
+    """Instant, lossless delivery between endpoints in one process."""
+
+    def __init__(self) -> None:
+        self._inboxes: dict[str, deque[tuple[str, str]]] = {}
+
+    def endpoint(self, addr: str) -> MemoryTransport:
+        self._inboxes.setdefault(addr, deque())
+        return MemoryTransport(self, addr)
+
+    def deliver(self, sender: str, to: str, data: str) -> None:
+        inbox = self._inboxes.get(to)
+        if inbox is not None:
+            inbox.append((sender, data))
+
+    def take(self, addr: str) -> list[tuple[str, str]]:
+        inbox = self._inboxes[addr]
+        items = list(inbox)
+        inbox.clear()
+        return items
+
+
+class MemoryTransport:
+    """One address on a `MemoryHub`."""
+
+    def __init__(self, hub: MemoryHub, addr: str) -> None:
+        self.hub = hub
+        self.addr = addr
+
+    def send(self, to: str, data: str) -> None:
+        self.hub.deliver(self.addr, to, data)
+
+    def receive(self) -> list[tuple[str, str]]:
+        return self.hub.take(self.addr)
