@@ -116,22 +116,23 @@ class P2PSession:
         """The requests for this tick: a rollback if a prediction was wrong, then the new frame.
 
         When the session is too far past the last confirmed frame it stalls: `stalled`
-        is True and the list holds at most the rollback; the local inputs are kept for
-        the next call.
+        is True and the list holds at most the rollback. The local input for the frame
+        is taken (and sent) at the first call; inputs given while stalled are dropped.
         """
         missing = [p for p in self.local_players if p not in self._pending_local]
         if missing:
             raise NetcodeError("missing_local_input", f"call add_local_input for {missing} before advance_frame()")
-        requests: list[Request] = self._rollback_requests()
         frame = self.current_frame
+        for player in self.local_players:
+            # Added (and so sent) even if we stall below: in lockstep the peers wait on it.
+            self.queues[player].add_confirmed(frame + self.config.delay_of(player), self._pending_local[player])
+        requests: list[Request] = self._rollback_requests()
         self.stalled = frame - self._remote_confirmed() > self.config.max_prediction
         if (requests or not self.stalled) and self._needs_save(frame):
             requests.append(SaveState(frame, self.config.is_check_frame(frame)))
         if self.stalled:
             self.stats.stalls += 1
         else:
-            for player in self.local_players:
-                self.queues[player].add_confirmed(frame + self.config.delay_of(player), self._pending_local[player])
             self._pending_local.clear()
             requests.append(self._advance_request(frame))
             self.current_frame = frame + 1

@@ -143,7 +143,7 @@ def run_sim_match(
             if isinstance(event, WaitRecommendation):
                 peer.skip += event.skip_frames
             elif isinstance(event, DesyncDetected):
-                desync_events.append({"peer": peer.addr, **asdict(event)})
+                desync_events.append({"reporter": peer.addr, **asdict(event)})
             elif isinstance(event, Disconnected):
                 disconnects += 1
         peer.checksums.update(peer.session.confirmed_checksums())
