@@ -31,8 +31,8 @@ _ID_MAX_LEN = 64
 
 
 def encode(packet: dict[str, Any]) -> str:
-    """Serialise a packet (validated, so a bad packet never leaves this process)."""
-    validate(packet)
+    """Serialise a packet. Sessions build packets only from validated values, so this
+    does not validate again (it is on the hot path); call `validate` to check one."""
     return json.dumps(packet, separators=(",", ":"))
 
 

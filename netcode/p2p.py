@@ -128,7 +128,7 @@ class P2PSession:
             self.queues[player].add_confirmed(frame + self.config.delay_of(player), self._pending_local[player])
         requests: list[Request] = self._rollback_requests()
         self.stalled = frame - self._remote_confirmed() > self.config.max_prediction
-        if (requests or not self.stalled) and self._needs_save(frame):
+        if (requests or not self.stalled) and self._needs_save(frame, self.confirmed_frame):
             requests.append(SaveState(frame, self.config.is_check_frame(frame)))
         if self.stalled:
             self.stats.stalls += 1
@@ -269,9 +269,9 @@ class P2PSession:
             rtt = max(0.0, now - packet["echo"] - packet["hold"])
             remote.ping_ms = rtt if remote.ping_ms is None else 0.9 * remote.ping_ms + 0.1 * rtt
         remote.timesync.update(self._advantage_over(remote), packet["adv"])
-        for frame, checksum in packet["checks"]:
-            remote.checks[frame] = checksum
-        self._compare_checks(remote)
+        if packet["checks"]:
+            remote.checks.update(packet["checks"])
+            self._compare_checks(remote)
         for player, frame in packet["gone"].items():
             if player not in self.local_players:
                 self._disconnect_player(player, frame)
@@ -308,7 +308,7 @@ class P2PSession:
             "echo": remote.last_t, "hold": now - remote.last_t_at if remote.last_t >= 0 else 0,
             "inputs": inputs,
             "ack": {p: self.queues[p].last_confirmed for p in remote.players},
-            "checks": [[f, c] for f, c in list(self._checks_final.items())[-CHECKS_SENT:]],
+            "checks": self._recent_checks(),
             "gone": self._gone(),
         }
 
@@ -319,9 +319,12 @@ class P2PSession:
             "v": codec.PROTOCOL_VERSION, "kind": "confirmed", "frame": self.current_frame, "adv": 0, "t": now,
             "echo": -1, "hold": 0,
             "inputs": {p: [start, [self.queues[p].final_input(f) for f in range(start, end + 1)]] for p in self.config.players},
-            "ack": {}, "checks": [[f, c] for f, c in list(self._checks_final.items())[-CHECKS_SENT:]],
+            "ack": {}, "checks": self._recent_checks(),
             "gone": self._gone(),
         }
+
+    def _recent_checks(self) -> list[list[Any]]:
+        return [[f, c] for f, c in list(self._checks_final.items())[-CHECKS_SENT:]]
 
     def _gone(self) -> dict[str, int]:
         return {p: q.disconnected_from for p, q in self.queues.items() if q.disconnected_from is not None}
@@ -335,9 +338,10 @@ class P2PSession:
         first = min(incorrect)
         self.stats.add_rollback(self.current_frame - first)
         requests: list[Request] = [LoadState(first)]
+        confirmed = self.confirmed_frame
         for frame in range(first, self.current_frame):
             requests.append(self._advance_request(frame))
-            if frame + 1 < self.current_frame and self._needs_save(frame + 1):
+            if frame + 1 < self.current_frame and self._needs_save(frame + 1, confirmed):
                 requests.append(SaveState(frame + 1, self.config.is_check_frame(frame + 1)))
         return requests
 
@@ -347,9 +351,9 @@ class P2PSession:
             inputs[player], status[player] = self.queues[player].input_for(frame)
         return AdvanceFrame(frame, inputs, status)
 
-    def _needs_save(self, frame: int) -> bool:
+    def _needs_save(self, frame: int, confirmed: int) -> bool:
         """A frame is saved if a rollback may load it or its checksum is wanted."""
-        return frame > self.confirmed_frame or self.config.is_check_frame(frame)
+        return frame > confirmed or self.config.is_check_frame(frame)
 
     def _remote_confirmed(self) -> int:
         return min((self.queues[p].known_through() for p in self._owner), default=1 << 60)

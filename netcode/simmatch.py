@@ -122,7 +122,7 @@ def run_sim_match(
 
     def finished() -> bool:
         live = [p for p in sim_peers if p.alive]
-        return all(p.session.confirmed_frame >= frames and p.log and p.log[-1][0] >= frames - 1 for p in live)
+        return all(p.session.current_frame >= frames and p.session.confirmed_frame >= frames - 1 for p in live)
 
     while not finished():
         peer = min((p for p in sim_peers if p.alive), key=lambda p: (p.next_tick, p.index))
@@ -146,13 +146,22 @@ def run_sim_match(
                 desync_events.append({"reporter": peer.addr, **asdict(event)})
             elif isinstance(event, Disconnected):
                 disconnects += 1
-        peer.checksums.update(peer.session.confirmed_checksums())
-        peer.log += peer.session.drain_confirmed()
+        if peer.session.current_frame % 32 == 0:
+            _collect(peer)
+
+    for peer in sim_peers:
+        _collect(peer)
 
     return _report(
         sim_peers, reference, seed, config, frames, profile, desync_events, disconnects, clock.now_ms,
         timed_out=not finished(),
     )
+
+
+def _collect(peer: _Peer) -> None:
+    """Keep the peer's confirmed inputs and checksums before the session forgets them."""
+    peer.checksums.update(peer.session.confirmed_checksums())
+    peer.log += peer.session.drain_confirmed()
 
 
 def _report(
@@ -188,6 +197,9 @@ def _check_convergence(
     """A reason the run did not converge ("" if it did) and how many checksums were compared."""
     if timed_out:
         return f"timed out before every peer confirmed {frames} frames", 0
+    short = [p.addr for p in live if len(p.log) < frames]
+    if short:
+        return f"{short} confirmed fewer than {frames} frames", 0
     truth_inputs = [inputs for _, inputs in live[0].log[:frames]]
     for peer in live[1:]:
         if [inputs for _, inputs in peer.log[:frames]] != truth_inputs:
