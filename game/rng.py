@@ -42,6 +42,16 @@ class Rng:
         """Uniform int in [0, n), unbiased (rejection sampling)."""
         if n <= 0:
             raise ValueError(f"randbelow needs n > 0, got {n}")
+        if n > 1 << 64:  # wider than one draw: take enough 64-bit words, reject values >= n
+            words = (n.bit_length() + 63) // 64
+            extra = words * 64 - n.bit_length()
+            while True:
+                x = 0
+                for _ in range(words):
+                    x = (x << 64) | self.next_u64()
+                x >>= extra
+                if x < n:
+                    return x
         limit = (1 << 64) - ((1 << 64) % n)
         while True:
             x = self.next_u64()
