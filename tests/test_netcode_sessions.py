@@ -175,3 +175,24 @@ def test_executor_refuses_to_load_a_frame_it_never_saved() -> None:
         executor.run([LoadState(0)])  # overwritten by frame 4 in a ring of 4
     with pytest.raises(NetcodeError, match="invalid_request"):
         executor.run([AdvanceFrame(2, {"p0": 1, "p1": 1}, {})])
+
+
+class Unsnapshottable(Tally):
+    """A Tally that cannot snapshot itself: the runner falls back to pickling."""
+
+    get_state = None  # type: ignore[assignment]
+    set_state = None  # type: ignore[assignment]
+
+
+def test_pickle_fallback_runs_synctest_and_refuses_peer_checksums() -> None:
+    session = SyncTestSession(tally_config(2), check_distance=4)
+    runner = SessionRunner(session, reset(Unsnapshottable()))
+    for frame in range(30):
+        runner.tick({"p0": frame % 4, "p1": 1})
+    assert session.events() == [] and session.stats.rollbacks == 27
+
+    pair = Pair()
+    with pytest.raises(NetcodeError, match="set desync_interval=0 or implement get_state/set_state"):
+        SessionRunner(pair.a, reset(Unsnapshottable()))
+    quiet = Pair(desync_interval=0)
+    SessionRunner(quiet.a, reset(Unsnapshottable())).tick({"p0": 1})
