@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from game.env import action_space_for, default_action_for
 from game.spaces import Space
@@ -80,6 +80,14 @@ class SessionConfig:
             default_actions={p: default_action_for(env, p) for p in players},
             **settings,
         )
+
+    def check_action(self, player: str, action: Any, players: Sequence[str]) -> None:
+        """Raise NetcodeError("invalid_input") unless `player` is in `players` and `action` in its space."""
+        if player not in players:
+            raise NetcodeError("invalid_input", f"{player!r} is not a local player of this session", player=player)
+        reason = self.action_spaces[player].why_not(action)
+        if reason:
+            raise NetcodeError("invalid_input", f"action for {player!r} rejected: {reason}", player=player)
 
     def delay_of(self, player: str) -> int:
         if isinstance(self.input_delay, Mapping):

@@ -14,13 +14,13 @@ from netcode import codec
 from netcode.config import SessionConfig
 from netcode.errors import NetcodeError
 from netcode.events import (
-    BadPacket, DesyncDetected, Disconnected, Event, NetworkInterrupted, NetworkResumed, WaitRecommendation,
+    DesyncDetected, Disconnected, Event, NetworkInterrupted, NetworkResumed, WaitRecommendation,
 )
 from netcode.inputs import InputQueue
 from netcode.requests import AdvanceFrame, LoadState, Request, SaveState
 from netcode.stats import PeerStats, SessionStats
 from netcode.timesync import RECOMMEND_EVERY, TimeSync
-from netcode.transport import Transport
+from netcode.transport import Transport, receive_all
 
 Clock = Callable[[], float]
 MAX_FRAMES_AHEAD = 600      # remote inputs further than this past our frame are refused
@@ -105,11 +105,7 @@ class P2PSession:
 
     def add_local_input(self, player: str, action: Any) -> None:
         """Give `player`'s input for this tick; it applies `input_delay` frames later."""
-        if player not in self.local_players:
-            raise NetcodeError("invalid_input", f"{player!r} is not a local player of this session", player=player)
-        reason = self.config.action_spaces[player].why_not(action)
-        if reason:
-            raise NetcodeError("invalid_input", f"action for {player!r} rejected: {reason}", player=player)
+        self.config.check_action(player, action, self.local_players)
         self._pending_local[player] = action
 
     def advance_frame(self) -> list[Request]:
@@ -151,12 +147,9 @@ class P2PSession:
 
     def poll(self) -> None:
         """Read incoming packets, detect silent peers, and send keep-alives."""
-        for addr, data in self.transport.receive():
-            try:
-                self.handle_packet(addr, data)
-            except NetcodeError as error:
-                self.stats.bad_packets += 1
-                self._events.append(BadPacket(addr, error.code, str(error)))
+        refused = receive_all(self.transport, self.handle_packet)
+        self.stats.bad_packets += len(refused)
+        self._events += refused
         self._check_timeouts()
         self._send_all(force=False)
 

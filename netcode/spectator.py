@@ -10,11 +10,11 @@ from typing import Any, Iterable
 from netcode import codec
 from netcode.config import SessionConfig
 from netcode.errors import NetcodeError
-from netcode.events import BadPacket, DesyncDetected, Event
+from netcode.events import DesyncDetected, Event
 from netcode.p2p import Clock
 from netcode.requests import CONFIRMED, DISCONNECTED, AdvanceFrame, Request, SaveState
 from netcode.stats import SessionStats
-from netcode.transport import Transport
+from netcode.transport import Transport, receive_all
 
 
 class SpectatorSession:
@@ -41,12 +41,9 @@ class SpectatorSession:
         self._last_sent = float("-inf")
 
     def poll(self) -> None:
-        for addr, data in self.transport.receive():
-            try:
-                self.handle_packet(addr, data)
-            except NetcodeError as error:
-                self.stats.bad_packets += 1
-                self._events.append(BadPacket(addr, error.code, str(error)))
+        refused = receive_all(self.transport, self.handle_packet)
+        self.stats.bad_packets += len(refused)
+        self._events += refused
         if self.clock() - self._last_sent >= self.config.keepalive_ms:
             self._send_ack()
 

@@ -32,11 +32,7 @@ class SyncTestSession:
         self._events: list[Event] = []
 
     def add_local_input(self, player: str, action: Any) -> None:
-        if player not in self.config.players:
-            raise NetcodeError("invalid_input", f"{player!r} is not a player of this session", player=player)
-        reason = self.config.action_spaces[player].why_not(action)
-        if reason:
-            raise NetcodeError("invalid_input", f"action for {player!r} rejected: {reason}", player=player)
+        self.config.check_action(player, action, self.config.players)
         self._pending[player] = action
 
     def advance_frame(self) -> list[Request]:

@@ -6,7 +6,10 @@ The server relays over Socket.IO, the browser over worker postMessage, tests ove
 from __future__ import annotations
 
 from collections import deque
-from typing import Protocol
+from typing import Callable, Protocol
+
+from netcode.errors import NetcodeError
+from netcode.events import BadPacket
 
 
 class Transport(Protocol):
@@ -15,6 +18,17 @@ class Transport(Protocol):
 
     def receive(self) -> list[tuple[str, str]]:
         """Every (sender address, data) that arrived since the last call."""
+
+
+def receive_all(transport: Transport, handle: Callable[[str, str], None]) -> list[BadPacket]:
+    """Hand every received packet to `handle`; the ones it refuses come back as BadPacket events."""
+    refused = []
+    for addr, data in transport.receive():
+        try:
+            handle(addr, data)
+        except NetcodeError as error:
+            refused.append(BadPacket(addr, error.code, str(error)))
+    return refused
 
 
 class MemoryHub:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import sys
 import textwrap
 from pathlib import Path
@@ -792,10 +793,6 @@ def test_cli_prints_the_games_traceback(
             "check-env: '{dir}/good_game.py' is not of the form FILE.py:Class or package.module:Class\n",
         ),
         (["{dir}/good_game.py:Toy", "--config", "[1]"], "check-env: --config must be a JSON object, got list\n"),
-        (
-            ["{dir}/good_game.py:Toy", "--runtime", "pyodide"],
-            "check-env: --runtime pyodide is not available yet; use --runtime cpython (the default).\n",
-        ),
     ],
 )
 def test_cli_usage_errors(
@@ -811,3 +808,33 @@ def test_cli_rejects_bad_frames(coplay: Callable[..., int], capsys: pytest.Captu
         coplay(["check-env", "x.py:Toy", "--frames", "0"])
     assert caught.value.code == 2
     assert "argument --frames: must be a whole number >= 1, got '0'" in capsys.readouterr().err
+
+
+SINE_GAME = """
+import math
+
+class Sine(Toy):
+    def get_state(self):
+        return {**super().get_state(), "wave": [math.sin(self.frame * 0.37 + k * 1.3) for k in range(200)]}
+"""
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not on PATH, so Pyodide cannot run")
+def test_cli_pyodide_runtime_passes_a_portable_game(
+    coplay: Callable[..., int], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = write_game(tmp_path, "good_game") + ":Toy"
+    assert coplay(["check-env", spec, "--frames", "60", "--no-hash-seed-check", "--runtime", "pyodide"]) == 0
+    assert "  pyodide:    same checksums as CPython at every frame\n" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not on PATH, so Pyodide cannot run")
+def test_cli_pyodide_runtime_catches_transcendental_floats(
+    coplay: Callable[..., int], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "sine.py"
+    path.write_text(textwrap.dedent(TOY_FILE) + textwrap.dedent(SINE_GAME))
+    assert coplay(["check-env", f"{path}:Sine", "--frames", "30", "--no-hash-seed-check", "--runtime", "pyodide"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("check-env: Sine FAILED [runtime_mismatch]\nCPython and Pyodide diverge at frame 0 (checksum ")
+    assert "use integer or + - * / sqrt arithmetic instead." in err

@@ -5,8 +5,12 @@ with different PYTHONHASHSEED values and compares them frame by frame. That catc
 what one process cannot see: iterating a set of strings, or calling hash() on a string,
 gives a different order in every Python process (and in every browser).
 
+With `--runtime pyodide` it also plays the trajectory in Pyodide 0.27.7 under Node (the
+browser's Python) and compares the checksums with CPython's frame by frame: the check
+that tells whether server-side bots and browsers can share a match of this game.
+
 Exit status: 0 when the game passes, 1 when a check fails, 2 for usage errors (the
-spec or --config cannot be loaded, an unavailable --runtime).
+spec or --config cannot be loaded, Node or Pyodide is missing).
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ import traceback
 from pathlib import Path
 
 from app.loading import LoadError, load_class, parse_config
+from app.pyodide_node import PyodideError, PyodideNode, PyodideUnavailable
 from game.checker import CheckReport, EnvCheckError, check_env, trajectory_checksums
 
 HASH_SEEDS = ("1", "2")
@@ -41,7 +46,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--runtime", choices=("cpython", "pyodide"), default="cpython",
-        help="where the game runs during the check (default cpython; pyodide is not available yet)",
+        help="pyodide: also play the trajectory in Pyodide under Node and compare it with CPython frame by frame",
     )
     parser.add_argument(
         "--no-hash-seed-check", action="store_true",
@@ -51,11 +56,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.runtime == "pyodide":
-        print(
-            "check-env: --runtime pyodide is not available yet; use --runtime cpython (the default).", file=sys.stderr
-        )
-        return 2
     try:
         env_class = load_class(args.spec)
         config = parse_config(args.config)
@@ -66,11 +66,53 @@ def run(args: argparse.Namespace) -> int:
         report = check_env(env_class, config, frames=args.frames, seed=args.seed)
         if not args.no_hash_seed_check:
             check_hash_seed(args.spec, args.config, args.frames, args.seed)
+        if args.runtime == "pyodide":
+            check_pyodide(env_class, args.spec, config, args.frames, args.seed)
+    except PyodideUnavailable as exc:
+        print(f"check-env: --runtime pyodide: {exc}", file=sys.stderr)
+        return 2
     except EnvCheckError as exc:
         _print_failure(env_class.__name__, exc)
         return 1
     _print_success(report, hash_seed_checked=not args.no_hash_seed_check)
+    if args.runtime == "pyodide":
+        print("  pyodide:    same checksums as CPython at every frame")
     return 0
+
+
+def check_pyodide(env_class: type, spec: str, config: dict | None, frames: int, seed: int) -> None:
+    """Play the trajectory in Pyodide under Node; raise EnvCheckError at the first frame that differs."""
+    target, _, class_name = spec.rpartition(":")
+    files: dict[str, str] = {}
+    module = target
+    if target.endswith(".py"):
+        path = Path(target).resolve()
+        files = {sibling.name: sibling.read_text() for sibling in path.parent.glob("*.py")}
+        module = path.stem
+    code = (
+        f"import importlib\nfrom game.checker import trajectory_checksums\n"
+        f"cls = getattr(importlib.import_module({module!r}), {class_name!r})\n"
+        f"result = trajectory_checksums(cls, {config!r}, {frames!r}, {seed!r})\n"
+    )
+    with PyodideNode() as py:
+        try:
+            theirs = py.run(code, files=files)
+        except PyodideError as exc:
+            raise EnvCheckError("pyodide_failed", f"The game failed in Pyodide: {exc}") from None
+    ours = trajectory_checksums(env_class, config, frames, seed)
+    for frame, (a, b) in enumerate(zip(ours, theirs)):
+        if a != b:
+            raise EnvCheckError(
+                "runtime_mismatch",
+                f"CPython and Pyodide diverge at frame {frame} (checksum {a} in CPython, {b} in Pyodide) with the "
+                f"same seed and inputs. Browsers run Pyodide, so a server-side bot or a replay in CPython would "
+                f"desync from them. The usual cause is a transcendental float function (math.sin, cos, atan2, exp, "
+                f"pow), whose last bit differs between the two runtimes' C libraries: use integer or + - * / sqrt "
+                f"arithmetic instead.",
+            )
+    if len(ours) != len(theirs):
+        raise EnvCheckError(
+            "runtime_mismatch", f"CPython played {len(ours)} frames but Pyodide {len(theirs)} with the same inputs.")
 
 
 def check_hash_seed(spec: str, config: str | None, frames: int, seed: int) -> None:
