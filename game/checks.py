@@ -161,17 +161,20 @@ def check_observation_space(env: Any, players: tuple[str, ...]) -> None:
 # ---------------------------------------------------------------- results
 
 
-def check_jsonable(value: Any, label: str, at: str = "") -> None:
-    """Raise `not_jsonable` naming the path, e.g. "step()['info']['hit'] at frame 3: set value ..."."""
+def check_jsonable(value: Any, label: str, at: str = "", finite: bool = False) -> None:
+    """Raise `not_jsonable` naming the path, e.g. "step()['info']['hit'] at frame 3: set value ...".
+
+    `finite=True` (observations, info: they travel to the browser) refuses NaN and infinities too.
+    """
     try:
-        check_encodable(value)
+        check_encodable(value, finite=finite)
     except StateEncodingError as exc:
         raise EnvCheckError("not_jsonable", f"{label}{exc.path}{at}: {exc.problem}. {JSON_HINT}") from None
 
 
 def _check_observations(env: Any, observations: dict, label: str, at: str) -> None:
     for player in env.players:
-        check_jsonable(observations[player], f"{label}[{player!r}]", at)
+        check_jsonable(observations[player], f"{label}[{player!r}]", at, finite=True)
     if getattr(env, "observation_space", None) is None:
         return
     for player in env.players:
@@ -246,5 +249,5 @@ def check_step_result(env: Any, result: Any, frame: int) -> None:
             f"step()['info']{at} is a {type(result['info']).__name__}; it must be a dict (use {{}} when "
             f"there is nothing to report).",
         )
-    check_jsonable(result["info"], "step()['info']", at)
+    check_jsonable(result["info"], "step()['info']", at, finite=True)
     _check_observations(env, result["observations"], "step()['observations']", at)

@@ -14,6 +14,7 @@ import math
 from typing import Any
 
 _SCALARS = (str, int, float, type(None))  # bool is an int subclass
+_NON_FLOAT_SCALARS = (str, int, type(None))
 
 
 class StateEncodingError(TypeError):
@@ -29,22 +30,29 @@ class StateEncodingError(TypeError):
         )
 
 
-def check_encodable(value: Any, path: str = "") -> None:
-    """Raise `StateEncodingError` naming the first path holding a value that cannot be encoded."""
+def check_encodable(value: Any, path: str = "", finite: bool = False) -> None:
+    """Raise `StateEncodingError` naming the first path holding a value that cannot be encoded.
+
+    `finite=True` also refuses NaN and infinities, which browsers' JSON cannot carry
+    (observations and info go to the browser; states stay in Python).
+    """
     kind = type(value)
+    if kind is float and finite and not math.isfinite(value):
+        raise StateEncodingError(path, f"{value!r} is not a finite number (JSON in browsers has no NaN or Infinity)")
     if kind in _SCALARS or kind is bool:
         return
+    plain = _NON_FLOAT_SCALARS if finite else _SCALARS
     if kind is list or kind is tuple:
         for index, item in enumerate(value):
-            if type(item) not in _SCALARS:
-                check_encodable(item, f"{path}[{index}]")
+            if type(item) not in plain:
+                check_encodable(item, f"{path}[{index}]", finite)
         return
     if kind is dict:
         for key, item in value.items():
             if type(key) is not str:
                 raise StateEncodingError(f"{path}", f"dict key {key!r} is a {type(key).__name__}, keys must be str")
-            if type(item) not in _SCALARS:
-                check_encodable(item, f"{path}[{key!r}]")
+            if type(item) not in plain:
+                check_encodable(item, f"{path}[{key!r}]", finite)
         return
     raise StateEncodingError(path, f"{kind.__name__} value {value!r:.60} is not encodable")
 

@@ -388,6 +388,14 @@ def test_observations_must_be_jsonable() -> None:
     )
 
 
+def test_observations_and_info_must_be_finite() -> None:
+    env = make_env(step=replaced(toy_step, info={"speed": [1.0, float("nan")]}))
+    assert check_fails(env, "not_jsonable") == (
+        f"step()['info']['speed'][1] at frame 1: nan is not a finite number (JSON in browsers has no NaN or "
+        f"Infinity). {JSON_HINT}"
+    )
+
+
 def test_info_must_be_jsonable() -> None:
     env = make_env(step=replaced(toy_step, info={"hits": [1, (2, 3j)]}))
     assert check_fails(env, "not_jsonable") == (
