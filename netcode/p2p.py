@@ -92,6 +92,7 @@ class P2PSession:
                 self.queues[player].add_confirmed(frame, config.default_actions[player])
         self.current_frame = 0
         self.stalled = False
+        self.end_frame: int | None = None
         self.stats = SessionStats()
         self._pending_local: dict[str, Any] = {}
         self._events: list[Event] = []
@@ -114,6 +115,8 @@ class P2PSession:
         When the session is too far past the last confirmed frame it stalls: `stalled`
         is True and the list holds at most the rollback. The local input for the frame
         is taken (and sent) at the first call; inputs given while stalled are dropped.
+        At `end_frame` (set when the game ended there) it holds still the same way,
+        without counting stalls, still applying rollbacks.
         """
         missing = [p for p in self.local_players if p not in self._pending_local]
         if missing:
@@ -123,12 +126,13 @@ class P2PSession:
             # Added (and so sent) even if we stall below: in lockstep the peers wait on it.
             self.queues[player].add_confirmed(frame + self.config.delay_of(player), self._pending_local[player])
         requests: list[Request] = self._rollback_requests()
-        self.stalled = frame - self._remote_confirmed() > self.config.max_prediction
-        if (requests or not self.stalled) and self._needs_save(frame, self.confirmed_frame):
+        at_end = self.end_frame is not None and frame >= self.end_frame
+        self.stalled = not at_end and frame - self._remote_confirmed() > self.config.max_prediction
+        if (requests or not (self.stalled or at_end)) and self._needs_save(frame, self.confirmed_frame):
             requests.append(SaveState(frame, self.config.is_check_frame(frame)))
         if self.stalled:
             self.stats.stalls += 1
-        else:
+        elif not at_end:
             self._pending_local.clear()
             requests.append(self._advance_request(frame))
             self.current_frame = frame + 1
@@ -138,6 +142,37 @@ class P2PSession:
         if self.current_frame % 16 == 0:
             self._prune()
         return requests
+
+    def preload(self, inputs: Mapping[str, Sequence[Any]]) -> None:
+        """Before the first frame, confirm inputs already known (from frame 0 on) for any players.
+
+        A peer that joins a running match (an AI taking a dropped seat) preloads the
+        match's input log, then advances quickly to the present.
+        """
+        if self.current_frame != 0:
+            raise NetcodeError("invalid_input", "preload() only works before the first advance_frame()")
+        for player, actions in inputs.items():
+            if player not in self.queues:
+                raise NetcodeError("invalid_input", f"cannot preload unknown player {player!r}", player=player)
+            for frame, action in enumerate(actions):
+                reason = self.config.action_spaces[player].why_not(action)
+                if reason:
+                    raise NetcodeError("invalid_input", f"preloaded action of {player!r} at frame {frame}: {reason}",
+                                       player=player, frame=frame)
+        for player, actions in inputs.items():
+            queue = self.queues[player]
+            for frame in range(queue.last_confirmed + 1, len(actions)):
+                queue.add_confirmed(frame, actions[frame])
+
+    def disconnect_player(self, player: str, frame: int) -> None:
+        """From `frame` on, `player` (a remote player) plays the default action.
+
+        For matches where a server decides when a seat is gone and tells every peer the
+        same frame, so they agree without their own timeouts.
+        """
+        if player not in self._owner:
+            raise NetcodeError("invalid_input", f"{player!r} is not a remote player of this session", player=player)
+        self._disconnect_player(player, frame)
 
     def report_checksums(self, checksums: Iterable[tuple[int, str]]) -> None:
         """Give back the checksums the executor computed for the last batch's saves."""

@@ -196,3 +196,56 @@ def test_pickle_fallback_runs_synctest_and_refuses_peer_checksums() -> None:
         SessionRunner(pair.a, reset(Unsnapshottable()))
     quiet = Pair(desync_interval=0)
     SessionRunner(quiet.a, reset(Unsnapshottable())).tick({"p0": 1})
+
+
+class ShortTally(Tally):
+    """A Tally that ends when p0's counter reaches 5 (so the end depends on inputs)."""
+
+    def step(self, actions: dict) -> dict:
+        result = super().step(actions)
+        result["terminated"] = self.pos[0] >= 5
+        return result
+
+
+def test_episode_ends_at_the_same_confirmed_frame_for_every_peer() -> None:
+    from netcode.episode import EpisodeRunner
+
+    pair = Pair()
+    envs = {name: ShortTally() for name in ("a", "b")}
+    runners = {name: EpisodeRunner(session, envs[name], envs[name].reset(0))
+               for name, session in (("a", pair.a), ("b", pair.b))}
+    for tick in range(40):
+        pair.clock.advance_to(tick * 16.0)
+        runners["a"].tick({"p0": 2 if tick >= 3 else 1})  # +1 per frame from frame 3: ends after frame 7
+        if tick % 3 == 0:  # b lags, so a predicts and must hold at the end
+            runners["b"].tick({"p1": 1})
+    assert runners["a"].done
+    assert pair.a.end_frame == 8 and pair.a.current_frame == 8
+    for _ in range(30):
+        runners["b"].tick({"p1": 1})
+        runners["a"].tick({"p0": 0})
+    assert runners["b"].done and pair.b.end_frame == 8
+    assert runners["a"].final_checksum() == runners["b"].final_checksum()
+
+
+def test_a_predicted_end_is_lifted_when_the_rollback_says_otherwise() -> None:
+    from netcode.episode import EpisodeRunner
+
+    class EndsWhenP1Idle(Tally):
+        def step(self, actions: dict) -> dict:
+            result = super().step(actions)
+            result["terminated"] = self.frame == 3 and actions["p1"] == 0
+            return result
+
+    pair = Pair()
+    env = EndsWhenP1Idle()
+    runner = EpisodeRunner(pair.a, env, env.reset(0))
+    for _ in range(4):
+        runner.tick({"p0": 1})   # p1 predicted 0: the game "ends" after frame 2
+    assert pair.a.end_frame == 3 and not runner.done
+    for _ in range(4):
+        pair.tick("b", 2)        # p1 really pressed 2: no end
+    runner.tick({"p0": 1})       # the rollback re-runs frames 0-2 and finds no end
+    assert pair.a.end_frame is None and pair.a.current_frame == 3
+    runner.tick({"p0": 1})
+    assert pair.a.current_frame == 4
