@@ -2,12 +2,17 @@
 `add_parser(subparsers)` registering it and setting `func` to its runner."""
 from __future__ import annotations
 
-import argparse
 import sys
 
-from app.commands import check_env, simulate
+from app.asyncmode import patch_for_server
 
-COMMANDS = (check_env, simulate)
+patch_for_server(sys.argv[1:])  # must run before anything else imports socket or threading
+
+import argparse  # noqa: E402
+
+from app.commands import check_env, loadtest, serve, simulate  # noqa: E402
+
+COMMANDS = (serve, check_env, simulate, loadtest)
 
 
 def build_parser() -> argparse.ArgumentParser:

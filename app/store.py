@@ -28,7 +28,7 @@ from typing import Any
 
 SCHEMA_VERSION = 1
 DATABASE_NAME = "coplay.sqlite"
-PARTICIPANT_STATUSES = ("active", "completed", "waiting_timeout", "partner_dropped", "excluded", "error")
+PARTICIPANT_STATUSES = ("active", "completed", "declined", "waiting_timeout", "partner_dropped", "excluded", "error")
 MATCH_STATUSES = ("active", "completed", "partner_dropped", "abandoned", "error")
 
 _SCHEMA = """

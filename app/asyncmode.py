@@ -1,0 +1,39 @@
+"""Choosing the server's async mode, and monkey-patching for it before anything else loads.
+
+eventlet (the default) and gevent must patch the standard library before any module
+imports socket, threading or ssl, so `coplay serve` / `coplay demo` call
+`patch_for_server` first thing. Everything else in coplay is independent of the mode.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+
+ASYNC_MODES = ("eventlet", "gevent", "threading")
+SERVER_COMMANDS = ("serve", "demo")
+
+
+def requested_mode(argv: list[str]) -> str:
+    """The --async-mode given on the command line, else $COPLAY_ASYNC_MODE, else eventlet."""
+    for index, arg in enumerate(argv):
+        if arg == "--async-mode" and index + 1 < len(argv):
+            return argv[index + 1]
+        if arg.startswith("--async-mode="):
+            return arg.split("=", 1)[1]
+    return os.environ.get("COPLAY_ASYNC_MODE", "eventlet")
+
+
+def patch_for_server(argv: list[str]) -> None:
+    """Monkey-patch for eventlet or gevent when `argv` starts a server; otherwise do nothing."""
+    if not argv or argv[0] not in SERVER_COMMANDS:
+        return
+    mode = requested_mode(argv)
+    if mode == "eventlet":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # eventlet warns on import that it is deprecated upstream
+            import eventlet
+        eventlet.monkey_patch()
+    elif mode == "gevent":
+        from gevent import monkey
+
+        monkey.patch_all()

@@ -1,0 +1,79 @@
+"""`coplay serve EXPERIMENT.py` and `coplay demo`: run the experiment server."""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+from pathlib import Path
+
+
+from app.asyncmode import ASYNC_MODES, requested_mode
+from scenes import Experiment, ExperimentError
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    serve = subparsers.add_parser("serve", help="serve an experiment file",
+                                  description="Serve the Experiment defined in a Python file.")
+    serve.add_argument("experiment", metavar="EXPERIMENT.py", help="a Python file defining one Experiment")
+    _common(serve)
+    serve.set_defaults(func=run_serve)
+    demo = subparsers.add_parser("demo", help="serve the built-in demo experiment",
+                                 description="Serve the demo: consent, instructions, Pong (human vs human, AI "
+                                 "after 20 s), a kitchen game with an AI partner, a survey, the end.")
+    _common(demo)
+    demo.set_defaults(func=run_demo)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=5000, help="port (default 5000)")
+    parser.add_argument("--data", default="data", help="data folder; the experiment's data goes in DATA/<id>/")
+    parser.add_argument("--async-mode", choices=ASYNC_MODES, default=requested_mode([]),
+                        help="eventlet (default), gevent or threading")
+
+
+def load_experiment(path: str) -> Experiment:
+    """The one Experiment object defined at the top level of the file at `path`."""
+    file = Path(path).resolve()
+    if not file.is_file():
+        raise ExperimentError(f"no such file: {path}")
+    sys.path.insert(0, str(file.parent))
+    spec = importlib.util.spec_from_file_location(f"coplay_experiment_{file.stem}", file)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    found = [value for value in vars(module).values() if isinstance(value, Experiment)]
+    if len(found) != 1:
+        raise ExperimentError(f"{path} must define exactly one Experiment at top level, found {len(found)}")
+    return found[0]
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    try:
+        experiment = load_experiment(args.experiment)
+    except ExperimentError as error:
+        print(f"coplay serve: {error}", file=sys.stderr)
+        return 2
+    return _serve(experiment, args, args.experiment)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from app.demo_experiment import EXPERIMENT
+
+    return _serve(EXPERIMENT, args, None)
+
+
+def _serve(experiment: Experiment, args: argparse.Namespace, experiment_file: str | None) -> int:
+    from app.server import serve
+
+    try:
+        serve(experiment, args.host, args.port, args.data, experiment_file, args.async_mode)
+    except ExperimentError as error:
+        print(f"coplay: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+

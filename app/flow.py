@@ -1,0 +1,154 @@
+"""Each participant's way through the experiment: entering, the scene plan, advancing, outcomes.
+
+The plan (the ordered scenes one participant sees) is rebuilt from the participant's
+stored seed and condition arms, so a reload or a server restart continues exactly
+where they were.
+"""
+from __future__ import annotations
+
+import html
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from app.protocol import ProtocolError
+from app.store import Store
+from scenes import AnswerError, ClientContext, Experiment
+from scenes.base import Scene
+
+PLATFORM_ID_PARAMS = ("PROLIFIC_PID", "participant")
+MAX_PARAMS = 32
+MAX_PARAM_CHARS = 200
+ACTIVE, COMPLETED = "active", "completed"
+
+
+@dataclass(frozen=True)
+class Entered:
+    """The participant who entered, or the page refusing them."""
+
+    participant: str | None
+    refusal: str | None = None
+
+
+class Flow:
+    """Moves participants through `experiment`, recording every step in `store`."""
+
+    def __init__(self, experiment: Experiment, store: Store) -> None:
+        self.experiment = experiment
+        self.store = store
+        self._plans: dict[str, list[Scene]] = {}
+
+    def enter(self, params: dict[str, str]) -> Entered:
+        """A new participant from URL `params`, or the returning one with the same platform id."""
+        if len(params) > MAX_PARAMS or any(len(k) > MAX_PARAM_CHARS or len(v) > MAX_PARAM_CHARS
+                                           for k, v in params.items()):
+            return Entered(None, _page("Invalid link", "This link has too many or too long parameters."))
+        platform_id = next((params[k] for k in PLATFORM_ID_PARAMS if params.get(k)), None)
+        with self.store.lock:
+            if platform_id is not None:
+                existing = self.store.find_by_platform_id(platform_id)
+                if existing is not None:
+                    if existing.status == ACTIVE:
+                        return Entered(existing.id)
+                    return Entered(None, _page("Already taken part",
+                                               "You have already taken part in this study, so you cannot "
+                                               "take part again. Thank you for your interest."))
+            participant = self.store.create_participant(platform_id, params, secrets.randbelow(1 << 31))
+            plan = self.plan(participant)
+            self.store.set_plan(participant, [scene.id for scene in plan])
+            self.store.enter_scene(participant, 0, plan[0].id, plan[0].kind)
+        return Entered(participant)
+
+    def plan(self, participant: str) -> list[Scene]:
+        """The participant's scenes; condition arms are assigned (balanced) on first use."""
+        if participant not in self._plans:
+            record = self._participant(participant)
+            arms = dict(record.condition or {})
+
+            def arm_for(conditions: Any) -> str:
+                if conditions.name not in arms:
+                    with self.store.lock:
+                        counts = self.store.arm_counts(conditions.name, list(conditions.arms))
+                        arms[conditions.name] = conditions.choose(counts)
+                        self.store.assign_condition(participant, conditions.name, arms[conditions.name])
+                return arms[conditions.name]
+
+            self._plans[participant] = self.experiment.plan(record.seed, arm_for)
+        return self._plans[participant]
+
+    def current(self, participant: str) -> tuple[int, Scene]:
+        """The scene the participant is on: their plan's, or their outcome's page."""
+        record = self._participant(participant)
+        plan = self.plan(participant)
+        if record.status not in (ACTIVE, COMPLETED):
+            return len(plan), self.experiment.end_scene(record.status)
+        return record.scene_index, plan[record.scene_index]
+
+    def scene_payload(self, participant: str) -> dict[str, Any]:
+        """The `scene` event for the participant's current scene."""
+        index, scene = self.current(participant)
+        record = self._participant(participant)
+        context = ClientContext(participant=participant, params=record.url_params or {})
+        return {"index": index, "count": len(self.plan(participant)), "scene": scene.to_client(context)}
+
+    def advance(self, participant: str, index: int, data: Any) -> None:
+        """Finish scene `index` with `data` (consent, page, survey); raises ProtocolError if refused."""
+        current, scene = self._expect(participant, index)
+        try:
+            recorded = scene.parse_advance(data)
+        except AnswerError as error:
+            raise ProtocolError(str(error)) from None
+        if scene.kind == "consent" and not recorded["accept"]:
+            self.store.leave_scene(participant, current, recorded)
+            self.set_outcome(participant, "declined")
+            return
+        if scene.kind == "survey":
+            self.store.save_answers(participant, scene.id, recorded["answers"])
+        self._move_on(participant, current, recorded)
+
+    def expect_match(self, participant: str, index: int) -> Any:
+        """The match scene the participant is on at `index` (for `ready`)."""
+        _, scene = self._expect(participant, index)
+        if scene.kind != "match":
+            raise ProtocolError(f"scene {index} is a {scene.kind}, not a match")
+        return scene
+
+    def finish_match(self, participant: str) -> None:
+        """Move past the match scene the participant is on (the match ended, or went on without them)."""
+        record = self._participant(participant)
+        if record.status == ACTIVE and self.plan(participant)[record.scene_index].kind == "match":
+            self._move_on(participant, record.scene_index, None)
+
+    def set_outcome(self, participant: str, outcome: str) -> None:
+        """End the participant's study with `outcome` (declined, waiting_timeout, ...)."""
+        record = self._participant(participant)
+        if record.status == ACTIVE:
+            self.store.leave_scene(participant, record.scene_index)
+            self.store.set_status(participant, outcome)
+
+    def _expect(self, participant: str, index: int) -> tuple[int, Scene]:
+        current, scene = self.current(participant)
+        record = self._participant(participant)
+        if record.status != ACTIVE:
+            raise ProtocolError(f"the study has ended for you ({record.status})")
+        if index != current:
+            raise ProtocolError(f"scene {index} is not your current scene ({current})")
+        return current, scene
+
+    def _move_on(self, participant: str, index: int, data: Any) -> None:
+        plan = self.plan(participant)
+        following = plan[index + 1]
+        self.store.advance_scene(participant, index, data, index + 1, following.id, following.kind)
+        if following.kind == "end":
+            self.store.set_status(participant, COMPLETED)
+
+    def _participant(self, participant: str) -> Any:
+        record = self.store.get_participant(participant)
+        if record is None:
+            raise ProtocolError("unknown participant; reload the page")
+        return record
+
+
+def _page(title: str, text: str) -> str:
+    return (f"<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
+            f"<body><h1>{html.escape(title)}</h1><p>{html.escape(text)}</p></body></html>")

@@ -1,0 +1,733 @@
+"""A headless participant: walks an experiment's whole flow over the real socket protocol.
+
+It does what a browser does (docs/protocol.md): GET the entry page keeping the session
+cookie, connect Socket.IO with that cookie, answer every scene, and play matches with
+the same netcode the browser worker runs (`P2PSession` + `EpisodeRunner`), relaying
+packets through the server. The load tester starts many of them; end-to-end tests use
+them as scripted participants (drop mid-match, reload to prove resume).
+
+Threads: the Socket.IO client's reader thread only queues what arrives (scene events
+in one inbox, netcode packets in the matching episode's transport). Everything else,
+scenes and the fixed-timestep match loop, runs in the thread that calls `run()`, so
+the session and env are touched by one thread only.
+
+Uses the python-socketio *client* (threaded) and requests; never eventlet.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+import urllib.parse
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import engineio
+import requests
+import socketio
+
+from app.loading import LoadError, load_class
+from game.env import action_space_for, default_action_for
+from game.rng import Rng
+from netcode.config import SessionConfig
+from netcode.episode import EpisodeRunner
+from netcode.errors import NetcodeError
+from netcode.events import BadPacket, DesyncDetected, Disconnected, WaitRecommendation
+from netcode.p2p import P2PSession
+
+# policy(player, observation, frame) -> action
+PolicyFn = Callable[[str, Any, int], Any]
+EventCallback = Callable[[str, Any], None]
+
+STICKY_CHANGE = 1 / 8        # a random player changes its action about every 8 frames
+MAX_CATCH_UP_TICKS = 4       # ticks run back to back when the loop fell behind
+MAX_TICK_DEBT_FRAMES = 8     # further behind than this, the schedule is reset (frames are not owed forever)
+MAX_STASHED_PACKETS = 4096   # packets kept for an episode whose match_start has not been handled yet
+DISCONNECT_WAIT_SECONDS = 1.0   # the goodbye is sent at once; the close handshake may finish in the background
+NONFATAL_ERROR_EVENTS = ("packet",)  # a refused packet (e.g. racing a match_end) does not end the run
+SERVER_EVENTS = ("scene", "waiting", "match_start", "seat_changed", "match_end", "error")
+
+
+# ----------------------------------------------------------------------------- results
+
+
+@dataclass
+class ParticipantResult:
+    """What one headless participant saw and did. `ok` is the load tester's pass mark."""
+
+    completed: bool                       # reached the end scene
+    reason: str                           # "completed", "timeout", "dropped at frame F", "error: ...", ...
+    outcome: str | None = None            # the end scene's outcome
+    completion_code: str | None = None
+    scenes: list[dict[str, Any]] = field(default_factory=list)       # {index, kind, id}
+    matches: list[dict[str, Any]] = field(default_factory=list)      # {match, scene, seat, players, episodes, reason, message}
+    episodes: list[dict[str, Any]] = field(default_factory=list)     # {match, episode, end_frame, checksum, rollbacks, ...}
+    desyncs: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)       # `error` events received
+    disconnects: list[dict[str, Any]] = field(default_factory=list)  # seat_changed and session Disconnected events
+    stats: dict[str, int] = field(default_factory=dict)              # rollbacks, stalls, max_rollback_depth, ...
+    connect_seconds: float | None = None                             # entry GET to the first `scene`
+    waiting_seconds: list[float] = field(default_factory=list)       # `ready` to `match_start`, per match
+    first_frame_seconds: list[float] = field(default_factory=list)   # `match_start` to frame 1, per episode
+    total_seconds: float = 0.0
+    reloads: int = 0
+    resumed_scenes: list[int] = field(default_factory=list)          # scene indexes the server resent after a reload
+    dropped: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """Completed the flow without a desync."""
+        return self.completed and not self.desyncs
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "ok": self.ok}
+
+
+# ----------------------------------------------------------------------------- survey answers
+
+
+def generate_answers(
+    questions: Sequence[Mapping[str, Any]], rng: Rng, given: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Valid answers for a survey's questions: `given` ones as they are, the others random (seeded).
+
+    likert: an int in 1..scale; choice: one option (a list of at least one when
+    `multiple`); text: a few words within max_length; number/slider: an int within
+    min..max. A question of an unknown kind is answered only when `given` has it.
+    """
+    given = given or {}
+    answers: dict[str, Any] = {}
+    for question in questions:
+        qid = question.get("id")
+        if not isinstance(qid, str):
+            continue
+        if qid in given:
+            answers[qid] = given[qid]
+            continue
+        value = _random_answer(question, rng)
+        if value is not None:
+            answers[qid] = value
+    return answers
+
+
+_WORDS = ("fine", "fast", "partner", "ball", "good", "hard", "fun", "played", "round", "team", "easy", "ok")
+
+
+def _option_value(option: Any) -> Any:
+    if isinstance(option, Mapping):
+        return option.get("value", option.get("id", option.get("label")))
+    return option
+
+
+def _random_answer(question: Mapping[str, Any], rng: Rng) -> Any:
+    kind = question.get("kind")
+    if kind == "likert":
+        scale = question.get("scale", 7)
+        return rng.randint(1, scale if isinstance(scale, int) and scale >= 1 else 7)
+    if kind == "choice":
+        options = [_option_value(o) for o in question.get("options") or []]
+        if not options:
+            return None
+        if question.get("multiple"):
+            picked = [o for o in options if rng.random() < 0.5] or [rng.choice(options)]
+            return picked
+        return rng.choice(options)
+    if kind == "text":
+        limit = question.get("max_length", 1000)
+        limit = limit if isinstance(limit, int) and limit >= 1 else 1000
+        minimum = question.get("min_length", 1)
+        minimum = minimum if isinstance(minimum, int) and 0 <= minimum <= limit else 1
+        words = [rng.choice(_WORDS) for _ in range(1 + rng.randbelow(8))]
+        text = " ".join(words)
+        while len(text) < minimum:
+            text += " " + rng.choice(_WORDS)
+        return text[:limit].strip() or "x" * min(limit, max(minimum, 1))
+    if kind in ("number", "slider"):
+        low, high = question.get("min", 0), question.get("max", 100)
+        if not (isinstance(low, int) and isinstance(high, int) and low <= high):
+            low, high = 0, 100
+        step = question.get("step", 1)
+        step = step if isinstance(step, int) and step >= 1 else 1
+        return low + step * rng.randbelow((high - low) // step + 1)
+    return None
+
+
+# ----------------------------------------------------------------------------- policies
+
+
+class Policy:
+    """Inputs for the local players of one episode: "random" (sticky, seeded), "idle" or a callable."""
+
+    def __init__(self, kind: str | PolicyFn, env: Any, players: Sequence[str], rng: Rng) -> None:
+        if not callable(kind) and kind not in ("random", "idle"):
+            raise ValueError(f"policy must be 'random', 'idle' or a callable, got {kind!r}")
+        self.kind = kind
+        self.rng = rng
+        self.spaces = {p: action_space_for(env, p) for p in players}
+        self.defaults = {p: default_action_for(env, p) for p in players}
+        self.current = dict(self.defaults)
+
+    def actions(self, observations: Mapping[str, Any], frame: int) -> dict[str, Any]:
+        if callable(self.kind):
+            return {p: self.kind(p, observations.get(p), frame) for p in self.spaces}
+        if self.kind == "idle":
+            return dict(self.defaults)
+        for player, space in self.spaces.items():
+            if frame == 0 or self.rng.random() < STICKY_CHANGE:
+                self.current[player] = space.sample(self.rng)
+        return dict(self.current)
+
+
+# ----------------------------------------------------------------------------- transport
+
+
+class SocketIOTransport:
+    """The netcode `Transport` over the server's `packet` relay, for one episode of one match.
+
+    `send` emits a `packet` event; the Socket.IO reader thread `push`es the packets
+    relayed to us, and `receive` drains them (a thread-safe deque in between).
+    """
+
+    def __init__(self, emit: Callable[[str, dict[str, Any]], None], match: str, episode: int) -> None:
+        self.emit = emit
+        self.match = match
+        self.episode = episode
+        self._inbox: deque[tuple[str, str]] = deque()
+        self.sent = 0
+
+    def send(self, to: str, data: str) -> None:
+        self.sent += 1
+        self.emit("packet", {"match": self.match, "episode": self.episode, "to": to, "data": data})
+
+    def push(self, sender: str, data: str) -> None:
+        self._inbox.append((sender, data))
+
+    def receive(self) -> list[tuple[str, str]]:
+        items = []
+        while True:
+            try:
+                items.append(self._inbox.popleft())
+            except IndexError:
+                return items
+
+
+class _PacketRouter:
+    """Routes relayed packets to the current episode's transport; stashes early ones."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._current: SocketIOTransport | None = None
+        self._stash: dict[tuple[str, int], list[tuple[str, str]]] = {}
+        self._stashed = 0
+
+    def route(self, payload: Any) -> None:
+        if not isinstance(payload, dict):
+            return
+        key = (payload.get("match"), payload.get("episode"))
+        sender, data = payload.get("from"), payload.get("data")
+        if not isinstance(sender, str) or not isinstance(data, str):
+            return
+        with self._lock:
+            current = self._current
+            if current is not None and key == (current.match, current.episode):
+                current.push(sender, data)
+            elif self._stashed < MAX_STASHED_PACKETS and isinstance(key[0], str) and isinstance(key[1], int):
+                # The peer may start an episode before we have handled its match_start.
+                self._stash.setdefault(key, []).append((sender, data))  # type: ignore[arg-type]
+                self._stashed += 1
+
+    def attach(self, transport: SocketIOTransport | None) -> None:
+        with self._lock:
+            self._current = transport
+            if transport is not None:
+                for sender, data in self._stash.pop((transport.match, transport.episode), []):
+                    transport.push(sender, data)
+                # Anything stashed for other episodes is stale by now.
+                self._stash.clear()
+                self._stashed = 0
+
+
+# ----------------------------------------------------------------------------- Socket.IO client
+
+
+class _OrderedEngineIOClient(engineio.Client):
+    """Runs message handlers on the reader thread, in arrival order.
+
+    The stock client starts a thread per message, so a `scene` and the `match_start`
+    right after it may be handled out of order. Our handlers only enqueue, so running
+    them inline is cheap. (Overrides a private hook of python-engineio 4.x.)
+    """
+
+    def _trigger_event(self, event: str, *args: Any, **kwargs: Any) -> Any:
+        if event == "message":
+            kwargs["run_async"] = False
+        return super()._trigger_event(event, *args, **kwargs)
+
+
+class _OrderedClient(socketio.Client):
+    def _engineio_client_class(self) -> type:
+        return _OrderedEngineIOClient
+
+
+_GAMES: dict[str, type] = {}
+_GAMES_LOCK = threading.Lock()
+
+
+def _load_game(spec: str) -> type:
+    """load_class, once per spec per process (many participants share a process in a load test)."""
+    with _GAMES_LOCK:
+        if spec not in _GAMES:
+            _GAMES[spec] = load_class(spec)
+        return _GAMES[spec]
+
+
+def split_url(base_url: str) -> tuple[str, str, dict[str, str]]:
+    """(entry page URL without query, Socket.IO server URL, query parameters already in base_url)."""
+    parts = urllib.parse.urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"{base_url!r} is not an http(s) URL")
+    path = parts.path.rstrip("/")
+    entry = urllib.parse.urlunsplit((parts.scheme, parts.netloc, path + "/", "", ""))
+    server = urllib.parse.urlunsplit((parts.scheme, parts.netloc, "", "", ""))
+    params = dict(urllib.parse.parse_qsl(parts.query, keep_blank_values=True))
+    return entry, server, params
+
+
+# ----------------------------------------------------------------------------- the participant
+
+
+def _quietly(action: Callable[[], Any]) -> None:
+    """Run a closing action whose failure only means the connection is already gone."""
+    try:
+        action()
+    except Exception:  # noqa: BLE001 - closing a dead socket may raise anything; nothing to do about it
+        pass
+
+
+class _Finished(Exception):
+    """Raised inside the driver loop to end the run with `reason`."""
+
+    def __init__(self, reason: str, completed: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.completed = completed
+
+
+@dataclass
+class _Episode:
+    match: str
+    episode: int
+    seat: str
+    players: tuple[str, ...]
+    env: Any
+    session: P2PSession
+    runner: EpisodeRunner
+    policy: Policy
+    transport: SocketIOTransport
+    started: float
+    frame_ms: float
+    next_tick: float
+    done: bool = False
+    first_frame_at: float | None = None
+
+
+class HeadlessParticipant:
+    """One scripted participant. `run(timeout)` walks the flow and returns a ParticipantResult.
+
+    base_url        the experiment's root, e.g. "http://127.0.0.1:5000"
+    params          URL parameters of the entry GET (PROLIFIC_PID, STUDY_ID, ...)
+    policy          "random" (sticky seeded random actions), "idle" (default action) or
+                    policy(player, observation, frame) -> action
+    seed            seeds the survey answers and the random policy
+    survey_answers  {question_id: value} used instead of generated answers where given
+    on_event        on_event(name, payload) for every server event but `packet` (on the run thread)
+    drop_at_frame   disconnect abruptly once a match reaches this frame (the run ends, `dropped`)
+    reload_at_scene disconnect and reconnect with the same cookie on first entering this scene index
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        params: Mapping[str, Any] | None = None,
+        policy: str | PolicyFn = "random",
+        seed: int = 0,
+        survey_answers: Mapping[str, Any] | None = None,
+        on_event: EventCallback | None = None,
+        drop_at_frame: int | None = None,
+        reload_at_scene: int | None = None,
+        connect_timeout: float = 10.0,
+        transports: Sequence[str] = ("websocket",),
+    ) -> None:
+        if not callable(policy) and policy not in ("random", "idle"):
+            raise ValueError(f"policy must be 'random', 'idle' or a callable, got {policy!r}")
+        self.entry_url, self.server_url, url_params = split_url(base_url)
+        self.params = {**url_params, **{k: str(v) for k, v in (params or {}).items()}}
+        self.policy = policy
+        self.seed = seed
+        self.rng = Rng(seed)
+        self.survey_answers = dict(survey_answers or {})
+        self.on_event = on_event
+        self.drop_at_frame = drop_at_frame
+        self.reload_at_scene = reload_at_scene
+        self.connect_timeout = connect_timeout
+        self.transports = list(transports)
+        self.phase = "new"   # new, entering, connecting, <scene kind>, waiting, playing, done, failed
+        self.result = ParticipantResult(completed=False, reason="not run")
+        self._http = requests.Session()
+        self._cookie = ""
+        self._sio: _OrderedClient | None = None
+        self._generation = 0
+        self._inbox: queue.Queue[tuple[int, str, Any]] = queue.Queue()
+        self._router = _PacketRouter()
+        self._scene_index: int | None = None
+        self._readied: set[int] = set()
+        self._ready_at: dict[int, float] = {}
+        self._match_scene: int | None = None
+        self._episode: _Episode | None = None
+        self._matches: dict[str, dict[str, Any]] = {}
+        self._gone: dict[str, dict[str, int]] = {}   # match -> {player: frame} from seat_changed "gone"
+        self._reloaded = False
+        self._started = 0.0
+
+    # ------------------------------------------------------------------ public
+
+    def run(self, timeout: float = 120.0) -> ParticipantResult:
+        """Walk the flow until the end scene, a fatal error, a drop, or `timeout` seconds; always disconnect."""
+        self._started = time.monotonic()
+        deadline = self._started + timeout
+        try:
+            self._enter()
+            self._connect()
+            self._loop(deadline)
+        except _Finished as finished:
+            self.result.completed = finished.completed
+            self.result.reason = finished.reason
+        except Exception as error:  # a bug or an unexpected failure: report it, never hang
+            self.result.reason = f"crashed: {type(error).__name__}: {error}"
+        finally:
+            self._close_episode("run ended")
+            self._disconnect()
+            self._http.close()
+            self.result.total_seconds = round(time.monotonic() - self._started, 3)
+            self.phase = "done" if self.result.completed else "failed"
+        return self.result
+
+    # ------------------------------------------------------------------ entering and connecting
+
+    def _enter(self) -> None:
+        self.phase = "entering"
+        url = self.entry_url + ("?" + urllib.parse.urlencode(self.params) if self.params else "")
+        try:
+            response = self._http.get(url, timeout=self.connect_timeout)
+        except requests.RequestException as error:
+            raise _Finished(f"entry page failed: {error}") from None
+        if response.status_code == 403:
+            raise _Finished("refused: HTTP 403 (already taken part?)")
+        if response.status_code != 200:
+            raise _Finished(f"entry page answered HTTP {response.status_code}")
+        self._cookie = "; ".join(f"{c.name}={c.value}" for c in self._http.cookies)
+        if not self._cookie:
+            raise _Finished("the entry page set no session cookie")
+
+    def _connect(self) -> None:
+        self.phase = "connecting"
+        self._generation += 1
+        generation = self._generation
+        client = _OrderedClient(reconnection=False, handle_sigint=False, request_timeout=self.connect_timeout)
+
+        def forward(name: str) -> Callable[[Any], None]:
+            def handler(payload: Any = None) -> None:
+                self._inbox.put((generation, name, payload))
+            return handler
+
+        for name in SERVER_EVENTS:
+            client.on(name, forward(name))
+        client.on("packet", self._router.route)
+        client.on("disconnect", lambda *args: self._inbox.put((generation, "disconnect", None)))
+        try:
+            client.connect(
+                self.server_url, headers={"Cookie": self._cookie}, transports=self.transports,
+                wait_timeout=self.connect_timeout,
+            )
+        except socketio.exceptions.ConnectionError as error:
+            raise _Finished(f"connect failed: {error}") from None
+        self._sio = client
+
+    def _disconnect(self) -> None:
+        """Say goodbye (Socket.IO disconnect) without waiting long for the server's close handshake."""
+        client, self._sio = self._sio, None
+        if client is not None:
+            closer = threading.Thread(target=_quietly, args=(client.disconnect,), name="headless-disconnect", daemon=True)
+            closer.start()
+            closer.join(timeout=DISCONNECT_WAIT_SECONDS)
+
+    def _drop(self) -> None:
+        """Vanish like a crashed tab: shut the socket down with no Socket.IO or WebSocket goodbye."""
+        client, self._sio = self._sio, None
+        self._generation += 1
+        if client is None:
+            return
+        ws = getattr(client.eio, "ws", None)
+        if ws is not None:
+            _quietly(ws.shutdown)
+        else:
+            _quietly(lambda: client.eio.disconnect(abort=True))
+
+    def _emit(self, event: str, payload: dict[str, Any]) -> None:
+        client = self._sio
+        if client is None:
+            return
+        try:
+            client.emit(event, payload)
+        except socketio.exceptions.SocketIOError:  # disconnected meanwhile; the run loop notices
+            pass
+
+    # ------------------------------------------------------------------ the loop
+
+    def _loop(self, deadline: float) -> None:
+        while True:
+            now = time.monotonic()
+            if now >= deadline:
+                raise _Finished("timeout")
+            episode = self._episode
+            if episode is not None:
+                self._service_episode(episode, now)
+                wait = max(0.0, episode.next_tick - time.monotonic())
+            else:
+                wait = 0.1
+            try:
+                generation, name, payload = self._inbox.get(timeout=min(wait, max(0.0, deadline - now)))
+            except queue.Empty:
+                continue
+            if generation == self._generation:
+                self._handle(name, payload)
+            while True:  # everything else that is already there
+                try:
+                    generation, name, payload = self._inbox.get_nowait()
+                except queue.Empty:
+                    break
+                if generation == self._generation:
+                    self._handle(name, payload)
+
+    def _handle(self, name: str, payload: Any) -> None:
+        if name == "disconnect":
+            raise _Finished("disconnected by the server")
+        if self.on_event is not None:
+            self.on_event(name, payload)
+        if not isinstance(payload, dict):
+            self.result.errors.append({"event": name, "reason": f"malformed {name} payload from the server"})
+            raise _Finished(f"error: malformed {name} payload")
+        getattr(self, f"_on_{name}")(payload)
+
+    # ------------------------------------------------------------------ scenes
+
+    def _on_scene(self, payload: dict[str, Any]) -> None:
+        index, scene = payload.get("index"), payload.get("scene")
+        if not isinstance(index, int) or not isinstance(scene, dict):
+            raise _Finished("error: malformed scene event")
+        if self.result.connect_seconds is None:
+            self.result.connect_seconds = round(time.monotonic() - self._started, 3)
+        if self._scene_index is not None and index < self._scene_index:
+            return  # stale
+        resent = index == self._scene_index
+        if resent and self.result.reloads:
+            self.result.resumed_scenes.append(index)
+        self._scene_index = index
+        kind = scene.get("kind")
+        if not resent:
+            self.result.scenes.append({"index": index, "kind": kind, "id": scene.get("id")})
+        if kind != "match":
+            self._close_episode("left the match scene")
+        if index == self.reload_at_scene and not self._reloaded:
+            self._reloaded = True
+            self.result.reloads += 1
+            self._disconnect()
+            self._connect()   # the server sends this scene again
+            return
+        self.phase = str(kind)
+        if kind == "consent":
+            self._emit("advance", {"index": index, "data": {"accept": True}})
+        elif kind == "survey":
+            answers = generate_answers(scene.get("questions") or [], self.rng, self.survey_answers)
+            self._emit("advance", {"index": index, "data": {"answers": answers}})
+        elif kind == "match":
+            self._enter_match_scene(index, scene)
+        elif kind == "end":
+            self.result.outcome = scene.get("outcome")
+            self.result.completion_code = scene.get("completion_code")
+            raise _Finished("completed", completed=True)
+        else:  # page, or a scene kind this client does not know: just go on
+            self._emit("advance", {"index": index, "data": {}})
+
+    def _enter_match_scene(self, index: int, scene: dict[str, Any]) -> None:
+        if isinstance(scene.get("game"), str):
+            try:
+                _load_game(scene["game"])   # as the browser does before `ready`
+            except LoadError as error:
+                raise _Finished(f"error: cannot load game {scene['game']!r}: {error}") from None
+        if index not in self._readied:
+            self._readied.add(index)
+            self._ready_at[index] = time.monotonic()
+            self._match_scene = index
+            self._emit("ready", {"index": index})
+        elif self._episode is None:
+            self._emit("ready", {"index": index})   # resent after a reload: be ready again
+        self.phase = "waiting"
+
+    def _on_waiting(self, payload: dict[str, Any]) -> None:
+        self.phase = "waiting"
+
+    def _on_error(self, payload: dict[str, Any]) -> None:
+        error = {"event": payload.get("event"), "reason": payload.get("reason")}
+        self.result.errors.append(error)
+        if error["event"] not in NONFATAL_ERROR_EVENTS:
+            raise _Finished(f"error: {error['event']}: {error['reason']}")
+
+    # ------------------------------------------------------------------ matches
+
+    def _on_match_start(self, payload: dict[str, Any]) -> None:
+        match, episode = payload.get("match"), payload.get("episode")
+        if not isinstance(match, str) or not isinstance(episode, int):
+            raise _Finished("error: malformed match_start")
+        current = self._episode
+        if current is not None and (current.match, current.episode) == (match, episode):
+            return  # resent after a reconnect: our session carries on
+        self._close_episode("next episode")
+        now = time.monotonic()
+        record = self._matches.get(match)
+        if record is None:
+            scene = self._match_scene
+            if scene is not None and scene in self._ready_at:
+                self.result.waiting_seconds.append(round(now - self._ready_at.pop(scene), 3))
+            record = {"match": match, "scene": scene, "seat": payload.get("seat"),
+                      "players": list(payload.get("players") or []), "episodes": 0, "reason": None, "message": None}
+            self._matches[match] = record
+            self.result.matches.append(record)
+        record["episodes"] += 1
+        try:
+            self._episode = self._start_episode(payload, now)
+        except (LoadError, NetcodeError, TypeError, ValueError, KeyError) as error:
+            raise _Finished(f"error: cannot start match {match} episode {episode}: {type(error).__name__}: {error}") from None
+        self.phase = "playing"
+
+    def _start_episode(self, payload: dict[str, Any], now: float) -> _Episode:
+        match, episode, seat = payload["match"], payload["episode"], payload["seat"]
+        env = _load_game(payload["game"])(payload.get("config") or {})
+        observations = env.reset(payload["seed"])
+        fps = payload.get("fps", 60)
+        config = SessionConfig.for_env(env, **{"fps": fps, **(payload.get("netcode") or {})})
+        players = tuple(payload["players"])
+        peers = {addr: list(ps) for addr, ps in (payload.get("peers") or {}).items() if addr != seat}
+        transport = SocketIOTransport(self._emit, match, episode)
+        session = P2PSession(config, players, peers, transport, clock=lambda: time.monotonic() * 1000.0)
+        for player in self._gone.get(match, {}):
+            if player not in players and any(player in ps for ps in peers.values()):
+                session.disconnect_player(player, 0)   # gone earlier in this match: gone all episode
+        self._router.attach(transport)
+        runner = EpisodeRunner(session, env, observations)
+        policy = Policy(self.policy, env, players, self.rng)
+        return _Episode(match, episode, seat, players, env, session, runner, policy, transport,
+                        started=now, frame_ms=config.frame_ms / 1000.0, next_tick=now)
+
+    def _service_episode(self, ep: _Episode, now: float) -> None:
+        """Run the ticks that are due (a few at most when behind); after the end, only poll."""
+        if now < ep.next_tick:
+            return
+        if now - ep.next_tick > MAX_TICK_DEBT_FRAMES * ep.frame_ms:
+            ep.next_tick = now
+        for _ in range(MAX_CATCH_UP_TICKS):
+            if ep.done:
+                ep.session.poll()   # keep answering peers (acks, keep-alives) until the next episode
+            else:
+                frame = ep.session.current_frame
+                try:
+                    ep.runner.tick(ep.policy.actions(ep.runner.observations, frame))
+                except NetcodeError as error:
+                    raise _Finished(f"error: netcode at frame {frame}: {error}") from None
+                if ep.first_frame_at is None and ep.session.current_frame >= 1:
+                    ep.first_frame_at = time.monotonic()
+                    self.result.first_frame_seconds.append(round(ep.first_frame_at - ep.started, 3))
+            self._take_session_events(ep)
+            ep.next_tick += ep.frame_ms
+            if not ep.done and self.drop_at_frame is not None and ep.session.current_frame >= self.drop_at_frame:
+                self.result.dropped = True
+                frame = ep.session.current_frame
+                self._drop()
+                raise _Finished(f"dropped at frame {frame}")
+            if not ep.done and ep.runner.done:
+                self._finish_episode(ep)
+            if time.monotonic() < ep.next_tick:
+                break
+
+    def _take_session_events(self, ep: _Episode) -> None:
+        for event in ep.session.events():
+            if isinstance(event, DesyncDetected):
+                self.result.desyncs.append({"match": ep.match, "episode": ep.episode, "frame": event.frame,
+                                            "local": event.local_checksum, "remote": event.remote_checksum,
+                                            "peer": event.peer})
+            elif isinstance(event, Disconnected):
+                self.result.disconnects.append({"source": "session", "match": ep.match, "episode": ep.episode,
+                                                "seat": event.peer, "players": list(event.players),
+                                                "frame": event.frame})
+            elif isinstance(event, WaitRecommendation):
+                ep.next_tick += event.skip_frames * ep.frame_ms
+            elif isinstance(event, BadPacket):
+                self.result.stats["bad_packets_events"] = self.result.stats.get("bad_packets_events", 0) + 1
+
+    def _finish_episode(self, ep: _Episode) -> None:
+        ep.done = True
+        checksum = ep.runner.final_checksum()
+        frame = ep.session.end_frame
+        self._emit("episode_done", {"match": ep.match, "episode": ep.episode, "frame": frame, "checksum": checksum})
+        self._record_episode(ep, "done", checksum)
+
+    def _record_episode(self, ep: _Episode, status: str, checksum: str | None = None) -> None:
+        stats = ep.session.stats
+        self.result.episodes.append({
+            "match": ep.match, "episode": ep.episode, "seat": ep.seat, "players": list(ep.players),
+            "status": status, "end_frame": ep.session.end_frame if status == "done" else None,
+            "frames": ep.session.current_frame, "checksum": checksum,
+            "rollbacks": stats.rollbacks, "max_rollback_depth": stats.max_rollback_depth, "stalls": stats.stalls,
+        })
+        totals = self.result.stats
+        for key in ("rollbacks", "rollback_frames", "stalls", "bad_packets", "packets_sent", "packets_received"):
+            totals[key] = totals.get(key, 0) + getattr(stats, key)
+        totals["max_rollback_depth"] = max(totals.get("max_rollback_depth", 0), stats.max_rollback_depth)
+
+    def _close_episode(self, why: str) -> None:
+        ep, self._episode = self._episode, None
+        if ep is None:
+            return
+        self._router.attach(None)
+        if not ep.done:
+            self._take_session_events(ep)
+            self._record_episode(ep, f"unfinished ({why})")
+
+    def _on_seat_changed(self, payload: dict[str, Any]) -> None:
+        match, frame, by = payload.get("match"), payload.get("frame"), payload.get("by")
+        players = [p for p in payload.get("players") or [] if isinstance(p, str)]
+        self.result.disconnects.append({"source": "server", "match": match, "seat": payload.get("seat"),
+                                        "players": players, "by": by, "frame": frame})
+        if by != "gone" or not isinstance(match, str) or not isinstance(frame, int):
+            return
+        self._gone.setdefault(match, {}).update({p: frame for p in players})
+        ep = self._episode
+        if ep is not None and ep.match == match:
+            for player in players:
+                if player not in ep.players and player in ep.session.config.players:
+                    try:
+                        ep.session.disconnect_player(player, frame)
+                    except NetcodeError as error:
+                        raise _Finished(f"error: seat_changed: {error}") from None
+
+    def _on_match_end(self, payload: dict[str, Any]) -> None:
+        match = payload.get("match")
+        ep = self._episode
+        if ep is not None and ep.match == match:
+            self._close_episode(f"match_end {payload.get('reason')}")
+        record = self._matches.get(match) if isinstance(match, str) else None
+        if record is not None:
+            record["reason"] = payload.get("reason")
+            record["message"] = payload.get("message")
+        self.phase = "match_end"

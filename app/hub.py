@@ -1,0 +1,300 @@
+"""The server's state and the handling of every socket event, free of Flask and eventlet.
+
+`Hub` keeps who is connected, the waiting rooms and the running matches. The server
+module feeds it socket events and a periodic `tick`; the Hub answers through the
+injected `emit`, starts background work with `spawn` and waits with `sleep`, so the
+same logic runs under eventlet, gevent or threads, and in tests.
+"""
+from __future__ import annotations
+
+import secrets
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from app.bots import BotPeer
+from app.flow import Flow
+from app.match_room import AI, HUMAN, MatchHost, MatchRoom, MatchSettings, Seat
+from app.protocol import ProtocolError, RateLimiter, parse_advance, parse_episode_done, parse_packet, parse_ready
+from app.recording import RecordingWriter, make_header, recording_path
+from app.waiting import StartMatch, TimedOut, WaitingRoom
+from game.env import action_space_for
+
+RATE_PER_SECOND = 240
+RATE_BURST = 480
+SILENT_AFTER_S = 10.0
+
+
+@dataclass
+class Services:
+    """What the Hub needs from the outside world."""
+
+    emit: Callable[..., None]                 # emit(event, payload, to=sid)
+    disconnect: Callable[[str], None]         # close a socket by sid
+    spawn: Callable[..., Any]                 # start a background task
+    sleep: Callable[[float], None]
+    now: Callable[[], float]                  # seconds, monotonic
+    resolve_game: Callable[[Any], type]       # a Match scene's `game` -> class
+    game_source: Callable[[type], str]        # the source text recorded with a match
+    make_policy: Callable[..., Any]           # make_policy(spec, player, action_space, default, seed) -> policy
+
+
+class Hub(MatchHost):
+    """Every connected participant, waiting room and match of one experiment."""
+
+    def __init__(self, flow: Flow, experiment_dir: str, services: Services) -> None:
+        self.flow = flow
+        self.store = flow.store
+        self.experiment_dir = experiment_dir
+        self.services = services
+        self.lock = threading.RLock()
+        self.sid_of: dict[str, str] = {}
+        self.participant_of: dict[str, str] = {}
+        self.limits: dict[str, RateLimiter] = {}
+        self.rooms: dict[str, WaitingRoom] = {}
+        self.matches: dict[str, MatchRoom] = {}
+        self.seat_of: dict[str, tuple[MatchRoom, Seat]] = {}
+        self._last_waiting_update = 0.0
+
+    # ------------------------------------------------------------ connections
+
+    def connect(self, participant: str, sid: str) -> None:
+        with self.lock:
+            old = self.sid_of.get(participant)
+            if old is not None and old != sid:
+                self.participant_of.pop(old, None)
+                self.services.disconnect(old)
+            self.sid_of[participant] = sid
+            self.participant_of[sid] = participant
+            self.limits[sid] = RateLimiter(RATE_PER_SECOND, RATE_BURST, self.services.now())
+            self.store.log_event("connect", {"sid": sid}, participant_id=participant)
+            seated = self.seat_of.get(participant)
+            if seated is not None and (seated[1].kind != HUMAN or seated[1].participant != participant):
+                self._leave_match_scene(participant)
+            self._send_scene(participant)
+
+    def disconnect(self, sid: str) -> None:
+        with self.lock:
+            self.limits.pop(sid, None)
+            participant = self.participant_of.pop(sid, None)
+            if participant is None or self.sid_of.get(participant) != sid:
+                return
+            del self.sid_of[participant]
+            self.store.log_event("disconnect", {"sid": sid}, participant_id=participant)
+            for room in self.rooms.values():
+                room.leave(participant)
+            seated = self.seat_of.get(participant)
+            if seated is not None:
+                room, seat = seated
+                room.seat_lost(seat, "disconnected")
+
+    # ------------------------------------------------------------ client events
+
+    def handle(self, event: str, sid: str, payload: Any) -> None:
+        """Dispatch one client event; a refused one gets an `error` event and changes nothing."""
+        with self.lock:
+            participant = self.participant_of.get(sid)
+            try:
+                if participant is None:
+                    raise ProtocolError("this connection has no participant; reload the page")
+                limit = self.limits.get(sid)
+                if limit is not None and not limit.allow(self.services.now()):
+                    raise ProtocolError(f"too many events: at most {RATE_PER_SECOND} per second")
+                handler = {"advance": self._advance, "ready": self._ready, "packet": self._packet,
+                           "episode_done": self._episode_done}.get(event)
+                if handler is None:
+                    raise ProtocolError(f"unknown event {event!r}")
+                handler(participant, payload)
+            except ProtocolError as error:
+                self.services.emit("error", {"event": event, "reason": str(error)}, to=sid)
+                if participant is not None:
+                    self.store.log_event("refused", {"event": event, "reason": str(error)}, participant_id=participant)
+
+    def _advance(self, participant: str, payload: Any) -> None:
+        index, data = parse_advance(payload)
+        self.flow.advance(participant, index, data)
+        self._send_scene(participant)
+
+    def _ready(self, participant: str, payload: Any) -> None:
+        index = parse_ready(payload)
+        scene = self.flow.expect_match(participant, index)
+        if participant in self.seat_of:
+            raise ProtocolError("already in a match")
+        room = self.rooms.get(scene.id)
+        if room is None:
+            wait = scene.waiting_room
+            room = self.rooms[scene.id] = WaitingRoom(scene.id, len(scene.humans), wait.timeout_s, wait.on_timeout)
+        room.join(participant, self.services.now())
+        self.store.log_event("waiting", {"scene": scene.id}, participant_id=participant)
+        self._poll_room(room)
+        if participant in room.waiting:
+            self._send_waiting(room, participant)
+
+    def _packet(self, participant: str, payload: Any) -> None:
+        event = parse_packet(payload)
+        room, seat = self._seat(participant)
+        room.relay(seat, event)
+
+    def _episode_done(self, participant: str, payload: Any) -> None:
+        done = parse_episode_done(payload)
+        room, seat = self._seat(participant)
+        room.episode_done(seat, done)
+
+    def _seat(self, participant: str) -> tuple[MatchRoom, Seat]:
+        seated = self.seat_of.get(participant)
+        if seated is None or seated[1].participant != participant:
+            raise ProtocolError("you are not playing in a match")
+        return seated
+
+    # ------------------------------------------------------------ time
+
+    def tick(self) -> None:
+        """Run waiting-room timeouts, waiting updates and silence checks; call a few times a second."""
+        with self.lock:
+            now = self.services.now()
+            for room in list(self.rooms.values()):
+                self._poll_room(room)
+            if now - self._last_waiting_update >= 1.0:
+                self._last_waiting_update = now
+                for room in self.rooms.values():
+                    for participant in room.waiting:
+                        self._send_waiting(room, participant)
+            for match in list(self.matches.values()):
+                match.check_silence(SILENT_AFTER_S)
+
+    def _poll_room(self, room: WaitingRoom) -> None:
+        for action in room.poll(self.services.now()):
+            if isinstance(action, StartMatch):
+                self._start_match(room.scene_id, action)
+            elif isinstance(action, TimedOut):
+                self.store.log_event("waiting_timeout", {"scene": room.scene_id}, participant_id=action.participant)
+                self.flow.set_outcome(action.participant, "waiting_timeout")
+                self._send_scene(action.participant)
+
+    def _send_waiting(self, room: WaitingRoom, participant: str) -> None:
+        sid = self.sid_of.get(participant)
+        if sid is not None:
+            index, _ = self.flow.current(participant)
+            self.services.emit("waiting", {"scene": index, "present": len(room.waiting), "needed": room.needed,
+                                           "seconds_left": round(room.seconds_left(participant, self.services.now()))},
+                               to=sid)
+
+    def _send_scene(self, participant: str) -> None:
+        sid = self.sid_of.get(participant)
+        if sid is not None:
+            self.services.emit("scene", self.flow.scene_payload(participant), to=sid)
+
+    # ------------------------------------------------------------ matches
+
+    def _start_match(self, scene_id: str, start: StartMatch) -> None:
+        scene = self.flow.experiment.scene_by_id(scene_id)
+        game_class = self.services.resolve_game(scene.game)
+        env = game_class(scene.config)
+        players = tuple(env.players)
+        seats: dict[str, Seat] = {}
+        humans = list(start.participants)
+        for player in scene.humans:
+            addr = f"s{len(seats)}"
+            if humans:
+                seats[addr] = Seat(addr, (player,), HUMAN, participant=humans.pop(0))
+            else:
+                seats[addr] = Seat(addr, (player,), AI, policy=_spec(scene.fill_policy))
+        for player, policy in (scene.ai or {}).items():
+            addr = f"s{len(seats)}"
+            seats[addr] = Seat(addr, (player,), AI, policy=_spec(policy))
+        settings = MatchSettings(
+            game=_spec(scene.game), config=dict(scene.config or {}), players=players,
+            action_spaces={p: action_space_for(env, p) for p in players}, episodes=scene.episodes, fps=scene.fps,
+            netcode=dict(scene.netcode or {}), keys=dict(scene.keys or {}), on_partner_drop=scene.on_partner_drop,
+            fill_policy=_spec(scene.fill_policy),
+        )
+        seed = secrets.randbelow(1 << 31)
+        seat_info = {a: {"players": list(s.players), "kind": s.kind, "participant": s.participant, "policy": s.policy}
+                     for a, s in seats.items()}
+        match_id = self.store.create_match(scene_id, seat_info, seed)
+        path = recording_path(self.experiment_dir, match_id)
+        header = make_header(
+            match=match_id, experiment=self.flow.experiment.id, scene=scene_id, created_at=self.store.now(),
+            game=settings.game, game_source=self.services.game_source(game_class), config=settings.config,
+            players=list(players), seats=seat_info, netcode=settings.netcode, fps=settings.fps,
+        )
+        room = MatchRoom(match_id, scene_id, settings, seats, self, RecordingWriter(path, header), seed, game_class)
+        self.matches[match_id] = room
+        for seat in seats.values():
+            if seat.participant is not None:
+                self.seat_of[seat.participant] = (room, seat)
+                self.store.add_match_participant(match_id, seat.participant, seat.addr, list(seat.players))
+        self.store.log_event("match_start", {"seats": seat_info, "filled_with_ai": start.fill_with_ai},
+                             match_id=match_id)
+        room.start_next_episode()
+
+    # MatchHost: what a MatchRoom asks of the server.
+
+    def send(self, seat: Seat, event: str, payload: dict[str, Any]) -> None:
+        sid = self.sid_of.get(seat.participant) if seat.participant else None
+        if sid is not None:
+            self.services.emit(event, payload, to=sid)
+
+    def start_bot(self, room: MatchRoom, seat: Seat, preload: dict[str, list[Any]] | None) -> BotPeer:
+        game_class = room.game_class
+        env = game_class(room.settings.config)
+        policies = {
+            p: self.services.make_policy(seat.policy, p, action_space_for(env, p), env, room.episode_seed + i)
+            for i, p in enumerate(seat.players)
+        }
+        bot = BotPeer(room, seat, game_class, policies, lambda: self.services.now() * 1000.0, preload)
+        self.services.spawn(self._run_bot, room, bot)
+        return bot
+
+    def _run_bot(self, room: MatchRoom, bot: BotPeer) -> None:
+        interval = 1.0 / room.settings.fps
+        next_at = self.services.now()
+        while not bot.stopped and not room.ended:
+            with self.lock:
+                try:
+                    bot.tick()
+                except Exception as error:  # a policy or game bug must not take the server down
+                    self.store.log_event("bot_error", {"seat": bot.seat.addr, "error": repr(error)}, match_id=room.id)
+                    room.end("error")
+                    return
+            next_at += interval
+            self.services.sleep(max(0.0, next_at - self.services.now()))
+
+    def match_ended(self, room: MatchRoom, reason: str) -> None:
+        room.recording.close()
+        self.store.end_match(room.id, reason)
+        self.matches.pop(room.id, None)
+        for seat in room.seats.values():
+            participant = seat.participant
+            if participant is None or self.seat_of.get(participant, (None,))[0] is not room:
+                continue
+            del self.seat_of[participant]
+            self.send(seat, "match_end", {"match": room.id, "reason": reason, "message": _END_MESSAGES[reason]})
+            self.flow.finish_match(participant)
+            self._send_scene(participant)
+
+    def _leave_match_scene(self, participant: str) -> None:
+        """A participant whose seat an AI took (they dropped) goes on past the match."""
+        self.seat_of.pop(participant, None)
+        self.flow.finish_match(participant)
+
+    def log_event(self, room: MatchRoom, kind: str, data: dict[str, Any]) -> None:
+        self.store.log_event(kind, data, match_id=room.id)
+
+    def now(self) -> float:
+        return self.services.now()
+
+
+_END_MESSAGES = {
+    "completed": "The game is over. Thank you!",
+    "partner_dropped": "Your partner left, so the game ended early.",
+    "abandoned": "Everyone left the game.",
+    "error": "The game stopped because of an error on our side.",
+}
+
+
+def _spec(value: Any) -> str:
+    """A policy or game as it is recorded: its spec string, or module:qualname for a class."""
+    if isinstance(value, str):
+        return value
+    return f"{value.__module__}:{value.__qualname__}"

@@ -1,0 +1,41 @@
+"""The server's canonical input log of one episode, built from relayed packets."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+
+class InconsistentInput(ValueError):
+    """A seat resent an input that differs from the one it sent before."""
+
+
+class InputLog:
+    """Every player's confirmed actions by frame; frames complete for all players in order."""
+
+    def __init__(self, players: Sequence[str]) -> None:
+        self.players = tuple(players)
+        self.actions: dict[str, list[Any]] = {p: [] for p in self.players}
+        self.complete = 0  # frames [0, complete) are known for every player
+
+    def add(self, player: str, start: int, actions: Sequence[Any]) -> None:
+        """Add a run of `player`'s inputs starting at frame `start` (resends are checked, gaps ignored)."""
+        known = self.actions[player]
+        if start > len(known):
+            return
+        for offset, action in enumerate(actions):
+            frame = start + offset
+            if frame < len(known):
+                if known[frame] != action:
+                    raise InconsistentInput(
+                        f"input of {player!r} for frame {frame} was {known[frame]!r} and is now {action!r}")
+            else:
+                known.append(action)
+
+    def take_complete(self) -> list[tuple[int, list[Any]]]:
+        """Frames that became complete since the last call, with one action per player."""
+        upto = min(len(actions) for actions in self.actions.values())
+        frames = [(f, [self.actions[p][f] for p in self.players]) for f in range(self.complete, upto)]
+        self.complete = max(self.complete, upto)
+        return frames
+
+    def snapshot(self) -> dict[str, list[Any]]:
+        return {p: list(actions) for p, actions in self.actions.items()}

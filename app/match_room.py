@@ -1,0 +1,238 @@
+"""One match on the server: seats, episodes, the relay, the input log and checksums.
+
+The room is I/O-free: it talks to the outside through the `MatchHost` it is given
+(emit to a seat, start a bot, say the match ended, the clock) and writes to its
+recording. The server's socket handlers call `relay`, `episode_done` and `seat_lost`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from app.input_log import InconsistentInput, InputLog
+from app.protocol import EpisodeDone, PacketEvent, ProtocolError
+from game.rng import Rng
+from game.spaces import Space
+from netcode import codec
+from netcode.errors import NetcodeError
+
+HUMAN, AI = "human", "ai"
+
+
+class Bot(Protocol):
+    def deliver(self, sender: str, data: str) -> None: ...
+    def stop(self) -> None: ...
+
+
+@dataclass
+class Seat:
+    addr: str
+    players: tuple[str, ...]
+    kind: str
+    participant: str | None = None
+    policy: str | None = None
+    bot: Bot | None = None
+    gone: bool = False
+    last_heard: float = 0.0
+    done: EpisodeDone | None = None
+
+
+class MatchHost(Protocol):
+    def send(self, seat: Seat, event: str, payload: dict[str, Any]) -> None: ...
+    def start_bot(self, room: MatchRoom, seat: Seat, preload: dict[str, list[Any]] | None) -> Bot: ...
+    def match_ended(self, room: MatchRoom, reason: str) -> None: ...
+    def log_event(self, room: MatchRoom, kind: str, data: dict[str, Any]) -> None: ...
+    def now(self) -> float: ...
+
+
+@dataclass
+class MatchSettings:
+    """What the room needs of the match scene and the game."""
+
+    game: str
+    config: dict[str, Any]
+    players: tuple[str, ...]
+    action_spaces: dict[str, Space]
+    episodes: int
+    fps: int
+    netcode: dict[str, Any]
+    keys: dict[str, Any]
+    on_partner_drop: str
+    fill_policy: str
+
+
+@dataclass
+class MatchRoom:
+    id: str
+    scene_id: str
+    settings: MatchSettings
+    seats: dict[str, Seat]
+    host: MatchHost
+    recording: Any
+    seed: int
+    game_class: type
+    episode: int = -1
+    episode_seed: int = 0
+    ended: bool = False
+    log: InputLog = field(init=False)
+    checks: dict[int, dict[str, str]] = field(default_factory=dict)
+    desync_frames: set[int] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self._rng = Rng(self.seed)
+        self.log = InputLog(self.settings.players)
+        self._owner = {p: seat for seat in self.seats.values() for p in seat.players}
+
+    # ------------------------------------------------------------ episodes
+
+    def start_next_episode(self) -> None:
+        """Begin the next episode with a fresh seed: every seat (re)starts its session at frame 0."""
+        self.episode += 1
+        self.episode_seed = self._rng.randbelow(1 << 31)
+        self.log = InputLog(self.settings.players)
+        self.checks.clear()
+        self.desync_frames.clear()
+        self.recording.episode(self.episode, self.episode_seed)
+        now = self.host.now()
+        for seat in self.seats.values():
+            seat.done = None
+            seat.last_heard = now
+            if seat.gone:
+                continue
+            if seat.kind == HUMAN:
+                self.host.send(seat, "match_start", self.start_payload(seat))
+            else:
+                if seat.bot is not None:
+                    seat.bot.stop()
+                seat.bot = self.host.start_bot(self, seat, None)
+
+    def start_payload(self, seat: Seat) -> dict[str, Any]:
+        s = self.settings
+        return {
+            "match": self.id, "episode": self.episode, "episodes": s.episodes, "seed": self.episode_seed,
+            "seat": seat.addr, "players": list(seat.players),
+            "peers": {a: list(o.players) for a, o in self.seats.items() if a != seat.addr},
+            "game": s.game, "config": s.config, "fps": s.fps, "netcode": s.netcode, "keys": s.keys,
+        }
+
+    def episode_done(self, seat: Seat, done: EpisodeDone) -> None:
+        if done.match != self.id or done.episode != self.episode or self.ended:
+            raise ProtocolError(f"episode_done is for match {done.match} episode {done.episode}, "
+                                f"but this seat is in episode {self.episode} of match {self.id}")
+        seat.done = done
+        self.recording.checksum(self.episode, done.frame, done.checksum, seat.addr)
+        live = [s for s in self.seats.values() if not s.gone]
+        if any(s.done is None for s in live):
+            return
+        ends = {(s.done.frame, s.done.checksum) for s in live if s.done}
+        data = {"frames": {s.addr: s.done.frame for s in live if s.done},
+                "checksums": {s.addr: s.done.checksum for s in live if s.done}}
+        self._write_complete_frames()
+        self.recording.event("episode_end", data, self.episode, done.frame)
+        if len(ends) > 1:
+            self.recording.event("desync", {"reason": "different final states", **data}, self.episode, done.frame)
+            self.host.log_event(self, "desync", {"episode": self.episode, **data})
+        if self.episode + 1 < self.settings.episodes:
+            self.start_next_episode()
+        else:
+            self.end("completed")
+
+    def end(self, reason: str) -> None:
+        if self.ended:
+            return
+        self.ended = True
+        for seat in self.seats.values():
+            if seat.bot is not None:
+                seat.bot.stop()
+        self.recording.event("match_end", {"reason": reason}, self.episode)
+        self.host.match_ended(self, reason)
+
+    # ------------------------------------------------------------ relay
+
+    def relay(self, sender: Seat, event: PacketEvent) -> None:
+        """Check a packet from `sender`, log its inputs and checksums, and forward it."""
+        if event.match != self.id:
+            raise ProtocolError(f"packet for match {event.match!r}, but this seat is in match {self.id!r}")
+        if event.episode != self.episode:
+            return  # in flight across an episode change: expected, and harmless to drop
+        target = self.seats.get(event.to)
+        if target is None or target is sender:
+            raise ProtocolError(f"'to' must be another seat of this match: {sorted(self.seats)}")
+        try:
+            packet = codec.decode(event.data)
+        except NetcodeError as error:
+            raise ProtocolError(str(error)) from None
+        if packet["kind"] != "input":
+            raise ProtocolError(f"seats send input packets, got {packet['kind']!r}")
+        for player, (_start, actions) in packet["inputs"].items():
+            if player not in sender.players:
+                raise ProtocolError(f"seat {sender.addr!r} sent inputs for {player!r}, which it does not play")
+            space = self.settings.action_spaces[player]
+            for action in actions:
+                reason = space.why_not(action)
+                if reason:
+                    raise ProtocolError(f"action of {player!r} is not in the game's action space: {reason}")
+        try:
+            for player, (start, actions) in packet["inputs"].items():
+                self.log.add(player, start, actions)
+        except InconsistentInput as error:
+            raise ProtocolError(str(error)) from None
+        sender.last_heard = self.host.now()
+        self._write_complete_frames()
+        for frame, checksum in packet["checks"]:
+            self._checksum(sender, frame, checksum)
+        if target.gone:
+            return
+        if target.bot is not None:
+            target.bot.deliver(sender.addr, event.data)
+        else:
+            self.host.send(target, "packet", {"match": self.id, "episode": self.episode, "from": sender.addr,
+                                              "data": event.data})
+
+    def _write_complete_frames(self) -> None:
+        for frame, actions in self.log.take_complete():
+            self.recording.inputs(self.episode, frame, actions)
+
+    def _checksum(self, seat: Seat, frame: int, checksum: str) -> None:
+        seen = self.checks.setdefault(frame, {})
+        if seat.addr in seen:
+            return
+        seen[seat.addr] = checksum
+        self.recording.checksum(self.episode, frame, checksum, seat.addr)
+        if len(set(seen.values())) > 1 and frame not in self.desync_frames:
+            self.desync_frames.add(frame)
+            data = {"episode": self.episode, "frame": frame, "checksums": dict(seen)}
+            self.recording.event("desync", data, self.episode, frame)
+            self.host.log_event(self, "desync", data)
+        if len(self.checks) > 256:
+            del self.checks[min(self.checks)]
+
+    # ------------------------------------------------------------ drops
+
+    def seat_lost(self, seat: Seat, why: str) -> None:
+        """A human seat disconnected or went silent: an AI takes it, or the match ends."""
+        if seat.gone or seat.kind != HUMAN or self.ended:
+            return
+        humans_left = [s for s in self.seats.values() if s.kind == HUMAN and not s.gone and s is not seat]
+        data = {"seat": seat.addr, "players": list(seat.players), "participant": seat.participant, "why": why}
+        if self.settings.on_partner_drop == "ai" and humans_left:
+            seat.kind, seat.policy, seat.participant = AI, self.settings.fill_policy, None
+            seat.bot = self.host.start_bot(self, seat, self.log.snapshot())
+            frame = min(len(self.log.actions[p]) for p in seat.players)
+            self.recording.event("seat_changed", {**data, "by": "ai"}, self.episode, frame)
+            self.host.log_event(self, "seat_changed", {**data, "by": "ai"})
+            for other in humans_left:
+                self.host.send(other, "seat_changed", {"match": self.id, "seat": seat.addr,
+                                                       "players": list(seat.players), "by": "ai", "frame": frame})
+            return
+        seat.gone = True
+        self.recording.event("seat_changed", {**data, "by": "gone"}, self.episode)
+        self.host.log_event(self, "seat_changed", {**data, "by": "gone"})
+        self.end("partner_dropped" if humans_left else "abandoned")
+
+    def check_silence(self, silent_after_s: float) -> None:
+        """Treat human seats that sent nothing for `silent_after_s` as lost."""
+        now = self.host.now()
+        for seat in list(self.seats.values()):
+            if seat.kind == HUMAN and not seat.gone and seat.done is None and now - seat.last_heard > silent_after_s:
+                self.seat_lost(seat, "silent")

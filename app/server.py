@@ -1,0 +1,156 @@
+"""The Flask-SocketIO server: HTTP entry, socket events, background ticking.
+
+A thin adapter: every decision is made by `Hub` (app/hub.py) and `Flow` (app/flow.py).
+Only `serve()` knows about eventlet; the rest takes the async mode as a setting.
+"""
+from __future__ import annotations
+
+import inspect
+import os
+import secrets
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, request, send_from_directory, session
+from flask_socketio import SocketIO
+
+from app.flow import Flow
+from app.hub import Hub, Services
+from app.loading import load_class
+from app.store import Store, database_path
+from game.env import default_action_for
+from scenes.policies import Bot, resolve_policy
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+TICK_SECONDS = 0.25
+
+
+def secret_key(experiment_dir: str) -> str:
+    """The session-signing key kept in the data dir, generated on first use (never a default)."""
+    path = os.path.join(experiment_dir, "secret_key")
+    if not os.path.exists(path):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_hex(32))
+    with open(path) as handle:
+        return handle.read().strip()
+
+
+class GameResolver:
+    """Loads `FILE.py:Class` (relative to the experiment file's folder) or `module:Class` specs, once each."""
+
+    def __init__(self, base_dir: str | None) -> None:
+        self.base_dir = base_dir
+        self._cache: dict[str, type] = {}
+
+    def __call__(self, spec: Any) -> type:
+        if isinstance(spec, type):
+            return spec
+        if spec not in self._cache:
+            target, _, name = spec.rpartition(":")
+            if target.endswith(".py") and self.base_dir and not os.path.isabs(target):
+                target = os.path.join(self.base_dir, target)
+            self._cache[spec] = load_class(f"{target}:{name}")
+        return self._cache[spec]
+
+
+def game_source(game_class: type) -> str:
+    """The source of the module defining the game, recorded with every match."""
+    return inspect.getsource(sys.modules[game_class.__module__])
+
+
+def create_server(
+    experiment: Any, data_dir: str, async_mode: str = "eventlet", experiment_file: str | None = None,
+) -> tuple[Flask, SocketIO, Hub]:
+    """Build the app for `experiment`, storing data in `data_dir/<experiment.id>/`."""
+    resolve = GameResolver(os.path.dirname(os.path.abspath(experiment_file)) if experiment_file else None)
+    experiment.validate(resolve)
+    experiment_dir = os.path.join(data_dir, experiment.id)
+    os.makedirs(experiment_dir, exist_ok=True)
+    app = Flask(__name__, static_folder=None)
+    app.secret_key = secret_key(experiment_dir)
+    app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
+                      SESSION_COOKIE_NAME=f"coplay_{experiment.id}")
+    socketio = SocketIO(app, async_mode=async_mode, ping_interval=5, ping_timeout=10,
+                        max_http_buffer_size=64 * 1024)
+    store = Store(database_path(data_dir, experiment.id))
+    flow = Flow(experiment, store)
+
+    def make_policy(spec: Any, player: str, action_space: Any, env: Any, seed: int) -> Bot:
+        return Bot(resolve_policy(spec, resolve), player=player, action_space=action_space,
+                   default_action=default_action_for(env, player), seed=seed)
+
+    hub = Hub(flow, experiment_dir, Services(
+        emit=socketio.emit, disconnect=lambda sid: socketio.server.disconnect(sid),
+        spawn=socketio.start_background_task, sleep=socketio.sleep, now=time.monotonic,
+        resolve_game=resolve, game_source=game_source, make_policy=make_policy,
+    ))
+
+    @app.get("/")
+    def index() -> Any:
+        participant = session.get("participant")
+        if participant is None or store.get_participant(participant) is None:
+            entered = flow.enter(request.args.to_dict())
+            if entered.refusal is not None:
+                return entered.refusal, 403
+            session["participant"] = entered.participant
+        return send_from_directory(STATIC_DIR, "index.html")
+
+    @app.get("/static/<path:name>")
+    def static_files(name: str) -> Any:
+        return send_from_directory(STATIC_DIR, name)
+
+    @app.get("/health")
+    def health() -> Any:
+        return {"ok": True, "experiment": experiment.id, "matches": len(hub.matches)}
+
+    @socketio.on("connect")
+    def on_connect(auth: Any = None) -> bool:
+        participant = session.get("participant")
+        if participant is None or store.get_participant(participant) is None:
+            return False
+        hub.connect(participant, request.sid)  # type: ignore[attr-defined]
+        return True
+
+    @socketio.on("disconnect")
+    def on_disconnect(*_: Any) -> None:
+        hub.disconnect(request.sid)  # type: ignore[attr-defined]
+
+    @socketio.on("*")
+    def on_any(event: str, payload: Any = None) -> None:
+        hub.handle(event, request.sid, payload)  # type: ignore[attr-defined]
+
+    def ticker() -> None:
+        while True:
+            hub.tick()
+            socketio.sleep(TICK_SECONDS)
+
+    socketio.start_background_task(ticker)
+    app.extensions["coplay.store"] = store
+    return app, socketio, hub
+
+
+def serve(experiment: Any, host: str, port: int, data_dir: str, experiment_file: str | None = None,
+          async_mode: str = "eventlet") -> None:
+    """Run the server until interrupted (the caller has monkey-patched for `async_mode`, see app.asyncmode)."""
+    _raise_file_limit()
+    app, socketio, _ = create_server(experiment, data_dir, async_mode, experiment_file)
+    print(f"coplay: serving experiment {experiment.id!r} on http://{host}:{port}/ ({async_mode}; data in {data_dir})",
+          flush=True)
+    options: dict[str, Any] = {"max_size": 100_000} if async_mode == "eventlet" else {}
+    if async_mode == "threading":
+        options["allow_unsafe_werkzeug"] = True
+    socketio.run(app, host=host, port=port, log_output=False, **options)
+
+
+def _raise_file_limit() -> None:
+    """Allow as many sockets as the system permits (eventlet's default pool is 1024 connections)."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ImportError, ValueError, OSError):
+        pass

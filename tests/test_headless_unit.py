@@ -1,0 +1,282 @@
+"""The headless participant's parts that need no server: survey answers, policies, the
+Socket.IO transport adapter, URL handling, and the load tester's URL refusal and summary."""
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from app.commands import loadtest
+from app.headless import (
+    HeadlessParticipant, ParticipantResult, Policy, SocketIOTransport, _PacketRouter, generate_answers, split_url,
+)
+from game.games.cooking import Cooking
+from game.games.pong import Pong
+from game.rng import Rng
+from netcode.config import SessionConfig
+from netcode.episode import EpisodeRunner
+from netcode.p2p import P2PSession
+from scenes.survey import Choice, FreeText, Likert, Survey
+
+# ----------------------------------------------------------------------------- survey answers
+
+
+def demo_survey() -> Survey:
+    survey = Survey("s", questions=[
+        Likert("fun", "Fun?", scale=5, labels=("no", "yes")),
+        Likert("wide", "Wide?", scale=11, labels=("lo", "hi")),
+        Likert("narrow", "Narrow?", scale=2, labels=("lo", "hi")),
+        Choice("one", "One?", options=["yes", "no", "not sure"]),
+        Choice("many", "Many?", options=["a", "b", "c", "d"], multiple=True),
+        Choice("single_multi", "Only one option", options=["only"], multiple=True),
+        FreeText("comments", "Anything?", max_length=500),
+        FreeText("short", "Short?", max_length=1, required=True),
+        FreeText("tiny", "Tiny?", max_length=3, required=True),
+    ])
+    survey.check()
+    return survey
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_generated_answers_pass_the_servers_validation(seed: int) -> None:
+    survey = demo_survey()
+    descriptor = survey.to_client()   # what the client receives in the scene event
+    answers = generate_answers(descriptor["questions"], Rng(seed))
+    cleaned = survey.validate(answers)
+    assert set(answers) == {q["id"] for q in descriptor["questions"]}
+    assert all(value is not None for value in cleaned.values()), cleaned
+
+
+def test_generated_answers_are_seeded_and_vary() -> None:
+    questions = demo_survey().to_client()["questions"]
+    assert generate_answers(questions, Rng(7)) == generate_answers(questions, Rng(7))
+    assert len({repr(generate_answers(questions, Rng(s))) for s in range(10)}) > 1
+
+
+def test_given_answers_override_and_unknown_ids_are_not_sent() -> None:
+    questions = demo_survey().to_client()["questions"]
+    answers = generate_answers(questions, Rng(0), {"fun": 3, "one": "no", "not_a_question": 1})
+    assert answers["fun"] == 3 and answers["one"] == "no"
+    assert "not_a_question" not in answers
+
+
+def test_answer_kinds_without_a_server_validator() -> None:
+    rng = Rng(1)
+    questions = [
+        {"id": "n", "kind": "number", "min": 3, "max": 9, "step": 2},
+        {"id": "d", "kind": "choice", "options": [{"value": "v1", "label": "V1"}, {"value": "v2", "label": "V2"}]},
+        {"id": "x", "kind": "drawing"},        # unknown kind: left out
+        {"kind": "likert", "scale": 5},         # no id: left out
+    ]
+    for _ in range(30):
+        answers = generate_answers(questions, rng)
+        assert answers["n"] in (3, 5, 7, 9)
+        assert answers["d"] in ("v1", "v2")
+        assert set(answers) == {"n", "d"}
+
+
+# ----------------------------------------------------------------------------- policies
+
+
+def test_random_policy_is_sticky_valid_and_seeded() -> None:
+    env = Cooking()
+    players = list(env.players)
+    a, b = Policy("random", env, players, Rng(3)), Policy("random", env, players, Rng(3))
+    frames = [a.actions({}, f) for f in range(400)]
+    assert frames == [b.actions({}, f) for f in range(400)]
+    space = env.action_space
+    assert all(space.contains(action) for step in frames for action in step.values())
+    changes = sum(frames[i] != frames[i - 1] for i in range(1, len(frames)))
+    assert 10 < changes < 200   # held for a while, but not frozen
+
+
+def test_idle_and_callable_policies() -> None:
+    env = Pong()
+    assert Policy("idle", env, ["left"], Rng(0)).actions({}, 5) == {"left": env.default_action}
+    seen: list[tuple[str, Any, int]] = []
+
+    def policy(player: str, observation: Any, frame: int) -> int:
+        seen.append((player, observation, frame))
+        return 1
+
+    assert Policy(policy, env, ["right"], Rng(0)).actions({"right": "obs"}, 9) == {"right": 1}
+    assert seen == [("right", "obs", 9)]
+    with pytest.raises(ValueError, match="policy must be"):
+        Policy("smart", env, ["left"], Rng(0))
+
+
+# ----------------------------------------------------------------------------- transport adapter
+
+
+def test_transport_send_emits_packet_events() -> None:
+    emitted: list[tuple[str, dict[str, Any]]] = []
+    transport = SocketIOTransport(lambda event, payload: emitted.append((event, payload)), "m1", 2)
+    transport.send("seat-b", '{"v":1}')
+    assert emitted == [("packet", {"match": "m1", "episode": 2, "to": "seat-b", "data": '{"v":1}'})]
+    assert transport.sent == 1
+
+
+def test_transport_receive_drains_in_order_and_is_thread_safe() -> None:
+    transport = SocketIOTransport(lambda event, payload: None, "m", 0)
+    assert transport.receive() == []
+    transport.push("a", "1")
+    transport.push("b", "2")
+    assert transport.receive() == [("a", "1"), ("b", "2")]
+    assert transport.receive() == []
+
+    def pusher(name: str) -> None:
+        for i in range(2000):
+            transport.push(name, str(i))
+
+    threads = [threading.Thread(target=pusher, args=(f"p{k}",)) for k in range(4)]
+    for thread in threads:
+        thread.start()
+    received: list[tuple[str, str]] = []
+    while any(t.is_alive() for t in threads):
+        received += transport.receive()
+    for thread in threads:
+        thread.join()
+    received += transport.receive()
+    assert len(received) == 8000
+    for k in range(4):   # each sender's packets arrive in the order they were pushed
+        assert [int(d) for s, d in received if s == f"p{k}"] == list(range(2000))
+
+
+def test_router_delivers_to_the_current_episode_and_stashes_early_packets() -> None:
+    router = _PacketRouter()
+    first = SocketIOTransport(lambda e, p: None, "m", 0)
+    router.attach(first)
+    router.route({"match": "m", "episode": 0, "from": "b", "data": "x"})
+    router.route({"match": "m", "episode": 1, "from": "b", "data": "early"})   # peer is already in episode 1
+    router.route({"match": "m", "episode": 0, "from": 5, "data": "x"})         # malformed: dropped
+    router.route(["not", "a", "dict"])
+    assert first.receive() == [("b", "x")]
+    second = SocketIOTransport(lambda e, p: None, "m", 1)
+    router.attach(second)
+    assert second.receive() == [("b", "early")]
+    router.attach(None)
+    router.route({"match": "m", "episode": 1, "from": "b", "data": "late"})
+    assert second.receive() == []
+
+
+def test_two_sessions_play_an_episode_over_the_adapter() -> None:
+    """The adapter as the headless participant uses it, with a relay standing in for the server."""
+    routers = {"A": _PacketRouter(), "B": _PacketRouter()}
+
+    def relay_from(sender: str):
+        def emit(event: str, payload: dict[str, Any]) -> None:
+            assert event == "packet"
+            routers[payload["to"]].route({"match": payload["match"], "episode": payload["episode"],
+                                          "from": sender, "data": payload["data"]})
+        return emit
+
+    now = [0.0]
+    peers = {}
+    for seat, players, other, other_players in (("A", ["left"], "B", ["right"]), ("B", ["right"], "A", ["left"])):
+        env = Pong({"max_score": 1, "max_frames": 300})
+        observations = env.reset(11)
+        config = SessionConfig.for_env(env, input_delay=1)
+        transport = SocketIOTransport(relay_from(seat), "m", 0)
+        routers[seat].attach(transport)
+        session = P2PSession(config, players, {other: other_players}, transport, clock=lambda: now[0])
+        peers[seat] = (session, EpisodeRunner(session, env, observations), Policy("random", env, players, Rng(ord(seat))))
+    for _ in range(2000):
+        now[0] += 1000 / 60
+        for session, runner, policy in peers.values():
+            if not runner.done:
+                runner.tick(policy.actions(runner.observations, session.current_frame))
+        if all(runner.done for _, runner, _ in peers.values()):
+            break
+    (a, runner_a, _), (b, runner_b, _) = peers["A"], peers["B"]
+    assert runner_a.done and runner_b.done
+    assert a.end_frame == b.end_frame
+    assert runner_a.final_checksum() == runner_b.final_checksum()
+    assert a.stats.desyncs == b.stats.desyncs == 0
+
+
+# ----------------------------------------------------------------------------- URLs
+
+
+def test_split_url() -> None:
+    assert split_url("http://127.0.0.1:5000") == ("http://127.0.0.1:5000/", "http://127.0.0.1:5000", {})
+    entry, server, params = split_url("https://host.example/study/?STUDY_ID=s1")
+    assert (entry, server, params) == ("https://host.example/study/", "https://host.example", {"STUDY_ID": "s1"})
+    with pytest.raises(ValueError):
+        split_url("ftp://127.0.0.1/")
+
+
+@pytest.mark.parametrize("url", [
+    "http://127.0.0.1:5000", "http://localhost:5000/", "http://[::1]:5000", "https://127.0.0.2/",
+    "http://LOCALHOST:80/?x=1",
+])
+def test_loadtest_allows_loopback(url: str) -> None:
+    assert loadtest.is_loopback_url(url)
+    assert loadtest.check_url(url, allow_remote=False) is None
+
+
+@pytest.mark.parametrize("url", [
+    "http://example.com:5000", "http://10.0.0.5:5000", "http://192.168.1.2/", "http://[2001:db8::1]:5000",
+    "http://127.0.0.1.example.com/", "http://0.0.0.0:5000",
+])
+def test_loadtest_refuses_remote(url: str) -> None:
+    assert not loadtest.is_loopback_url(url)
+    assert "not this machine" in (loadtest.check_url(url, allow_remote=False) or "")
+    assert loadtest.check_url(url, allow_remote=True) is None
+
+
+def test_loadtest_refuses_what_is_not_http() -> None:
+    assert "not an http(s) URL" in (loadtest.check_url("127.0.0.1:5000", allow_remote=True) or "")
+    assert "not an http(s) URL" in (loadtest.check_url("ws://127.0.0.1:5000", allow_remote=False) or "")
+
+
+def test_loadtest_command_refuses_remote_with_status_2(capsys: pytest.CaptureFixture[str]) -> None:
+    from app.cli import main
+
+    assert main(["loadtest", "http://example.com:5000", "--participants", "1"]) == 2
+    assert "--allow-remote" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- without a server
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_participant_without_a_server_fails_cleanly_and_quickly() -> None:
+    started = time.monotonic()
+    result = HeadlessParticipant(f"http://127.0.0.1:{free_port()}", connect_timeout=2).run(timeout=5)
+    assert not result.completed and not result.ok
+    assert result.reason.startswith("entry page failed")
+    assert time.monotonic() - started < 5
+
+
+def test_loadtest_summary_counts_and_reasons() -> None:
+    good = ParticipantResult(completed=True, reason="completed", outcome="completed",
+                             matches=[{"match": "m1", "reason": "completed"}], connect_seconds=0.1,
+                             waiting_seconds=[1.0], episodes=[{"status": "done"}])
+    partner = ParticipantResult(completed=True, reason="completed", outcome="completed",
+                                matches=[{"match": "m1", "reason": "completed"}], connect_seconds=0.3,
+                                waiting_seconds=[2.0], episodes=[{"status": "done"}],
+                                disconnects=[{"source": "server", "by": "ai"}])
+    desynced = ParticipantResult(completed=True, reason="completed", outcome="completed",
+                                 desyncs=[{"frame": 10}], connect_seconds=0.2)
+    lost = ParticipantResult(completed=False, reason="timeout")
+    summary = loadtest.summarise("http://127.0.0.1:5000", [good, partner, desynced, lost], 3.0)
+    assert summary["participants"] == 4
+    assert summary["completed"] == 3
+    assert summary["failed"] == 2
+    assert [f["reason"] for f in summary["failures"]] == ["1 desync(s)", "timeout"]
+    assert summary["matches"] == 1 and summary["episodes"] == 2
+    assert summary["desyncs"] == 1 and summary["disconnects"] == 1
+    assert summary["connect_seconds"] == {"mean": 0.2, "max": 0.3}
+    assert summary["waiting_seconds"] == {"mean": 1.5, "max": 2.0}
+    assert summary["first_frame_seconds"] == {"mean": None, "max": None}
+    assert len(summary["results"]) == 4
+    text = loadtest.format_summary(summary)
+    assert "4 started, 3 completed, 2 failed" in text and "failed x1: timeout" in text
