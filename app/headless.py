@@ -18,32 +18,35 @@ from __future__ import annotations
 import queue
 import threading
 import time
+import traceback
 import urllib.parse
-from collections import deque
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-import engineio
 import requests
 import socketio
 
-from app.loading import LoadError, load_class
-from game.env import action_space_for, default_action_for
+from app.headless_answers import Policy, PolicyFn, generate_answers
+from app.headless_io import (
+    OrderedClient,
+    PacketRouter,
+    SocketIOTransport,
+    load_game,
+    split_url,
+)
+from app.loading import LoadError
 from game.rng import Rng
 from netcode.config import SessionConfig
 from netcode.episode import EpisodeRunner
 from netcode.errors import NetcodeError
-from netcode.events import BadPacket, DesyncDetected, Disconnected, WaitRecommendation
+from netcode.events import DesyncDetected, Disconnected, WaitRecommendation
 from netcode.p2p import P2PSession
 
-# policy(player, observation, frame) -> action
-PolicyFn = Callable[[str, Any, int], Any]
 EventCallback = Callable[[str, Any], None]
 
-STICKY_CHANGE = 1 / 8        # a random player changes its action about every 8 frames
 MAX_CATCH_UP_TICKS = 4       # ticks run back to back when the loop fell behind
 MAX_TICK_DEBT_FRAMES = 8     # further behind than this, the schedule is reset (frames are not owed forever)
-MAX_STASHED_PACKETS = 4096   # packets kept for an episode whose match_start has not been handled yet
 DISCONNECT_WAIT_SECONDS = 1.0   # the goodbye is sent at once; the close handshake may finish in the background
 NONFATAL_ERROR_EVENTS = ("packet",)  # a refused packet (e.g. racing a match_end) does not end the run
 SERVER_EVENTS = ("scene", "waiting", "match_start", "seat_changed", "match_end", "error")
@@ -61,8 +64,8 @@ class ParticipantResult:
     outcome: str | None = None            # the end scene's outcome
     completion_code: str | None = None
     scenes: list[dict[str, Any]] = field(default_factory=list)       # {index, kind, id}
-    matches: list[dict[str, Any]] = field(default_factory=list)      # {match, scene, seat, players, episodes, reason, message}
-    episodes: list[dict[str, Any]] = field(default_factory=list)     # {match, episode, end_frame, checksum, rollbacks, ...}
+    matches: list[dict[str, Any]] = field(default_factory=list)      # {match, scene, seat, players, episodes, reason}
+    episodes: list[dict[str, Any]] = field(default_factory=list)     # {match, episode, status, end_frame, checksum..}
     desyncs: list[dict[str, Any]] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)       # `error` events received
     disconnects: list[dict[str, Any]] = field(default_factory=list)  # seat_changed and session Disconnected events
@@ -82,216 +85,6 @@ class ParticipantResult:
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "ok": self.ok}
-
-
-# ----------------------------------------------------------------------------- survey answers
-
-
-def generate_answers(
-    questions: Sequence[Mapping[str, Any]], rng: Rng, given: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Valid answers for a survey's questions: `given` ones as they are, the others random (seeded).
-
-    likert: an int in 1..scale; choice: one option (a list of at least one when
-    `multiple`); text: a few words within max_length; number/slider: an int within
-    min..max. A question of an unknown kind is answered only when `given` has it.
-    """
-    given = given or {}
-    answers: dict[str, Any] = {}
-    for question in questions:
-        qid = question.get("id")
-        if not isinstance(qid, str):
-            continue
-        if qid in given:
-            answers[qid] = given[qid]
-            continue
-        value = _random_answer(question, rng)
-        if value is not None:
-            answers[qid] = value
-    return answers
-
-
-_WORDS = ("fine", "fast", "partner", "ball", "good", "hard", "fun", "played", "round", "team", "easy", "ok")
-
-
-def _option_value(option: Any) -> Any:
-    if isinstance(option, Mapping):
-        return option.get("value", option.get("id", option.get("label")))
-    return option
-
-
-def _random_answer(question: Mapping[str, Any], rng: Rng) -> Any:
-    kind = question.get("kind")
-    if kind == "likert":
-        scale = question.get("scale", 7)
-        return rng.randint(1, scale if isinstance(scale, int) and scale >= 1 else 7)
-    if kind == "choice":
-        options = [_option_value(o) for o in question.get("options") or []]
-        if not options:
-            return None
-        if question.get("multiple"):
-            picked = [o for o in options if rng.random() < 0.5] or [rng.choice(options)]
-            return picked
-        return rng.choice(options)
-    if kind == "text":
-        limit = question.get("max_length", 1000)
-        limit = limit if isinstance(limit, int) and limit >= 1 else 1000
-        minimum = question.get("min_length", 1)
-        minimum = minimum if isinstance(minimum, int) and 0 <= minimum <= limit else 1
-        words = [rng.choice(_WORDS) for _ in range(1 + rng.randbelow(8))]
-        text = " ".join(words)
-        while len(text) < minimum:
-            text += " " + rng.choice(_WORDS)
-        return text[:limit].strip() or "x" * min(limit, max(minimum, 1))
-    if kind in ("number", "slider"):
-        low, high = question.get("min", 0), question.get("max", 100)
-        if not (isinstance(low, int) and isinstance(high, int) and low <= high):
-            low, high = 0, 100
-        step = question.get("step", 1)
-        step = step if isinstance(step, int) and step >= 1 else 1
-        return low + step * rng.randbelow((high - low) // step + 1)
-    return None
-
-
-# ----------------------------------------------------------------------------- policies
-
-
-class Policy:
-    """Inputs for the local players of one episode: "random" (sticky, seeded), "idle" or a callable."""
-
-    def __init__(self, kind: str | PolicyFn, env: Any, players: Sequence[str], rng: Rng) -> None:
-        if not callable(kind) and kind not in ("random", "idle"):
-            raise ValueError(f"policy must be 'random', 'idle' or a callable, got {kind!r}")
-        self.kind = kind
-        self.rng = rng
-        self.spaces = {p: action_space_for(env, p) for p in players}
-        self.defaults = {p: default_action_for(env, p) for p in players}
-        self.current = dict(self.defaults)
-
-    def actions(self, observations: Mapping[str, Any], frame: int) -> dict[str, Any]:
-        if callable(self.kind):
-            return {p: self.kind(p, observations.get(p), frame) for p in self.spaces}
-        if self.kind == "idle":
-            return dict(self.defaults)
-        for player, space in self.spaces.items():
-            if frame == 0 or self.rng.random() < STICKY_CHANGE:
-                self.current[player] = space.sample(self.rng)
-        return dict(self.current)
-
-
-# ----------------------------------------------------------------------------- transport
-
-
-class SocketIOTransport:
-    """The netcode `Transport` over the server's `packet` relay, for one episode of one match.
-
-    `send` emits a `packet` event; the Socket.IO reader thread `push`es the packets
-    relayed to us, and `receive` drains them (a thread-safe deque in between).
-    """
-
-    def __init__(self, emit: Callable[[str, dict[str, Any]], None], match: str, episode: int) -> None:
-        self.emit = emit
-        self.match = match
-        self.episode = episode
-        self._inbox: deque[tuple[str, str]] = deque()
-        self.sent = 0
-
-    def send(self, to: str, data: str) -> None:
-        self.sent += 1
-        self.emit("packet", {"match": self.match, "episode": self.episode, "to": to, "data": data})
-
-    def push(self, sender: str, data: str) -> None:
-        self._inbox.append((sender, data))
-
-    def receive(self) -> list[tuple[str, str]]:
-        items = []
-        while True:
-            try:
-                items.append(self._inbox.popleft())
-            except IndexError:
-                return items
-
-
-class _PacketRouter:
-    """Routes relayed packets to the current episode's transport; stashes early ones."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._current: SocketIOTransport | None = None
-        self._stash: dict[tuple[str, int], list[tuple[str, str]]] = {}
-        self._stashed = 0
-
-    def route(self, payload: Any) -> None:
-        if not isinstance(payload, dict):
-            return
-        key = (payload.get("match"), payload.get("episode"))
-        sender, data = payload.get("from"), payload.get("data")
-        if not isinstance(sender, str) or not isinstance(data, str):
-            return
-        with self._lock:
-            current = self._current
-            if current is not None and key == (current.match, current.episode):
-                current.push(sender, data)
-            elif self._stashed < MAX_STASHED_PACKETS and isinstance(key[0], str) and isinstance(key[1], int):
-                # The peer may start an episode before we have handled its match_start.
-                self._stash.setdefault(key, []).append((sender, data))  # type: ignore[arg-type]
-                self._stashed += 1
-
-    def attach(self, transport: SocketIOTransport | None) -> None:
-        with self._lock:
-            self._current = transport
-            if transport is not None:
-                for sender, data in self._stash.pop((transport.match, transport.episode), []):
-                    transport.push(sender, data)
-                # Anything stashed for other episodes is stale by now.
-                self._stash.clear()
-                self._stashed = 0
-
-
-# ----------------------------------------------------------------------------- Socket.IO client
-
-
-class _OrderedEngineIOClient(engineio.Client):
-    """Runs message handlers on the reader thread, in arrival order.
-
-    The stock client starts a thread per message, so a `scene` and the `match_start`
-    right after it may be handled out of order. Our handlers only enqueue, so running
-    them inline is cheap. (Overrides a private hook of python-engineio 4.x.)
-    """
-
-    def _trigger_event(self, event: str, *args: Any, **kwargs: Any) -> Any:
-        if event == "message":
-            kwargs["run_async"] = False
-        return super()._trigger_event(event, *args, **kwargs)
-
-
-class _OrderedClient(socketio.Client):
-    def _engineio_client_class(self) -> type:
-        return _OrderedEngineIOClient
-
-
-_GAMES: dict[str, type] = {}
-_GAMES_LOCK = threading.Lock()
-
-
-def _load_game(spec: str) -> type:
-    """load_class, once per spec per process (many participants share a process in a load test)."""
-    with _GAMES_LOCK:
-        if spec not in _GAMES:
-            _GAMES[spec] = load_class(spec)
-        return _GAMES[spec]
-
-
-def split_url(base_url: str) -> tuple[str, str, dict[str, str]]:
-    """(entry page URL without query, Socket.IO server URL, query parameters already in base_url)."""
-    parts = urllib.parse.urlsplit(base_url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"{base_url!r} is not an http(s) URL")
-    path = parts.path.rstrip("/")
-    entry = urllib.parse.urlunsplit((parts.scheme, parts.netloc, path + "/", "", ""))
-    server = urllib.parse.urlunsplit((parts.scheme, parts.netloc, "", "", ""))
-    params = dict(urllib.parse.parse_qsl(parts.query, keep_blank_values=True))
-    return entry, server, params
 
 
 # ----------------------------------------------------------------------------- the participant
@@ -326,7 +119,7 @@ class _Episode:
     policy: Policy
     transport: SocketIOTransport
     started: float
-    frame_ms: float
+    frame_s: float
     next_tick: float
     done: bool = False
     first_frame_at: float | None = None
@@ -376,24 +169,26 @@ class HeadlessParticipant:
         self.result = ParticipantResult(completed=False, reason="not run")
         self._http = requests.Session()
         self._cookie = ""
-        self._sio: _OrderedClient | None = None
+        self._sio: OrderedClient | None = None
         self._generation = 0
         self._inbox: queue.Queue[tuple[int, str, Any]] = queue.Queue()
-        self._router = _PacketRouter()
+        self._router = PacketRouter()
         self._scene_index: int | None = None
         self._readied: set[int] = set()
         self._ready_at: dict[int, float] = {}
         self._match_scene: int | None = None
         self._episode: _Episode | None = None
         self._matches: dict[str, dict[str, Any]] = {}
-        self._gone: dict[str, dict[str, int]] = {}   # match -> {player: frame} from seat_changed "gone"
         self._reloaded = False
         self._started = 0.0
 
     # ------------------------------------------------------------------ public
 
     def run(self, timeout: float = 120.0) -> ParticipantResult:
-        """Walk the flow until the end scene, a fatal error, a drop, or `timeout` seconds; always disconnect."""
+        """Walk the flow until the end scene, a fatal error, a drop, or `timeout` seconds; always disconnect.
+
+        Call it once per participant object.
+        """
         self._started = time.monotonic()
         deadline = self._started + timeout
         try:
@@ -404,7 +199,9 @@ class HeadlessParticipant:
             self.result.completed = finished.completed
             self.result.reason = finished.reason
         except Exception as error:  # a bug or an unexpected failure: report it, never hang
-            self.result.reason = f"crashed: {type(error).__name__}: {error}"
+            where = traceback.extract_tb(error.__traceback__)[-1]
+            self.result.reason = (f"crashed: {type(error).__name__}: {error} "
+                                  f"({Path(where.filename).name}:{where.lineno})")
         finally:
             self._close_episode("run ended")
             self._disconnect()
@@ -434,7 +231,7 @@ class HeadlessParticipant:
         self.phase = "connecting"
         self._generation += 1
         generation = self._generation
-        client = _OrderedClient(reconnection=False, handle_sigint=False, request_timeout=self.connect_timeout)
+        client = OrderedClient(reconnection=False, handle_sigint=False, request_timeout=self.connect_timeout)
 
         def forward(name: str) -> Callable[[Any], None]:
             def handler(payload: Any = None) -> None:
@@ -444,7 +241,7 @@ class HeadlessParticipant:
         for name in SERVER_EVENTS:
             client.on(name, forward(name))
         client.on("packet", self._router.route)
-        client.on("disconnect", lambda *args: self._inbox.put((generation, "disconnect", None)))
+        client.on("disconnect", lambda *why: self._inbox.put((generation, "disconnect", why[0] if why else None)))
         try:
             client.connect(
                 self.server_url, headers={"Cookie": self._cookie}, transports=self.transports,
@@ -458,7 +255,7 @@ class HeadlessParticipant:
         """Say goodbye (Socket.IO disconnect) without waiting long for the server's close handshake."""
         client, self._sio = self._sio, None
         if client is not None:
-            closer = threading.Thread(target=_quietly, args=(client.disconnect,), name="headless-disconnect", daemon=True)
+            closer = threading.Thread(target=_quietly, args=(client.disconnect,), name="disconnect", daemon=True)
             closer.start()
             closer.join(timeout=DISCONNECT_WAIT_SECONDS)
 
@@ -512,7 +309,7 @@ class HeadlessParticipant:
 
     def _handle(self, name: str, payload: Any) -> None:
         if name == "disconnect":
-            raise _Finished("disconnected by the server")
+            raise _Finished(f"disconnected ({payload or 'by the server'})")
         if self.on_event is not None:
             self.on_event(name, payload)
         if not isinstance(payload, dict):
@@ -563,7 +360,7 @@ class HeadlessParticipant:
     def _enter_match_scene(self, index: int, scene: dict[str, Any]) -> None:
         if isinstance(scene.get("game"), str):
             try:
-                _load_game(scene["game"])   # as the browser does before `ready`
+                load_game(scene["game"])   # as the browser does before `ready`
             except LoadError as error:
                 raise _Finished(f"error: cannot load game {scene['game']!r}: {error}") from None
         if index not in self._readied:
@@ -608,12 +405,13 @@ class HeadlessParticipant:
         try:
             self._episode = self._start_episode(payload, now)
         except (LoadError, NetcodeError, TypeError, ValueError, KeyError) as error:
-            raise _Finished(f"error: cannot start match {match} episode {episode}: {type(error).__name__}: {error}") from None
+            why = f"{type(error).__name__}: {error}"
+            raise _Finished(f"error: cannot start match {match} episode {episode}: {why}") from None
         self.phase = "playing"
 
     def _start_episode(self, payload: dict[str, Any], now: float) -> _Episode:
         match, episode, seat = payload["match"], payload["episode"], payload["seat"]
-        env = _load_game(payload["game"])(payload.get("config") or {})
+        env = load_game(payload["game"])(payload.get("config") or {})
         observations = env.reset(payload["seed"])
         fps = payload.get("fps", 60)
         config = SessionConfig.for_env(env, **{"fps": fps, **(payload.get("netcode") or {})})
@@ -621,20 +419,17 @@ class HeadlessParticipant:
         peers = {addr: list(ps) for addr, ps in (payload.get("peers") or {}).items() if addr != seat}
         transport = SocketIOTransport(self._emit, match, episode)
         session = P2PSession(config, players, peers, transport, clock=lambda: time.monotonic() * 1000.0)
-        for player in self._gone.get(match, {}):
-            if player not in players and any(player in ps for ps in peers.values()):
-                session.disconnect_player(player, 0)   # gone earlier in this match: gone all episode
         self._router.attach(transport)
         runner = EpisodeRunner(session, env, observations)
-        policy = Policy(self.policy, env, players, self.rng)
+        policy = Policy(self.policy, env, players, self.rng.randbelow(1 << 31))
         return _Episode(match, episode, seat, players, env, session, runner, policy, transport,
-                        started=now, frame_ms=config.frame_ms / 1000.0, next_tick=now)
+                        started=now, frame_s=config.frame_ms / 1000.0, next_tick=now)
 
     def _service_episode(self, ep: _Episode, now: float) -> None:
         """Run the ticks that are due (a few at most when behind); after the end, only poll."""
         if now < ep.next_tick:
             return
-        if now - ep.next_tick > MAX_TICK_DEBT_FRAMES * ep.frame_ms:
+        if now - ep.next_tick > MAX_TICK_DEBT_FRAMES * ep.frame_s:
             ep.next_tick = now
         for _ in range(MAX_CATCH_UP_TICKS):
             if ep.done:
@@ -649,7 +444,7 @@ class HeadlessParticipant:
                     ep.first_frame_at = time.monotonic()
                     self.result.first_frame_seconds.append(round(ep.first_frame_at - ep.started, 3))
             self._take_session_events(ep)
-            ep.next_tick += ep.frame_ms
+            ep.next_tick += ep.frame_s
             if not ep.done and self.drop_at_frame is not None and ep.session.current_frame >= self.drop_at_frame:
                 self.result.dropped = True
                 frame = ep.session.current_frame
@@ -671,9 +466,7 @@ class HeadlessParticipant:
                                                 "seat": event.peer, "players": list(event.players),
                                                 "frame": event.frame})
             elif isinstance(event, WaitRecommendation):
-                ep.next_tick += event.skip_frames * ep.frame_ms
-            elif isinstance(event, BadPacket):
-                self.result.stats["bad_packets_events"] = self.result.stats.get("bad_packets_events", 0) + 1
+                ep.next_tick += event.skip_frames * ep.frame_s
 
     def _finish_episode(self, ep: _Episode) -> None:
         ep.done = True
@@ -709,17 +502,6 @@ class HeadlessParticipant:
         players = [p for p in payload.get("players") or [] if isinstance(p, str)]
         self.result.disconnects.append({"source": "server", "match": match, "seat": payload.get("seat"),
                                         "players": players, "by": by, "frame": frame})
-        if by != "gone" or not isinstance(match, str) or not isinstance(frame, int):
-            return
-        self._gone.setdefault(match, {}).update({p: frame for p in players})
-        ep = self._episode
-        if ep is not None and ep.match == match:
-            for player in players:
-                if player not in ep.players and player in ep.session.config.players:
-                    try:
-                        ep.session.disconnect_player(player, frame)
-                    except NetcodeError as error:
-                        raise _Finished(f"error: seat_changed: {error}") from None
 
     def _on_match_end(self, payload: dict[str, Any]) -> None:
         match = payload.get("match")

@@ -23,6 +23,9 @@ from game.env import action_space_for
 RATE_PER_SECOND = 240
 RATE_BURST = 480
 SILENT_AFTER_S = 10.0
+# In a relayed match the server decides when a seat is gone (and gives it to an AI, or ends
+# the match); a peer's own timeout must not fire first, or the peers' inputs would diverge.
+PEER_TIMEOUT_MS = (SILENT_AFTER_S + 20) * 1000
 
 
 @dataclass
@@ -36,7 +39,8 @@ class Services:
     now: Callable[[], float]                  # seconds, monotonic
     resolve_game: Callable[[Any], type]       # a Match scene's `game` -> class
     game_source: Callable[[type], str]        # the source text recorded with a match
-    make_policy: Callable[..., Any]           # make_policy(spec, player, action_space, default, seed) -> policy
+    make_policy: Callable[..., Any]           # make_policy(spec, player, action_space, env, seed) -> policy
+    game_spec: Callable[[Any], str]           # a Match scene's `game` -> a spec any process here can load
 
 
 class Hub(MatchHost):
@@ -203,9 +207,10 @@ class Hub(MatchHost):
             addr = f"s{len(seats)}"
             seats[addr] = Seat(addr, (player,), AI, policy=_spec(policy))
         settings = MatchSettings(
-            game=_spec(scene.game), config=dict(scene.config or {}), players=players,
+            game=self.services.game_spec(scene.game), config=dict(scene.config or {}), players=players,
             action_spaces={p: action_space_for(env, p) for p in players}, episodes=scene.episodes, fps=scene.fps,
-            netcode=dict(scene.netcode or {}), keys=dict(scene.keys or {}), on_partner_drop=scene.on_partner_drop,
+            netcode=_relayed_netcode(scene.netcode), keys=dict(scene.keys or {}),
+            on_partner_drop=scene.on_partner_drop,
             fill_policy=_spec(scene.fill_policy),
         )
         seed = secrets.randbelow(1 << 31)
@@ -291,6 +296,14 @@ _END_MESSAGES = {
     "abandoned": "Everyone left the game.",
     "error": "The game stopped because of an error on our side.",
 }
+
+
+def _relayed_netcode(settings: dict[str, Any] | None) -> dict[str, Any]:
+    """The scene's netcode settings, with peer timeouts raised above the server's silence limit."""
+    netcode = dict(settings or {})
+    netcode["disconnect_timeout_ms"] = max(netcode.get("disconnect_timeout_ms", 0), PEER_TIMEOUT_MS)
+    netcode.setdefault("disconnect_notify_ms", 1000)
+    return netcode
 
 
 def _spec(value: Any) -> str:

@@ -49,11 +49,17 @@ class GameResolver:
         if isinstance(spec, type):
             return spec
         if spec not in self._cache:
-            target, _, name = spec.rpartition(":")
-            if target.endswith(".py") and self.base_dir and not os.path.isabs(target):
-                target = os.path.join(self.base_dir, target)
-            self._cache[spec] = load_class(f"{target}:{name}")
+            self._cache[spec] = load_class(self.absolute(spec))
         return self._cache[spec]
+
+    def absolute(self, spec: Any) -> str:
+        """The spec with a relative FILE.py made absolute (a class becomes module:qualname)."""
+        if isinstance(spec, type):
+            return f"{spec.__module__}:{spec.__qualname__}"
+        target, _, name = spec.rpartition(":")
+        if target.endswith(".py") and self.base_dir and not os.path.isabs(target):
+            target = os.path.join(self.base_dir, target)
+        return f"{target}:{name}"
 
 
 def game_source(game_class: type) -> str:
@@ -85,7 +91,7 @@ def create_server(
     hub = Hub(flow, experiment_dir, Services(
         emit=socketio.emit, disconnect=lambda sid: socketio.server.disconnect(sid),
         spawn=socketio.start_background_task, sleep=socketio.sleep, now=time.monotonic,
-        resolve_game=resolve, game_source=game_source, make_policy=make_policy,
+        resolve_game=resolve, game_source=game_source, make_policy=make_policy, game_spec=resolve.absolute,
     ))
 
     @app.get("/")

@@ -1,8 +1,8 @@
 """Plays a whole match of N peers over the simulated network and checks convergence.
 
 Each peer has its own env, P2P session and executor; each ticks on its own schedule
-(start offset and slight clock drift) on one virtual clock. Inputs are random but
-seeded and "sticky" (a player holds an action for a while, as people do). At the end
+(start offset and slight clock drift) on one virtual clock. Inputs come from seeded
+`RandomPolicy`s (a player holds an action for a while, as people do). At the end
 the confirmed inputs are replayed in plain lockstep on a fresh env: the run has
 converged when every peer confirmed the same inputs and every checksum a peer
 confirmed equals the lockstep checksum of that frame.
@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 from game.hashing import state_hash
+from game.policies import RandomPolicy
 from game.rng import Rng
 from netcode.config import SessionConfig
 from netcode.events import DesyncDetected, Disconnected, WaitRecommendation
@@ -64,21 +65,6 @@ class _Peer:
     checksums: dict[int, str] = field(default_factory=dict)
 
 
-class _StickyInputs:
-    """Seeded random inputs that change with probability `change` per frame."""
-
-    def __init__(self, space: Any, seed: int, change: float) -> None:
-        self.space = space
-        self.rng = Rng(seed)
-        self.change = change
-        self.current = space.sample(self.rng)
-
-    def next(self) -> Any:
-        if self.rng.random() < self.change:
-            self.current = self.space.sample(self.rng)
-        return self.current
-
-
 def run_sim_match(
     make_env: EnvFactory,
     *,
@@ -88,7 +74,6 @@ def run_sim_match(
     seed: int = 0,
     settings: dict[str, Any] | None = None,
     drop: dict[int, int] | None = None,
-    input_change: float = 0.1,
     on_requests: Callable[[int, P2PSession, list[Request]], None] | None = None,
 ) -> SimReport:
     """Play `frames` frames with `peers` peers; `drop` maps a peer index to the frame it vanishes at."""
@@ -101,7 +86,9 @@ def run_sim_match(
     network = SimNetwork(get_profile(profile), seed, clock)
     rng = Rng(seed ^ 0x5EED)
     owners = {i: players[i::peers] for i in range(peers)}
-    inputs = {p: _StickyInputs(config.action_spaces[p], seed * 7919 + k, input_change) for k, p in enumerate(players)}
+    inputs = {p: RandomPolicy() for p in players}
+    for k, player in enumerate(players):
+        inputs[player].setup(player, config.action_spaces[player], seed * 7919 + k)
     sim_peers = []
     for i in range(peers):
         env = make_env(i)
@@ -138,7 +125,7 @@ def run_sim_match(
         if peer.skip:
             peer.skip -= 1
         else:
-            peer.runner.tick({p: inputs[p].next() for p in peer.players})
+            peer.runner.tick({p: inputs[p].act(None) for p in peer.players})
         for event in peer.session.events():
             if isinstance(event, WaitRecommendation):
                 peer.skip += event.skip_frames

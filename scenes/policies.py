@@ -17,49 +17,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from game.rng import Rng
+from game.policies import IdlePolicy, RandomPolicy
 from game.spaces import Space
 
 from scenes.base import Resolver
 
 BUILTIN_POLICIES = ("random", "idle")
 _POLICY_HINT = "use 'random', 'idle', a class with act(observation), or 'FILE.py:Class'"
-
-
-class RandomPolicy:
-    """Random actions from the action space, each held for `min_hold` to `max_hold` frames (like a
-    person holding a key), so it neither jitters nor stands still."""
-
-    def __init__(self, min_hold: int = 4, max_hold: int = 20) -> None:
-        self.min_hold, self.max_hold = min_hold, max_hold
-        self.space: Space | None = None
-        self.rng = Rng(0)
-        self.action: Any = None
-        self.frames_left = 0
-
-    def setup(self, player: str, action_space: Space, seed: int) -> None:
-        self.space = action_space
-        self.rng = Rng(seed)
-        self.frames_left = 0
-
-    def act(self, observation: Any) -> Any:
-        if self.space is None:
-            raise RuntimeError("RandomPolicy.setup(player, action_space, seed) must be called before act()")
-        if self.frames_left <= 0:
-            self.action = self.space.sample(self.rng)
-            self.frames_left = self.rng.randint(self.min_hold, self.max_hold)
-        self.frames_left -= 1
-        return self.action
-
-
-class IdlePolicy:
-    """Always the game's default action (a player who presses nothing).
-
-    `act` returns None, which `Bot` turns into the player's default action.
-    """
-
-    def act(self, observation: Any) -> Any:
-        return None
 
 
 def why_not_policy(policy: Any) -> str | None:

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from app.commands import loadtest
-from app.headless import (
-    HeadlessParticipant, ParticipantResult, Policy, SocketIOTransport, _PacketRouter, generate_answers, split_url,
-)
+from app.headless import HeadlessParticipant, ParticipantResult
+from app.headless_answers import Policy, generate_answers
+from app.headless_io import PacketRouter, SocketIOTransport, split_url
 from game.games.cooking import Cooking
 from game.games.pong import Pong
 from game.rng import Rng
@@ -84,7 +84,7 @@ def test_answer_kinds_without_a_server_validator() -> None:
 def test_random_policy_is_sticky_valid_and_seeded() -> None:
     env = Cooking()
     players = list(env.players)
-    a, b = Policy("random", env, players, Rng(3)), Policy("random", env, players, Rng(3))
+    a, b = Policy("random", env, players, 3), Policy("random", env, players, 3)
     frames = [a.actions({}, f) for f in range(400)]
     assert frames == [b.actions({}, f) for f in range(400)]
     space = env.action_space
@@ -95,17 +95,17 @@ def test_random_policy_is_sticky_valid_and_seeded() -> None:
 
 def test_idle_and_callable_policies() -> None:
     env = Pong()
-    assert Policy("idle", env, ["left"], Rng(0)).actions({}, 5) == {"left": env.default_action}
+    assert Policy("idle", env, ["left"], 0).actions({}, 5) == {"left": env.default_action}
     seen: list[tuple[str, Any, int]] = []
 
     def policy(player: str, observation: Any, frame: int) -> int:
         seen.append((player, observation, frame))
         return 1
 
-    assert Policy(policy, env, ["right"], Rng(0)).actions({"right": "obs"}, 9) == {"right": 1}
+    assert Policy(policy, env, ["right"], 0).actions({"right": "obs"}, 9) == {"right": 1}
     assert seen == [("right", "obs", 9)]
     with pytest.raises(ValueError, match="policy must be"):
-        Policy("smart", env, ["left"], Rng(0))
+        Policy("smart", env, ["left"], 0)
 
 
 # ----------------------------------------------------------------------------- transport adapter
@@ -146,7 +146,7 @@ def test_transport_receive_drains_in_order_and_is_thread_safe() -> None:
 
 
 def test_router_delivers_to_the_current_episode_and_stashes_early_packets() -> None:
-    router = _PacketRouter()
+    router = PacketRouter()
     first = SocketIOTransport(lambda e, p: None, "m", 0)
     router.attach(first)
     router.route({"match": "m", "episode": 0, "from": "b", "data": "x"})
@@ -164,7 +164,7 @@ def test_router_delivers_to_the_current_episode_and_stashes_early_packets() -> N
 
 def test_two_sessions_play_an_episode_over_the_adapter() -> None:
     """The adapter as the headless participant uses it, with a relay standing in for the server."""
-    routers = {"A": _PacketRouter(), "B": _PacketRouter()}
+    routers = {"A": PacketRouter(), "B": PacketRouter()}
 
     def relay_from(sender: str):
         def emit(event: str, payload: dict[str, Any]) -> None:
@@ -182,7 +182,8 @@ def test_two_sessions_play_an_episode_over_the_adapter() -> None:
         transport = SocketIOTransport(relay_from(seat), "m", 0)
         routers[seat].attach(transport)
         session = P2PSession(config, players, {other: other_players}, transport, clock=lambda: now[0])
-        peers[seat] = (session, EpisodeRunner(session, env, observations), Policy("random", env, players, Rng(ord(seat))))
+        policy = Policy("random", env, players, ord(seat))
+        peers[seat] = (session, EpisodeRunner(session, env, observations), policy)
     for _ in range(2000):
         now[0] += 1000 / 60
         for session, runner, policy in peers.values():

@@ -1,0 +1,130 @@
+"""A headless participant's connection: the netcode transport over the server's packet relay,
+and a Socket.IO client that handles events in arrival order."""
+from __future__ import annotations
+
+import threading
+import urllib.parse
+from collections import deque
+from typing import Any, Callable
+
+import engineio
+import socketio
+
+from app.loading import load_class
+
+MAX_STASHED_PACKETS = 4096   # packets kept for an episode whose match_start has not been handled yet
+
+# ----------------------------------------------------------------------------- transport
+
+
+class SocketIOTransport:
+    """The netcode `Transport` over the server's `packet` relay, for one episode of one match.
+
+    `send` emits a `packet` event; the Socket.IO reader thread `push`es the packets
+    relayed to us, and `receive` drains them (a thread-safe deque in between).
+    """
+
+    def __init__(self, emit: Callable[[str, dict[str, Any]], None], match: str, episode: int) -> None:
+        self.emit = emit
+        self.match = match
+        self.episode = episode
+        self._inbox: deque[tuple[str, str]] = deque()
+        self.sent = 0
+
+    def send(self, to: str, data: str) -> None:
+        self.sent += 1
+        self.emit("packet", {"match": self.match, "episode": self.episode, "to": to, "data": data})
+
+    def push(self, sender: str, data: str) -> None:
+        self._inbox.append((sender, data))
+
+    def receive(self) -> list[tuple[str, str]]:
+        items = []
+        while True:
+            try:
+                items.append(self._inbox.popleft())
+            except IndexError:
+                return items
+
+
+class PacketRouter:
+    """Routes relayed packets to the current episode's transport; stashes early ones."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._current: SocketIOTransport | None = None
+        self._stash: dict[tuple[str, int], list[tuple[str, str]]] = {}
+        self._stashed = 0
+
+    def route(self, payload: Any) -> None:
+        if not isinstance(payload, dict):
+            return
+        key = (payload.get("match"), payload.get("episode"))
+        sender, data = payload.get("from"), payload.get("data")
+        if not isinstance(sender, str) or not isinstance(data, str):
+            return
+        with self._lock:
+            current = self._current
+            if current is not None and key == (current.match, current.episode):
+                current.push(sender, data)
+            elif self._stashed < MAX_STASHED_PACKETS and isinstance(key[0], str) and isinstance(key[1], int):
+                # The peer may start an episode before we have handled its match_start.
+                self._stash.setdefault(key, []).append((sender, data))  # type: ignore[arg-type]
+                self._stashed += 1
+
+    def attach(self, transport: SocketIOTransport | None) -> None:
+        with self._lock:
+            self._current = transport
+            if transport is not None:
+                for sender, data in self._stash.pop((transport.match, transport.episode), []):
+                    transport.push(sender, data)
+                # Anything stashed for other episodes is stale by now.
+                self._stash.clear()
+                self._stashed = 0
+
+
+
+# ----------------------------------------------------------------------------- Socket.IO client
+
+
+class OrderedEngineIOClient(engineio.Client):
+    """Runs message handlers on the reader thread, in arrival order.
+
+    The stock client starts a thread per message, so a `scene` and the `match_start`
+    right after it may be handled out of order. Our handlers only enqueue, so running
+    them inline is cheap. (Overrides a private hook of python-engineio 4.x.)
+    """
+
+    def _trigger_event(self, event: str, *args: Any, **kwargs: Any) -> Any:
+        if event == "message":
+            kwargs["run_async"] = False
+        return super()._trigger_event(event, *args, **kwargs)
+
+
+class OrderedClient(socketio.Client):
+    def _engineio_client_class(self) -> type:
+        return OrderedEngineIOClient
+
+
+_GAMES: dict[str, type] = {}
+_GAMES_LOCK = threading.Lock()
+
+
+def load_game(spec: str) -> type:
+    """load_class, once per spec per process (many participants share a process in a load test)."""
+    with _GAMES_LOCK:
+        if spec not in _GAMES:
+            _GAMES[spec] = load_class(spec)
+        return _GAMES[spec]
+
+
+def split_url(base_url: str) -> tuple[str, str, dict[str, str]]:
+    """(entry page URL without query, Socket.IO server URL, query parameters already in base_url)."""
+    parts = urllib.parse.urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"{base_url!r} is not an http(s) URL")
+    path = parts.path.rstrip("/")
+    entry = urllib.parse.urlunsplit((parts.scheme, parts.netloc, path + "/", "", ""))
+    server = urllib.parse.urlunsplit((parts.scheme, parts.netloc, "", "", ""))
+    params = dict(urllib.parse.parse_qsl(parts.query, keep_blank_values=True))
+    return entry, server, params
