@@ -3,22 +3,16 @@ driven over Socket.IO by HeadlessParticipants through the whole flow of docs/pro
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
-import threading
-import time
-import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-import requests
 
 from app.commands.loadtest import run_loadtest
 from app.headless import HeadlessParticipant, ParticipantResult
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.server_fixtures import ROOT, Server, pid, replay_recording, run_together
 
 SHORT_EXPERIMENT = '''
 from scenes import Choice, Consent, End, Experiment, FreeText, Likert, Match, Page, Survey, WaitingRoom
@@ -40,51 +34,6 @@ EXPERIMENT = Experiment(id="e2e", scenes=[
 '''
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Server:
-    """`python -m app.cli ARGS --port P --data D` as a subprocess, ready once /health answers."""
-
-    def __init__(self, args: list[str], data_dir: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        data_dir.mkdir(parents=True, exist_ok=True)
-        self.log_path = data_dir / "server.log"
-        self._log = open(self.log_path, "w")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", *args, "--port", str(self.port), "--data", str(data_dir)],
-            cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 60
-        while True:
-            if self.process.poll() is not None:
-                self.stop()
-                pytest.fail(f"the server exited with {self.process.returncode}:\n{self.log_path.read_text()}")
-            try:
-                if requests.get(self.url + "/health", timeout=1).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                pytest.fail(f"the server did not answer /health in 60 s:\n{self.log_path.read_text()}")
-            time.sleep(0.2)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._log.close()
-
-
 @pytest.fixture(scope="module")
 def short_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     folder = tmp_path_factory.mktemp("e2e")
@@ -93,25 +42,6 @@ def short_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     server = Server(["serve", str(experiment)], folder / "data")
     yield server
     server.stop()
-
-
-def pid() -> str:
-    return f"e2e-{uuid.uuid4().hex[:10]}"
-
-
-def run_together(participants: list[HeadlessParticipant], timeout: float = 60) -> list[ParticipantResult]:
-    results: list[ParticipantResult | None] = [None] * len(participants)
-
-    def play(i: int) -> None:
-        results[i] = participants[i].run(timeout)
-
-    threads = [threading.Thread(target=play, args=(i,)) for i in range(len(participants))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert all(r is not None for r in results)
-    return results  # type: ignore[return-value]
 
 
 def checksums(result: ParticipantResult) -> dict[tuple[str, int], str]:
@@ -145,6 +75,8 @@ def test_two_participants_walk_the_flow_and_agree_on_every_episode(short_server:
     assert {m["seat"] for m in result_a.matches + result_b.matches} == {"s0", "s1"}
     assert checksums(result_a) == checksums(result_b) and len(checksums(result_a)) == 2
     assert events.count("match_start") == 2 and "match_end" in events and events[-1] == "scene"
+    replayed = replay_recording(short_server, "e2e", result_a.matches[0]["match"])
+    assert replayed.ok and replayed.checked >= 4 and not replayed.truncated
 
 
 def test_alone_in_the_waiting_room_an_ai_fills_the_seat(short_server: Server) -> None:
@@ -173,6 +105,8 @@ def test_a_partner_dropping_mid_match_is_replaced_by_an_ai(short_server: Server)
     taken = [d for d in stayed.disconnects if d["source"] == "server"]
     assert taken and taken[0]["by"] == "ai" and taken[0]["seat"] == gone.matches[0]["seat"]
     assert [e["status"] for e in stayed.episodes] == ["done", "done"]
+    replayed = replay_recording(short_server, "e2e", stayed.matches[0]["match"])
+    assert replayed.ok and replayed.frames >= 60, replayed
 
 
 def test_a_platform_id_that_finished_is_refused(short_server: Server) -> None:

@@ -1,0 +1,163 @@
+"""The match room's relay, input log and checksum comparison, without a server."""
+from __future__ import annotations
+
+import copy
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from app.input_log import InconsistentInput, InputLog
+from app.match_room import HUMAN, MatchRoom, MatchSettings, Seat
+from app.protocol import EpisodeDone, PacketEvent, ProtocolError
+from app.recording import RecordingWriter, make_header, read_recording
+from game.games.pong import Pong
+from game.spaces import Discrete
+
+
+class Host:
+    """Collects what the room sends; no server."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str, dict[str, Any]]] = []
+        self.events: list[tuple[str, dict[str, Any]]] = []
+        self.ended: list[str] = []
+        self.clock = 0.0
+
+    def send(self, seat: Seat, event: str, payload: dict[str, Any]) -> None:
+        self.sent.append((seat.addr, event, payload))
+
+    def start_bot(self, room: MatchRoom, seat: Seat, preload: Any) -> Any:
+        raise AssertionError("no bots in these tests")
+
+    def match_ended(self, room: MatchRoom, reason: str) -> None:
+        self.ended.append(reason)
+
+    def log_event(self, room: MatchRoom, kind: str, data: dict[str, Any]) -> None:
+        self.events.append((kind, data))
+
+    def now(self) -> float:
+        return self.clock
+
+
+def make_room(tmp_path: Path, episodes: int = 1) -> tuple[MatchRoom, Host]:
+    host = Host()
+    seats = {"s0": Seat("s0", ("left",), HUMAN, participant="pa"), "s1": Seat("s1", ("right",), HUMAN, participant="pb")}
+    settings = MatchSettings(
+        game="game.games.pong:Pong", config={}, players=("left", "right"),
+        action_spaces={"left": Discrete(3), "right": Discrete(3)}, episodes=episodes, fps=60, netcode={}, keys={},
+        on_partner_drop="end", fill_policy="random",
+    )
+    header = make_header(match="m1", experiment="x", scene="pong", created_at="now", game=settings.game,
+                         game_source="", config={}, players=["left", "right"], seats={}, netcode={}, fps=60)
+    path = tmp_path / f"m1-{uuid.uuid4().hex}.jsonl"
+    room = MatchRoom("m1", "pong", settings, seats, host, RecordingWriter(str(path), header),
+                     seed=7, game_class=Pong)
+    room.start_next_episode()
+    return room, host
+
+
+def packet(inputs: dict[str, Any], checks: list[Any] | None = None, **fields: Any) -> str:
+    body = {"v": 1, "kind": "input", "frame": 3, "adv": 0, "t": 1.0, "echo": -1, "hold": 0, "inputs": inputs,
+            "ack": {}, "checks": checks or [], "gone": {}, **fields}
+    return json.dumps(body)
+
+
+def test_inputs_are_logged_in_frame_order_and_forwarded(tmp_path: Path) -> None:
+    room, host = make_room(tmp_path)
+    s0, s1 = room.seats["s0"], room.seats["s1"]
+    room.relay(s0, PacketEvent("m1", 0, "s1", packet({"left": [0, [1, 1, 2]]})))
+    room.relay(s1, PacketEvent("m1", 0, "s0", packet({"right": [0, [0, 2]]})))
+    room.relay(s1, PacketEvent("m1", 0, "s0", packet({"right": [1, [2, 0, 0]]})))  # a resend plus new frames
+    room.recording.close()
+    recording = read_recording(room.recording.path)
+    assert recording.episodes[0]["inputs"] == [[1, 0], [1, 2], [2, 0]]
+    assert [(to, event) for to, event, _ in host.sent] == [("s0", "match_start"), ("s1", "match_start"),
+                                                           ("s1", "packet"), ("s0", "packet"), ("s0", "packet")]
+
+
+def test_differing_checksums_of_a_frame_are_a_recorded_desync(tmp_path: Path) -> None:
+    room, host = make_room(tmp_path)
+    room.relay(room.seats["s0"], PacketEvent("m1", 0, "s1", packet({}, [[10, "aaaa"]])))
+    room.relay(room.seats["s1"], PacketEvent("m1", 0, "s0", packet({}, [[10, "aaaa"], [20, "bbbb"]])))
+    assert host.events == []
+    room.relay(room.seats["s0"], PacketEvent("m1", 0, "s1", packet({}, [[20, "cccc"]])))
+    assert host.events == [("desync", {"episode": 0, "frame": 20, "checksums": {"s1": "bbbb", "s0": "cccc"}})]
+
+
+def test_episodes_advance_when_every_seat_is_done_and_differing_ends_are_desyncs(tmp_path: Path) -> None:
+    room, host = make_room(tmp_path, episodes=2)
+    room.episode_done(room.seats["s0"], EpisodeDone("m1", 0, 90, "aaaa"))
+    assert room.episode == 0
+    room.episode_done(room.seats["s1"], EpisodeDone("m1", 0, 90, "aaaa"))
+    assert room.episode == 1 and room.episode_seed != 0 and host.events == []
+    room.episode_done(room.seats["s0"], EpisodeDone("m1", 1, 80, "aaaa"))
+    room.episode_done(room.seats["s1"], EpisodeDone("m1", 1, 80, "ffff"))
+    assert host.ended == ["completed"] and host.events[0][0] == "desync"
+    with pytest.raises(ProtocolError, match="episode_done is for match m1 episode 1"):
+        room.episode_done(room.seats["s1"], EpisodeDone("m1", 1, 80, "ffff"))
+
+
+@pytest.mark.parametrize(("sender", "event", "reason"), [
+    ("s0", PacketEvent("m2", 0, "s1", packet({})), "packet for match 'm2', but this seat is in match 'm1'"),
+    ("s0", PacketEvent("m1", 0, "s0", packet({})), "'to' must be another seat of this match"),
+    ("s0", PacketEvent("m1", 0, "s9", packet({})), "'to' must be another seat of this match"),
+    ("s0", PacketEvent("m1", 0, "s1", "{"), "[invalid_packet] not JSON"),
+    ("s0", PacketEvent("m1", 0, "s1", packet({"right": [0, [1]]})), "seat 's0' sent inputs for 'right'"),
+    ("s0", PacketEvent("m1", 0, "s1", packet({"left": [0, [7]]})), "7 is outside [0, 2]"),
+    ("s0", PacketEvent("m1", 0, "s1", packet({"left": [0, ["up"]]})), "expected an int, got str"),
+    ("s0", PacketEvent("m1", 0, "s1", packet({}, kind="confirmed")), "seats send input packets"),
+    ("s0", PacketEvent("m1", 0, "s1", packet({"left": [0, [2]]})), "input of 'left' for frame 0 was 1 and is now 2"),
+])
+def test_bad_packets_are_refused_and_change_nothing(tmp_path: Path, sender: str, event: PacketEvent,
+                                                    reason: str) -> None:
+    room, host = make_room(tmp_path)
+    room.relay(room.seats["s0"], PacketEvent("m1", 0, "s1", packet({"left": [0, [1]]})))
+    before = (copy.deepcopy(room.log.actions), dict(room.checks), len(host.sent), room.seats[sender].last_heard)
+    host.clock = 5.0
+    with pytest.raises(ProtocolError) as caught:
+        room.relay(room.seats[sender], event)
+    assert reason in str(caught.value)
+    assert (room.log.actions, room.checks, len(host.sent), room.seats[sender].last_heard) == before
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.one_of(st.text(max_size=200), st.builds(
+    lambda inputs: packet(inputs),
+    st.dictionaries(st.sampled_from(["left", "right", "x"]),
+                    st.tuples(st.integers(-3, 5), st.lists(st.one_of(st.integers(-2, 4), st.text(max_size=3)),
+                                                           max_size=5)).map(list), max_size=2))))
+def test_fuzzed_packets_are_either_relayed_or_refused_cleanly(tmp_path: Path, data: str) -> None:
+    room, host = make_room(tmp_path)
+    try:
+        room.relay(room.seats["s0"], PacketEvent("m1", 0, "s1", data))
+    except ProtocolError:
+        assert room.log.actions == {"left": [], "right": []} and len(host.sent) == 2
+    else:
+        assert all(a in (0, 1, 2) for a in room.log.actions["left"]) and room.log.actions["right"] == []
+    room.recording.close()
+
+
+def test_a_lost_seat_with_no_ai_ends_the_match_and_is_recorded(tmp_path: Path) -> None:
+    room, host = make_room(tmp_path)
+    room.seat_lost(room.seats["s1"], "disconnected")
+    assert room.seats["s1"].gone and host.ended == ["partner_dropped"]
+    room.seat_lost(room.seats["s0"], "disconnected")
+    assert host.ended == ["partner_dropped"]
+    room.recording.close()
+    events = read_recording(room.recording.path).events
+    assert [(e["kind"], e["data"].get("by")) for e in events] == [("seat_changed", "gone"), ("match_end", None)]
+
+
+def test_input_log_refuses_a_changed_resend_and_ignores_gaps() -> None:
+    log = InputLog(["a", "b"])
+    log.add("a", 0, [1, 2])
+    log.add("a", 5, [9])          # a gap: the sender resends from the last ack
+    log.add("b", 0, [0])
+    assert log.take_complete() == [(0, [1, 0])] and log.take_complete() == []
+    with pytest.raises(InconsistentInput):
+        log.add("a", 1, [3])
