@@ -258,6 +258,9 @@ class HeadlessParticipant:
             closer = threading.Thread(target=_quietly, args=(client.disconnect,), name="disconnect", daemon=True)
             closer.start()
             closer.join(timeout=DISCONNECT_WAIT_SECONDS)
+            ws = getattr(client.eio, "ws", None)
+            if ws is not None:  # after a server crash the client may still hold the dead socket
+                _quietly(ws.shutdown)
 
     def _drop(self) -> None:
         """Vanish like a crashed tab: shut the socket down with no Socket.IO or WebSocket goodbye."""

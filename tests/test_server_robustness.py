@@ -69,9 +69,9 @@ class RawClient:
     """A participant's Socket.IO connection without the headless machinery: send anything."""
 
     def __init__(self, url: str) -> None:
-        http = requests.Session()
-        assert http.get(url + "/", params={"PROLIFIC_PID": pid()}, timeout=10).status_code == 200
-        cookie = "; ".join(f"{c.name}={c.value}" for c in http.cookies)
+        with requests.Session() as http:
+            assert http.get(url + "/", params={"PROLIFIC_PID": pid()}, timeout=10).status_code == 200
+            cookie = "; ".join(f"{c.name}={c.value}" for c in http.cookies)
         self.inbox: queue.Queue[tuple[str, Any]] = queue.Queue()
         self.sio = socketio.Client(reconnection=False)
         self.sio.on("*", lambda event, data=None: self.inbox.put((event, data)))
