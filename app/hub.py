@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 import threading
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -58,6 +59,7 @@ class Hub(MatchHost):
         self.rooms: dict[str, WaitingRoom] = {}
         self.matches: dict[str, MatchRoom] = {}
         self.seat_of: dict[str, tuple[MatchRoom, Seat]] = {}
+        self.ended_matches: deque[str] = deque(maxlen=1024)
         self._last_waiting_update = 0.0
 
     # ------------------------------------------------------------ connections
@@ -136,6 +138,8 @@ class Hub(MatchHost):
 
     def _packet(self, participant: str, payload: Any) -> None:
         event = parse_packet(payload)
+        if participant not in self.seat_of and event.match in self.ended_matches:
+            return  # in flight when the match ended: expected, and harmless to drop
         room, seat = self._seat(participant)
         room.relay(seat, event)
 
@@ -269,6 +273,7 @@ class Hub(MatchHost):
         room.recording.close()
         self.store.end_match(room.id, reason)
         self.matches.pop(room.id, None)
+        self.ended_matches.append(room.id)
         for seat in room.seats.values():
             participant = seat.participant
             if participant is None or self.seat_of.get(participant, (None,))[0] is not room:
