@@ -17,6 +17,7 @@ from netcode import codec
 from netcode.errors import NetcodeError
 
 HUMAN, AI = "human", "ai"
+MAX_AHEAD_SECONDS = 10  # a seat's inputs may run at most this far past the last frame everyone has sent
 
 
 class Bot(Protocol):
@@ -164,9 +165,13 @@ class MatchRoom:
             raise ProtocolError(str(error)) from None
         if packet["kind"] != "input":
             raise ProtocolError(f"seats send input packets, got {packet['kind']!r}")
-        for player, (_start, actions) in packet["inputs"].items():
+        limit = self.log.complete + MAX_AHEAD_SECONDS * self.settings.fps
+        for player, (start, actions) in packet["inputs"].items():
             if player not in sender.players:
                 raise ProtocolError(f"seat {sender.addr!r} sent inputs for {player!r}, which it does not play")
+            if start + len(actions) > limit:
+                raise ProtocolError(f"inputs of {player!r} reach frame {start + len(actions)}, more than "
+                                    f"{MAX_AHEAD_SECONDS} s past the last frame every seat has sent ({self.log.complete})")
             space = self.settings.action_spaces[player]
             for action in actions:
                 reason = space.why_not(action)

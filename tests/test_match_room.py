@@ -112,6 +112,7 @@ def test_episodes_advance_when_every_seat_is_done_and_differing_ends_are_desyncs
     ("s0", PacketEvent("m1", 0, "s1", packet({"left": [0, ["up"]]})), "expected an int, got str"),
     ("s0", PacketEvent("m1", 0, "s1", packet({}, kind="confirmed")), "seats send input packets"),
     ("s0", PacketEvent("m1", 0, "s1", packet({"left": [0, [2]]})), "input of 'left' for frame 0 was 1 and is now 2"),
+    ("s0", PacketEvent("m1", 0, "s1", packet({"left": [600, [1]]})), "reach frame 601, more than 10 s past"),
 ])
 def test_bad_packets_are_refused_and_change_nothing(tmp_path: Path, sender: str, event: PacketEvent,
                                                     reason: str) -> None:

@@ -149,6 +149,11 @@ def test_demo_flow_with_the_load_tester(tmp_path: Path) -> None:
     assert a["matches"][0]["match"] == b["matches"][0]["match"], "both should play the Pong match together"
     pong = [{e["checksum"] for e in r["episodes"] if e["match"] == a["matches"][0]["match"]} for r in (a, b)]
     assert pong[0] == pong[1] and len(pong[0]) == 1
+    matches = {m["match"] for r in (a, b) for m in r["matches"]}
+    assert len(matches) == 3   # Pong together, then a kitchen match each with an AI partner
+    for match in matches:
+        replayed = replay_recording(server, "demo", match)
+        assert replayed.ok and replayed.checked > 10, replayed
 
 
 def test_this_process_never_imported_eventlet() -> None:
