@@ -59,32 +59,6 @@ def _check_ending(completion_code: Any, redirect: Any) -> None:
                                   "placeholders look like {participant} or {PROLIFIC_PID}")
 
 
-class Consent(Scene):
-    """The consent form. The participant goes on with `{"accept": true}`; `{"accept": false}` declines."""
-
-    kind = "consent"
-
-    def __init__(self, id: str, title: str = "Consent", *, html: str | None = None,
-                 markdown: str | None = None) -> None:
-        super().__init__(id, title)
-        self.html = html
-        self.markdown = markdown
-
-    def check(self, resolve: Resolver | None = None) -> None:
-        super().check(resolve)
-        check_body(self.html, self.markdown, required=True)
-
-    def parse_advance(self, data: Any) -> dict[str, Any]:
-        """`{"accept": true}` -> `{"accept": True}`; `{"accept": false}` -> `{"accept": False}` (declined)."""
-        super().parse_advance(data)
-        if type(data.get("accept")) is not bool:
-            raise AnswerError({"*": 'consent needs {"accept": true} or {"accept": false}'})
-        return {"accept": data["accept"]}
-
-    def to_client(self, context: ClientContext | None = None) -> dict[str, Any]:
-        return {**super().to_client(context), "html": body_html(self.html, self.markdown)}
-
-
 class Page(Scene):
     """A static page (instructions, debriefing...). Advanced with `{}`."""
 
@@ -101,6 +75,23 @@ class Page(Scene):
 
     def to_client(self, context: ClientContext | None = None) -> dict[str, Any]:
         return {**super().to_client(context), "html": body_html(self.html, self.markdown)}
+
+
+class Consent(Page):
+    """The consent form. The participant goes on with `{"accept": true}`; `{"accept": false}` declines."""
+
+    kind = "consent"
+
+    def __init__(self, id: str, title: str = "Consent", *, html: str | None = None,
+                 markdown: str | None = None) -> None:
+        super().__init__(id, title, html, markdown)
+
+    def parse_advance(self, data: Any) -> dict[str, Any]:
+        """`{"accept": true}` -> `{"accept": True}`; `{"accept": false}` -> `{"accept": False}` (declined)."""
+        super().parse_advance(data)
+        if type(data.get("accept")) is not bool:
+            raise AnswerError({"*": 'consent needs {"accept": true} or {"accept": false}'})
+        return {"accept": data["accept"]}
 
 
 class End(Scene):
