@@ -249,3 +249,28 @@ def test_a_predicted_end_is_lifted_when_the_rollback_says_otherwise() -> None:
     assert pair.a.end_frame is None and pair.a.current_frame == 3
     runner.tick({"p0": 1})
     assert pair.a.current_frame == 4
+
+
+def test_two_match_clients_play_an_episode_through_a_relay() -> None:
+    from game.games.pong import Pong
+    from netcode.client import MatchClient
+    from netcode.sim import VirtualClock
+
+    clock = VirtualClock()
+    base = {"match": "m", "episode": 0, "seed": 5, "config": {"max_score": 1, "max_frames": 300}, "fps": 60,
+            "netcode": {"input_delay": 1}}
+    clients = {
+        "s0": MatchClient({**base, "seat": "s0", "players": ["left"], "peers": {"s1": ["right"]}}, Pong, clock),
+        "s1": MatchClient({**base, "seat": "s1", "players": ["right"], "peers": {"s0": ["left"]}}, Pong, clock),
+    }
+    for frame in range(400):
+        clock.advance_to(frame * 1000 / 60)
+        for seat, client in clients.items():
+            client.tick({client.players[0]: (frame // 20) % 3})
+            for packet in client.outbox():
+                assert packet["match"] == "m" and packet["episode"] == 0
+                clients[packet["to"]].receive(seat, packet["data"])
+    done = [client.done for client in clients.values()]
+    assert done[0] is not None and done[0] == done[1]
+    assert clients["s0"].stats()["done"] and clients["s0"].desyncs == []
+    assert clients["s0"].render()[0]["type"] == "viewport"

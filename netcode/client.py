@@ -1,0 +1,110 @@
+"""One participant's side of a relayed match episode, free of I/O.
+
+`MatchClient` is built from the server's `match_start` payload and the game class. The
+browser worker (in Pyodide) and the headless participant (in CPython) both drive it:
+hand it relayed packets with `receive`, call `tick` once per frame with the local
+players' actions, send what `outbox` returns, and when `done` is set send it as the
+`episode_done` event. See docs/protocol.md.
+"""
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Callable, Mapping
+
+from game.hashing import state_hash
+from netcode.config import SessionConfig
+from netcode.episode import EpisodeRunner
+from netcode.events import DesyncDetected, Disconnected, Event
+from netcode.p2p import P2PSession
+
+
+class _Outbox:
+    """The transport of a relayed session: packets to send, packets received."""
+
+    def __init__(self) -> None:
+        self.outgoing: list[tuple[str, str]] = []
+        self.incoming: deque[tuple[str, str]] = deque()
+
+    def send(self, to: str, data: str) -> None:
+        self.outgoing.append((to, data))
+
+    def receive(self) -> list[tuple[str, str]]:
+        items = list(self.incoming)
+        self.incoming.clear()
+        return items
+
+
+class MatchClient:
+    """The local seat of one episode: session, env and the end-of-episode report."""
+
+    def __init__(self, start: Mapping[str, Any], game_class: type, clock: Callable[[], float]) -> None:
+        self.match = start["match"]
+        self.episode = start["episode"]
+        self.seat = start["seat"]
+        self.players = tuple(start["players"])
+        self.env = game_class(start.get("config") or {})
+        observations = self.env.reset(start["seed"])
+        self.config = SessionConfig.for_env(self.env, **{"fps": start.get("fps", 60), **(start.get("netcode") or {})})
+        peers = {addr: list(ps) for addr, ps in (start.get("peers") or {}).items() if addr != self.seat}
+        self._transport = _Outbox()
+        self.session = P2PSession(self.config, self.players, peers, self._transport, clock)
+        self.runner = EpisodeRunner(self.session, self.env, observations)
+        self.done: dict[str, Any] | None = None
+        self.desyncs: list[dict[str, Any]] = []
+        self.disconnects: list[dict[str, Any]] = []
+
+    def receive(self, sender: str, data: str) -> None:
+        """A packet relayed from seat `sender`; it is read at the next tick."""
+        self._transport.incoming.append((sender, data))
+
+    def tick(self, actions: Mapping[str, Any]) -> None:
+        """One frame with the local players' actions (after the end: only answer peers)."""
+        if self.done is not None:
+            self.session.poll()
+        else:
+            self.runner.tick(actions)
+            if self.runner.done:
+                self.done = {"match": self.match, "episode": self.episode, "frame": self.session.current_frame,
+                             "checksum": self.runner.final_checksum()}
+        self._take_events(self.session.events())
+
+    def outbox(self) -> list[dict[str, Any]]:
+        """The `packet` events to send now."""
+        packets = [{"match": self.match, "episode": self.episode, "to": to, "data": data}
+                   for to, data in self._transport.outgoing]
+        self._transport.outgoing.clear()
+        return packets
+
+    @property
+    def observations(self) -> dict[str, Any]:
+        return self.runner.observations
+
+    def render(self) -> list[dict[str, Any]]:
+        """The env's draw primitives (empty when it has no render())."""
+        render = getattr(self.env, "render", None)
+        return render() if callable(render) else []
+
+    def stats(self) -> dict[str, Any]:
+        """What the HUD and window.coplay show."""
+        stats = self.session.stats
+        pings = [self.session.network_stats(a).ping_ms for a in self.session.remotes]
+        known = [p for p in pings if p is not None]
+        return {
+            "frame": self.session.current_frame, "confirmed_frame": self.session.confirmed_frame,
+            "rollbacks": stats.rollbacks, "max_rollback_depth": stats.max_rollback_depth, "stalls": stats.stalls,
+            "ping_ms": round(max(known), 1) if known else None, "desyncs": len(self.desyncs),
+            "done": self.done is not None,
+        }
+
+    def checksum(self) -> str:
+        return state_hash(self.env.get_state())
+
+    def _take_events(self, events: list[Event]) -> None:
+        for event in events:
+            if isinstance(event, DesyncDetected):
+                self.desyncs.append({"match": self.match, "episode": self.episode, "frame": event.frame,
+                                     "local": event.local_checksum, "remote": event.remote_checksum,
+                                     "peer": event.peer})
+            elif isinstance(event, Disconnected):
+                self.disconnects.append({"match": self.match, "episode": self.episode, "seat": event.peer,
+                                         "players": list(event.players), "frame": event.frame})
