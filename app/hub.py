@@ -7,6 +7,7 @@ same logic runs under eventlet, gevent or threads, and in tests.
 """
 from __future__ import annotations
 
+import logging
 import secrets
 import threading
 from collections import deque
@@ -16,11 +17,14 @@ from typing import Any, Callable
 from app.bots import BotPeer
 from app.flow import Flow
 from app.match_room import AI, HUMAN, MatchHost, MatchRoom, MatchSettings, Seat
-from app.protocol import ProtocolError, RateLimiter, parse_advance, parse_episode_done, parse_packet, parse_ready
+from app.protocol import (
+    ProtocolError, RateLimiter, parse_advance, parse_client_error, parse_episode_done, parse_packet, parse_ready,
+)
 from app.recording import RecordingWriter, make_header, recording_path
 from app.waiting import StartMatch, TimedOut, WaitingRoom
 from game.env import action_space_for
 
+log = logging.getLogger("coplay.server")
 RATE_PER_SECOND = 240
 RATE_BURST = 480
 SILENT_AFTER_S = 10.0
@@ -107,7 +111,7 @@ class Hub(MatchHost):
                 if limit is not None and not limit.allow(self.services.now()):
                     raise ProtocolError(f"too many events: at most {RATE_PER_SECOND} per second")
                 handler = {"advance": self._advance, "ready": self._ready, "packet": self._packet,
-                           "episode_done": self._episode_done}.get(event)
+                           "episode_done": self._episode_done, "client_error": self._client_error}.get(event)
                 if handler is None:
                     raise ProtocolError(f"unknown event {event!r}")
                 handler(participant, payload)
@@ -147,6 +151,15 @@ class Hub(MatchHost):
         done = parse_episode_done(payload)
         room, seat = self._seat(participant)
         room.episode_done(seat, done)
+
+    def _client_error(self, participant: str, payload: Any) -> None:
+        message, traceback = parse_client_error(payload)
+        seated = self.seat_of.get(participant)
+        match = seated[0].id if seated else None
+        log.warning("participant %s reported an error%s: %s\n%s", participant,
+                    f" in match {match}" if match else "", message, traceback)
+        self.store.log_event("client_error", {"message": message, "traceback": traceback},
+                             participant_id=participant, match_id=match)
 
     def _seat(self, participant: str) -> tuple[MatchRoom, Seat]:
         seated = self.seat_of.get(participant)
@@ -263,6 +276,7 @@ class Hub(MatchHost):
                 try:
                     bot.tick()
                 except Exception as error:  # a policy or game bug must not take the server down
+                    log.exception("AI seat %s of match %s failed", bot.seat.addr, room.id)
                     self.store.log_event("bot_error", {"seat": bot.seat.addr, "error": repr(error)}, match_id=room.id)
                     room.end("error")
                     return
@@ -289,6 +303,8 @@ class Hub(MatchHost):
         self.flow.finish_match(participant)
 
     def log_event(self, room: MatchRoom, kind: str, data: dict[str, Any]) -> None:
+        if kind in ("desync", "seat_changed"):
+            log.warning("match %s: %s %s", room.id, kind, data)
         self.store.log_event(kind, data, match_id=room.id)
 
     def now(self) -> float:

@@ -96,6 +96,20 @@ def parse_episode_done(payload: Any) -> EpisodeDone:
                        _str(payload, "checksum"))
 
 
+MAX_CLIENT_ERROR_CHARS = 8 * 1024
+
+
+def parse_client_error(payload: Any) -> tuple[str, str]:
+    """`client_error`: (message, traceback) of an error the page or its worker hit."""
+    payload = _object(payload, "client_error")
+    _only(payload, "client_error", {"message", "traceback"})
+    message = _str(payload, "message", MAX_CLIENT_ERROR_CHARS)
+    traceback = payload.get("traceback", "")
+    if not isinstance(traceback, str) or len(traceback) > MAX_CLIENT_ERROR_CHARS:
+        raise ProtocolError(f"traceback must be a string of at most {MAX_CLIENT_ERROR_CHARS} characters")
+    return message, traceback
+
+
 class RateLimiter:
     """A token bucket: `rate` events per second, bursts of `burst`."""
 

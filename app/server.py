@@ -6,6 +6,7 @@ Only `serve()` knows about eventlet; the rest takes the async mode as a setting.
 from __future__ import annotations
 
 import inspect
+import logging
 import os
 import secrets
 import sys
@@ -142,6 +143,7 @@ def serve(experiment: Any, host: str, port: int, data_dir: str, experiment_file:
           async_mode: str = "eventlet") -> None:
     """Run the server until interrupted (the caller has monkey-patched for `async_mode`, see app.asyncmode)."""
     _raise_file_limit()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app, socketio, _ = create_server(experiment, data_dir, async_mode, experiment_file)
     print(f"coplay: serving experiment {experiment.id!r} on http://{host}:{port}/ ({async_mode}; data in {data_dir})",
           flush=True)

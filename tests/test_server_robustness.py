@@ -104,7 +104,8 @@ payloads = st.one_of(
     st.fixed_dictionaries({"match": json_values, "episode": json_values, "to": json_values, "data": json_values}),
     st.fixed_dictionaries({"index": st.integers(-5, 5), "data": st.dictionaries(st.text(max_size=8), json_values)}),
 )
-events = st.sampled_from(["advance", "ready", "packet", "episode_done", "hello", "scene", "match_start", "x" * 200])
+events = st.sampled_from(["advance", "ready", "packet", "episode_done", "client_error", "hello", "scene",
+                          "match_start", "x" * 200])
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -112,6 +113,9 @@ events = st.sampled_from(["advance", "ready", "packet", "episode_done", "hello",
 def test_malformed_events_get_an_error_and_change_nothing(raw: RawClient, event: str, payload: Any) -> None:
     assume(not (event == "advance" and isinstance(payload, dict) and payload.get("index") == 0
                 and isinstance(payload.get("data"), dict) and "accept" in payload["data"]))
+    assume(not (event == "client_error" and isinstance(payload, dict) and set(payload) <= {"message", "traceback"}
+                and isinstance(payload.get("message"), str) and payload["message"]
+                and isinstance(payload.get("traceback", ""), str)))
     raw.sio.emit(event, payload)
     error = raw.next("error")
     assert error["event"] == event and isinstance(error["reason"], str) and error["reason"]
@@ -128,6 +132,14 @@ def test_after_the_barrage_the_participant_is_where_it_was_and_others_are_served
     assert "expected a whole number from 1 to 5, got 9" in raw.next("error")["reason"]
     pair = run_together([HeadlessParticipant(server.url, {"PROLIFIC_PID": pid()}, seed=s) for s in (3, 4)])
     assert all(result.completed and not result.errors for result in pair)
+
+
+def test_a_client_error_is_logged_with_the_participant(raw: RawClient, server: Server) -> None:
+    raw.sio.emit("client_error", {"message": "the game raised ZeroDivisionError", "traceback": "line 3"})
+    deadline = time.monotonic() + 10
+    while "the game raised ZeroDivisionError" not in server.log_path.read_text():
+        assert time.monotonic() < deadline, server.log_path.read_text()[-2000:]
+        time.sleep(0.1)
 
 
 def test_an_event_flood_is_rate_limited(raw: RawClient) -> None:
