@@ -1,13 +1,14 @@
 """A headless participant: walks an experiment's whole flow over the real socket protocol.
 
 It does what a browser does (docs/protocol.md): GET the entry page keeping the session
-cookie, connect Socket.IO with that cookie, answer every scene, and play matches with
-the same netcode the browser worker runs (`P2PSession` + `EpisodeRunner`), relaying
+cookie, connect Socket.IO with that cookie, answer every scene, fetch `/bundle.json`
+before the first match (and start only games it names), and play matches with
+the very client the browser worker runs (`netcode.client.MatchClient`), relaying its
 packets through the server. The load tester starts many of them; end-to-end tests use
 them as scripted participants (drop mid-match, reload to prove resume).
 
 Threads: the Socket.IO client's reader thread only queues what arrives (scene events
-in one inbox, netcode packets in the matching episode's transport). Everything else,
+in one inbox, netcode packets in the matching episode's MatchClient). Everything else,
 scenes and the fixed-timestep match loop, runs in the thread that calls `run()`, so
 the session and env are touched by one thread only.
 
@@ -28,20 +29,11 @@ import requests
 import socketio
 
 from app.headless_answers import Policy, PolicyFn, generate_answers
-from app.headless_io import (
-    OrderedClient,
-    PacketRouter,
-    SocketIOTransport,
-    load_game,
-    split_url,
-)
+from app.headless_io import OrderedClient, PacketRouter, load_game, split_url
 from app.loading import LoadError
 from game.rng import Rng
-from netcode.config import SessionConfig
-from netcode.episode import EpisodeRunner
+from netcode.client import MatchClient
 from netcode.errors import NetcodeError
-from netcode.events import DesyncDetected, Disconnected, WaitRecommendation
-from netcode.p2p import P2PSession
 
 EventCallback = Callable[[str, Any], None]
 
@@ -50,6 +42,7 @@ MAX_TICK_DEBT_FRAMES = 8     # further behind than this, the schedule is reset (
 DISCONNECT_WAIT_SECONDS = 1.0   # the goodbye is sent at once; the close handshake may finish in the background
 NONFATAL_ERROR_EVENTS = ("packet",)  # a refused packet (e.g. racing a match_end) does not end the run
 SERVER_EVENTS = ("scene", "waiting", "match_start", "seat_changed", "match_end", "error")
+BUNDLE_PATH = "/bundle.json"
 
 
 # ----------------------------------------------------------------------------- results
@@ -109,20 +102,15 @@ class _Finished(Exception):
 
 @dataclass
 class _Episode:
-    match: str
-    episode: int
-    seat: str
-    players: tuple[str, ...]
-    env: Any
-    session: P2PSession
-    runner: EpisodeRunner
+    client: MatchClient
     policy: Policy
-    transport: SocketIOTransport
     started: float
     frame_s: float
     next_tick: float
-    done: bool = False
+    reported: bool = False          # episode_done sent
     first_frame_at: float | None = None
+    desyncs_taken: int = 0          # of client.desyncs, already in the result
+    disconnects_taken: int = 0      # of client.disconnects, already in the result
 
 
 class HeadlessParticipant:
@@ -181,6 +169,7 @@ class HeadlessParticipant:
         self._matches: dict[str, dict[str, Any]] = {}
         self._reloaded = False
         self._started = 0.0
+        self._bundle_games: dict[str, str] | None = None
 
     # ------------------------------------------------------------------ public
 
@@ -361,11 +350,7 @@ class HeadlessParticipant:
             self._emit("advance", {"index": index, "data": {}})
 
     def _enter_match_scene(self, index: int, scene: dict[str, Any]) -> None:
-        if isinstance(scene.get("game"), str):
-            try:
-                load_game(scene["game"])   # as the browser does before `ready`
-            except LoadError as error:
-                raise _Finished(f"error: cannot load game {scene['game']!r}: {error}") from None
+        self._load_bundle()   # as the browser LOADs it before `ready`
         if index not in self._readied:
             self._readied.add(index)
             self._ready_at[index] = time.monotonic()
@@ -374,6 +359,20 @@ class HeadlessParticipant:
         elif self._episode is None:
             self._emit("ready", {"index": index})   # resent after a reload: be ready again
         self.phase = "waiting"
+
+    def _load_bundle(self) -> None:
+        """Fetch /bundle.json once, as the page does; keep which games it can start."""
+        if self._bundle_games is not None:
+            return
+        try:
+            response = self._http.get(self.server_url + BUNDLE_PATH, timeout=self.connect_timeout)
+            response.raise_for_status()
+            games = response.json().get("games")
+        except (requests.RequestException, ValueError, AttributeError) as error:
+            raise _Finished(f"error: cannot load the game bundle: {error}") from None
+        if not isinstance(games, dict):
+            raise _Finished("error: the game bundle has no games")
+        self._bundle_games = games
 
     def _on_waiting(self, payload: dict[str, Any]) -> None:
         self.phase = "waiting"
@@ -391,9 +390,12 @@ class HeadlessParticipant:
         if not isinstance(match, str) or not isinstance(episode, int):
             raise _Finished("error: malformed match_start")
         current = self._episode
-        if current is not None and (current.match, current.episode) == (match, episode):
+        if current is not None and (current.client.match, current.client.episode) == (match, episode):
             return  # resent after a reconnect: our session carries on
         self._close_episode("next episode")
+        game = payload.get("game")
+        if self._bundle_games is not None and game not in self._bundle_games:
+            raise _Finished(f"error: match_start names game {game!r}, which the bundle cannot start")
         now = time.monotonic()
         record = self._matches.get(match)
         if record is None:
@@ -413,77 +415,64 @@ class HeadlessParticipant:
         self.phase = "playing"
 
     def _start_episode(self, payload: dict[str, Any], now: float) -> _Episode:
-        match, episode, seat = payload["match"], payload["episode"], payload["seat"]
-        env = load_game(payload["game"])(payload.get("config") or {})
-        observations = env.reset(payload["seed"])
-        fps = payload.get("fps", 60)
-        config = SessionConfig.for_env(env, **{"fps": fps, **(payload.get("netcode") or {})})
-        players = tuple(payload["players"])
-        peers = {addr: list(ps) for addr, ps in (payload.get("peers") or {}).items() if addr != seat}
-        transport = SocketIOTransport(self._emit, match, episode)
-        session = P2PSession(config, players, peers, transport, clock=lambda: time.monotonic() * 1000.0)
-        self._router.attach(transport)
-        runner = EpisodeRunner(session, env, observations)
-        policy = Policy(self.policy, env, players, self.rng.randbelow(1 << 31))
-        return _Episode(match, episode, seat, players, env, session, runner, policy, transport,
-                        started=now, frame_s=config.frame_ms / 1000.0, next_tick=now)
+        client = MatchClient(payload, load_game(payload["game"]), clock=lambda: time.monotonic() * 1000.0)
+        self._router.attach(client)
+        policy = Policy(self.policy, client.env, client.players, self.rng.randbelow(1 << 31))
+        return _Episode(client, policy, started=now, frame_s=client.config.frame_ms / 1000.0, next_tick=now)
 
     def _service_episode(self, ep: _Episode, now: float) -> None:
-        """Run the ticks that are due (a few at most when behind); after the end, only poll."""
+        """Run the ticks that are due (a few at most when behind); after the end the client only
+        answers peers (acks, keep-alives) until the next episode."""
         if now < ep.next_tick:
             return
         if now - ep.next_tick > MAX_TICK_DEBT_FRAMES * ep.frame_s:
             ep.next_tick = now
+        client = ep.client
         for _ in range(MAX_CATCH_UP_TICKS):
-            if ep.done:
-                ep.session.poll()   # keep answering peers (acks, keep-alives) until the next episode
-            else:
-                frame = ep.session.current_frame
-                try:
-                    ep.runner.tick(ep.policy.actions(ep.runner.observations, frame))
-                except NetcodeError as error:
-                    raise _Finished(f"error: netcode at frame {frame}: {error}") from None
-                if ep.first_frame_at is None and ep.session.current_frame >= 1:
-                    ep.first_frame_at = time.monotonic()
-                    self.result.first_frame_seconds.append(round(ep.first_frame_at - ep.started, 3))
-            self._take_session_events(ep)
-            ep.next_tick += ep.frame_s
-            if not ep.done and self.drop_at_frame is not None and ep.session.current_frame >= self.drop_at_frame:
+            frame = client.session.current_frame
+            actions = {} if client.done is not None else ep.policy.actions(client.observations, frame)
+            try:
+                client.tick(actions)
+            except NetcodeError as error:
+                raise _Finished(f"error: netcode at frame {frame}: {error}") from None
+            for packet in client.outbox():
+                self._emit("packet", packet)
+            if ep.first_frame_at is None and client.session.current_frame >= 1:
+                ep.first_frame_at = time.monotonic()
+                self.result.first_frame_seconds.append(round(ep.first_frame_at - ep.started, 3))
+            self._take_client_events(ep)
+            ep.next_tick += (1 + client.take_skip_frames()) * ep.frame_s
+            frame = client.session.current_frame
+            if not ep.reported and self.drop_at_frame is not None and frame >= self.drop_at_frame:
                 self.result.dropped = True
-                frame = ep.session.current_frame
                 self._drop()
                 raise _Finished(f"dropped at frame {frame}")
-            if not ep.done and ep.runner.done:
+            if not ep.reported and client.done is not None:
                 self._finish_episode(ep)
             if time.monotonic() < ep.next_tick:
                 break
 
-    def _take_session_events(self, ep: _Episode) -> None:
-        for event in ep.session.events():
-            if isinstance(event, DesyncDetected):
-                self.result.desyncs.append({"match": ep.match, "episode": ep.episode, "frame": event.frame,
-                                            "local": event.local_checksum, "remote": event.remote_checksum,
-                                            "peer": event.peer})
-            elif isinstance(event, Disconnected):
-                self.result.disconnects.append({"source": "session", "match": ep.match, "episode": ep.episode,
-                                                "seat": event.peer, "players": list(event.players),
-                                                "frame": event.frame})
-            elif isinstance(event, WaitRecommendation):
-                ep.next_tick += event.skip_frames * ep.frame_s
+    def _take_client_events(self, ep: _Episode) -> None:
+        """The desyncs and disconnects the client saw since the last call, into the result."""
+        client = ep.client
+        self.result.desyncs.extend(client.desyncs[ep.desyncs_taken:])
+        ep.desyncs_taken = len(client.desyncs)
+        self.result.disconnects.extend({"source": "session", **d} for d in client.disconnects[ep.disconnects_taken:])
+        ep.disconnects_taken = len(client.disconnects)
 
     def _finish_episode(self, ep: _Episode) -> None:
-        ep.done = True
-        checksum = ep.runner.final_checksum()
-        frame = ep.session.end_frame
-        self._emit("episode_done", {"match": ep.match, "episode": ep.episode, "frame": frame, "checksum": checksum})
-        self._record_episode(ep, "done", checksum)
+        ep.reported = True
+        report = dict(ep.client.done or {})
+        self._emit("episode_done", report)
+        self._record_episode(ep, "done", report["checksum"])
 
     def _record_episode(self, ep: _Episode, status: str, checksum: str | None = None) -> None:
-        stats = ep.session.stats
+        client = ep.client
+        session, stats = client.session, client.session.stats
         self.result.episodes.append({
-            "match": ep.match, "episode": ep.episode, "seat": ep.seat, "players": list(ep.players),
-            "status": status, "end_frame": ep.session.end_frame if status == "done" else None,
-            "frames": ep.session.current_frame, "checksum": checksum,
+            "match": client.match, "episode": client.episode, "seat": client.seat, "players": list(client.players),
+            "status": status, "end_frame": session.end_frame if status == "done" else None,
+            "frames": session.current_frame, "checksum": checksum,
             "rollbacks": stats.rollbacks, "max_rollback_depth": stats.max_rollback_depth, "stalls": stats.stalls,
         })
         totals = self.result.stats
@@ -496,8 +485,8 @@ class HeadlessParticipant:
         if ep is None:
             return
         self._router.attach(None)
-        if not ep.done:
-            self._take_session_events(ep)
+        self._take_client_events(ep)
+        if not ep.reported:
             self._record_episode(ep, f"unfinished ({why})")
 
     def _on_seat_changed(self, payload: dict[str, Any]) -> None:
@@ -509,7 +498,7 @@ class HeadlessParticipant:
     def _on_match_end(self, payload: dict[str, Any]) -> None:
         match = payload.get("match")
         ep = self._episode
-        if ep is not None and ep.match == match:
+        if ep is not None and ep.client.match == match:
             self._close_episode(f"match_end {payload.get('reason')}")
         record = self._matches.get(match) if isinstance(match, str) else None
         if record is not None:

@@ -1,58 +1,29 @@
-"""A headless participant's connection: the netcode transport over the server's packet relay,
+"""A headless participant's connection: relayed packets routed to the episode's MatchClient,
 and a Socket.IO client that handles events in arrival order."""
 from __future__ import annotations
 
 import threading
 import urllib.parse
-from collections import deque
-from typing import Any, Callable
+from typing import Any
 
 import engineio
 import socketio
 
 from app.loading import load_class
+from netcode.client import MatchClient
 
 MAX_STASHED_PACKETS = 4096   # packets kept for an episode whose match_start has not been handled yet
 
-# ----------------------------------------------------------------------------- transport
-
-
-class SocketIOTransport:
-    """The netcode `Transport` over the server's `packet` relay, for one episode of one match.
-
-    `send` emits a `packet` event; the Socket.IO reader thread `push`es the packets
-    relayed to us, and `receive` drains them (a thread-safe deque in between).
-    """
-
-    def __init__(self, emit: Callable[[str, dict[str, Any]], None], match: str, episode: int) -> None:
-        self.emit = emit
-        self.match = match
-        self.episode = episode
-        self._inbox: deque[tuple[str, str]] = deque()
-        self.sent = 0
-
-    def send(self, to: str, data: str) -> None:
-        self.sent += 1
-        self.emit("packet", {"match": self.match, "episode": self.episode, "to": to, "data": data})
-
-    def push(self, sender: str, data: str) -> None:
-        self._inbox.append((sender, data))
-
-    def receive(self) -> list[tuple[str, str]]:
-        items = []
-        while True:
-            try:
-                items.append(self._inbox.popleft())
-            except IndexError:
-                return items
+# ----------------------------------------------------------------------------- packet routing
 
 
 class PacketRouter:
-    """Routes relayed packets to the current episode's transport; stashes early ones."""
+    """Hands relayed packets (on the Socket.IO reader thread) to the current episode's
+    `MatchClient`; stashes those of an episode whose `match_start` is not handled yet."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._current: SocketIOTransport | None = None
+        self._current: MatchClient | None = None
         self._stash: dict[tuple[str, int], list[tuple[str, str]]] = {}
         self._stashed = 0
 
@@ -66,22 +37,21 @@ class PacketRouter:
         with self._lock:
             current = self._current
             if current is not None and key == (current.match, current.episode):
-                current.push(sender, data)
+                current.receive(sender, data)
             elif self._stashed < MAX_STASHED_PACKETS and isinstance(key[0], str) and isinstance(key[1], int):
                 # The peer may start an episode before we have handled its match_start.
                 self._stash.setdefault(key, []).append((sender, data))  # type: ignore[arg-type]
                 self._stashed += 1
 
-    def attach(self, transport: SocketIOTransport | None) -> None:
+    def attach(self, client: MatchClient | None) -> None:
         with self._lock:
-            self._current = transport
-            if transport is not None:
-                for sender, data in self._stash.pop((transport.match, transport.episode), []):
-                    transport.push(sender, data)
+            self._current = client
+            if client is not None:
+                for sender, data in self._stash.pop((client.match, client.episode), []):
+                    client.receive(sender, data)
                 # Anything stashed for other episodes is stale by now.
                 self._stash.clear()
                 self._stashed = 0
-
 
 
 # ----------------------------------------------------------------------------- Socket.IO client

@@ -26,9 +26,10 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from app.bundle import BUNDLED_PACKAGES as PACKAGES
+from app.bundle import REPO_ROOT, package_files
+
 RUNNER = Path(__file__).resolve().parent / "pyodide_runner.mjs"
-PACKAGES = ("game", "netcode")
 SETUP_HINT = "run the project's setup, `scripts/setup`, which installs Pyodide 0.27.7 from npm into node_modules/"
 
 
@@ -55,21 +56,14 @@ def node_executable() -> str | None:
     return shutil.which("node")
 
 
+def node_modules_dir() -> Path:
+    """Where `scripts/setup` installs the npm packages: $COPLAY_NODE_MODULES or <repo>/node_modules."""
+    return Path(os.environ.get("COPLAY_NODE_MODULES") or REPO_ROOT / "node_modules")
+
+
 def pyodide_dir() -> Path:
-    """The local Pyodide distribution: $COPLAY_PYODIDE_DIR or <repo>/node_modules/pyodide."""
-    return Path(os.environ.get("COPLAY_PYODIDE_DIR") or REPO_ROOT / "node_modules" / "pyodide")
-
-
-def package_files(root: Path = REPO_ROOT, packages: tuple[str, ...] = PACKAGES) -> dict[str, str]:
-    """The .py sources of `packages` under `root`, keyed by path relative to `root` (posix)."""
-    files: dict[str, str] = {}
-    for package in packages:
-        for path in sorted((root / package).rglob("*.py")):
-            if "__pycache__" not in path.parts:
-                files[path.relative_to(root).as_posix()] = path.read_text(encoding="utf-8")
-    if not files:
-        raise FileNotFoundError(f"no sources of {packages} under {root}")
-    return files
+    """The local Pyodide distribution: $COPLAY_PYODIDE_DIR or <node_modules>/pyodide."""
+    return Path(os.environ.get("COPLAY_PYODIDE_DIR") or node_modules_dir() / "pyodide")
 
 
 class PyodideNode:

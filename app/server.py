@@ -1,6 +1,8 @@
 """The Flask-SocketIO server: HTTP entry, socket events, background ticking.
 
-A thin adapter: every decision is made by `Hub` (app/hub.py) and `Flow` (app/flow.py).
+A thin adapter: every decision is made by `Hub` (app/hub.py) and `Flow` (app/flow.py);
+the game bundle comes from app/bundle.py, the vendored Pyodide and Socket.IO client
+from node_modules/ (app/assets.py).
 Only `serve()` knows about eventlet; the rest takes the async mode as a setting.
 """
 from __future__ import annotations
@@ -14,9 +16,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, request, send_from_directory, session
+from flask import Flask, Response, request, send_from_directory, session
 from flask_socketio import SocketIO
 
+from app import assets
+from app.bundle import EncodedBundle, build_bundle, encode_bundle
 from app.flow import Flow
 from app.hub import Hub, Services
 from app.loading import load_class
@@ -70,10 +74,17 @@ def game_source(game_class: type) -> str:
 
 def create_server(
     experiment: Any, data_dir: str, async_mode: str = "eventlet", experiment_file: str | None = None,
+    pyodide_url: str | None = None,
 ) -> tuple[Flask, SocketIO, Hub]:
-    """Build the app for `experiment`, storing data in `data_dir/<experiment.id>/`."""
+    """Build the app for `experiment`, storing data in `data_dir/<experiment.id>/`.
+
+    `pyodide_url` is where browsers load Pyodide from (default: this server's copy).
+    Raises ExperimentError (or its BundleError) when the experiment cannot be served.
+    """
     resolve = GameResolver(os.path.dirname(os.path.abspath(experiment_file)) if experiment_file else None)
     experiment.validate(resolve)
+    bundle = encode_bundle(build_bundle(experiment, resolve.absolute))
+    page_config = {"pyodide_url": assets.check_pyodide_url(pyodide_url or assets.DEFAULT_PYODIDE_URL)}
     experiment_dir = os.path.join(data_dir, experiment.id)
     os.makedirs(experiment_dir, exist_ok=True)
     app = Flask(__name__, static_folder=None)
@@ -109,6 +120,25 @@ def create_server(
     def static_files(name: str) -> Any:
         return send_from_directory(STATIC_DIR, name)
 
+    @app.get("/bundle.json")
+    def bundle_json() -> Any:
+        return _bundle_response(bundle)
+
+    @app.get("/config.json")
+    def config_json() -> Any:
+        response = app.json.response(page_config)
+        response.cache_control.no_cache = True
+        return response
+
+    @app.get("/static/vendor/pyodide/<path:name>")
+    def pyodide_files(name: str) -> Any:
+        return _vendor_file(assets.pyodide_folder(), name, "Pyodide")
+
+    @app.get("/static/vendor/socket.io.min.js")
+    @app.get("/static/vendor/socket.io.min.js.map")
+    def socket_io_client() -> Any:
+        return _vendor_file(assets.socket_io_folder(), request.path.rpartition("/")[2], "The Socket.IO client")
+
     @app.get("/health")
     def health() -> Any:
         return {"ok": True, "experiment": experiment.id, "matches": len(hub.matches)}
@@ -139,14 +169,41 @@ def create_server(
     return app, socketio, hub
 
 
+def _bundle_response(bundle: EncodedBundle) -> Response:
+    """The bundle, gzipped when the browser takes it; revalidated by ETag on every load."""
+    gzipped = request.accept_encodings.quality("gzip") > 0
+    response = Response(bundle.gzipped if gzipped else bundle.body, mimetype="application/json")
+    if gzipped:
+        response.headers["Content-Encoding"] = "gzip"
+    response.headers["Vary"] = "Accept-Encoding"
+    response.set_etag(bundle.etag + ("-gzip" if gzipped else ""))
+    response.cache_control.no_cache = True
+    return response.make_conditional(request)
+
+
+def _vendor_file(folder: Path | None, name: str, what: str) -> Any:
+    """A file of an npm package, or 503 saying how to install it when the package is missing."""
+    if folder is None:
+        return assets.missing_message(what), 503, {"Content-Type": "text/plain; charset=utf-8",
+                                                   "Cache-Control": "no-store"}
+    response = send_from_directory(folder, name, mimetype=assets.mime_type(name), max_age=assets.VENDOR_MAX_AGE)
+    response.cache_control.public = True
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
 def serve(experiment: Any, host: str, port: int, data_dir: str, experiment_file: str | None = None,
-          async_mode: str = "eventlet") -> None:
+          async_mode: str = "eventlet", pyodide_url: str | None = None) -> None:
     """Run the server until interrupted (the caller has monkey-patched for `async_mode`, see app.asyncmode)."""
     _raise_file_limit()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app, socketio, _ = create_server(experiment, data_dir, async_mode, experiment_file)
+    app, socketio, _ = create_server(experiment, data_dir, async_mode, experiment_file, pyodide_url)
     print(f"coplay: serving experiment {experiment.id!r} on http://{host}:{port}/ ({async_mode}; data in {data_dir})",
           flush=True)
+    missing = assets.missing_assets(self_hosted_pyodide=pyodide_url is None)
+    if missing:
+        print(f"coplay: warning: not installed: {', '.join(missing)}; browsers cannot play until you "
+              f"{assets.SETUP_HINT}", file=sys.stderr, flush=True)
     options: dict[str, Any] = {"max_size": 100_000} if async_mode == "eventlet" else {}
     if async_mode == "threading":
         options["allow_unsafe_werkzeug"] = True

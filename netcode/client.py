@@ -4,7 +4,8 @@
 browser worker (in Pyodide) and the headless participant (in CPython) both drive it:
 hand it relayed packets with `receive`, call `tick` once per frame with the local
 players' actions, send what `outbox` returns, and when `done` is set send it as the
-`episode_done` event. See docs/protocol.md.
+`episode_done` event. See docs/protocol.md. `receive` may be called from another thread
+than the one that ticks (the headless participant's Socket.IO reader does).
 """
 from __future__ import annotations
 
@@ -14,12 +15,13 @@ from typing import Any, Callable, Mapping
 from game.hashing import state_hash
 from netcode.config import SessionConfig
 from netcode.episode import EpisodeRunner
-from netcode.events import DesyncDetected, Disconnected, Event
+from netcode.events import DesyncDetected, Disconnected, Event, WaitRecommendation
 from netcode.p2p import P2PSession
 
 
-class _Outbox:
-    """The transport of a relayed session: packets to send, packets received."""
+class RelayTransport:
+    """The transport of a relayed session: packets to send (`take_outgoing`), packets received
+    (`push`, safe from another thread; the session drains them with `receive`)."""
 
     def __init__(self) -> None:
         self.outgoing: list[tuple[str, str]] = []
@@ -28,10 +30,20 @@ class _Outbox:
     def send(self, to: str, data: str) -> None:
         self.outgoing.append((to, data))
 
-    def receive(self) -> list[tuple[str, str]]:
-        items = list(self.incoming)
-        self.incoming.clear()
+    def take_outgoing(self) -> list[tuple[str, str]]:
+        items, self.outgoing = self.outgoing, []
         return items
+
+    def push(self, sender: str, data: str) -> None:
+        self.incoming.append((sender, data))
+
+    def receive(self) -> list[tuple[str, str]]:
+        items = []
+        while True:   # popleft, not copy-and-clear: a packet pushed meanwhile must not be lost
+            try:
+                items.append(self.incoming.popleft())
+            except IndexError:
+                return items
 
 
 class MatchClient:
@@ -46,16 +58,17 @@ class MatchClient:
         observations = self.env.reset(start["seed"])
         self.config = SessionConfig.for_env(self.env, **{"fps": start.get("fps", 60), **(start.get("netcode") or {})})
         peers = {addr: list(ps) for addr, ps in (start.get("peers") or {}).items() if addr != self.seat}
-        self._transport = _Outbox()
-        self.session = P2PSession(self.config, self.players, peers, self._transport, clock)
+        self.transport = RelayTransport()
+        self.session = P2PSession(self.config, self.players, peers, self.transport, clock)
         self.runner = EpisodeRunner(self.session, self.env, observations)
         self.done: dict[str, Any] | None = None
         self.desyncs: list[dict[str, Any]] = []
         self.disconnects: list[dict[str, Any]] = []
+        self._skip_frames = 0
 
     def receive(self, sender: str, data: str) -> None:
         """A packet relayed from seat `sender`; it is read at the next tick."""
-        self._transport.incoming.append((sender, data))
+        self.transport.push(sender, data)
 
     def tick(self, actions: Mapping[str, Any]) -> None:
         """One frame with the local players' actions (after the end: only answer peers)."""
@@ -70,10 +83,14 @@ class MatchClient:
 
     def outbox(self) -> list[dict[str, Any]]:
         """The `packet` events to send now."""
-        packets = [{"match": self.match, "episode": self.episode, "to": to, "data": data}
-                   for to, data in self._transport.outgoing]
-        self._transport.outgoing.clear()
-        return packets
+        return [{"match": self.match, "episode": self.episode, "to": to, "data": data}
+                for to, data in self.transport.take_outgoing()]
+
+    def take_skip_frames(self) -> int:
+        """Ticks the loop should leave out to let slower peers catch up (time sync's
+        recommendation), summed since the last call; delay the schedule by that many frames."""
+        skip, self._skip_frames = self._skip_frames, 0
+        return skip
 
     @property
     def observations(self) -> dict[str, Any]:
@@ -108,3 +125,5 @@ class MatchClient:
             elif isinstance(event, Disconnected):
                 self.disconnects.append({"match": self.match, "episode": self.episode, "seat": event.peer,
                                          "players": list(event.players), "frame": event.frame})
+            elif isinstance(event, WaitRecommendation):
+                self._skip_frames += event.skip_frames

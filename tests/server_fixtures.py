@@ -2,6 +2,7 @@
 and helpers to run headless participants against it."""
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -26,9 +27,10 @@ def free_port() -> int:
 
 
 class Server:
-    """`python -m app.cli ARGS --port P --data D` as a subprocess, ready once /health answers."""
+    """`python -m app.cli ARGS --port P --data D` as a subprocess, ready once /health answers.
+    `env` adds to (or overrides) the environment it runs in."""
 
-    def __init__(self, args: list[str], data_dir: Path) -> None:
+    def __init__(self, args: list[str], data_dir: Path, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.data_dir = data_dir
@@ -37,7 +39,7 @@ class Server:
         self._log = open(self.log_path, "w")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "app.cli", *args, "--port", str(self.port), "--data", str(data_dir)],
-            cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT,
+            cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
         )
         deadline = time.monotonic() + 60
         while True:

@@ -1,5 +1,5 @@
-"""The headless participant's parts that need no server: survey answers, policies, the
-Socket.IO transport adapter, URL handling, and the load tester's URL refusal and summary."""
+"""The headless participant's parts that need no server: survey answers, policies, its
+MatchClient over the packet router, URL handling, and the load tester's URL refusal and summary."""
 from __future__ import annotations
 
 import socket
@@ -12,13 +12,11 @@ import pytest
 from app.commands import loadtest
 from app.headless import HeadlessParticipant, ParticipantResult
 from app.headless_answers import Policy, generate_answers
-from app.headless_io import PacketRouter, SocketIOTransport, split_url
+from app.headless_io import PacketRouter, split_url
 from game.games.cooking import Cooking
 from game.games.pong import Pong
 from game.rng import Rng
-from netcode.config import SessionConfig
-from netcode.episode import EpisodeRunner
-from netcode.p2p import P2PSession
+from netcode.client import MatchClient, RelayTransport
 from scenes.survey import Choice, FreeText, Likert, Survey
 
 # ----------------------------------------------------------------------------- survey answers
@@ -108,19 +106,29 @@ def test_idle_and_callable_policies() -> None:
         Policy("smart", env, ["left"], 0)
 
 
-# ----------------------------------------------------------------------------- transport adapter
+# ----------------------------------------------------------------------------- MatchClient over the relay
 
 
-def test_transport_send_emits_packet_events() -> None:
-    emitted: list[tuple[str, dict[str, Any]]] = []
-    transport = SocketIOTransport(lambda event, payload: emitted.append((event, payload)), "m1", 2)
-    transport.send("seat-b", '{"v":1}')
-    assert emitted == [("packet", {"match": "m1", "episode": 2, "to": "seat-b", "data": '{"v":1}'})]
-    assert transport.sent == 1
+def pong_start(seat: str, episode: int = 0, **extra: Any) -> dict[str, Any]:
+    """A match_start payload as the server sends it, for one seat of a two-seat Pong."""
+    players, peers = (["left"], {"B": ["right"]}) if seat == "A" else (["right"], {"A": ["left"]})
+    return {"match": "m", "episode": episode, "episodes": 2, "seed": 11, "seat": seat, "players": players,
+            "peers": peers, "game": "game.games.pong:Pong", "config": {"max_score": 1, "max_frames": 300},
+            "fps": 60, "netcode": {"input_delay": 1}, "keys": {}, **extra}
 
 
-def test_transport_receive_drains_in_order_and_is_thread_safe() -> None:
-    transport = SocketIOTransport(lambda event, payload: None, "m", 0)
+def test_match_client_outbox_gives_packet_events() -> None:
+    now = [0.0]
+    client = MatchClient(pong_start("A", episode=2), Pong, lambda: now[0])
+    client.tick({"left": 1})
+    packets = client.outbox()
+    assert packets and all(set(p) == {"match", "episode", "to", "data"} for p in packets)
+    assert {(p["match"], p["episode"], p["to"]) for p in packets} == {("m", 2, "B")}
+    assert client.outbox() == []   # taken once
+
+
+def test_relayed_packets_are_drained_in_order_and_pushing_is_thread_safe() -> None:
+    transport = RelayTransport()
     assert transport.receive() == []
     transport.push("a", "1")
     transport.push("b", "2")
@@ -141,61 +149,68 @@ def test_transport_receive_drains_in_order_and_is_thread_safe() -> None:
         thread.join()
     received += transport.receive()
     assert len(received) == 8000
-    for k in range(4):   # each sender's packets arrive in the order they were pushed
+    for k in range(4):   # each sender's packets arrive in the order they were pushed, none lost
         assert [int(d) for s, d in received if s == f"p{k}"] == list(range(2000))
 
 
 def test_router_delivers_to_the_current_episode_and_stashes_early_packets() -> None:
     router = PacketRouter()
-    first = SocketIOTransport(lambda e, p: None, "m", 0)
+    first = MatchClient(pong_start("A", episode=0), Pong, lambda: 0.0)
     router.attach(first)
     router.route({"match": "m", "episode": 0, "from": "b", "data": "x"})
     router.route({"match": "m", "episode": 1, "from": "b", "data": "early"})   # peer is already in episode 1
     router.route({"match": "m", "episode": 0, "from": 5, "data": "x"})         # malformed: dropped
     router.route(["not", "a", "dict"])
-    assert first.receive() == [("b", "x")]
-    second = SocketIOTransport(lambda e, p: None, "m", 1)
+    assert first.transport.receive() == [("b", "x")]
+    second = MatchClient(pong_start("A", episode=1), Pong, lambda: 0.0)
     router.attach(second)
-    assert second.receive() == [("b", "early")]
+    assert second.transport.receive() == [("b", "early")]
     router.attach(None)
     router.route({"match": "m", "episode": 1, "from": "b", "data": "late"})
-    assert second.receive() == []
+    assert second.transport.receive() == []
 
 
-def test_two_sessions_play_an_episode_over_the_adapter() -> None:
-    """The adapter as the headless participant uses it, with a relay standing in for the server."""
+def test_two_match_clients_play_an_episode_over_the_router() -> None:
+    """MatchClient and PacketRouter as the headless participant uses them, with a relay standing in
+    for the server."""
     routers = {"A": PacketRouter(), "B": PacketRouter()}
-
-    def relay_from(sender: str):
-        def emit(event: str, payload: dict[str, Any]) -> None:
-            assert event == "packet"
-            routers[payload["to"]].route({"match": payload["match"], "episode": payload["episode"],
-                                          "from": sender, "data": payload["data"]})
-        return emit
-
     now = [0.0]
     peers = {}
-    for seat, players, other, other_players in (("A", ["left"], "B", ["right"]), ("B", ["right"], "A", ["left"])):
-        env = Pong({"max_score": 1, "max_frames": 300})
-        observations = env.reset(11)
-        config = SessionConfig.for_env(env, input_delay=1)
-        transport = SocketIOTransport(relay_from(seat), "m", 0)
-        routers[seat].attach(transport)
-        session = P2PSession(config, players, {other: other_players}, transport, clock=lambda: now[0])
-        policy = Policy("random", env, players, ord(seat))
-        peers[seat] = (session, EpisodeRunner(session, env, observations), policy)
+    for seat in ("A", "B"):
+        client = MatchClient(pong_start(seat), Pong, lambda: now[0])
+        routers[seat].attach(client)
+        peers[seat] = (client, Policy("random", client.env, client.players, ord(seat)))
     for _ in range(2000):
         now[0] += 1000 / 60
-        for session, runner, policy in peers.values():
-            if not runner.done:
-                runner.tick(policy.actions(runner.observations, session.current_frame))
-        if all(runner.done for _, runner, _ in peers.values()):
+        for seat, (client, policy) in peers.items():
+            client.tick({} if client.done else policy.actions(client.observations, client.session.current_frame))
+            for packet in client.outbox():
+                routers[packet["to"]].route({"match": packet["match"], "episode": packet["episode"],
+                                             "from": seat, "data": packet["data"]})
+        if all(client.done for client, _ in peers.values()):
             break
-    (a, runner_a, _), (b, runner_b, _) = peers["A"], peers["B"]
-    assert runner_a.done and runner_b.done
-    assert a.end_frame == b.end_frame
-    assert runner_a.final_checksum() == runner_b.final_checksum()
-    assert a.stats.desyncs == b.stats.desyncs == 0
+    a, b = peers["A"][0], peers["B"][0]
+    assert a.done is not None and a.done == b.done
+    assert a.done["frame"] == a.session.end_frame == b.session.end_frame
+    assert a.desyncs == b.desyncs == [] and a.session.stats.desyncs == 0
+
+
+def test_match_client_passes_on_time_syncs_advice_to_skip_ticks() -> None:
+    """A seat ticking twice as fast as its peer is told to leave ticks out; the slow one is not."""
+    now = [0.0]
+    clients = {seat: MatchClient(pong_start(seat, config={"max_score": 99, "max_frames": 5000}), Pong,
+                                 lambda: now[0]) for seat in ("A", "B")}
+    skipped = {"A": 0, "B": 0}
+    for tick in range(1200):
+        now[0] += 1000 / 120
+        for seat, client in clients.items():
+            if seat == "A" or tick % 2 == 0:
+                client.tick({client.players[0]: 0})
+            for packet in client.outbox():
+                clients[packet["to"]].receive(seat, packet["data"])
+            skipped[seat] += client.take_skip_frames()
+    assert skipped["A"] > 0 and skipped["B"] == 0
+    assert clients["A"].take_skip_frames() == 0   # taken once
 
 
 # ----------------------------------------------------------------------------- URLs

@@ -30,6 +30,19 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default="data", help="data folder; the experiment's data goes in DATA/<id>/")
     parser.add_argument("--async-mode", choices=ASYNC_MODES, default=requested_mode([]),
                         help="eventlet (default), gevent or threading")
+    parser.add_argument("--pyodide-url", type=_pyodide_url, default=None, metavar="URL",
+                        help="where browsers load Pyodide 0.27.7 from: an index URL such as a CDN's "
+                             ".../v0.27.7/full/ (needed for Match packages= beyond the core); "
+                             "default: this server's own copy from node_modules")
+
+
+def _pyodide_url(text: str) -> str:
+    from app.assets import check_pyodide_url
+
+    try:
+        return check_pyodide_url(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def load_experiment(path: str) -> Experiment:
@@ -68,7 +81,7 @@ def _serve(experiment: Experiment, args: argparse.Namespace, experiment_file: st
     from app.server import serve
 
     try:
-        serve(experiment, args.host, args.port, args.data, experiment_file, args.async_mode)
+        serve(experiment, args.host, args.port, args.data, experiment_file, args.async_mode, args.pyodide_url)
     except ExperimentError as error:
         print(f"coplay: {error}", file=sys.stderr)
         return 2

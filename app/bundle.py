@@ -1,0 +1,248 @@
+"""The game bundle: every piece of Python source a participant's browser worker needs.
+
+The server builds it once at start (`build_bundle`) and serves it as `/bundle.json`;
+the worker's `LOAD` (docs/worker.md) writes `files` into Pyodide's file system under
+one root folder, puts each of `paths` (relative to that root) on `sys.path`, and then
+imports a game by the `module:Class` that `games` maps the match's spec to:
+
+    {"files":    {"game/__init__.py": "...", "user/0/mygame.py": "...", ...},
+     "paths":    [".", "user/0"],
+     "games":    {"/abs/path/mygame.py:MyGame": "mygame:MyGame",      # a FILE.py game
+                  "game.games.pong:Pong": "game.games.pong:Pong"},    # a module of game/
+     "packages": ["numpy"]}                                           # Match(packages=...)
+
+- `game/` and `netcode/` go in whole (every .py file, recursively).
+- A `FILE.py:Class` game brings its folder, as the server loads it with that folder on
+  `sys.path`: the folder's .py files and its packages (sub-folders with an
+  `__init__.py`, recursively), under `user/<n>/`.
+- A `module:Class` game from elsewhere (an installed module) is sent when it is one
+  stand-alone .py file; a module inside a package is refused with a clear error.
+
+Anything that cannot reach the browser raises `BundleError` (an `ExperimentError`), so
+the server refuses to start rather than failing in a participant's browser.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import importlib.util
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from scenes.errors import ExperimentError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BUNDLED_PACKAGES = ("game", "netcode")
+USER_DIR = "user"
+MAX_BUNDLE_BYTES = 16 * 1024 * 1024   # a browser downloads this before every first match
+# Modules that app.loading / the experiment loader name after a file they imported.
+USER_MODULE_PREFIX = "coplay_user_"
+EXPERIMENT_MODULE_PREFIX = "coplay_experiment_"
+
+
+class BundleError(ExperimentError):
+    """A game's source cannot be sent to the browser; the message says how to fix it."""
+
+
+def package_files(root: Path = REPO_ROOT, packages: tuple[str, ...] = BUNDLED_PACKAGES) -> dict[str, str]:
+    """The .py sources of `packages` under `root`, keyed by path relative to `root` (posix)."""
+    files: dict[str, str] = {}
+    for package in packages:
+        for path in sorted((root / package).rglob("*.py")):
+            if "__pycache__" not in path.relative_to(root).parts:
+                files[path.relative_to(root).as_posix()] = path.read_text(encoding="utf-8")
+    if not files:
+        raise FileNotFoundError(f"no sources of {packages} under {root}")
+    return files
+
+
+def folder_files(folder: Path) -> dict[str, str]:
+    """What the browser needs to import from `folder` as a sys.path entry: its .py files and the
+    packages in it (sub-folders with an `__init__.py`, recursively), keyed relative to `folder`.
+
+    Hidden files and folders, `__pycache__`, and copies of the bundled `game` / `netcode`
+    packages are left out (the bundle has those at its root)."""
+    files: dict[str, str] = {}
+
+    def add(path: Path) -> None:
+        files[path.relative_to(folder).as_posix()] = path.read_text(encoding="utf-8")
+
+    def add_package(directory: Path) -> None:
+        for path in sorted(directory.iterdir()):
+            if path.name.startswith(".") or path.name == "__pycache__":
+                continue
+            if path.is_dir():
+                add_package(path)
+            elif path.suffix == ".py" and path.is_file():
+                add(path)
+
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith(".") or path.name in BUNDLED_PACKAGES or path.name == "__pycache__":
+            continue
+        if path.is_file() and path.suffix == ".py" and path.stem not in BUNDLED_PACKAGES:
+            add(path)
+        elif path.is_dir() and (path / "__init__.py").is_file():
+            add_package(path)
+    return files
+
+
+def _top_level_names(files: dict[str, str]) -> set[str]:
+    """The importable top-level names of a folder's files (modules and packages)."""
+    names = set()
+    for name in files:
+        first, sep, _ = name.partition("/")
+        names.add(first if sep else first.removesuffix(".py"))
+    return names
+
+
+@dataclass
+class _Folder:
+    root: str                  # "user/<n>"
+    source: Path               # where it came from
+    files: dict[str, str]      # relative to `source`
+
+
+class _Builder:
+    def __init__(self) -> None:
+        self.files = package_files()
+        self.paths = ["."]
+        self.games: dict[str, str] = {}
+        self.packages: list[str] = []
+        self.folders: dict[Path, _Folder] = {}
+        self.modules: dict[str, _Folder] = {}   # stand-alone installed modules, by module name
+
+    def game(self, spec: str) -> str:
+        """The `module:Class` the worker imports for the absolute spec `spec`."""
+        target, sep, name = spec.rpartition(":")
+        if not sep or not target or not name:
+            raise BundleError(f"game {spec!r} is not of the form FILE.py:Class or package.module:Class")
+        if target.endswith(".py"):
+            return self._file_game(Path(target), name, spec)
+        if target.partition(".")[0] in BUNDLED_PACKAGES:
+            relative = target.replace(".", "/")
+            if f"{relative}.py" not in self.files and f"{relative}/__init__.py" not in self.files:
+                raise BundleError(f"game {spec!r}: there is no module {target} in the bundled packages")
+            return spec
+        module = sys.modules.get(target)
+        file = getattr(module, "__file__", None)
+        if target.startswith(USER_MODULE_PREFIX) and file:   # a class a FILE.py spec loaded
+            return self._file_game(Path(file), name, spec)
+        if target.startswith(EXPERIMENT_MODULE_PREFIX):
+            raise BundleError(
+                f"game {name} is defined in the experiment file, which the browser cannot import (it needs "
+                f"the server's packages); move the class to a file of its own and use game='FILE.py:{name}'")
+        return self._module_game(target, name, spec)
+
+    def _file_game(self, path: Path, name: str, spec: str) -> str:
+        path = path.resolve()
+        if not path.is_file():
+            raise BundleError(f"game {spec!r}: no such file {path}")
+        stem = path.stem
+        if not stem.isidentifier():
+            raise BundleError(f"game {spec!r}: the browser imports the file as module {stem!r}, which is not a "
+                              "Python name; rename the file (letters, digits and _ only)")
+        if stem in BUNDLED_PACKAGES:
+            raise BundleError(f"game {spec!r}: a game file named {path.name} would hide coplay's own {stem!r} "
+                              "package in the browser; rename the file")
+        self._add_folder(path.parent)
+        return f"{stem}:{name}"
+
+    def _module_game(self, target: str, name: str, spec: str) -> str:
+        try:
+            found = importlib.util.find_spec(target)
+        except (ImportError, ValueError) as error:
+            raise BundleError(f"game {spec!r}: cannot find module {target!r}: {error}") from None
+        if found is None:
+            raise BundleError(f"game {spec!r}: cannot find module {target!r}")
+        hint = f"put the class in a .py file and use game='path/to/file.py:{name}' (its folder is sent along)"
+        if "." in target or found.submodule_search_locations is not None:
+            raise BundleError(
+                f"game {spec!r}: module {target!r} is part of a package, and the browser bundle takes only "
+                f"stand-alone modules from outside coplay; {hint}")
+        origin = found.origin
+        if not origin or not origin.endswith(".py") or not Path(origin).is_file():
+            raise BundleError(f"game {spec!r}: module {target!r} is not a pure-Python source file "
+                              f"({origin}); {hint}")
+        if target not in self.modules:
+            root = self._next_root()
+            folder = _Folder(root, Path(origin).parent, {f"{target}.py": Path(origin).read_text(encoding="utf-8")})
+            self._check_clashes(folder)
+            self.modules[target] = folder
+            self._add(folder)
+        return spec
+
+    def _add_folder(self, directory: Path) -> _Folder:
+        if directory not in self.folders:
+            folder = _Folder(self._next_root(), directory, folder_files(directory))
+            self._check_clashes(folder)
+            self.folders[directory] = folder
+            self._add(folder)
+        return self.folders[directory]
+
+    def _next_root(self) -> str:
+        return f"{USER_DIR}/{len(self.folders) + len(self.modules)}"
+
+    def _check_clashes(self, new: _Folder) -> None:
+        """Two folders on sys.path defining one module name would hide one from the other."""
+        names = _top_level_names(new.files)
+        for old in [*self.folders.values(), *self.modules.values()]:
+            for clash in sorted(names & _top_level_names(old.files)):
+                mine = {k: v for k, v in new.files.items() if k.partition("/")[0] in (clash, f"{clash}.py")}
+                theirs = {k: v for k, v in old.files.items() if k.partition("/")[0] in (clash, f"{clash}.py")}
+                if mine != theirs:
+                    raise BundleError(
+                        f"module {clash!r} exists both in {old.source} and in {new.source}; the browser puts "
+                        "both folders on sys.path, so one would hide the other: rename one of them")
+
+    def _add(self, folder: _Folder) -> None:
+        self.paths.append(folder.root)
+        for relative, text in folder.files.items():
+            self.files[f"{folder.root}/{relative}"] = text
+
+    def result(self) -> dict[str, Any]:
+        size = sum(len(text.encode("utf-8")) for text in self.files.values())
+        if size > MAX_BUNDLE_BYTES:
+            sources = ", ".join(str(f.source) for f in self.folders.values()) or "the bundled packages"
+            raise BundleError(
+                f"the game bundle would be {size // 1024} KiB of Python source (at most {MAX_BUNDLE_BYTES // 1024} "
+                f"KiB): keep each game in a folder of its own with only what it imports (now: {sources})")
+        return {"files": self.files, "paths": self.paths, "games": self.games, "packages": self.packages}
+
+
+def build_bundle(experiment: Any, resolve_spec: Callable[[Any], str]) -> dict[str, Any]:
+    """The bundle for every Match of `experiment` (all arms).
+
+    `resolve_spec(scene.game)` gives the spec as the server sends it in `match_start.game`
+    (app/server.py's `GameResolver.absolute`: a FILE.py made absolute, a class as module:qualname);
+    `games` is keyed by exactly that. Raises BundleError when a game cannot be sent.
+    """
+    builder = _Builder()
+    for scene in experiment.match_scenes():
+        spec = resolve_spec(scene.game)
+        if spec not in builder.games:
+            try:
+                builder.games[spec] = builder.game(spec)
+            except BundleError as error:
+                raise BundleError(f"match scene {scene.id!r}: {error}") from None
+        for package in scene.packages:
+            if package not in builder.packages:
+                builder.packages.append(package)
+    return builder.result()
+
+
+@dataclass(frozen=True)
+class EncodedBundle:
+    """The bundle as served: JSON bytes, their gzip, and an ETag naming the content."""
+
+    body: bytes
+    gzipped: bytes
+    etag: str
+
+
+def encode_bundle(bundle: dict[str, Any]) -> EncodedBundle:
+    body = json.dumps(bundle, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return EncodedBundle(body, gzip.compress(body, compresslevel=9, mtime=0),
+                         hashlib.sha256(body).hexdigest()[:32])

@@ -1,0 +1,74 @@
+"""Headless Debian Chromium driven by Playwright, for tests of the real page and worker."""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import pytest
+
+CHROMIUM = os.environ.get("COPLAY_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_FLAGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    "--disable-sync", "--no-first-run", "--disable-quic",
+]
+# Collects the main thread's long tasks (PerformanceObserver) from the very start of the page.
+LONG_TASKS_SCRIPT = """
+window.__longTasks = [];
+try {
+  new PerformanceObserver(list => {
+    for (const entry of list.getEntries()) window.__longTasks.push({start: entry.startTime, ms: entry.duration});
+  }).observe({type: "longtask", buffered: true});
+} catch (e) { window.__longTasks = null; }
+"""
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """One Chromium for the session; a missing Chromium fails (scripts/setup installs it), never skips."""
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: run scripts/setup, which installs Debian's chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield launched
+        launched.close()
+
+
+@dataclass
+class Participant:
+    """One browser context (its own cookies) with one page on the server."""
+
+    page: Any
+    context: Any
+    console_errors: list[str] = field(default_factory=list)
+
+    def coplay(self) -> dict[str, Any]:
+        return self.page.evaluate("() => JSON.parse(JSON.stringify(window.coplay || {}))")
+
+    def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout: float, what: str) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        state: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            state = self.coplay()
+            if predicate(state):
+                return state
+            self.page.wait_for_timeout(250)
+        raise AssertionError(f"timed out after {timeout} s waiting for {what}; window.coplay = {state}")
+
+    def close(self) -> None:
+        self.context.close()
+
+
+def open_participant(browser: Any, url: str, query: str) -> Participant:
+    context = browser.new_context(viewport={"width": 1000, "height": 750})
+    context.add_init_script(LONG_TASKS_SCRIPT)
+    page = context.new_page()
+    participant = Participant(page, context)
+    page.on("console", lambda message: participant.console_errors.append(message.text)
+            if message.type == "error" else None)
+    page.on("pageerror", lambda error: participant.console_errors.append(str(error)))
+    page.goto(f"{url}/?{query}")
+    return participant
