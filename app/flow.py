@@ -99,8 +99,7 @@ class Flow:
         except AnswerError as error:
             raise ProtocolError(str(error)) from None
         if scene.kind == "consent" and not recorded["accept"]:
-            self.store.leave_scene(participant, current, recorded)
-            self.set_outcome(participant, "declined")
+            self.set_outcome(participant, "declined", recorded)
             return
         if scene.kind == "survey":
             self.store.save_answers(participant, scene.id, recorded["answers"])
@@ -119,11 +118,11 @@ class Flow:
         if record.status == ACTIVE and self.plan(participant)[record.scene_index].kind == "match":
             self._move_on(participant, record.scene_index, None)
 
-    def set_outcome(self, participant: str, outcome: str) -> None:
+    def set_outcome(self, participant: str, outcome: str, data: Any = None) -> None:
         """End the participant's study with `outcome` (declined, waiting_timeout, ...)."""
         record = self._participant(participant)
         if record.status == ACTIVE:
-            self.store.leave_scene(participant, record.scene_index)
+            self.store.leave_scene(participant, record.scene_index, data)
             self.store.set_status(participant, outcome)
 
     def _expect(self, participant: str, index: int) -> tuple[int, Scene]:

@@ -79,6 +79,8 @@ class Hub(MatchHost):
             self.limits[sid] = RateLimiter(RATE_PER_SECOND, RATE_BURST, self.services.now())
             self.store.log_event("connect", {"sid": sid}, participant_id=participant)
             seated = self.seat_of.get(participant)
+            if old is not None and seated is not None and seated[1].participant == participant:
+                seated[0].seat_lost(seated[1], "reconnected")  # the new page has no game state to go on with
             if seated is not None and (seated[1].kind != HUMAN or seated[1].participant != participant):
                 self._leave_match_scene(participant)
             self._send_scene(participant)

@@ -119,7 +119,7 @@ def tick(actions_json: str, packets_json: str, want_draw: bool) -> str:
     actions = json.loads(actions_json)
     match.tick({p: actions[p] if p in actions else default_action_for(match.env, p) for p in match.players})
     out: dict[str, Any] = {"frame": match.session.current_frame, "packets": match.outbox(),
-                           "stats": match.stats(), "done": match.done}
+                           "stats": match.stats(), "done": match.done, "skip": match.take_skip_frames()}
     if want_draw:
         out["primitives"] = match.render()
         observations = match.observations
@@ -312,6 +312,8 @@ export function createCore(post, { close } = {}) {
       state.observations = result.observations;
     }
     post(state);
+    // Time sync: this peer runs ahead of the others, so it leaves out a few ticks.
+    if (result.skip > 0) sched.next += result.skip * sched.period;
     if (result.done && !sched.doneSent) {
       sched.doneSent = true;
       post({ type: "DONE", report: result.done });

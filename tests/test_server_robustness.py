@@ -68,15 +68,17 @@ def test_a_partner_dropping_ends_the_match_cleanly_when_the_scene_says_so(server
 class RawClient:
     """A participant's Socket.IO connection without the headless machinery: send anything."""
 
-    def __init__(self, url: str) -> None:
-        with requests.Session() as http:
-            assert http.get(url + "/", params={"PROLIFIC_PID": pid()}, timeout=10).status_code == 200
-            cookie = "; ".join(f"{c.name}={c.value}" for c in http.cookies)
+    def __init__(self, url: str, cookie: str | None = None) -> None:
+        if cookie is None:
+            with requests.Session() as http:
+                assert http.get(url + "/", params={"PROLIFIC_PID": pid()}, timeout=10).status_code == 200
+                cookie = "; ".join(f"{c.name}={c.value}" for c in http.cookies)
+        self.cookie = cookie
         self.inbox: queue.Queue[tuple[str, Any]] = queue.Queue()
         self.sio = socketio.Client(reconnection=False)
         self.sio.on("*", lambda event, data=None: self.inbox.put((event, data)))
         self.sio.connect(url, headers={"Cookie": cookie}, transports=["websocket"], wait_timeout=10)
-        assert self.next("scene")["index"] == 0
+        self.scene = self.next("scene")
 
     def next(self, event: str, timeout: float = 10) -> Any:
         deadline = time.monotonic() + timeout
@@ -89,6 +91,7 @@ class RawClient:
 @pytest.fixture(scope="module")
 def raw(server: Server) -> Iterator[RawClient]:
     client = RawClient(server.url)
+    assert client.scene["index"] == 0
     yield client
     client.sio.disconnect()
 
@@ -140,6 +143,42 @@ def test_a_client_error_is_logged_with_the_participant(raw: RawClient, server: S
     while "the game raised ZeroDivisionError" not in server.log_path.read_text():
         assert time.monotonic() < deadline, server.log_path.read_text()[-2000:]
         time.sleep(0.1)
+
+
+def test_declining_consent_ends_the_study_with_the_declined_page(server: Server) -> None:
+    client = RawClient(server.url)
+    try:
+        client.sio.emit("advance", {"index": 0, "data": {"accept": False}})
+        scene = client.next("scene")
+        assert scene["scene"]["kind"] == "end" and scene["scene"]["outcome"] == "declined"
+        client.sio.emit("advance", {"index": 0, "data": {"accept": True}})
+        assert client.next("error")["reason"] == "the study has ended for you (declined)"
+    finally:
+        client.sio.disconnect()
+
+
+def test_a_second_tab_during_a_match_gives_up_the_seat_at_once(server: Server) -> None:
+    first = RawClient(server.url)
+    first.sio.emit("advance", {"index": 0, "data": {"accept": True}})
+    first.next("scene")
+    first.sio.emit("advance", {"index": 1, "data": {"answers": {"mood": 3}}})
+    assert first.next("scene")["scene"]["kind"] == "match"
+    partner = HeadlessParticipant(server.url, {"PROLIFIC_PID": pid()}, seed=8)
+    result: list[Any] = []
+    thread = threading.Thread(target=lambda: result.append(partner.run(60)))
+    thread.start()
+    try:
+        first.sio.emit("ready", {"index": 2})
+        first.next("match_start")
+        second = RawClient(server.url, cookie=first.cookie)   # the same participant opens a second tab
+        assert second.scene["index"] == 3 and second.scene["scene"]["kind"] == "end"
+        thread.join()
+        assert result[0].completed, result[0].reason
+        assert result[0].matches[0]["reason"] == "partner_dropped"   # this scene ends the match on a drop
+        second.sio.disconnect()
+    finally:
+        first.sio.disconnect()
+        thread.join()
 
 
 def test_an_event_flood_is_rate_limited(raw: RawClient) -> None:

@@ -91,10 +91,8 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         pytest.fail(f"Pyodide is not installed at {pyodide_dir()}; {SETUP_HINT}")
     config_path: Path = tmp_path_factory.mktemp("worker") / "config.json"
     config_path.write_text(json.dumps(driver_config()), encoding="utf-8")
-    # --experimental-detect-module: static/*.js are ES modules without a "type": "module"
-    # package.json (browsers do not need one); Node >= 22.7 detects them on its own.
     proc = subprocess.run(
-        [node_executable(), "--experimental-detect-module", str(DRIVER), str(config_path)],
+        [node_executable(), str(DRIVER), str(config_path)],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=240, check=False,
     )
     lines = proc.stdout.strip().splitlines()

@@ -1,6 +1,6 @@
 // Drives static/worker_core.js under Node (no browser) for tests/test_worker_core.py.
 //
-// Usage: node --experimental-detect-module tests/worker_core_node.mjs CONFIG.json
+// Usage: node tests/worker_core_node.mjs CONFIG.json
 //
 // CONFIG: {indexURL, bundle,
 //          match: {game, start_for: {seat: match_start}, seats: {seat: {players, inputs, every_ms}},

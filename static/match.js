@@ -1,0 +1,339 @@
+// The match scene: title and instructions, "preparing the game", the waiting room, then the
+// canvas. Relays netcode packets between the socket and the worker, captures the keyboard and
+// draws the latest STATE on each animation frame.
+
+import {clock, h} from "./dom.js";
+import {draw, viewportOf} from "./renderer.js";
+import {coplay, options} from "./state.js";
+
+const HUD_EVERY_MS = 250;
+const AUTOPILOT_EVERY_MS = 300;
+
+export class MatchView {
+  /**
+   * ctx: {index, scene, socket, worker, bundle (a promise of the bundle), stage (the #stage element),
+   *       fatal(message, traceback)}
+   */
+  constructor(ctx) {
+    Object.assign(this, ctx);
+    this.readySent = false;
+    this.current = null;        // {match, episode, players, keys} of the running episode
+    this.starting = null;       // packets that arrive before START answered
+    this.held = [];             // bound keys held, most recent last
+    this.keys = ctx.scene.keys || {};
+    this.lastInput = "";
+    this.primitives = null;     // the latest STATE's primitives
+    this.dirty = false;
+    this.chain = Promise.resolve();   // worker requests of this view, one after the other
+    this.secondsLeft = null;
+    this.canvas = this.stage.querySelector("canvas");
+    this.hud = this.stage.querySelector(".hud");
+    this.hudText = "";
+    this.hudNote = "";
+    this.hudShown = options.hud;
+
+    this.status = h("p", {class: "status", role: "status"}, "Preparing the game…");
+    this.episodeLabel = h("p", {class: "episode-label", hidden: true});
+    this.slot = h("div", {class: "stage-slot"});
+    this.el = h("section", {class: "match-view"},
+      h("h1", {tabindex: "-1", text: ctx.scene.title || "Game"}),
+      this.episodeLabel, this.status, this.slot,
+      ctx.scene.html ? h("div", {class: "scene-body", html: ctx.scene.html}) : null);
+    this.slot.append(this.stage);
+
+    this.onKeyDown = this.onKeyDown.bind(this);
+    this.onKeyUp = this.onKeyUp.bind(this);
+    this.releaseAll = this.releaseAll.bind(this);
+    this.frame = this.frame.bind(this);
+    window.addEventListener("keydown", this.onKeyDown);
+    window.addEventListener("keyup", this.onKeyUp);
+    window.addEventListener("blur", this.releaseAll);
+    this.ratio = 4 / 3;         // the game's viewport width / height
+    this.resize = this.resize.bind(this);
+    this.resizer = new ResizeObserver(this.resize);
+    this.resizer.observe(this.slot);
+    window.addEventListener("resize", this.resize);
+    this.countdown = setInterval(() => this.tickCountdown(), 1000);
+  }
+
+  // ------------------------------------------------------------- loading and the waiting room
+
+  /** The worker has Pyodide and the bundle: join the waiting room (once per connection). */
+  maybeReady() {
+    if (this.readySent || this.current || !coplay.worker.loaded || coplay.worker.error || !this.socket.connected) return;
+    this.readySent = true;
+    this.socket.emit("ready", {index: this.index});
+    this.setStatus(this.scene.waiting_message || "Waiting for other participants to join…");
+  }
+
+  /** After a reconnect the server resends the scene: be ready again. */
+  resent() {
+    this.readySent = false;
+    this.maybeReady();
+  }
+
+  /** `ready` was refused (e.g. the server still holds this participant's seat after a reload). */
+  onError(reason) {
+    this.readySent = false;
+    this.setStatus(`Please wait a moment… (${reason})`);
+  }
+
+  onWaiting(payload) {
+    this.waiting = payload;
+    this.secondsLeft = payload.seconds_left;
+    this.renderWaiting();
+  }
+
+  tickCountdown() {
+    if (this.secondsLeft === null || this.current) return;
+    this.secondsLeft = Math.max(0, this.secondsLeft - 1);
+    this.renderWaiting();
+  }
+
+  renderWaiting() {
+    if (!this.waiting || this.current) return;
+    const {present, needed} = this.waiting;
+    const message = this.scene.waiting_message || "Waiting for other participants to join…";
+    this.setStatus(`${message} ${present} of ${needed} here. Time left: ${clock(this.secondsLeft)}.`);
+  }
+
+  setStatus(text) {
+    this.status.hidden = !text;
+    if (this.status.textContent !== text) this.status.textContent = text;
+  }
+
+  // ------------------------------------------------------------- episodes
+
+  onMatchStart(start) {
+    const previous = this.current;
+    this.current = {match: start.match, episode: start.episode, players: start.players || [],
+                    keys: start.keys && Object.keys(start.keys).length ? start.keys : this.keys};
+    this.keys = this.current.keys;
+    this.starting = [];
+    this.secondsLeft = null;
+    this.primitives = null;
+    Object.assign(coplay.match, {match: start.match, episode: start.episode});
+    this.setStatus("");
+    this.episodeLabel.hidden = !(start.episodes > 1);
+    this.episodeLabel.textContent = `Round ${start.episode + 1} of ${start.episodes}`;
+    document.body.classList.add("playing");
+    this.stage.hidden = false;
+    document.activeElement?.blur?.();   // a focused button must not catch the space bar
+    this.canvas.focus({preventScroll: true});
+    this.canvas.scrollIntoView({block: "nearest"});
+    this.resize();
+    if (!this.raf) this.raf = requestAnimationFrame(this.frame);
+    if (!this.hudTimer) this.hudTimer = setInterval(() => this.renderHud(), HUD_EVERY_MS);
+
+    const current = this.current;
+    this.chain = this.chain
+      .then(() => (previous ? this.worker.request("STOP").catch((e) => console.error("coplay: STOP failed", e)) : null))
+      .then(() => this.bundle)
+      .then((bundle) => this.worker.request("START", {start, game: bundle.games?.[start.game] || start.game}))
+      .then(() => {
+        if (this.current !== current) return;
+        const queued = this.starting;
+        this.starting = null;
+        for (const packet of queued) this.worker.post({type: "PACKET", from: packet.from, data: packet.data});
+        this.lastInput = "";
+        this.sendInput();
+        if (options.autopilot) this.startAutopilot();
+      })
+      .catch((error) => this.fatal(`the game could not start: ${error.message}`, error.traceback));
+  }
+
+  onPacket(payload) {
+    const current = this.current;
+    if (!current || payload.match !== current.match || payload.episode !== current.episode) return;
+    if (this.starting) this.starting.push(payload);
+    else this.worker.post({type: "PACKET", from: payload.from, data: payload.data});
+  }
+
+  onSeatChanged(payload) {
+    this.hudNote = `seat ${payload.seat} taken by ${payload.by} at frame ${payload.frame}`;
+  }
+
+  /** The connection dropped: the server has already given this seat away, so stop playing. */
+  onDisconnect() {
+    this.readySent = false;
+    if (this.current) {
+      this.stopEpisode();
+      this.setStatus("The connection was lost, so the game stopped.");
+    }
+  }
+
+  onMatchEnd(payload) {
+    this.stopEpisode();
+    if (payload.reason !== "completed" && payload.message) this.setStatus(payload.message);
+  }
+
+  /** Worker messages of the running match: OUT, STATE, DONE. */
+  onWorkerMessage(message) {
+    const current = this.current;
+    if (!current) return;
+    if (message.type === "OUT") {
+      for (const packet of message.packets || []) {
+        if (packet.match === current.match && packet.episode === current.episode && this.socket.connected) {
+          this.socket.emit("packet", packet);   // never buffered while disconnected
+        }
+      }
+    } else if (message.type === "STATE") {
+      if (message.stats) Object.assign(coplay.match, message.stats);
+      if (message.primitives) {   // only on ticks the worker drew (about once per animation frame)
+        this.primitives = message.primitives;
+        this.dirty = true;
+      }
+    } else if (message.type === "DONE") {
+      const report = message.report;
+      if (!report || report.match !== current.match || report.episode !== current.episode) return;
+      coplay.match.checksums.push(report);
+      this.socket.emit("episode_done", report);
+    }
+  }
+
+  stopEpisode() {
+    if (!this.current) return;
+    this.current = null;
+    this.starting = null;
+    this.stopAutopilot();
+    this.releaseAll();
+    this.chain = this.chain.then(() => this.worker.request("STOP"))
+      .catch((error) => console.error("coplay: STOP failed", error));
+  }
+
+  /** Leaving the scene: stop the episode, the loops and the listeners; give the stage back. */
+  leave() {
+    this.stopEpisode();
+    clearInterval(this.countdown);
+    clearInterval(this.hudTimer);
+    cancelAnimationFrame(this.raf);
+    this.raf = null;
+    this.resizer.disconnect();
+    window.removeEventListener("resize", this.resize);
+    window.removeEventListener("keydown", this.onKeyDown);
+    window.removeEventListener("keyup", this.onKeyUp);
+    window.removeEventListener("blur", this.releaseAll);
+    document.body.classList.remove("playing");
+    this.stage.hidden = true;
+    document.body.append(this.stage);
+  }
+
+  // ------------------------------------------------------------- keyboard
+
+  /** The name under which `event`'s key is bound in `keys`, or null. */
+  boundKey(event) {
+    for (const name of [event.key, event.key?.toLowerCase(), event.key?.toUpperCase(), event.code]) {
+      if (name !== undefined && Object.hasOwn(this.keys, name)) return name;
+    }
+    return null;
+  }
+
+  onKeyDown(event) {
+    if (event.ctrlKey || event.metaKey || event.altKey) return;
+    const key = this.boundKey(event);
+    if (key === null) {
+      if ((event.key === "h" || event.key === "H") && options.hud && !event.repeat) this.toggleHud();
+      return;
+    }
+    event.preventDefault();   // no page scrolling, no button presses
+    if (event.repeat || !this.current) return;
+    this.held = this.held.filter((k) => k !== key);
+    this.held.push(key);
+    this.sendInput();
+  }
+
+  onKeyUp(event) {
+    const key = this.boundKey(event);
+    if (key === null) return;
+    event.preventDefault();
+    this.held = this.held.filter((k) => k !== key);
+    this.sendInput();
+  }
+
+  releaseAll() {
+    this.held = [];
+    this.sendInput();
+  }
+
+  /** INPUT: the most recent held key's action for each local player, {} when none is held. */
+  sendInput() {
+    if (!this.current || this.starting) return;
+    const key = this.held[this.held.length - 1];
+    const actions = key === undefined ? {} : Object.fromEntries(this.current.players.map((p) => [p, this.keys[key]]));
+    const text = JSON.stringify(actions);
+    if (text === this.lastInput) return;
+    this.lastInput = text;
+    this.worker.post({type: "INPUT", actions});
+  }
+
+  // ------------------------------------------------------------- drawing and the HUD
+
+  /** Fit the canvas to the space (width of the page, at most --stage-height tall) and the game's shape. */
+  resize() {
+    const maxWidth = this.slot.clientWidth;
+    const maxHeight = Math.min(window.innerHeight * 0.68, 760);
+    if (!maxWidth) return;
+    const width = Math.floor(Math.min(maxWidth, maxHeight * this.ratio));
+    const height = Math.floor(width / this.ratio);
+    this.canvas.style.width = `${width}px`;
+    this.canvas.style.height = `${height}px`;
+    const scale = window.devicePixelRatio || 1;
+    const pixelsWide = Math.round(width * scale);
+    const pixelsHigh = Math.round(height * scale);
+    if (pixelsWide !== this.canvas.width || pixelsHigh !== this.canvas.height) {
+      this.canvas.width = pixelsWide;
+      this.canvas.height = pixelsHigh;
+    }
+    this.dirty = true;
+  }
+
+  frame() {
+    this.raf = requestAnimationFrame(this.frame);
+    if (!this.dirty || !this.primitives) return;
+    this.dirty = false;
+    const primitives = this.primitives;
+    const view = viewportOf(primitives);
+    if (view.width / view.height !== this.ratio) {
+      this.ratio = view.width / view.height;
+      this.resize();
+    }
+    draw(this.canvas.getContext("2d"), primitives, this.canvas.width, this.canvas.height);
+  }
+
+  toggleHud() {
+    this.hudShown = !this.hudShown;
+    this.renderHud();
+  }
+
+  renderHud() {
+    this.hud.hidden = !this.hudShown;
+    if (!this.hudShown) return;
+    const s = coplay.match;
+    const ping = s.ping_ms === null || s.ping_ms === undefined ? "–" : `${Math.round(s.ping_ms)} ms`;
+    const text = `ping ${ping} · rollbacks ${s.rollbacks ?? 0} · frame ${s.frame ?? 0}` +
+      (this.hudNote ? `\n${this.hudNote}` : "");
+    if (text !== this.hudText) {
+      this.hudText = text;
+      this.hud.textContent = text;
+    }
+  }
+
+  // ------------------------------------------------------------- autopilot
+
+  /** Press a random bound key (or none) every ~0.3 s, through the same keyboard handlers. */
+  startAutopilot() {
+    const names = Object.keys(this.keys);
+    if (!names.length || this.autopilotTimer) return;
+    let down = null;
+    this.autopilotTimer = setInterval(() => {
+      if (down !== null) window.dispatchEvent(new KeyboardEvent("keyup", {key: down, bubbles: true}));
+      down = Math.random() < 0.2 ? null : names[Math.floor(Math.random() * names.length)];
+      if (down !== null) window.dispatchEvent(new KeyboardEvent("keydown", {key: down, bubbles: true, cancelable: true}));
+    }, AUTOPILOT_EVERY_MS);
+  }
+
+  stopAutopilot() {
+    clearInterval(this.autopilotTimer);
+    this.autopilotTimer = null;
+  }
+}
