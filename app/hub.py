@@ -51,8 +51,9 @@ class Services:
 class Hub(MatchHost):
     """Every connected participant, waiting room and match of one experiment."""
 
-    def __init__(self, flow: Flow, experiment_dir: str, services: Services) -> None:
+    def __init__(self, flow: Flow, experiment_dir: str, services: Services, relay_delay_s: float = 0.0) -> None:
         self.flow = flow
+        self.relay_delay_s = relay_delay_s
         self.store = flow.store
         self.experiment_dir = experiment_dir
         self.services = services
@@ -256,8 +257,16 @@ class Hub(MatchHost):
 
     def send(self, seat: Seat, event: str, payload: dict[str, Any]) -> None:
         sid = self.sid_of.get(seat.participant) if seat.participant else None
-        if sid is not None:
+        if sid is None:
+            return
+        if event == "packet" and self.relay_delay_s > 0:
+            self.services.spawn(self._emit_later, sid, payload)
+        else:
             self.services.emit(event, payload, to=sid)
+
+    def _emit_later(self, sid: str, payload: dict[str, Any]) -> None:
+        self.services.sleep(self.relay_delay_s)
+        self.services.emit("packet", payload, to=sid)
 
     def start_bot(self, room: MatchRoom, seat: Seat, preload: dict[str, list[Any]] | None) -> BotPeer:
         game_class = room.game_class

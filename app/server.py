@@ -13,6 +13,7 @@ import os
 import secrets
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -72,15 +73,26 @@ def game_source(game_class: type) -> str:
     return inspect.getsource(sys.modules[game_class.__module__])
 
 
+@dataclass(frozen=True)
+class ServerOptions:
+    """How to serve: the async mode, where the experiment file is (relative game files are
+    found beside it), where browsers load Pyodide from (default: this server's copy), and
+    an optional delay added to every relayed packet (to pilot a study at internet latency)."""
+
+    async_mode: str = "eventlet"
+    experiment_file: str | None = None
+    pyodide_url: str | None = None
+    relay_delay_ms: float = 0.0
+
+
 def create_server(
-    experiment: Any, data_dir: str, async_mode: str = "eventlet", experiment_file: str | None = None,
-    pyodide_url: str | None = None,
+    experiment: Any, data_dir: str, options: ServerOptions = ServerOptions(),
 ) -> tuple[Flask, SocketIO, Hub]:
     """Build the app for `experiment`, storing data in `data_dir/<experiment.id>/`.
 
-    `pyodide_url` is where browsers load Pyodide from (default: this server's copy).
     Raises ExperimentError (or its BundleError) when the experiment cannot be served.
     """
+    experiment_file, pyodide_url, async_mode = options.experiment_file, options.pyodide_url, options.async_mode
     resolve = GameResolver(os.path.dirname(os.path.abspath(experiment_file)) if experiment_file else None)
     experiment.validate(resolve)
     bundle = encode_bundle(build_bundle(experiment, resolve.absolute))
@@ -104,7 +116,7 @@ def create_server(
         emit=socketio.emit, disconnect=lambda sid: socketio.server.disconnect(sid),
         spawn=socketio.start_background_task, sleep=socketio.sleep, now=time.monotonic,
         resolve_game=resolve, game_source=game_source, make_policy=make_policy, game_spec=resolve.absolute,
-    ))
+    ), relay_delay_s=options.relay_delay_ms / 1000.0)
 
     @app.get("/")
     def index() -> Any:
@@ -192,15 +204,15 @@ def _vendor_file(folder: Path | None, name: str, what: str) -> Any:
     return response
 
 
-def serve(experiment: Any, host: str, port: int, data_dir: str, experiment_file: str | None = None,
-          async_mode: str = "eventlet", pyodide_url: str | None = None) -> None:
-    """Run the server until interrupted (the caller has monkey-patched for `async_mode`, see app.asyncmode)."""
+def serve(experiment: Any, host: str, port: int, data_dir: str, options: ServerOptions = ServerOptions()) -> None:
+    """Run the server until interrupted (the caller has monkey-patched for the async mode, see app.asyncmode)."""
     _raise_file_limit()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app, socketio, _ = create_server(experiment, data_dir, async_mode, experiment_file, pyodide_url)
+    app, socketio, _ = create_server(experiment, data_dir, options)
+    async_mode = options.async_mode
     print(f"coplay: serving experiment {experiment.id!r} on http://{host}:{port}/ ({async_mode}; data in {data_dir})",
           flush=True)
-    missing = assets.missing_assets(self_hosted_pyodide=pyodide_url is None)
+    missing = assets.missing_assets(self_hosted_pyodide=options.pyodide_url is None)
     if missing:
         print(f"coplay: warning: not installed: {', '.join(missing)}; browsers cannot play until you "
               f"{assets.SETUP_HINT}", file=sys.stderr, flush=True)

@@ -135,9 +135,10 @@ function fatal(message, traceback = "") {
 }
 
 function sendReport() {
-  socket.emit("client_error", pendingReport);
+  // Disconnect only once the server has the report (or after 2 s): a disconnect right after
+  // the emit can close the connection before the report leaves.
+  socket.timeout(2000).emit("client_error", pendingReport, () => socket.disconnect());
   pendingReport = null;
-  socket.disconnect();
 }
 
 function showNotice(text) {

@@ -34,6 +34,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
                         help="where browsers load Pyodide 0.27.7 from: an index URL such as a CDN's "
                              ".../v0.27.7/full/ (needed for Match packages= beyond the core); "
                              "default: this server's own copy from node_modules")
+    parser.add_argument("--relay-delay-ms", type=float, default=0.0, metavar="MS",
+                        help="delay every relayed packet to participants by MS (pilot a study at internet "
+                             "latency on one machine; default 0)")
 
 
 def _pyodide_url(text: str) -> str:
@@ -78,10 +81,12 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def _serve(experiment: Experiment, args: argparse.Namespace, experiment_file: str | None) -> int:
-    from app.server import serve
+    from app.server import ServerOptions, serve
 
     try:
-        serve(experiment, args.host, args.port, args.data, experiment_file, args.async_mode, args.pyodide_url)
+        options = ServerOptions(async_mode=args.async_mode, experiment_file=experiment_file,
+                                pyodide_url=args.pyodide_url, relay_delay_ms=args.relay_delay_ms)
+        serve(experiment, args.host, args.port, args.data, options)
     except ExperimentError as error:
         print(f"coplay: {error}", file=sys.stderr)
         return 2
