@@ -4,9 +4,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
-
-import pytest
+from typing import Any, Callable
 
 CHROMIUM = os.environ.get("COPLAY_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_FLAGS = [
@@ -22,19 +20,6 @@ try {
   }).observe({type: "longtask", buffered: true});
 } catch (e) { window.__longTasks = null; }
 """
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
-    """One Chromium for the session; a missing Chromium fails (scripts/setup installs it), never skips."""
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: run scripts/setup, which installs Debian's chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        yield launched
-        launched.close()
 
 
 @dataclass

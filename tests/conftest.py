@@ -1,11 +1,13 @@
 """Shared fixtures."""
 from __future__ import annotations
 
-from typing import Iterator
+import os
+from typing import Any, Iterator
 
 import pytest
 
 from app.pyodide_node import PyodideNode, node_executable
+from tests.browser_fixtures import CHROMIUM, CHROMIUM_FLAGS
 
 
 @pytest.fixture(scope="session")
@@ -18,3 +20,16 @@ def pyodide() -> Iterator[PyodideNode]:
         pytest.skip("node is not on PATH, so Pyodide cannot run")
     with PyodideNode() as py:
         yield py
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """One Chromium for the session; a missing Chromium fails (scripts/setup installs it), never skips."""
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: run scripts/setup, which installs Debian's chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield launched
+        launched.close()

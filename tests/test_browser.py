@@ -9,7 +9,7 @@ from typing import Any, Iterator
 import pytest
 
 from app.headless import HeadlessParticipant
-from tests.browser_fixtures import Participant, browser, open_participant  # noqa: F401 (fixture)
+from tests.browser_fixtures import Participant, open_participant
 from tests.server_fixtures import Server, pid, replay_recording
 
 PONG_EXPERIMENT = '''
