@@ -47,9 +47,10 @@ class Participant:
         self.context.close()
 
 
-def open_participant(browser: Any, url: str, query: str) -> Participant:
+def open_participant(browser: Any, url: str, query: str, init_script: str = "") -> Participant:
+    """A new participant's page at `url/?query`; `init_script` runs before the page's own scripts."""
     context = browser.new_context(viewport={"width": 1000, "height": 750})
-    context.add_init_script(LONG_TASKS_SCRIPT)
+    context.add_init_script(LONG_TASKS_SCRIPT + init_script)
     page = context.new_page()
     participant = Participant(page, context)
     page.on("console", lambda message: participant.console_errors.append(message.text)

@@ -162,3 +162,20 @@ def test_a_game_error_is_shown_logged_and_the_partner_goes_on(browser: Any, tmp_
         for page in pages:
             page.close()
         server.stop()
+
+
+def test_without_web_workers_the_game_runs_in_the_page(browser: Any, tmp_path: Path) -> None:
+    server = start_server(tmp_path, max_frames=240)
+    pages: list[Participant] = []
+    try:
+        pages = [open_participant(browser, server.url, f"PROLIFIC_PID={pid()}&autopilot=1"),
+                 open_participant(browser, server.url, f"PROLIFIC_PID={pid()}&autopilot=1",
+                                  init_script="window.Worker = undefined;")]
+        states = [p.wait_for(lambda s: s.get("scene", {}).get("kind") == "end", 180, "the end page") for p in pages]
+        assert [s["worker"]["mode"] for s in states] == ["worker", "inline"]
+        done = [{r["checksum"] for r in s["match"]["checksums"]} for s in states]
+        assert done[0] == done[1] and len(done[0]) == 1
+    finally:
+        for page in pages:
+            page.close()
+        server.stop()
