@@ -112,7 +112,10 @@ export class MatchView {
     this.starting = [];
     this.secondsLeft = null;
     this.primitives = null;
-    Object.assign(coplay.match, {match: start.match, episode: start.episode});
+    // A new episode starts from zero: no stats of the previous one may show until its first STATE.
+    Object.assign(coplay.match, {match: start.match, episode: start.episode, frame: 0, confirmed_frame: -1,
+                                 rollbacks: 0, max_rollback_depth: 0, stalls: 0, ping_ms: null, desyncs: 0,
+                                 done: false, end_reason: null});
     this.setStatus("");
     this.episodeLabel.hidden = !(start.episodes > 1);
     this.episodeLabel.textContent = `Round ${start.episode + 1} of ${start.episodes}`;
