@@ -1,9 +1,18 @@
-"""Re-simulating a recorded match and checking every checksum the peers reported."""
+"""Re-simulating a recorded match and checking every checksum the peers reported.
+
+The game comes from its spec in the recording's header; its current source must hash
+to the recorded `game_source_sha256`, or the replay is refused. Pass a game class to
+replay with another source anyway, or `recorded_game` to run the exact source stored
+in the recording.
+"""
 from __future__ import annotations
 
 import hashlib
+import inspect
+import sys
+import types
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from app.loading import load_class
 from app.recording import Recording, read_recording
@@ -21,6 +30,7 @@ class Mismatch:
     seat: str
     recorded: str
     replayed: str
+    state: Any = None   # the replayed state at that frame
 
 
 @dataclass
@@ -29,6 +39,7 @@ class ReplayResult:
     checked: int = 0
     mismatches: list[Mismatch] = field(default_factory=list)
     truncated: bool = False
+    last_frames: dict[int, int] = field(default_factory=dict)   # episode -> last frame replayed
 
     @property
     def ok(self) -> bool:
@@ -39,42 +50,102 @@ def resolve_game(recording: Recording, game_class: type | None = None) -> type:
     """The recorded game class; refused when its source differs from the recorded one, unless given explicitly."""
     if game_class is not None:
         return game_class
-    import inspect
-    import sys
-
     cls = load_class(recording.header["game"])
     source = inspect.getsource(sys.modules[cls.__module__])
     if hashlib.sha256(source.encode()).hexdigest() != recording.header["game_source_sha256"]:
         raise ReplayError(
             f"the source of {recording.header['game']} differs from the one recorded with match "
-            f"{recording.header['match']}; pass the game class explicitly to replay with the current source")
+            f"{recording.header['match']}; pass the game explicitly (--game FILE.py:Class) to replay with "
+            f"another source, or --recorded-source to run the source stored in the recording")
     return cls
 
 
-def replay(path: str, game_class: type | None = None) -> ReplayResult:
-    """Re-simulate every episode of the recording at `path` and compare every recorded checksum."""
+def recorded_game(recording: Recording) -> type:
+    """The game class built from the source text stored in the recording."""
+    _, _, name = recording.header["game"].rpartition(":")
+    module = types.ModuleType(f"coplay_recorded_{recording.header['game_source_sha256'][:12]}")
+    exec(compile(recording.header["game_source"], f"<recorded source of {recording.header['game']}>", "exec"),
+         module.__dict__)
+    cls = getattr(module, name, None)
+    if not isinstance(cls, type):
+        raise ReplayError(f"the recorded source defines no class {name!r}")
+    return cls
+
+
+def replay(
+    path: str, game_class: type | None = None, first: int = 0, last: int | None = None,
+    progress: Callable[[int, int], None] | None = None, keep_states: bool = False,
+) -> ReplayResult:
+    """Re-simulate every episode of the recording at `path` and compare the recorded checksums
+    of frames `first`..`last`; `progress(done, total)` is called now and then."""
     recording = read_recording(path)
     cls = resolve_game(recording, game_class)
     players = recording.players
     result = ReplayResult(truncated=recording.truncated)
     ends = {e["episode"]: e["frame"] for e in recording.events if e.get("kind") == "episode_end"}
+    lengths = {e: min(len(d["inputs"]), ends.get(e, len(d["inputs"]))) for e, d in recording.episodes.items()}
+    if last is not None:
+        lengths = {e: min(n, last) for e, n in lengths.items()}
+    total, done = sum(lengths.values()), 0
     for episode, data in sorted(recording.episodes.items()):
         env = cls(recording.header["config"])
         env.reset(data["seed"])
         checksums = data["checksums"]
-        frames = min(len(data["inputs"]), ends.get(episode, len(data["inputs"])))
+        frames = lengths[episode]
         for frame in range(frames + 1):
-            for seat, recorded in checksums.get(frame, {}).items():
-                replayed = state_hash(env.get_state())
-                result.checked += 1
-                if replayed != recorded:
-                    result.mismatches.append(Mismatch(episode, frame, seat, recorded, replayed))
+            if frame >= first:
+                for seat, recorded in checksums.get(frame, {}).items():
+                    state = env.get_state()
+                    replayed = state_hash(state)
+                    result.checked += 1
+                    if replayed != recorded:
+                        result.mismatches.append(
+                            Mismatch(episode, frame, seat, recorded, replayed, state if keep_states else None))
             if frame < frames:
                 env.step(dict(zip(players, data["inputs"][frame])))
                 result.frames += 1
+                done += 1
+                if progress is not None and done % 2000 == 0:
+                    progress(done, total)
+        result.last_frames[episode] = frames
+    if progress is not None:
+        progress(done, total)
     return result
+
+
+def state_at(recording: Recording, cls: type, episode: int, frame: int) -> Any:
+    """The state of `episode` at `frame`, re-simulated with `cls`."""
+    data = recording.episodes[episode]
+    env = cls(recording.header["config"])
+    env.reset(data["seed"])
+    for actions in data["inputs"][:frame]:
+        env.step(dict(zip(recording.players, actions)))
+    return env.get_state()
+
+
+def diff_states(expected: Any, actual: Any, path: str = "state", limit: int = 20) -> list[str]:
+    """Readable lines naming where two states differ (at most `limit`)."""
+    lines: list[str] = []
+
+    def walk(a: Any, b: Any, where: str) -> None:
+        if len(lines) >= limit:
+            return
+        if isinstance(a, dict) and isinstance(b, dict):
+            for key in sorted(set(a) | set(b)):
+                if key not in a or key not in b:
+                    lines.append(f"{where}[{key!r}]: only in {'actual' if key not in a else 'expected'}")
+                else:
+                    walk(a[key], b[key], f"{where}[{key!r}]")
+        elif isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and len(a) == len(b):
+            for index, (x, y) in enumerate(zip(a, b)):
+                walk(x, y, f"{where}[{index}]")
+        elif a != b or type(a) is not type(b):
+            lines.append(f"{where}: expected {a!r:.60}, got {b!r:.60}")
+
+    walk(expected, actual, path)
+    return lines
 
 
 def summary(result: ReplayResult) -> dict[str, Any]:
     return {"frames": result.frames, "checked": result.checked, "ok": result.ok, "truncated": result.truncated,
-            "mismatches": [m.__dict__ for m in result.mismatches[:10]]}
+            "mismatches": [{k: v for k, v in m.__dict__.items() if k != "state"} for m in result.mismatches[:10]]}

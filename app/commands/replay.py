@@ -1,0 +1,79 @@
+"""`coplay replay RECORDING`: re-simulate a recorded match and verify every checksum."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from app.loading import LoadError, load_class
+from app.recording import RecordingError, read_recording
+from app.replay import ReplayError, diff_states, recorded_game, replay, resolve_game, state_at, summary
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "replay", help="re-simulate a recorded match and verify its checksums",
+        description="Re-simulate a recording from its seeds and inputs and compare every checksum the peers "
+        "reported. Exits 1 at a mismatch, naming the first divergent frame.")
+    parser.add_argument("recording", metavar="RECORDING", help="a recordings/<match>.jsonl file")
+    parser.add_argument("--verify", action="store_true", help="verify the checksums (the default; kept for scripts)")
+    parser.add_argument("--from", dest="first", type=int, default=0, metavar="F", help="check frames from F on")
+    parser.add_argument("--to", dest="last", type=int, default=None, metavar="F", help="stop at frame F")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--game", metavar="FILE.py:Class", help="replay with this game instead of the recorded one")
+    source.add_argument("--recorded-source", action="store_true",
+                        help="run the game source stored in the recording (not the current file)")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        recording = read_recording(args.recording)
+        if args.recorded_source:
+            game_class = recorded_game(recording)
+        elif args.game:
+            game_class = load_class(args.game)
+        else:
+            game_class = resolve_game(recording)
+        started = time.perf_counter()
+        result = replay(args.recording, game_class, args.first, args.last, _progress, keep_states=True)
+        seconds = time.perf_counter() - started
+    except (RecordingError, ReplayError, LoadError, OSError) as error:
+        print(f"coplay replay: {error}", file=sys.stderr)
+        return 2
+    fps = recording.header.get("fps", 60)
+    speed = result.frames / fps / seconds if seconds > 0 else float("inf")
+    if args.json:
+        print(json.dumps({**summary(result), "seconds": round(seconds, 3), "times_real_time": round(speed, 1)}))
+    else:
+        print(f"replayed {result.frames} frames of {len(recording.episodes)} episode(s) in {seconds:.2f} s "
+              f"({speed:.0f}x real time); {result.checked} checksums compared")
+    if result.truncated:
+        ends = ", ".join(f"episode {e}: {f} frames" for e, f in sorted(result.last_frames.items()))
+        print(f"the recording is truncated (its process died mid-write); replayed every complete frame ({ends})")
+    if result.ok:
+        print("ok: every checksum matches")
+        return 0
+    first = result.mismatches[0]
+    print(f"MISMATCH at episode {first.episode}, frame {first.frame}: seat {first.seat} recorded {first.recorded}, "
+          f"the replay gives {first.replayed} ({len(result.mismatches)} mismatching checksums in all)")
+    if args.game or args.recorded_source:
+        expected = state_at(recording, recorded_game(recording), first.episode, first.frame)
+        print("state diff (recorded source -> this replay):")
+        for line in diff_states(expected, first.state) or ["(the states are equal: the recorded checksum came "
+                                                            "from another machine's state)"]:
+            print("  " + line)
+    else:
+        good = [f for f in recording.episodes[first.episode]["checksums"] if f < first.frame]
+        print(f"the last matching checksum is at frame {max(good) if good else 'none'}; inputs between it and frame "
+              f"{first.frame} (or the game on the peer) differ from what was recorded")
+    return 1
+
+
+def _progress(done: int, total: int) -> None:
+    if total >= 20_000 and sys.stderr.isatty():
+        print(f"\r  {done}/{total} frames ({100 * done // max(1, total)} %)", end="", file=sys.stderr, flush=True)
+        if done >= total:
+            print(file=sys.stderr)
