@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import inspect
+import shutil
 import json
 import sys
 from pathlib import Path
@@ -110,3 +111,23 @@ def test_a_newer_format_is_refused_with_a_clear_message(recording: Path, capsys:
     assert main(["replay", str(recording)]) == 2
     assert "recording format version 9 is newer than this coplay understands (1); upgrade coplay" in \
         capsys.readouterr().err
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not on PATH, so Pyodide cannot run")
+def test_pyodide_runtime_agrees_frame_by_frame(recording: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["replay", str(recording), "--runtime", "pyodide"]) == 0
+    assert f"ok: CPython and Pyodide agree on all {FRAMES} frames" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not on PATH, so Pyodide cannot run")
+def test_pyodide_runtime_catches_a_game_using_sin(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source = ("import math\nfrom game.games.pong import Pong as Base\n\n\nclass Pong(Base):\n"
+              "    def get_state(self):\n        return {**super().get_state(), "
+              "'wave': [math.sin(self.frame * 0.37 + k * 1.3) for k in range(200)]}\n")
+    path = tmp_path / "sine.jsonl"
+    record_pong(path, frames=30)
+    rewrite(path, lambda line: {**line, "game_source": source} if line.get("type") == "header" else line)
+    lines = path.read_text().splitlines()   # its checksums were Pong's: keep only the inputs
+    path.write_text("".join(line + "\n" for line in lines if '"type": "checksum"' not in line))
+    assert main(["replay", str(path), "--recorded-source", "--runtime", "pyodide"]) == 1
+    assert "RUNTIMES DIFFER at episode 0, frame 0" in capsys.readouterr().out

@@ -5,6 +5,7 @@ import argparse
 import json
 import sys
 import time
+from typing import Any
 
 from app.loading import LoadError, load_class
 from app.recording import RecordingError, read_recording
@@ -24,6 +25,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--game", metavar="FILE.py:Class", help="replay with this game instead of the recorded one")
     source.add_argument("--recorded-source", action="store_true",
                         help="run the game source stored in the recording (not the current file)")
+    parser.add_argument("--runtime", choices=("cpython", "pyodide"), default="cpython",
+                        help="pyodide: also re-simulate in Pyodide 0.27.7 under Node and compare every frame's "
+                             "checksum with CPython (can server bots and replays play this game with browsers?)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.set_defaults(func=run)
 
@@ -55,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"the recording is truncated (its process died mid-write); replayed every complete frame ({ends})")
     if result.ok:
         print("ok: every checksum matches")
+        if args.runtime == "pyodide":
+            return compare_runtimes(recording, game_class)
         return 0
     first = result.mismatches[0]
     print(f"MISMATCH at episode {first.episode}, frame {first.frame}: seat {first.seat} recorded {first.recorded}, "
@@ -70,6 +76,46 @@ def run(args: argparse.Namespace) -> int:
         print(f"the last matching checksum is at frame {max(good) if good else 'none'}; inputs between it and frame "
               f"{first.frame} (or the game on the peer) differ from what was recorded")
     return 1
+
+
+PYODIDE_REPLAY = """
+import json, types
+from game.trajectory import trajectory_hashes
+data = json.load(open("/home/pyodide/coplay/replay_input.json"))  # where PyodideNode writes files
+module = types.ModuleType("coplay_replayed_game")
+exec(compile(data["source"], "<recorded game source>", "exec"), module.__dict__)
+cls = getattr(module, data["class_name"])
+result = {e: trajectory_hashes(cls(data["config"]), ep["seed"], data["players"], ep["inputs"])
+          for e, ep in data["episodes"].items()}
+"""
+
+
+def compare_runtimes(recording: Any, game_class: type) -> int:
+    """Re-simulate every frame in Pyodide and in CPython with the recorded source; 1 at the first difference."""
+    from app.pyodide_node import PyodideError, PyodideNode, PyodideUnavailable
+    from game.trajectory import trajectory_hashes
+
+    header = recording.header
+    episodes = {str(e): {"seed": d["seed"], "inputs": d["inputs"]} for e, d in recording.episodes.items()}
+    payload = {"source": header["game_source"], "class_name": header["game"].rpartition(":")[2],
+               "config": header["config"], "players": recording.players, "episodes": episodes}
+    try:
+        with PyodideNode() as py:
+            theirs = py.run(PYODIDE_REPLAY, files={"replay_input.json": json.dumps(payload)})
+    except (PyodideUnavailable, PyodideError) as error:
+        print(f"coplay replay: --runtime pyodide: {error}", file=sys.stderr)
+        return 2
+    cls = recorded_game(recording)
+    for episode, data in episodes.items():
+        ours = trajectory_hashes(cls(header["config"]), data["seed"], recording.players, data["inputs"])
+        for frame, (a, b) in enumerate(zip(ours, theirs[episode])):
+            if a != b:
+                print(f"RUNTIMES DIFFER at episode {episode}, frame {frame}: CPython {a}, Pyodide {b}. Browsers and "
+                      f"CPython (bots, replays) would desync on this game; see game/detmath.py")
+                return 1
+    frames = sum(len(d["inputs"]) for d in episodes.values())
+    print(f"ok: CPython and Pyodide agree on all {frames} frames")
+    return 0
 
 
 def _progress(done: int, total: int) -> None:
