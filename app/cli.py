@@ -10,9 +10,9 @@ patch_for_server(sys.argv[1:])  # must run before anything else imports socket o
 
 import argparse  # noqa: E402
 
-from app.commands import check_env, loadtest, replay, serve, simulate  # noqa: E402
+from app.commands import check_env, export, loadtest, replay, serve, simulate  # noqa: E402
 
-COMMANDS = (serve, check_env, simulate, replay, loadtest)
+COMMANDS = (serve, check_env, simulate, replay, export, loadtest)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,412 @@
+"""`coplay export`: an experiment's data as flat tables (CSV, NPZ or Parquet).
+
+Tables, one file each per experiment:
+
+- `steps`: one row per player per step of every episode of every recording, rebuilt by
+  re-simulating the episode from its seed and recorded inputs with the recorded game
+  (`app.replay.resolve_game`, which refuses a changed game source). Each episode stops at
+  its `episode_end` frame when there is one, so it has exactly frames x players rows.
+  `obs.*` columns hold the observation the player had before acting at that frame,
+  flattened when it is a dict/list of scalars of stable shape across the episode;
+  otherwise the `observation` column holds it as JSON text.
+- `participants`, `answers`, `matches`, `match_participants`: the store's rows.
+- `events`: the store's events and every recording's events (with episode and frame).
+
+A recording that cannot be re-simulated (changed game source, unreadable file, an error
+in the game) is skipped with the reason; the rest is exported. Rows are built in memory,
+one experiment at a time.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.loading import LoadError
+from app.recording import Recording, RecordingError, read_recording
+from app.replay import ReplayError, resolve_game
+from app.store import DATABASE_NAME, Store
+
+FORMATS = ("csv", "npz", "parquet")
+TABLES = ("steps", "participants", "answers", "events", "matches", "match_participants")
+STEP_COLUMNS = ("experiment", "match", "episode", "seed", "frame", "player", "seat", "participant", "seat_kind",
+                "action", "reward", "terminated", "truncated", "info")
+PARTICIPANT_COLUMNS = ("experiment", "id", "platform_id", "url_params", "created_at", "status", "outcome_at",
+                       "seed", "condition", "scene_index", "plan")
+ANSWER_COLUMNS = ("experiment", "participant_id", "scene_id", "question_id", "value", "answered_at")
+EVENT_COLUMNS = ("experiment", "source", "id", "at", "participant_id", "match_id", "episode", "frame", "kind", "data")
+MATCH_COLUMNS = ("experiment", "id", "scene_id", "created_at", "ended_at", "status", "seats", "recording", "seed")
+MATCH_PARTICIPANT_COLUMNS = ("experiment", "match_id", "participant_id", "seat", "players")
+PARQUET_HINT = "parquet export needs pyarrow: pip install pyarrow  (or: pip install 'coplay[parquet]')"
+
+
+class ExportError(Exception):
+    """The export cannot run as asked (no data there, missing dependency); the message says why."""
+
+
+@dataclass
+class Table:
+    columns: list[str]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class ExperimentExport:
+    experiment: str
+    source: str
+    out_dir: str
+    rows: dict[str, int] = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)
+    recordings: int = 0
+    episodes: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (recording path, reason)
+    notes: list[str] = field(default_factory=list)
+
+
+# -------------------------------------------------------------------- finding experiments
+
+def is_experiment_dir(path: str) -> bool:
+    return os.path.isfile(os.path.join(path, DATABASE_NAME)) or os.path.isdir(os.path.join(path, "recordings"))
+
+
+def find_experiments(data_dir: str) -> list[tuple[str, str]]:
+    """[(experiment name, folder)]: `data_dir` itself when it is an experiment folder, else its experiment subfolders."""
+    if not os.path.isdir(data_dir):
+        raise ExportError(f"no such folder: {data_dir}")
+    if is_experiment_dir(data_dir):
+        return [(os.path.basename(os.path.abspath(data_dir)), data_dir)]
+    found = [(name, os.path.join(data_dir, name)) for name in sorted(os.listdir(data_dir))
+             if os.path.isdir(os.path.join(data_dir, name)) and is_experiment_dir(os.path.join(data_dir, name))]
+    if not found:
+        raise ExportError(f"{data_dir} holds no experiment data (no {DATABASE_NAME} or recordings/ in it "
+                          f"or in its subfolders)")
+    return found
+
+
+def check_format(fmt: str) -> None:
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if fmt == "parquet":
+        try:
+            import pyarrow.parquet  # noqa: F401
+        except ImportError:
+            raise ExportError(PARQUET_HINT) from None
+
+
+def export(data_dir: str, fmt: str = "csv", out_dir: str | None = None) -> list[ExperimentExport]:
+    """Export every experiment under `data_dir` to `out_dir` (default `<data_dir>/export`).
+
+    One experiment folder is exported into `out_dir` itself; a data root's experiments
+    each into `out_dir/<experiment>/`.
+    """
+    check_format(fmt)
+    experiments = find_experiments(data_dir)
+    out_dir = out_dir or os.path.join(data_dir, "export")
+    single = len(experiments) == 1 and os.path.abspath(experiments[0][1]) == os.path.abspath(data_dir)
+    results = []
+    for name, folder in experiments:
+        target = out_dir if single else os.path.join(out_dir, name)
+        results.append(export_experiment(name, folder, target, fmt))
+    return results
+
+
+def export_experiment(name: str, folder: str, out_dir: str, fmt: str) -> ExperimentExport:
+    result = ExperimentExport(experiment=name, source=folder, out_dir=out_dir)
+    tables = {table: Table(list(columns)) for table, columns in (
+        ("participants", PARTICIPANT_COLUMNS), ("answers", ANSWER_COLUMNS), ("events", EVENT_COLUMNS),
+        ("matches", MATCH_COLUMNS), ("match_participants", MATCH_PARTICIPANT_COLUMNS))}
+    referenced: list[str] = []
+    if os.path.isfile(os.path.join(folder, DATABASE_NAME)):
+        referenced = _store_tables(name, folder, tables)
+    steps = _steps_table(name, folder, referenced, tables["events"], result)
+    all_tables = {"steps": steps, **tables}
+    os.makedirs(out_dir, exist_ok=True)
+    for table_name in TABLES:
+        table = all_tables[table_name]
+        result.rows[table_name] = len(table.rows)
+        result.files.append(write_table(table, os.path.join(out_dir, table_name), fmt))
+    return result
+
+
+# -------------------------------------------------------------------- store tables
+
+def _store_tables(name: str, folder: str, tables: dict[str, Table]) -> list[str]:
+    """Fill the store's tables; returns the recording paths the matches name."""
+    with Store(os.path.join(folder, DATABASE_NAME)) as store:
+        for p in store.participants():
+            tables["participants"].rows.append({
+                "experiment": name, "id": p.id, "platform_id": p.platform_id, "url_params": _json(p.url_params),
+                "created_at": p.created_at, "status": p.status, "outcome_at": p.outcome_at, "seed": p.seed,
+                "condition": None if p.condition is None else _json(p.condition), "scene_index": p.scene_index,
+                "plan": _json(p.plan)})
+        for a in store.answers():
+            tables["answers"].rows.append({
+                "experiment": name, "participant_id": a["participant_id"], "scene_id": a["scene_id"],
+                "question_id": a["question_id"], "value": _scalar_or_json(a["value"]), "answered_at": a["answered_at"]})
+        for e in store.events():
+            tables["events"].rows.append({
+                "experiment": name, "source": "store", "id": e["id"], "at": e["at"],
+                "participant_id": e["participant_id"], "match_id": e["match_id"], "episode": None, "frame": None,
+                "kind": e["kind"], "data": _json(e["data"])})
+        matches = store.matches()
+        for m in matches:
+            tables["matches"].rows.append({
+                "experiment": name, "id": m.id, "scene_id": m.scene_id, "created_at": m.created_at,
+                "ended_at": m.ended_at, "status": m.status, "seats": _json(m.seats), "recording": m.recording,
+                "seed": m.seed})
+        for mp in store.match_participants():
+            tables["match_participants"].rows.append({
+                "experiment": name, "match_id": mp["match_id"], "participant_id": mp["participant_id"],
+                "seat": mp["seat"], "players": _json(mp["players"])})
+    return [os.path.join(folder, m.recording) for m in matches]
+
+
+# -------------------------------------------------------------------- steps
+
+def _recording_paths(folder: str, referenced: list[str]) -> list[str]:
+    paths: dict[str, str] = {}
+    recordings = os.path.join(folder, "recordings")
+    if os.path.isdir(recordings):
+        for entry in sorted(os.listdir(recordings)):
+            if entry.endswith(".jsonl"):
+                path = os.path.join(recordings, entry)
+                paths.setdefault(os.path.realpath(path), path)
+    for path in referenced:
+        paths.setdefault(os.path.realpath(path), path)
+    return list(paths.values())
+
+
+def _steps_table(name: str, folder: str, referenced: list[str], events: Table, result: ExperimentExport) -> Table:
+    episodes: list[tuple[list[dict[str, Any]], list[str] | None]] = []  # (rows, flattened obs keys or None)
+    for path in _recording_paths(folder, referenced):
+        if not os.path.isfile(path):
+            result.skipped.append((path, "recording file is missing"))
+            continue
+        try:
+            recording = read_recording(path)
+            game_class = resolve_game(recording)
+            simulated = [_simulate_episode(name, recording, game_class, episode)
+                         for episode in sorted(recording.episodes)]
+        except (RecordingError, ReplayError, LoadError) as error:
+            result.skipped.append((path, str(error)))
+            continue
+        except Exception as error:  # noqa: BLE001 - the game itself failed: skip this recording, export the rest
+            result.skipped.append((path, f"re-simulation failed: {type(error).__name__}: {error}"))
+            continue
+        result.recordings += 1
+        result.episodes += len(simulated)
+        episodes.extend(simulated)
+        if recording.truncated:
+            result.notes.append(f"{path}: the last line was cut short (the server died); exported what it has")
+        for index, event in enumerate(recording.events):
+            events.rows.append({
+                "experiment": name, "source": "recording", "id": index, "at": None, "participant_id": None,
+                "match_id": recording.header.get("match"), "episode": event.get("episode"),
+                "frame": event.get("frame"), "kind": event.get("kind"), "data": _json(event.get("data", {}))})
+    obs_columns: list[str] = []
+    seen: set[str] = set()
+    needs_json = False
+    for _rows, keys in episodes:
+        if keys is None:
+            needs_json = True
+            continue
+        for key in keys:
+            if key not in seen:
+                seen.add(key)
+                obs_columns.append(key)
+    table = Table(list(STEP_COLUMNS) + obs_columns + (["observation"] if needs_json else []))
+    for rows, _keys in episodes:
+        table.rows.extend(rows)
+    return table
+
+
+def _seat_timeline(recording: Recording) -> tuple[dict[str, tuple[str, str, str | None]], list[tuple[int, int, str]]]:
+    """{player: (seat, kind, participant)} at the start, and [(episode, frame, seat)] where an AI took a seat."""
+    start: dict[str, tuple[str, str, str | None]] = {}
+    for seat, info in (recording.header.get("seats") or {}).items():
+        for player in info.get("players", []):
+            start[player] = (seat, info.get("kind", ""), info.get("participant"))
+    changes = []
+    for event in recording.events:
+        data = event.get("data") or {}
+        if event.get("kind") == "seat_changed" and data.get("by") == "ai" and event.get("episode") is not None:
+            changes.append((event["episode"], event.get("frame") or 0, data.get("seat")))
+    return start, sorted(changes, key=lambda change: (change[0], change[1]))
+
+
+def _simulate_episode(name: str, recording: Recording, game_class: type,
+                      episode: int) -> tuple[list[dict[str, Any]], list[str] | None]:
+    """Re-simulate one episode: its step rows, and the flattened observation keys (None when not flattenable)."""
+    data = recording.episodes[episode]
+    players = recording.players
+    inputs = data["inputs"]
+    ends = [e["frame"] for e in recording.events
+            if e.get("kind") == "episode_end" and e.get("episode") == episode and isinstance(e.get("frame"), int)]
+    frames = min([len(inputs), *ends])
+    start, changes = _seat_timeline(recording)
+    holders = dict(start)
+    for change_episode, _frame, seat in changes:
+        if change_episode < episode:
+            holders.update({p: (seat, "ai", None) for p, (s, _k, _pid) in holders.items() if s == seat})
+    pending = [(frame, seat) for change_episode, frame, seat in changes if change_episode == episode]
+
+    env = game_class(recording.header["config"])
+    observations = env.reset(data["seed"])
+    rows: list[dict[str, Any]] = []
+    flat: list[dict[str, Any] | None] = []
+    for frame in range(frames):
+        while pending and pending[0][0] <= frame:
+            _, seat = pending.pop(0)
+            holders.update({p: (seat, "ai", None) for p, (s, _k, _pid) in holders.items() if s == seat})
+        actions = inputs[frame]
+        result = env.step(dict(zip(players, actions)))
+        for player, action in zip(players, actions):
+            seat, kind, participant = holders.get(player, ("", "", None))
+            observation = _get(observations, player)
+            rows.append({
+                "experiment": name, "match": recording.header.get("match"), "episode": episode, "seed": data["seed"],
+                "frame": frame, "player": player, "seat": seat, "participant": participant, "seat_kind": kind,
+                "action": _scalar_or_json(action), "reward": _get(result.get("rewards"), player),
+                "terminated": _get(result.get("terminated"), player), "truncated": _get(result.get("truncated"), player),
+                "info": _json(result.get("info", {})), "_observation": observation})
+            flat.append(_flatten(observation))
+        observations = result.get("observations")
+    keys = None
+    if flat and all(f is not None for f in flat):
+        first = list(flat[0] or {})
+        if first and all(list(f or {}) == first for f in flat):
+            keys = first
+    for row, f in zip(rows, flat):
+        observation = row.pop("_observation")
+        if keys is not None and f is not None:
+            row.update(f)
+        else:
+            row["observation"] = _json(observation)
+    return rows, keys
+
+
+def _get(value: Any, player: str) -> Any:
+    """A per-player value: `value[player]` when `value` is a mapping, else `value` itself."""
+    if isinstance(value, Mapping):
+        return value.get(player)
+    return _plain(value)
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars and arrays as Python values."""
+    tolist = getattr(value, "tolist", None)
+    return tolist() if callable(tolist) else value
+
+
+def _flatten(value: Any, prefix: str = "obs") -> dict[str, Any] | None:
+    """{'obs.key.0': scalar, ...} for a dict/list of scalars (nested), or None when something is not a scalar."""
+    out: dict[str, Any] = {}
+
+    def walk(item: Any, key: str) -> bool:
+        item = _plain(item)
+        if item is None or isinstance(item, (bool, int, float, str)):
+            out[key] = item
+            return True
+        if isinstance(item, Mapping):
+            return all(walk(v, f"{key}.{k}") for k, v in item.items())
+        if isinstance(item, (list, tuple)):
+            return all(walk(v, f"{key}.{i}") for i, v in enumerate(item))
+        return False
+
+    return out if walk(value, prefix) else None
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), default=_json_default)
+
+
+def _json_default(value: Any) -> Any:
+    plain = _plain(value)
+    if plain is value:
+        return repr(value)
+    return plain
+
+
+def _scalar_or_json(value: Any) -> Any:
+    value = _plain(value)
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return _json(value)
+
+
+# -------------------------------------------------------------------- writing
+
+def write_table(table: Table, stem: str, fmt: str) -> str:
+    """Write `table` to `stem.<fmt>`; returns the file's path."""
+    path = f"{stem}.{fmt}"
+    if fmt == "csv":
+        with open(path, "w", newline="", encoding="utf-8") as file:
+            writer = csv.writer(file)
+            writer.writerow(table.columns)
+            for row in table.rows:
+                writer.writerow(["" if row.get(c) is None else row.get(c) for c in table.columns])
+    elif fmt == "npz":
+        import numpy as np
+
+        arrays = {column: _array(np, [row.get(column) for row in table.rows]) for column in table.columns}
+        with open(path, "wb") as file:
+            np.savez(file, **arrays)
+    elif fmt == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        columns = {column: _typed([row.get(column) for row in table.rows]) for column in table.columns}
+        pq.write_table(pa.table({c: pa.array(v, type=_arrow_type(pa, k)) for c, (k, v) in columns.items()}), path)
+    else:
+        raise ExportError(f"unknown format {fmt!r}")
+    return path
+
+
+def _typed(values: list[Any]) -> tuple[str, list[Any]]:
+    """('bool' | 'int' | 'float' | 'str', values) with None kept for missing values and mixed types as text."""
+    present = [v for v in values if v is not None]
+    if present and all(isinstance(v, bool) for v in present):
+        return "bool", values
+    if present and all(isinstance(v, int) and not isinstance(v, bool) for v in present):
+        if all(-(1 << 63) <= v < (1 << 63) for v in present):
+            return "int", values
+    elif present and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
+        return "float", [None if v is None else float(v) for v in values]
+    return "str", [None if v is None else v if isinstance(v, str) else _json(v) for v in values]
+
+
+def _arrow_type(pa: Any, kind: str) -> Any:
+    return {"bool": pa.bool_(), "int": pa.int64(), "float": pa.float64(), "str": pa.string()}[kind]
+
+
+def _array(np: Any, values: list[Any]) -> Any:
+    """A numpy array of one column: bool/int64 when complete, float64 (NaN for missing), or unicode text ('' missing)."""
+    kind, typed = _typed(values)
+    missing = any(v is None for v in typed)
+    if kind == "bool" and not missing:
+        return np.array(typed, dtype=bool)
+    if kind == "int" and not missing:
+        return np.array(typed, dtype=np.int64)
+    if kind in ("bool", "int", "float"):
+        return np.array([math.nan if v is None else float(v) for v in typed], dtype=np.float64)
+    return np.array(["" if v is None else v for v in typed], dtype=str)
+
+
+def summary_lines(results: list[ExperimentExport]) -> list[str]:
+    lines = []
+    for r in results:
+        lines.append(f"experiment {r.experiment} ({r.source}) -> {r.out_dir}")
+        lines.append(f"  recordings: {r.recordings} exported ({r.episodes} episodes), {len(r.skipped)} skipped")
+        for table in TABLES:
+            lines.append(f"  {table}: {r.rows.get(table, 0)} rows")
+        for path in r.files:
+            lines.append(f"  wrote {path}")
+        for path, reason in r.skipped:
+            lines.append(f"  SKIPPED {path}: {reason}")
+        for note in r.notes:
+            lines.append(f"  note: {note}")
+    return lines
