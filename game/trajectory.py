@@ -15,3 +15,8 @@ def trajectory_hashes(env: Any, seed: int, players: Sequence[str], inputs: Seque
         env.step(dict(zip(players, actions)))
         hashes.append(state_hash(env.get_state()))
     return hashes
+
+
+def first_divergence(ours: Sequence[str], theirs: Sequence[str]) -> int | None:
+    """The first frame at which two checksum lists differ (comparing the frames both have), or None."""
+    return next((frame for frame, (a, b) in enumerate(zip(ours, theirs)) if a != b), None)

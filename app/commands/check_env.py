@@ -25,6 +25,7 @@ from pathlib import Path
 from app.loading import LoadError, load_class, parse_config
 from app.pyodide_node import PyodideError, PyodideNode, PyodideUnavailable
 from game.checker import CheckReport, EnvCheckError, check_env, trajectory_checksums
+from game.trajectory import first_divergence
 
 HASH_SEEDS = ("1", "2")
 CHILD_TIMEOUT = 600  # seconds for one subprocess run of the trajectory
@@ -100,16 +101,16 @@ def check_pyodide(env_class: type, spec: str, config: dict | None, frames: int, 
         except PyodideError as exc:
             raise EnvCheckError("pyodide_failed", f"The game failed in Pyodide: {exc}") from None
     ours = trajectory_checksums(env_class, config, frames, seed)
-    for frame, (a, b) in enumerate(zip(ours, theirs)):
-        if a != b:
-            raise EnvCheckError(
-                "runtime_mismatch",
-                f"CPython and Pyodide diverge at frame {frame} (checksum {a} in CPython, {b} in Pyodide) with the "
-                f"same seed and inputs. Browsers run Pyodide, so a server-side bot or a replay in CPython would "
-                f"desync from them. The usual cause is a transcendental float function (math.sin, cos, atan2, exp, "
-                f"pow), whose last bit differs between the two runtimes' C libraries: use integer or + - * / sqrt "
-                f"arithmetic instead.",
-            )
+    frame = first_divergence(ours, theirs)
+    if frame is not None:
+        raise EnvCheckError(
+            "runtime_mismatch",
+            f"CPython and Pyodide diverge at frame {frame} (checksum {ours[frame]} in CPython, {theirs[frame]} in "
+            f"Pyodide) with the same seed and inputs. Browsers run Pyodide, so a server-side bot or a replay in "
+            f"CPython would desync from them. The usual cause is a transcendental float function (math.sin, cos, "
+            f"atan2, exp, pow), whose last bit differs between the two runtimes' C libraries: use integer or "
+            f"+ - * / sqrt arithmetic instead.",
+        )
     if len(ours) != len(theirs):
         raise EnvCheckError(
             "runtime_mismatch", f"CPython played {len(ours)} frames but Pyodide {len(theirs)} with the same inputs.")
@@ -120,15 +121,15 @@ def check_hash_seed(spec: str, config: str | None, frames: int, seed: int) -> No
     runs = {hash_seed: _start_child(spec, config, frames, seed, hash_seed) for hash_seed in HASH_SEEDS}
     checksums = {hash_seed: _child_checksums(child, hash_seed) for hash_seed, child in runs.items()}
     (seed_a, a), (seed_b, b) = checksums.items()
-    for frame, (x, y) in enumerate(zip(a, b)):
-        if x != y:
-            raise EnvCheckError(
-                "hash_seed_dependent",
-                f"The game is not deterministic across Python processes: with PYTHONHASHSEED={seed_a} and "
-                f"PYTHONHASHSEED={seed_b}, the same seed and inputs diverge at frame {frame}. The game depends "
-                f"on the hash of strings, which differs in every process and browser: don't iterate over a "
-                f"set or frozenset of strings or call hash() on them; use a list, a dict, or sorted(...).",
-            )
+    frame = first_divergence(a, b)
+    if frame is not None:
+        raise EnvCheckError(
+            "hash_seed_dependent",
+            f"The game is not deterministic across Python processes: with PYTHONHASHSEED={seed_a} and "
+            f"PYTHONHASHSEED={seed_b}, the same seed and inputs diverge at frame {frame}. The game depends "
+            f"on the hash of strings, which differs in every process and browser: don't iterate over a "
+            f"set or frozenset of strings or call hash() on them; use a list, a dict, or sorted(...).",
+        )
 
 
 def _start_child(spec: str, config: str | None, frames: int, seed: int, hash_seed: str) -> subprocess.Popen:

@@ -93,7 +93,7 @@ result = {e: trajectory_hashes(cls(data["config"]), ep["seed"], data["players"],
 def compare_runtimes(recording: Any, game_class: type) -> int:
     """Re-simulate every frame in Pyodide and in CPython with the recorded source; 1 at the first difference."""
     from app.pyodide_node import PyodideError, PyodideNode, PyodideUnavailable
-    from game.trajectory import trajectory_hashes
+    from game.trajectory import first_divergence, trajectory_hashes
 
     header = recording.header
     episodes = {str(e): {"seed": d["seed"], "inputs": d["inputs"]} for e, d in recording.episodes.items()}
@@ -108,11 +108,12 @@ def compare_runtimes(recording: Any, game_class: type) -> int:
     cls = recorded_game(recording)
     for episode, data in episodes.items():
         ours = trajectory_hashes(cls(header["config"]), data["seed"], recording.players, data["inputs"])
-        for frame, (a, b) in enumerate(zip(ours, theirs[episode])):
-            if a != b:
-                print(f"RUNTIMES DIFFER at episode {episode}, frame {frame}: CPython {a}, Pyodide {b}. Browsers and "
-                      f"CPython (bots, replays) would desync on this game; see game/detmath.py")
-                return 1
+        frame = first_divergence(ours, theirs[episode])
+        if frame is not None:
+            print(f"RUNTIMES DIFFER at episode {episode}, frame {frame}: CPython {ours[frame]}, Pyodide "
+                  f"{theirs[episode][frame]}. Browsers and CPython (bots, replays) would desync on this game; "
+                  f"see game/detmath.py")
+            return 1
     frames = sum(len(d["inputs"]) for d in episodes.values())
     print(f"ok: CPython and Pyodide agree on all {frames} frames")
     return 0
