@@ -33,7 +33,35 @@ def patch_for_server(argv: list[str]) -> None:
             warnings.simplefilter("ignore")  # eventlet warns on import that it is deprecated upstream
             import eventlet
         eventlet.monkey_patch()
+        speed_up_eventlet_websocket()
     elif mode == "gevent":
         from gevent import monkey
 
         monkey.patch_all()
+
+
+def apply_mask(data: bytes, mask: bytes, length: int | None = None, offset: int = 0) -> bytes:
+    """XOR `data[:length]` with the 4-byte WebSocket `mask` starting at mask byte `offset`.
+
+    Eventlet's own version builds one bytes object per byte (a few hundred µs for a
+    netcode packet, the largest single cost of the relay under eventlet); this does the
+    XOR on two big ints instead, with the same result.
+    """
+    if length is None:
+        length = len(data)
+    if length <= 0:
+        return b""
+    shift = offset % 4
+    key = (bytes(mask[shift:4]) + bytes(mask[:shift])) * (length // 4 + 1)
+    return (int.from_bytes(data[:length], "big") ^ int.from_bytes(key[:length], "big")).to_bytes(length, "big")
+
+
+def speed_up_eventlet_websocket() -> None:
+    """Give eventlet's WebSocket the fast `apply_mask` (a no-op where eventlet changed shape)."""
+    try:
+        from eventlet import websocket
+    except ImportError:
+        return
+    cls = getattr(websocket, "RFC6455WebSocket", None)
+    if cls is not None and isinstance(cls.__dict__.get("_apply_mask"), staticmethod):
+        cls._apply_mask = staticmethod(apply_mask)

@@ -13,6 +13,7 @@ from app.match_room import MatchRoom, Seat
 from app.protocol import EpisodeDone, PacketEvent
 from netcode.config import SessionConfig
 from netcode.episode import EpisodeRunner
+from netcode.frame_ranges import within_report_limit
 from netcode.p2p import P2PSession
 
 Policy = Any  # an object with act(observation) -> action
@@ -79,5 +80,6 @@ class BotPeer:
         self.runner.tick(inputs)
         if self.runner.done and not self.reported and not self.stopped:
             self.reported = True
-            done = EpisodeDone(self.room.id, self.episode, self.session.current_frame, self.runner.final_checksum())
+            done = EpisodeDone(self.room.id, self.episode, self.session.current_frame, self.runner.final_checksum(),
+                               within_report_limit(self.session.predicted_frames()))
             self.room.episode_done(self.seat, done)

@@ -8,7 +8,9 @@ Tables, one file each per experiment:
   its `episode_end` frame when there is one, so it has exactly frames x players rows.
   `obs.*` columns hold the observation the player had before acting at that frame,
   flattened when it is a dict/list of scalars of stable shape across the episode;
-  otherwise the `observation` column holds it as JSON text.
+  otherwise the `observation` column holds it as JSON text. `predicted` says whether a
+  peer ever simulated that input as a prediction: True, False, or empty when unknown
+  (`app.predicted`).
 - `participants`, `answers`, `matches`, `match_participants`: the store's rows.
 - `events`: the store's events and every recording's events (with episode and frame).
 
@@ -27,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.loading import LoadError
+from app.predicted import PredictedLookup
 from app.recording import Recording, RecordingError, read_recording
 from app.replay import ReplayError, resolve_game
 from app.store import DATABASE_NAME, Store
@@ -34,7 +37,7 @@ from app.store import DATABASE_NAME, Store
 FORMATS = ("csv", "npz", "parquet")
 TABLES = ("steps", "participants", "answers", "events", "matches", "match_participants")
 STEP_COLUMNS = ("experiment", "match", "episode", "seed", "frame", "player", "seat", "participant", "seat_kind",
-                "action", "reward", "terminated", "truncated", "info")
+                "action", "reward", "terminated", "truncated", "info", "predicted")
 PARTICIPANT_COLUMNS = ("experiment", "id", "platform_id", "url_params", "created_at", "status", "outcome_at",
                        "seed", "condition", "scene_index", "plan")
 ANSWER_COLUMNS = ("experiment", "participant_id", "scene_id", "question_id", "value", "answered_at")
@@ -253,6 +256,7 @@ def _simulate_episode(name: str, recording: Recording, game_class: type,
         if change_episode < episode:
             holders.update({p: (seat, "ai", None) for p, (s, _k, _pid) in holders.items() if s == seat})
     pending = [(frame, seat) for change_episode, frame, seat in changes if change_episode == episode]
+    predicted = PredictedLookup(recording, episode, {player: seat for player, (seat, _k, _pid) in start.items()})
 
     env = game_class(recording.header["config"])
     observations = env.reset(data["seed"])
@@ -272,7 +276,8 @@ def _simulate_episode(name: str, recording: Recording, game_class: type,
                 "frame": frame, "player": player, "seat": seat, "participant": participant, "seat_kind": kind,
                 "action": _scalar_or_json(action), "reward": _get(result.get("rewards"), player),
                 "terminated": _get(result.get("terminated"), player), "truncated": _get(result.get("truncated"), player),
-                "info": _json(result.get("info", {})), "_observation": observation})
+                "info": _json(result.get("info", {})), "predicted": predicted(frame, player),
+                "_observation": observation})
             flat.append(_flatten(observation))
         observations = result.get("observations")
     keys = None

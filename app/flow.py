@@ -11,6 +11,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
+from app.metrics import Metrics
 from app.protocol import ProtocolError
 from app.store import Store
 from scenes import AnswerError, ClientContext, Experiment
@@ -33,9 +34,10 @@ class Entered:
 class Flow:
     """Moves participants through `experiment`, recording every step in `store`."""
 
-    def __init__(self, experiment: Experiment, store: Store) -> None:
+    def __init__(self, experiment: Experiment, store: Store, metrics: Metrics | None = None) -> None:
         self.experiment = experiment
         self.store = store
+        self.metrics = metrics if metrics is not None else Metrics(process=False)
         self._plans: dict[str, list[Scene]] = {}
 
     def enter(self, params: dict[str, str]) -> Entered:
@@ -57,6 +59,7 @@ class Flow:
             plan = self.plan(participant)
             self.store.set_plan(participant, [scene.id for scene in plan])
             self.store.enter_scene(participant, 0, plan[0].id, plan[0].kind)
+        self.metrics.entered(participant)
         return Entered(participant)
 
     def plan(self, participant: str) -> list[Scene]:
@@ -124,6 +127,7 @@ class Flow:
         if record.status == ACTIVE:
             self.store.leave_scene(participant, record.scene_index, data)
             self.store.set_status(participant, outcome)
+            self.metrics.participant_outcomes.inc(outcome)
 
     def _expect(self, participant: str, index: int) -> tuple[int, Scene]:
         current, scene = self.current(participant)
@@ -140,6 +144,7 @@ class Flow:
         self.store.advance_scene(participant, index, data, index + 1, following.id, following.kind)
         if following.kind == "end":
             self.store.set_status(participant, COMPLETED)
+            self.metrics.participants_completed.inc()
 
     def _participant(self, participant: str) -> Any:
         record = self.store.get_participant(participant)

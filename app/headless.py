@@ -30,6 +30,7 @@ import socketio
 
 from app.headless_answers import Policy, PolicyFn, generate_answers
 from app.headless_io import OrderedClient, PacketRouter, load_game, split_url
+from app.headless_link import ShapedLink
 from app.loading import LoadError
 from game.rng import Rng
 from netcode.client import MatchClient
@@ -43,6 +44,8 @@ DISCONNECT_WAIT_SECONDS = 1.0   # the goodbye is sent at once; the close handsha
 NONFATAL_ERROR_EVENTS = ("packet",)  # a refused packet (e.g. racing a match_end) does not end the run
 SERVER_EVENTS = ("scene", "waiting", "match_start", "seat_changed", "match_end", "error")
 BUNDLE_PATH = "/bundle.json"
+RTT_SAMPLE_SECONDS = 0.5     # how often a playing participant samples its relay round trip (netcode ping)
+MAX_RTT_SAMPLES = 5000       # per participant
 
 
 # ----------------------------------------------------------------------------- results
@@ -70,6 +73,8 @@ class ParticipantResult:
     reloads: int = 0
     resumed_scenes: list[int] = field(default_factory=list)          # scene indexes the server resent after a reload
     dropped: bool = False
+    relay_rtt_ms: list[float] = field(default_factory=list)          # netcode ping through the relay, sampled
+    link: dict[str, Any] | None = None                               # shaped-link counters (--profile)
 
     @property
     def ok(self) -> bool:
@@ -110,6 +115,7 @@ class _Episode:
     reported: bool = False          # episode_done sent
     first_frame_at: float | None = None
     desyncs_taken: int = 0          # of client.desyncs, already in the result
+    next_rtt_sample: float = 0.0    # monotonic time of the next relay round-trip sample
     disconnects_taken: int = 0      # of client.disconnects, already in the result
 
 
@@ -125,6 +131,8 @@ class HeadlessParticipant:
     on_event        on_event(name, payload) for every server event but `packet` (on the run thread)
     drop_at_frame   disconnect abruptly once a match reaches this frame (the run ends, `dropped`)
     reload_at_scene disconnect and reconnect with the same cookie on first entering this scene index
+    link            a ShapedLink that delays, drops, duplicates and reorders netcode packets both ways
+                    (app/headless_link.py); scene events are not shaped
     """
 
     def __init__(
@@ -139,6 +147,7 @@ class HeadlessParticipant:
         reload_at_scene: int | None = None,
         connect_timeout: float = 10.0,
         transports: Sequence[str] = ("websocket",),
+        link: ShapedLink | None = None,
     ) -> None:
         if not callable(policy) and policy not in ("random", "idle"):
             raise ValueError(f"policy must be 'random', 'idle' or a callable, got {policy!r}")
@@ -153,6 +162,8 @@ class HeadlessParticipant:
         self.reload_at_scene = reload_at_scene
         self.connect_timeout = connect_timeout
         self.transports = list(transports)
+        self.link = link
+        self._stop_reason: str | None = None
         self.phase = "new"   # new, entering, connecting, <scene kind>, waiting, playing, done, failed
         self.result = ParticipantResult(completed=False, reason="not run")
         self._http = requests.Session()
@@ -196,8 +207,15 @@ class HeadlessParticipant:
             self._disconnect()
             self._http.close()
             self.result.total_seconds = round(time.monotonic() - self._started, 3)
+            if self.link is not None:
+                self.result.link = self.link.counts()
             self.phase = "done" if self.result.completed else "failed"
         return self.result
+
+    def stop(self, reason: str) -> None:
+        """Ask a running `run()` (from another thread) to end soon, cleanly, with `reason` (not completed)."""
+        self._stop_reason = reason
+        self._inbox.put((-1, "stop", reason))   # wakes the loop; the stale generation is ignored
 
     # ------------------------------------------------------------------ entering and connecting
 
@@ -229,7 +247,7 @@ class HeadlessParticipant:
 
         for name in SERVER_EVENTS:
             client.on(name, forward(name))
-        client.on("packet", self._router.route)
+        client.on("packet", self._router.route if self.link is None else self.link.incoming.push)
         client.on("disconnect", lambda *why: self._inbox.put((generation, "disconnect", why[0] if why else None)))
         try:
             client.connect(
@@ -277,14 +295,19 @@ class HeadlessParticipant:
     def _loop(self, deadline: float) -> None:
         while True:
             now = time.monotonic()
+            if self._stop_reason is not None:
+                raise _Finished(self._stop_reason)
             if now >= deadline:
                 raise _Finished("timeout")
+            self._pump_link()
             episode = self._episode
             if episode is not None:
                 self._service_episode(episode, now)
                 wait = max(0.0, episode.next_tick - time.monotonic())
             else:
                 wait = 0.1
+            if self.link is not None and (due := self.link.next_due()) is not None:
+                wait = min(wait, max(0.0, due - time.monotonic()))
             try:
                 generation, name, payload = self._inbox.get(timeout=min(wait, max(0.0, deadline - now)))
             except queue.Empty:
@@ -436,11 +459,12 @@ class HeadlessParticipant:
             except NetcodeError as error:
                 raise _Finished(f"error: netcode at frame {frame}: {error}") from None
             for packet in client.outbox():
-                self._emit("packet", packet)
+                self._send_packet(packet)
             if ep.first_frame_at is None and client.session.current_frame >= 1:
                 ep.first_frame_at = time.monotonic()
                 self.result.first_frame_seconds.append(round(ep.first_frame_at - ep.started, 3))
             self._take_client_events(ep)
+            self._sample_rtt(ep)
             ep.next_tick += (1 + client.take_skip_frames()) * ep.frame_s
             frame = client.session.current_frame
             if not ep.reported and self.drop_at_frame is not None and frame >= self.drop_at_frame:
@@ -451,6 +475,31 @@ class HeadlessParticipant:
                 self._finish_episode(ep)
             if time.monotonic() < ep.next_tick:
                 break
+
+    def _send_packet(self, packet: dict[str, Any]) -> None:
+        if self.link is None:
+            self._emit("packet", packet)
+        else:
+            self.link.outgoing.push(packet)
+
+    def _pump_link(self) -> None:
+        """Shaped packets whose time has come: out to the server, in to the episode's client."""
+        if self.link is None:
+            return
+        for packet in self.link.outgoing.due():
+            self._emit("packet", packet)
+        for payload in self.link.incoming.due():
+            self._router.route(payload)
+
+    def _sample_rtt(self, ep: _Episode) -> None:
+        """Every RTT_SAMPLE_SECONDS while playing: the netcode ping, i.e. the input relay round trip."""
+        now = time.monotonic()
+        if now < ep.next_rtt_sample or ep.client.done is not None:
+            return
+        ep.next_rtt_sample = now + RTT_SAMPLE_SECONDS
+        ping = ep.client.stats()["ping_ms"]
+        if ping is not None and len(self.result.relay_rtt_ms) < MAX_RTT_SAMPLES:
+            self.result.relay_rtt_ms.append(ping)
 
     def _take_client_events(self, ep: _Episode) -> None:
         """The desyncs and disconnects the client saw since the last call, into the result."""
@@ -479,6 +528,8 @@ class HeadlessParticipant:
         for key in ("rollbacks", "rollback_frames", "stalls", "bad_packets", "packets_sent", "packets_received"):
             totals[key] = totals.get(key, 0) + getattr(stats, key)
         totals["max_rollback_depth"] = max(totals.get("max_rollback_depth", 0), stats.max_rollback_depth)
+        totals["frames"] = totals.get("frames", 0) + session.current_frame
+        totals["play_ms"] = totals.get("play_ms", 0) + int((time.monotonic() - ep.started) * 1000)
 
     def _close_episode(self, why: str) -> None:
         ep, self._episode = self._episode, None

@@ -11,12 +11,13 @@ import logging
 import secrets
 import threading
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from app.bots import BotPeer
 from app.flow import Flow
 from app.match_room import AI, HUMAN, MatchHost, MatchRoom, MatchSettings, Seat
+from app.metrics import Metrics
 from app.protocol import (
     ProtocolError, RateLimiter, parse_advance, parse_client_error, parse_episode_done, parse_packet, parse_ready,
 )
@@ -46,6 +47,7 @@ class Services:
     game_source: Callable[[type], str]        # the source text recorded with a match
     make_policy: Callable[..., Any]           # make_policy(spec, player, action_space, env, seed) -> policy
     game_spec: Callable[[Any], str]           # a Match scene's `game` -> a spec any process here can load
+    metrics: Metrics = field(default_factory=Metrics)  # the figures GET /metrics serves
 
 
 class Hub(MatchHost):
@@ -66,6 +68,10 @@ class Hub(MatchHost):
         self.seat_of: dict[str, tuple[MatchRoom, Seat]] = {}
         self.ended_matches: deque[str] = deque(maxlen=1024)
         self._last_waiting_update = 0.0
+        self.metrics = services.metrics
+        self._ready_at: dict[str, float] = {}
+        self.metrics.sockets_connected.set_function(lambda: len(self.participant_of))
+        self.metrics.matches_active.set_function(lambda: len(self.matches))
 
     # ------------------------------------------------------------ connections
 
@@ -78,6 +84,7 @@ class Hub(MatchHost):
             self.sid_of[participant] = sid
             self.participant_of[sid] = participant
             self.limits[sid] = RateLimiter(RATE_PER_SECOND, RATE_BURST, self.services.now())
+            self.metrics.connected(participant)
             self.store.log_event("connect", {"sid": sid}, participant_id=participant)
             seated = self.seat_of.get(participant)
             if old is not None and seated is not None and seated[1].participant == participant:
@@ -88,11 +95,13 @@ class Hub(MatchHost):
 
     def disconnect(self, sid: str) -> None:
         with self.lock:
+            self.metrics.socket_disconnects.inc()
             self.limits.pop(sid, None)
             participant = self.participant_of.pop(sid, None)
             if participant is None or self.sid_of.get(participant) != sid:
                 return
             del self.sid_of[participant]
+            self._ready_at.pop(participant, None)
             self.store.log_event("disconnect", {"sid": sid}, participant_id=participant)
             for room in self.rooms.values():
                 room.leave(participant)
@@ -118,7 +127,9 @@ class Hub(MatchHost):
                 if handler is None:
                     raise ProtocolError(f"unknown event {event!r}")
                 handler(participant, payload)
+                self.metrics.event(event)
             except ProtocolError as error:
+                self.metrics.event(event, refused=True)
                 self.services.emit("error", {"event": event, "reason": str(error)}, to=sid)
                 if participant is not None:
                     self.store.log_event("refused", {"event": event, "reason": str(error)}, participant_id=participant)
@@ -138,6 +149,7 @@ class Hub(MatchHost):
             wait = scene.waiting_room
             room = self.rooms[scene.id] = WaitingRoom(scene.id, len(scene.humans), wait.timeout_s, wait.on_timeout)
         room.join(participant, self.services.now())
+        self._ready_at.setdefault(participant, self.metrics.clock())
         self.store.log_event("waiting", {"scene": scene.id}, participant_id=participant)
         self._poll_room(room)
         if participant in room.waiting:
@@ -157,6 +169,7 @@ class Hub(MatchHost):
 
     def _client_error(self, participant: str, payload: Any) -> None:
         message, traceback = parse_client_error(payload)
+        self.metrics.client_errors.inc()
         seated = self.seat_of.get(participant)
         match = seated[0].id if seated else None
         log.warning("participant %s reported an error%s: %s\n%s", participant,
@@ -191,6 +204,7 @@ class Hub(MatchHost):
             if isinstance(action, StartMatch):
                 self._start_match(room.scene_id, action)
             elif isinstance(action, TimedOut):
+                self._ready_at.pop(action.participant, None)
                 self.store.log_event("waiting_timeout", {"scene": room.scene_id}, participant_id=action.participant)
                 self.flow.set_outcome(action.participant, "waiting_timeout")
                 self._send_scene(action.participant)
@@ -243,8 +257,15 @@ class Hub(MatchHost):
             game=settings.game, game_source=self.services.game_source(game_class), config=settings.config,
             players=list(players), seats=seat_info, netcode=settings.netcode, fps=settings.fps,
         )
-        room = MatchRoom(match_id, scene_id, settings, seats, self, RecordingWriter(path, header), seed, game_class)
+        room = MatchRoom(match_id, scene_id, settings, seats, self, RecordingWriter(path, header), seed, game_class,
+                         metrics=self.metrics)
         self.matches[match_id] = room
+        self.metrics.matches_started.inc()
+        started = self.metrics.clock()
+        for participant in start.participants:
+            ready_at = self._ready_at.pop(participant, None)
+            if ready_at is not None:
+                self.metrics.waiting_seconds.observe(started - ready_at)
         for seat in seats.values():
             if seat.participant is not None:
                 self.seat_of[seat.participant] = (room, seat)
@@ -295,6 +316,7 @@ class Hub(MatchHost):
             self.services.sleep(max(0.0, next_at - self.services.now()))
 
     def match_ended(self, room: MatchRoom, reason: str) -> None:
+        self.metrics.matches_ended.inc(reason)
         room.recording.close()
         self.store.end_match(room.id, reason)
         self.matches.pop(room.id, None)
@@ -314,6 +336,10 @@ class Hub(MatchHost):
         self.flow.finish_match(participant)
 
     def log_event(self, room: MatchRoom, kind: str, data: dict[str, Any]) -> None:
+        if kind == "desync":
+            self.metrics.desyncs.inc()
+        elif kind == "seat_changed":
+            self.metrics.seats_lost.inc(str(data.get("why", "unknown")))
         if kind in ("desync", "seat_changed"):
             log.warning("match %s: %s %s", room.id, kind, data)
         self.store.log_event(kind, data, match_id=room.id)

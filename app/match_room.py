@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from app.input_log import InconsistentInput, InputLog
+from app.metrics import Metrics
 from app.protocol import EpisodeDone, PacketEvent, ProtocolError
 from game.rng import Rng
-from game.spaces import Space
+from game.spaces import Discrete, Space
 from netcode import codec
 from netcode.errors import NetcodeError
 
@@ -36,6 +37,7 @@ class Seat:
     gone: bool = False
     last_heard: float = 0.0
     done: EpisodeDone | None = None
+    started_at: float | None = None  # metrics clock at this episode's match_start, until the seat's first packet
 
 
 class MatchHost(Protocol):
@@ -78,11 +80,13 @@ class MatchRoom:
     log: InputLog = field(init=False)
     checks: dict[int, dict[str, str]] = field(default_factory=dict)
     desync_frames: set[int] = field(default_factory=set)
+    metrics: Metrics = field(default_factory=lambda: Metrics(process=False))
 
     def __post_init__(self) -> None:
         self._rng = Rng(self.seed)
         self.log = InputLog(self.settings.players)
         self._owner = {p: seat for seat in self.seats.values() for p in seat.players}
+        self._int_range = {p: _int_range(space) for p, space in self.settings.action_spaces.items()}
 
     # ------------------------------------------------------------ episodes
 
@@ -95,9 +99,11 @@ class MatchRoom:
         self.desync_frames.clear()
         self.recording.episode(self.episode, self.episode_seed)
         now = self.host.now()
+        started = self.metrics.clock()
         for seat in self.seats.values():
             seat.done = None
             seat.last_heard = now
+            seat.started_at = started if seat.kind == HUMAN else None
             if seat.gone:
                 continue
             if seat.kind == HUMAN:
@@ -120,8 +126,16 @@ class MatchRoom:
         if done.match != self.id or done.episode != self.episode or self.ended:
             raise ProtocolError(f"episode_done is for match {done.match} episode {done.episode}, "
                                 f"but this seat is in episode {self.episode} of match {self.id}")
+        if done.predicted is not None:
+            for player in done.predicted:
+                if player not in self._owner or player in seat.players:
+                    others = [p for p in self.settings.players if p not in seat.players]
+                    raise ProtocolError(f"predicted names {player!r}; a seat reports only the players it does "
+                                        f"not play: {others}")
         seat.done = done
         self.recording.checksum(self.episode, done.frame, done.checksum, seat.addr)
+        if done.predicted is not None:
+            self.recording.event("predicted", {"seat": seat.addr, "players": done.predicted}, self.episode, done.frame)
         live = [s for s in self.seats.values() if not s.gone]
         if any(s.done is None for s in live):
             return
@@ -151,7 +165,13 @@ class MatchRoom:
     # ------------------------------------------------------------ relay
 
     def relay(self, sender: Seat, event: PacketEvent) -> None:
-        """Check a packet from `sender`, log its inputs and checksums, and forward it."""
+        """Check a packet from `sender`, log its inputs and checksums, and forward it.
+
+        Nothing changes unless the whole packet is valid. Actions already in the log are not
+        validated again (every packet resends the unacknowledged ones): an int equal to the
+        logged int was valid when it was logged; anything else is checked in full.
+        """
+        began = self.metrics.clock()
         if event.match != self.id:
             raise ProtocolError(f"packet for match {event.match!r}, but this seat is in match {self.id!r}")
         if event.episode != self.episode:
@@ -165,20 +185,17 @@ class MatchRoom:
             raise ProtocolError(str(error)) from None
         if packet["kind"] != "input":
             raise ProtocolError(f"seats send input packets, got {packet['kind']!r}")
+        inputs = packet["inputs"]
         limit = self.log.complete + MAX_AHEAD_SECONDS * self.settings.fps
-        for player, (start, actions) in packet["inputs"].items():
+        for player, (start, actions) in inputs.items():
             if player not in sender.players:
                 raise ProtocolError(f"seat {sender.addr!r} sent inputs for {player!r}, which it does not play")
             if start + len(actions) > limit:
                 raise ProtocolError(f"inputs of {player!r} reach frame {start + len(actions)}, more than "
                                     f"{MAX_AHEAD_SECONDS} s past the last frame every seat has sent ({self.log.complete})")
-            space = self.settings.action_spaces[player]
-            for action in actions:
-                reason = space.why_not(action)
-                if reason:
-                    raise ProtocolError(f"action of {player!r} is not in the game's action space: {reason}")
+            self._check_actions(player, start, actions)
         try:
-            for player, (start, actions) in packet["inputs"].items():
+            for player, (start, actions) in inputs.items():
                 self.log.add(player, start, actions)
         except InconsistentInput as error:
             raise ProtocolError(str(error)) from None
@@ -186,6 +203,9 @@ class MatchRoom:
         self._write_complete_frames()
         for frame, checksum in packet["checks"]:
             self._checksum(sender, frame, checksum)
+        if sender.started_at is not None and sender.kind == HUMAN:
+            self.metrics.first_packet_seconds.observe(began - sender.started_at)
+            sender.started_at = None
         if target.gone:
             return
         if target.bot is not None:
@@ -193,6 +213,23 @@ class MatchRoom:
         else:
             self.host.send(target, "packet", {"match": self.id, "episode": self.episode, "from": sender.addr,
                                               "data": event.data})
+        self.metrics.relayed(len(event.data), began)
+
+    def _check_actions(self, player: str, start: int, actions: list[Any]) -> None:
+        """Raise ProtocolError unless every action is in `player`'s action space (see `relay`)."""
+        known = self.log.actions[player]
+        known_upto = len(known)
+        int_range = self._int_range[player]
+        for offset, action in enumerate(actions):
+            if type(action) is int:
+                frame = start + offset
+                if frame < known_upto and type(known[frame]) is int and known[frame] == action:
+                    continue  # a resend of a logged action
+                if int_range is not None and int_range[0] <= action < int_range[1]:
+                    continue
+            reason = self.settings.action_spaces[player].why_not(action)
+            if reason:
+                raise ProtocolError(f"action of {player!r} is not in the game's action space: {reason}")
 
     def _write_complete_frames(self) -> None:
         for frame, actions in self.log.take_complete():
@@ -241,3 +278,10 @@ class MatchRoom:
         for seat in list(self.seats.values()):
             if seat.kind == HUMAN and not seat.gone and seat.done is None and now - seat.last_heard > silent_after_s:
                 self.seat_lost(seat, "silent")
+
+
+def _int_range(space: Space) -> tuple[int, int] | None:
+    """[low, high) when the space is exactly the ints of a Discrete, for a fast membership test."""
+    if type(space) is Discrete:
+        return space.start, space.start + space.n
+    return None

@@ -9,9 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from netcode.frame_ranges import MAX_REPORTED_RANGES
+
 MAX_PACKET_CHARS = 16 * 1024
 MAX_ID_CHARS = 64
 MAX_ADVANCE_CHARS = 64 * 1024
+MAX_REPORTED_PLAYERS = 64   # players one episode_done may report predictions for
 
 
 class ProtocolError(ValueError):
@@ -83,17 +86,59 @@ def parse_packet(payload: Any) -> PacketEvent:
 
 @dataclass(frozen=True)
 class EpisodeDone:
+    """A seat's end of an episode. `predicted` is {remote player: [[start, end), ...]}, the
+    frames the seat ever simulated with a predicted input of that player; None when the
+    client did not say (an older client), which means unknown."""
+
     match: str
     episode: int
     frame: int
     checksum: str
+    predicted: dict[str, list[list[int]]] | None = None
 
 
 def parse_episode_done(payload: Any) -> EpisodeDone:
+    """`episode_done`; which players `predicted` may name is checked by the match room."""
     payload = _object(payload, "episode_done")
-    _only(payload, "episode_done", {"match", "episode", "frame", "checksum"})
-    return EpisodeDone(_str(payload, "match"), _int(payload, "episode"), _int(payload, "frame"),
-                       _str(payload, "checksum"))
+    _only(payload, "episode_done", {"match", "episode", "frame", "checksum", "predicted"})
+    frame = _int(payload, "frame")
+    predicted = _predicted(payload["predicted"], frame) if "predicted" in payload else None
+    return EpisodeDone(_str(payload, "match"), _int(payload, "episode"), frame, _str(payload, "checksum"), predicted)
+
+
+def _predicted(value: Any, frame: int) -> dict[str, list[list[int]]]:
+    """{player: sorted, non-overlapping [start, end) ranges with 0 <= start < end <= frame}."""
+    if not isinstance(value, dict):
+        raise ProtocolError(f"predicted must be an object of player -> ranges, got {type(value).__name__}")
+    if len(value) > MAX_REPORTED_PLAYERS:
+        raise ProtocolError(f"predicted names more than {MAX_REPORTED_PLAYERS} players")
+    clean: dict[str, list[list[int]]] = {}
+    total = 0
+    for player, ranges in value.items():
+        if not isinstance(player, str) or not 0 < len(player) <= MAX_ID_CHARS:
+            raise ProtocolError(f"predicted: player names must be non-empty strings of at most {MAX_ID_CHARS} "
+                                "characters")
+        if not isinstance(ranges, list):
+            raise ProtocolError(f"predicted[{player!r}] must be a list of [start, end] pairs, "
+                                f"got {type(ranges).__name__}")
+        total += len(ranges)
+        if total > MAX_REPORTED_RANGES:
+            raise ProtocolError(f"predicted holds more than {MAX_REPORTED_RANGES} ranges")
+        previous_end = 0
+        for pair in ranges:
+            if not (isinstance(pair, list) and len(pair) == 2 and all(type(x) is int for x in pair)):
+                raise ProtocolError(f"predicted[{player!r}]: each range must be a [start, end] pair of ints, "
+                                    f"got {pair!r:.40}")
+            start, end = pair
+            if not 0 <= start < end <= frame:
+                raise ProtocolError(f"predicted[{player!r}]: range {pair} must satisfy "
+                                    f"0 <= start < end <= frame {frame}")
+            if start < previous_end:
+                raise ProtocolError(f"predicted[{player!r}]: range {pair} overlaps or comes before the previous one; "
+                                    "ranges must be sorted and must not overlap")
+            previous_end = end
+        clean[player] = [list(pair) for pair in ranges]
+    return clean
 
 
 MAX_CLIENT_ERROR_CHARS = 8 * 1024

@@ -72,6 +72,13 @@ def recorded_game(recording: Recording) -> type:
     return cls
 
 
+def episode_lengths(recording: Recording) -> dict[int, int]:
+    """{episode: frames to re-simulate}: the recorded inputs, cut at the episode's recorded end."""
+    ends = {e["episode"]: e["frame"] for e in recording.events
+            if e.get("kind") == "episode_end" and isinstance(e.get("frame"), int)}
+    return {e: min(len(d["inputs"]), ends.get(e, len(d["inputs"]))) for e, d in recording.episodes.items()}
+
+
 def replay(
     path: str, game_class: type | None = None, first: int = 0, last: int | None = None,
     progress: Callable[[int, int], None] | None = None, keep_states: bool = False,
@@ -82,8 +89,7 @@ def replay(
     cls = resolve_game(recording, game_class)
     players = recording.players
     result = ReplayResult(truncated=recording.truncated)
-    ends = {e["episode"]: e["frame"] for e in recording.events if e.get("kind") == "episode_end"}
-    lengths = {e: min(len(d["inputs"]), ends.get(e, len(d["inputs"]))) for e, d in recording.episodes.items()}
+    lengths = episode_lengths(recording)
     if last is not None:
         lengths = {e: min(n, last) for e, n in lengths.items()}
     total, done = sum(lengths.values()), 0

@@ -21,10 +21,14 @@ from flask import Flask, Response, request, send_from_directory, session
 from flask_socketio import SocketIO
 
 from app import assets
+from app.admin import admin_token, generated_secret, token_location
 from app.bundle import EncodedBundle, build_bundle, encode_bundle
 from app.flow import Flow
 from app.hub import Hub, Services
 from app.loading import load_class
+from app.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from app.metrics import Metrics
+from app.replay_view import register_replay_routes
 from app.store import Store, database_path
 from game.env import default_action_for
 from scenes.policies import Bot, resolve_policy
@@ -35,13 +39,7 @@ TICK_SECONDS = 0.25
 
 def secret_key(experiment_dir: str) -> str:
     """The session-signing key kept in the data dir, generated on first use (never a default)."""
-    path = os.path.join(experiment_dir, "secret_key")
-    if not os.path.exists(path):
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_hex(32))
-    with open(path) as handle:
-        return handle.read().strip()
+    return generated_secret(os.path.join(experiment_dir, "secret_key"), lambda: secrets.token_hex(32))
 
 
 class GameResolver:
@@ -99,6 +97,7 @@ def create_server(
     page_config = {"pyodide_url": assets.check_pyodide_url(pyodide_url or assets.DEFAULT_PYODIDE_URL)}
     experiment_dir = os.path.join(data_dir, experiment.id)
     os.makedirs(experiment_dir, exist_ok=True)
+    replay_token = admin_token(experiment_dir)   # refuses a too-short COPLAY_ADMIN_TOKEN before anything starts
     app = Flask(__name__, static_folder=None)
     app.secret_key = secret_key(experiment_dir)
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
@@ -106,7 +105,8 @@ def create_server(
     socketio = SocketIO(app, async_mode=async_mode, ping_interval=5, ping_timeout=10,
                         max_http_buffer_size=64 * 1024)
     store = Store(database_path(data_dir, experiment.id))
-    flow = Flow(experiment, store)
+    metrics = Metrics()
+    flow = Flow(experiment, store, metrics)
 
     def make_policy(spec: Any, player: str, action_space: Any, env: Any, seed: int) -> Bot:
         return Bot(resolve_policy(spec, resolve), player=player, action_space=action_space,
@@ -116,6 +116,7 @@ def create_server(
         emit=socketio.emit, disconnect=lambda sid: socketio.server.disconnect(sid),
         spawn=socketio.start_background_task, sleep=socketio.sleep, now=time.monotonic,
         resolve_game=resolve, game_source=game_source, make_policy=make_policy, game_spec=resolve.absolute,
+        metrics=metrics,
     ), relay_delay_s=options.relay_delay_ms / 1000.0)
 
     @app.get("/")
@@ -155,6 +156,12 @@ def create_server(
     def health() -> Any:
         return {"ok": True, "experiment": experiment.id, "matches": len(hub.matches)}
 
+    @app.get("/metrics")
+    def metrics_text() -> Any:
+        """Aggregate figures in the Prometheus text format; no ids, so no authentication."""
+        return Response(metrics.render(), mimetype=None, content_type=METRICS_CONTENT_TYPE,
+                        headers={"Cache-Control": "no-store"})
+
     @socketio.on("connect")
     def on_connect(auth: Any = None) -> bool:
         participant = session.get("participant")
@@ -170,6 +177,15 @@ def create_server(
     @socketio.on("*")
     def on_any(event: str, payload: Any = None) -> None:
         hub.handle(event, request.sid, payload)  # type: ignore[attr-defined]
+
+    def on_packet(sid: str, *args: Any) -> None:
+        hub.handle("packet", sid, args[0] if len(args) == 1 else list(args))
+
+    # The relay's hot path goes to python-socketio directly: Flask-SocketIO would build a Flask
+    # request context and open the signed session for every packet, which the Hub does not use.
+    socketio.server.on("packet", on_packet)
+
+    register_replay_routes(app, experiment_dir, store, replay_token, pause=lambda: socketio.sleep(0))
 
     def ticker() -> None:
         while True:
@@ -212,6 +228,8 @@ def serve(experiment: Any, host: str, port: int, data_dir: str, options: ServerO
     async_mode = options.async_mode
     print(f"coplay: serving experiment {experiment.id!r} on http://{host}:{port}/ ({async_mode}; data in {data_dir})",
           flush=True)
+    print(f"coplay: replay viewer at http://{host}:{port}/replay; the admin token is in "
+          f"{token_location(os.path.join(data_dir, experiment.id))}", flush=True)
     missing = assets.missing_assets(self_hosted_pyodide=options.pyodide_url is None)
     if missing:
         print(f"coplay: warning: not installed: {', '.join(missing)}; browsers cannot play until you "

@@ -4,7 +4,8 @@
 browser worker (in Pyodide) and the headless participant (in CPython) both drive it:
 hand it relayed packets with `receive`, call `tick` once per frame with the local
 players' actions, send what `outbox` returns, and when `done` is set send it as the
-`episode_done` event. See docs/protocol.md. `receive` may be called from another thread
+`episode_done` event (with the frames of each remote player this seat ever predicted).
+See docs/protocol.md. `receive` may be called from another thread
 than the one that ticks (the headless participant's Socket.IO reader does).
 """
 from __future__ import annotations
@@ -16,16 +17,18 @@ from game.hashing import state_hash
 from netcode.config import SessionConfig
 from netcode.episode import EpisodeRunner
 from netcode.events import DesyncDetected, Disconnected, Event, WaitRecommendation
+from netcode.frame_ranges import within_report_limit
 from netcode.p2p import P2PSession
 
 
 class RelayTransport:
     """The transport of a relayed session: packets to send (`take_outgoing`), packets received
-    (`push`, safe from another thread; the session drains them with `receive`)."""
+    (`push`, safe from another thread, stamped with their arrival time; the session drains
+    them with `receive`)."""
 
     def __init__(self) -> None:
         self.outgoing: list[tuple[str, str]] = []
-        self.incoming: deque[tuple[str, str]] = deque()
+        self.incoming: deque[tuple[str, str, float]] = deque()
 
     def send(self, to: str, data: str) -> None:
         self.outgoing.append((to, data))
@@ -34,10 +37,10 @@ class RelayTransport:
         items, self.outgoing = self.outgoing, []
         return items
 
-    def push(self, sender: str, data: str) -> None:
-        self.incoming.append((sender, data))
+    def push(self, sender: str, data: str, received_at: float) -> None:
+        self.incoming.append((sender, data, received_at))
 
-    def receive(self) -> list[tuple[str, str]]:
+    def receive(self) -> list[tuple[str, str, float]]:
         items = []
         while True:   # popleft, not copy-and-clear: a packet pushed meanwhile must not be lost
             try:
@@ -59,6 +62,7 @@ class MatchClient:
         self.config = SessionConfig.for_env(self.env, **{"fps": start.get("fps", 60), **(start.get("netcode") or {})})
         peers = {addr: list(ps) for addr, ps in (start.get("peers") or {}).items() if addr != self.seat}
         self.transport = RelayTransport()
+        self.clock = clock
         self.session = P2PSession(self.config, self.players, peers, self.transport, clock)
         self.runner = EpisodeRunner(self.session, self.env, observations)
         self.done: dict[str, Any] | None = None
@@ -67,8 +71,9 @@ class MatchClient:
         self._skip_frames = 0
 
     def receive(self, sender: str, data: str) -> None:
-        """A packet relayed from seat `sender`; it is read at the next tick."""
-        self.transport.push(sender, data)
+        """A packet relayed from seat `sender`; it is read at the next tick, but its arrival
+        time is taken now, so the measured round trip does not include the wait for that tick."""
+        self.transport.push(sender, data, self.clock())
 
     def tick(self, actions: Mapping[str, Any]) -> None:
         """One frame with the local players' actions (after the end: only answer peers)."""
@@ -78,7 +83,8 @@ class MatchClient:
             self.runner.tick(actions)
             if self.runner.done:
                 self.done = {"match": self.match, "episode": self.episode, "frame": self.session.current_frame,
-                             "checksum": self.runner.final_checksum()}
+                             "checksum": self.runner.final_checksum(),
+                             "predicted": within_report_limit(self.session.predicted_frames())}
         self._take_events(self.session.events())
 
     def outbox(self) -> list[dict[str, Any]]:

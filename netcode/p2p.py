@@ -16,8 +16,9 @@ from netcode.errors import NetcodeError
 from netcode.events import (
     DesyncDetected, Disconnected, Event, NetworkInterrupted, NetworkResumed, WaitRecommendation,
 )
+from netcode.frame_ranges import FrameRanges
 from netcode.inputs import InputQueue
-from netcode.requests import AdvanceFrame, LoadState, Request, SaveState
+from netcode.requests import PREDICTED, AdvanceFrame, LoadState, Request, SaveState
 from netcode.stats import PeerStats, SessionStats
 from netcode.timesync import RECOMMEND_EVERY, TimeSync
 from netcode.transport import Transport, receive_all
@@ -101,6 +102,7 @@ class P2PSession:
         self._final_upto = -1
         self._keep_log = keep_confirmed_log
         self._drained_upto = -1
+        self._predicted = {p: FrameRanges() for p in self._owner}
 
     # ----------------------------------------------------------------- ticking
 
@@ -213,6 +215,15 @@ class P2PSession:
             interrupted=remote.interrupted, disconnected=remote.disconnected,
         )
 
+    def predicted_frames(self) -> dict[str, list[list[int]]]:
+        """{remote player: [[start, end_exclusive], ...]}: every frame this peer ever simulated
+        with a predicted input of that player (even if a rollback later re-ran it confirmed).
+
+        Frames only ever run with the player's confirmed (or disconnected-default) input are
+        not in it. Every remote player has an entry, empty when none was predicted.
+        """
+        return {p: ranges.ranges() for p, ranges in self._predicted.items()}
+
     def confirmed_checksums(self) -> dict[int, str]:
         """This peer's checksums of recent confirmed check frames."""
         return dict(self._checks_final)
@@ -231,8 +242,9 @@ class P2PSession:
 
     # ----------------------------------------------------------------- packets in
 
-    def handle_packet(self, addr: str, data: str | bytes) -> None:
-        """Apply one packet; a bad one raises NetcodeError and changes nothing."""
+    def handle_packet(self, addr: str, data: str | bytes, received_at: float | None = None) -> None:
+        """Apply one packet (which arrived at `received_at`, default now); a bad one raises
+        NetcodeError and changes nothing."""
         packet = codec.decode(data)
         if addr in self.remotes:
             if packet["kind"] != "input":
@@ -242,7 +254,7 @@ class P2PSession:
             self.stats.packets_received += 1
             self.stats.bytes_received += len(data)
             if not remote.disconnected:
-                self._apply_input_packet(remote, packet)
+                self._apply_input_packet(remote, packet, self.clock() if received_at is None else received_at)
         elif addr in self.spectators:
             if packet["kind"] != "ack" or not set(packet["ack"]) <= set(self.config.players):
                 raise NetcodeError("invalid_packet", "spectators send ack packets for known players", peer=addr)
@@ -276,8 +288,7 @@ class P2PSession:
             if player not in self.config.players:
                 raise bad(f"gone lists unknown player {player!r}")
 
-    def _apply_input_packet(self, remote: _Remote, packet: dict[str, Any]) -> None:
-        now = self.clock()
+    def _apply_input_packet(self, remote: _Remote, packet: dict[str, Any], now: float) -> None:
         remote.last_heard = now
         if remote.interrupted:
             remote.interrupted = False
@@ -377,6 +388,8 @@ class P2PSession:
         inputs, status = {}, {}
         for player in self.config.players:
             inputs[player], status[player] = self.queues[player].input_for(frame)
+            if status[player] == PREDICTED:
+                self._predicted[player].add(frame)
         return AdvanceFrame(frame, inputs, status)
 
     def _needs_save(self, frame: int, confirmed: int) -> bool:

@@ -39,6 +39,24 @@ def get_profile(name: str) -> NetworkProfile:
         raise ValueError(f"unknown network profile {name!r}; choose one of {sorted(PROFILES)}") from None
 
 
+def link_delays(profile: NetworkProfile, rng: Rng) -> list[float]:
+    """The fate of one packet on a link: its copies' one-way delays in ms ([] = lost, two = duplicated).
+
+    A reordered copy gets roughly one more latency on top, so later packets overtake it.
+    Shared by `SimNetwork` (virtual clock) and the load tester's wall-clock link shaper.
+    """
+    if rng.random() < profile.loss:
+        return []
+    copies = 2 if rng.random() < profile.duplicate else 1
+    delays = []
+    for _ in range(copies):
+        delay = profile.latency_ms + profile.jitter_ms * (2 * rng.random() - 1)
+        if rng.random() < profile.reorder:
+            delay += profile.latency_ms + profile.jitter_ms * 2 * rng.random()
+        delays.append(max(0.05, delay))
+    return delays
+
+
 class VirtualClock:
     """Milliseconds that pass only when told to."""
 
@@ -75,21 +93,14 @@ class SimNetwork:
 
     def send(self, sender: str, to: str, data: str) -> None:
         self.sent += 1
-        if sender in self._muted or to in self._muted or self.rng.random() < self.profile.loss:
+        delays = [] if sender in self._muted or to in self._muted else link_delays(self.profile, self.rng)
+        if not delays:
             self.dropped += 1
             return
-        copies = 2 if self.rng.random() < self.profile.duplicate else 1
-        self.duplicated += copies - 1
-        for _ in range(copies):
-            heapq.heappush(self._in_flight.setdefault(to, []), (self.clock() + self._delay(), self._seq, sender, data))
+        self.duplicated += len(delays) - 1
+        for delay in delays:
+            heapq.heappush(self._in_flight.setdefault(to, []), (self.clock() + delay, self._seq, sender, data))
             self._seq += 1
-
-    def _delay(self) -> float:
-        profile = self.profile
-        delay = profile.latency_ms + profile.jitter_ms * (2 * self.rng.random() - 1)
-        if self.rng.random() < profile.reorder:
-            delay += profile.latency_ms + profile.jitter_ms * 2 * self.rng.random()
-        return max(0.05, delay)
 
     def receive(self, addr: str) -> list[tuple[str, str]]:
         """Packets for `addr` whose arrival time has come (others keep waiting)."""

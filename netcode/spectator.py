@@ -47,7 +47,8 @@ class SpectatorSession:
         if self.clock() - self._last_sent >= self.config.keepalive_ms:
             self._send_ack()
 
-    def handle_packet(self, addr: str, data: str | bytes) -> None:
+    def handle_packet(self, addr: str, data: str | bytes, received_at: float | None = None) -> None:
+        """Apply one packet from the host (arrival times do not matter to a spectator)."""
         packet = codec.decode(data)
         if addr != self.host_addr:
             raise NetcodeError("unknown_peer", f"spectators only listen to their host {self.host_addr!r}", peer=addr)

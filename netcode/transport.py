@@ -6,26 +6,32 @@ The server relays over Socket.IO, the browser over worker postMessage, tests ove
 from __future__ import annotations
 
 from collections import deque
-from typing import Callable, Protocol
+from typing import Callable, Protocol, Sequence, Union
 
 from netcode.errors import NetcodeError
 from netcode.events import BadPacket
+
+
+# (sender, data), or (sender, data, arrival time on the session's clock) from a transport that
+# stamps packets as they arrive, so round trips do not include the wait for the next tick.
+Received = Union[tuple[str, str], tuple[str, str, float]]
 
 
 class Transport(Protocol):
     def send(self, to: str, data: str) -> None:
         """Queue `data` for the peer at address `to`."""
 
-    def receive(self) -> list[tuple[str, str]]:
-        """Every (sender address, data) that arrived since the last call."""
+    def receive(self) -> Sequence[Received]:
+        """Every packet that arrived since the last call."""
 
 
-def receive_all(transport: Transport, handle: Callable[[str, str], None]) -> list[BadPacket]:
-    """Hand every received packet to `handle`; the ones it refuses come back as BadPacket events."""
+def receive_all(transport: Transport, handle: Callable[..., None]) -> list[BadPacket]:
+    """Hand every received packet to `handle(addr, data[, received_at])`; the ones it refuses
+    come back as BadPacket events."""
     refused = []
-    for addr, data in transport.receive():
+    for addr, data, *received_at in transport.receive():
         try:
-            handle(addr, data)
+            handle(addr, data, *received_at)
         except NetcodeError as error:
             refused.append(BadPacket(addr, error.code, str(error)))
     return refused

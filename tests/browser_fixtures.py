@@ -1,16 +1,13 @@
 """Headless Debian Chromium driven by Playwright, for tests of the real page and worker."""
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-CHROMIUM = os.environ.get("COPLAY_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_FLAGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run", "--disable-quic",
-]
+from app.chromium import CHROMIUM, CHROMIUM_FLAGS
+
+__all__ = ["CHROMIUM", "CHROMIUM_FLAGS", "LONG_TASKS_SCRIPT", "Participant", "open_participant"]
 # Collects the main thread's long tasks (PerformanceObserver) from the very start of the page.
 LONG_TASKS_SCRIPT = """
 window.__longTasks = [];

@@ -7,7 +7,7 @@ from typing import Any, Iterator
 import pytest
 
 from app.pyodide_node import PyodideNode, node_executable
-from tests.browser_fixtures import CHROMIUM, CHROMIUM_FLAGS
+from app.chromium import CHROMIUM, CHROMIUM_FLAGS
 
 
 @pytest.fixture(scope="session")

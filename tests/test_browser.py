@@ -9,6 +9,7 @@ from typing import Any, Iterator
 import pytest
 
 from app.headless import HeadlessParticipant
+from app.recording import read_recording
 from tests.browser_fixtures import Participant, open_participant
 from tests.server_fixtures import Server, pid, replay_recording
 
@@ -87,8 +88,6 @@ def test_two_pages_play_the_demo_pong_match_and_the_recording_replays(browser: A
 
 
 def replayed_events(server: Server, match: str) -> list[dict[str, Any]]:
-    from app.recording import read_recording
-
     return read_recording(str(server.data_dir / "demo" / "recordings" / f"{match}.jsonl")).events
 
 
@@ -129,6 +128,11 @@ def test_added_latency_causes_rollbacks_and_the_match_still_converges(browser: A
         print(f"\nwith 60 ms added: rollbacks {[s['match']['rollbacks'] for s in states]}, "
               f"max depth {[s['match']['max_rollback_depth'] for s in states]}, ping {[s['match']['ping_ms'] for s in states]}")
         assert replay_recording(server, "browser", match).ok
+        events = read_recording(str(server.data_dir / "browser" / "recordings" / f"{match}.jsonl")).events
+        reports = {e["data"]["seat"]: e["data"]["players"] for e in events if e["kind"] == "predicted"}
+        assert reports.keys() == {"s0", "s1"}, "each page's worker reports the frames it predicted"
+        assert [sorted(reports[s]) for s in ("s0", "s1")] == [["right"], ["left"]]
+        assert any(ranges for players in reports.values() for ranges in players.values())
     finally:
         for page in pages:
             page.close()

@@ -130,19 +130,19 @@ def test_match_client_outbox_gives_packet_events() -> None:
 def test_relayed_packets_are_drained_in_order_and_pushing_is_thread_safe() -> None:
     transport = RelayTransport()
     assert transport.receive() == []
-    transport.push("a", "1")
-    transport.push("b", "2")
-    assert transport.receive() == [("a", "1"), ("b", "2")]
+    transport.push("a", "1", 0.5)
+    transport.push("b", "2", 0.75)
+    assert transport.receive() == [("a", "1", 0.5), ("b", "2", 0.75)]
     assert transport.receive() == []
 
     def pusher(name: str) -> None:
         for i in range(2000):
-            transport.push(name, str(i))
+            transport.push(name, str(i), 0.0)
 
     threads = [threading.Thread(target=pusher, args=(f"p{k}",)) for k in range(4)]
     for thread in threads:
         thread.start()
-    received: list[tuple[str, str]] = []
+    received: list[tuple[str, str, float]] = []
     while any(t.is_alive() for t in threads):
         received += transport.receive()
     for thread in threads:
@@ -150,7 +150,7 @@ def test_relayed_packets_are_drained_in_order_and_pushing_is_thread_safe() -> No
     received += transport.receive()
     assert len(received) == 8000
     for k in range(4):   # each sender's packets arrive in the order they were pushed, none lost
-        assert [int(d) for s, d in received if s == f"p{k}"] == list(range(2000))
+        assert [int(d) for s, d, _ in received if s == f"p{k}"] == list(range(2000))
 
 
 def test_router_delivers_to_the_current_episode_and_stashes_early_packets() -> None:
@@ -161,10 +161,10 @@ def test_router_delivers_to_the_current_episode_and_stashes_early_packets() -> N
     router.route({"match": "m", "episode": 1, "from": "b", "data": "early"})   # peer is already in episode 1
     router.route({"match": "m", "episode": 0, "from": 5, "data": "x"})         # malformed: dropped
     router.route(["not", "a", "dict"])
-    assert first.transport.receive() == [("b", "x")]
+    assert first.transport.receive() == [("b", "x", 0.0)]
     second = MatchClient(pong_start("A", episode=1), Pong, lambda: 0.0)
     router.attach(second)
-    assert second.transport.receive() == [("b", "early")]
+    assert second.transport.receive() == [("b", "early", 0.0)]
     router.attach(None)
     router.route({"match": "m", "episode": 1, "from": "b", "data": "late"})
     assert second.transport.receive() == []
@@ -190,7 +190,9 @@ def test_two_match_clients_play_an_episode_over_the_router() -> None:
         if all(client.done for client, _ in peers.values()):
             break
     a, b = peers["A"][0], peers["B"][0]
-    assert a.done is not None and a.done == b.done
+    assert a.done is not None and b.done is not None
+    assert set(a.done["predicted"]) == {"right"} and set(b.done["predicted"]) == {"left"}
+    assert {**a.done, "predicted": None} == {**b.done, "predicted": None}
     assert a.done["frame"] == a.session.end_frame == b.session.end_frame
     assert a.desyncs == b.desyncs == [] and a.session.stats.desyncs == 0
 
@@ -283,16 +285,21 @@ def test_loadtest_summary_counts_and_reasons() -> None:
     desynced = ParticipantResult(completed=True, reason="completed", outcome="completed",
                                  desyncs=[{"frame": 10}], connect_seconds=0.2)
     lost = ParticipantResult(completed=False, reason="timeout")
-    summary = loadtest.summarise("http://127.0.0.1:5000", [good, partner, desynced, lost], 3.0)
-    assert summary["participants"] == 4
+    cut = ParticipantResult(completed=False, reason="disconnected (transport close)")
+    gone = ParticipantResult(completed=False, reason="dropped at frame 30", dropped=True)
+    summary = loadtest.summarise("http://127.0.0.1:5000", [good, partner, desynced, lost, cut, gone], 3.0)
+    assert summary["participants"] == 6
     assert summary["completed"] == 3
-    assert summary["failed"] == 2
-    assert [f["reason"] for f in summary["failures"]] == ["1 desync(s)", "timeout"]
+    assert summary["failed"] == 3 and summary["dropped"] == 1
+    assert [f["reason"] for f in summary["failures"]] == ["1 desync(s)", "timeout", "disconnected (transport close)"]
     assert summary["matches"] == 1 and summary["episodes"] == 2
-    assert summary["desyncs"] == 1 and summary["disconnects"] == 1
-    assert summary["connect_seconds"] == {"mean": 0.2, "max": 0.3}
-    assert summary["waiting_seconds"] == {"mean": 1.5, "max": 2.0}
-    assert summary["first_frame_seconds"] == {"mean": None, "max": None}
-    assert len(summary["results"]) == 4
+    assert summary["desyncs"] == 1
+    assert summary["disconnects"] == 1 and summary["partner_drops"] == 1 and summary["partner_drops_by"] == {"ai": 1}
+    assert summary["connect_seconds"]["mean"] == 0.2 and summary["connect_seconds"]["max"] == 0.3
+    assert summary["connect_seconds"]["samples"] == 3 and summary["connect_seconds"]["p50"] == 0.2
+    assert summary["waiting_seconds"]["mean"] == 1.5 and summary["waiting_seconds"]["max"] == 2.0
+    assert summary["first_frame_seconds"]["mean"] is None and summary["first_frame_seconds"]["samples"] == 0
+    assert summary["samples"]["connect_seconds"] == [0.1, 0.3, 0.2]
+    assert len(summary["results"]) == 6
     text = loadtest.format_summary(summary)
-    assert "4 started, 3 completed, 2 failed" in text and "failed x1: timeout" in text
+    assert "6 started, 3 completed, 3 failed, 1 dropped" in text and "failed x1: timeout" in text

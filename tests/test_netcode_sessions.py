@@ -271,6 +271,33 @@ def test_two_match_clients_play_an_episode_through_a_relay() -> None:
                 assert packet["match"] == "m" and packet["episode"] == 0
                 clients[packet["to"]].receive(seat, packet["data"])
     done = [client.done for client in clients.values()]
-    assert done[0] is not None and done[0] == done[1]
+    assert done[0] is not None and done[1] is not None
+    predicted = [d.pop("predicted") for d in done]
+    assert done[0] == done[1]
+    assert [set(p) for p in predicted] == [{"right"}, {"left"}]   # each seat reports the players it does not play
     assert clients["s0"].stats()["done"] and clients["s0"].desyncs == []
     assert clients["s0"].render()[0]["type"] == "viewport"
+
+
+def test_round_trip_is_measured_from_arrival_times_not_from_the_next_tick() -> None:
+    """A relayed client stamps packets as they arrive: the wait for the next tick is not ping."""
+    from game.games.pong import Pong
+    from netcode.client import MatchClient
+
+    now = [0.0]   # ms
+    base = {"match": "m", "episode": 0, "seed": 5, "fps": 60}
+    clients = {
+        "A": MatchClient({**base, "seat": "A", "players": ["left"], "peers": {"B": ["right"]}}, Pong, lambda: now[0]),
+        "B": MatchClient({**base, "seat": "B", "players": ["right"], "peers": {"A": ["left"]}}, Pong, lambda: now[0]),
+    }
+    for frame in range(180):
+        tick = frame * 1000 / 60
+        now[0] = tick
+        for client in clients.values():
+            client.tick({client.players[0]: 0})
+        now[0] = tick + 2.0   # the relay takes 2 ms each way; the packets then wait ~15 ms for the next tick
+        for seat, client in clients.items():
+            for packet in client.outbox():
+                clients[packet["to"]].receive(seat, packet["data"])
+    ping = clients["A"].stats()["ping_ms"]
+    assert ping is not None and 3.5 <= ping <= 4.5, ping   # 2 ms there and 2 back, not a frame or two

@@ -118,7 +118,10 @@ def test_two_seats_play_pong_to_the_same_checksum(report: dict[str, Any]) -> Non
     assert match["loop_errors"] == []
     done = match["finished"]
     assert set(done) == {"s0", "s1"}
-    assert {k: v for k, v in done["s0"].items() if k != "ms"} == {k: v for k, v in done["s1"].items() if k != "ms"}
+    same = [{k: v for k, v in done[seat].items() if k not in ("ms", "predicted")} for seat in ("s0", "s1")]
+    assert same[0] == same[1]
+    # each seat reports the frames it predicted of the player it does not play (s0 plays left)
+    assert [sorted(done[seat]["predicted"]) for seat in ("s0", "s1")] == [["right"], ["left"]]
     assert done["s0"]["match"] == "m1" and done["s0"]["episode"] == 0 and 0 < done["s0"]["frame"] <= 120
     assert match["done_count"] == {"s0": 1, "s1": 1}
     for seat in ("s0", "s1"):

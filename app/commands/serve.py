@@ -81,13 +81,14 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def _serve(experiment: Experiment, args: argparse.Namespace, experiment_file: str | None) -> int:
+    from app.admin import AdminTokenError
     from app.server import ServerOptions, serve
 
     try:
         options = ServerOptions(async_mode=args.async_mode, experiment_file=experiment_file,
                                 pyodide_url=args.pyodide_url, relay_delay_ms=args.relay_delay_ms)
         serve(experiment, args.host, args.port, args.data, options)
-    except ExperimentError as error:
+    except (ExperimentError, AdminTokenError) as error:
         print(f"coplay: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

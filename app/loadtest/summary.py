@@ -1,0 +1,158 @@
+"""The load test's JSON summary, built from every participant's `ParticipantResult`, and its text form.
+
+Counting rules: a participant `completed` when it reached the end scene; `dropped` when
+it was told to vanish mid-match (`--drop-fraction`) and did (not a failure); every
+other one is `failed`, with its reason (a completed participant that saw a desync
+fails too). `disconnects` counts Socket.IO connections the server or the network
+closed on a participant; partners replaced by an AI are `partner_drops`.
+"""
+from __future__ import annotations
+
+import statistics
+from dataclasses import fields
+from typing import Any, Iterable, Mapping, Sequence
+
+from app.headless import ParticipantResult
+from app.svg_charts import percentile   # linear interpolation, as the report uses
+
+MAX_SAMPLES = 20_000   # raw values kept per metric for the report
+
+
+def distribution(values: Sequence[float], digits: int = 3) -> dict[str, float | int | None]:
+    """mean, p50, p95, p99, max and the number of samples."""
+    def r(x: float | None) -> float | None:
+        return None if x is None else round(x, digits)
+
+    return {
+        "mean": r(statistics.fmean(values)) if values else None,
+        "p50": r(percentile(values, 50)), "p95": r(percentile(values, 95)), "p99": r(percentile(values, 99)),
+        "max": r(max(values)) if values else None, "samples": len(values),
+    }
+
+
+def result_from_json(data: Mapping[str, Any]) -> ParticipantResult:
+    """A ParticipantResult back from `to_json()` (results cross process boundaries as JSON)."""
+    return ParticipantResult(**{f.name: data[f.name] for f in fields(ParticipantResult) if f.name in data})
+
+
+def failure_reason(result: ParticipantResult) -> str | None:
+    """Why a participant counts as failed; None when it completed cleanly or was dropped on purpose."""
+    if result.dropped and not result.completed:
+        return None
+    if not result.completed:
+        return result.reason
+    if result.desyncs:
+        return f"{len(result.desyncs)} desync(s)"
+    return None
+
+
+def _count(keys: Iterable[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for key in keys:
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def _cap(values: list[float]) -> list[float]:
+    return values[:MAX_SAMPLES]
+
+
+def summarise(url: str, results: Sequence[ParticipantResult], wall: float,
+              extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON summary of a load test; `extra` (arrival, profile, server, timeline, ...) is merged in."""
+    failures = [{"participant": i, "reason": reason} for i, r in enumerate(results)
+                if (reason := failure_reason(r)) is not None]
+    stat = lambda key: sum(r.stats.get(key, 0) for r in results)  # noqa: E731
+    frames, rollbacks, stalls = stat("frames"), stat("rollbacks"), stat("stalls")
+    play_minutes = stat("play_ms") / 60_000
+    connect = [r.connect_seconds for r in results if r.connect_seconds is not None]
+    waiting = [w for r in results for w in r.waiting_seconds]
+    first_frame = [w for r in results for w in r.first_frame_seconds]
+    rtt = [x for r in results for x in r.relay_rtt_ms]
+    seat_changes = [d for r in results for d in r.disconnects if d.get("source") == "server"]
+    summary: dict[str, Any] = {
+        "url": url,
+        "participants": len(results),
+        "completed": sum(r.completed for r in results),
+        "failed": len(failures),
+        "dropped": sum(r.dropped and not r.completed for r in results),
+        "failures": failures,
+        "failure_reasons": _count(f["reason"] for f in failures),
+        "outcomes": _count(str(r.outcome) for r in results if r.completed),
+        "matches": len({m["match"] for r in results for m in r.matches}),
+        "match_ends": _count(str(m.get("reason")) for r in results for m in r.matches),  # per participant-match
+        "episodes": sum(1 for r in results for e in r.episodes if e["status"] == "done"),
+        "desyncs": sum(len(r.desyncs) for r in results),
+        "disconnects": sum(r.reason.startswith("disconnected") for r in results),
+        "partner_drops": len(seat_changes),
+        "partner_drops_by": _count(str(d.get("by")) for d in seat_changes),
+        "errors": sum(len(r.errors) for r in results),
+        "error_reasons": _count(f"{e.get('event')}: {e.get('reason')}" for r in results for e in r.errors),
+        "frames": frames,
+        "rollbacks": rollbacks,
+        "rollbacks_per_100_frames": round(100 * rollbacks / frames, 3) if frames else None,
+        "max_rollback_depth": max((r.stats.get("max_rollback_depth", 0) for r in results), default=0),
+        "stalls": stalls,
+        "stalls_per_minute": round(stalls / play_minutes, 3) if play_minutes > 0 else None,
+        "relay_rtt_ms": distribution(rtt, 1),
+        "connect_seconds": distribution(connect),
+        "waiting_seconds": distribution(waiting),
+        "first_frame_seconds": distribution(first_frame),
+        "wall_seconds": round(wall, 3),
+        "samples": {"connect_seconds": _cap(connect), "waiting_seconds": _cap(waiting),
+                    "first_frame_seconds": _cap(first_frame), "relay_rtt_ms": _cap(rtt)},
+    }
+    summary.update(extra or {})
+    summary["results"] = [r.to_json() for r in results]
+    return summary
+
+
+def _spread(s: Mapping[str, Any], unit: str) -> str:
+    if s["mean"] is None:
+        return "n/a"
+    return f"p50 {s['p50']:g} {unit}, p95 {s['p95']:g} {unit}, p99 {s['p99']:g} {unit}, max {s['max']:g} {unit}"
+
+
+def format_summary(summary: Mapping[str, Any]) -> str:
+    """A few human lines for the terminal."""
+    lines = [(
+        f"participants: {summary['participants']} started, {summary['completed']} completed, "
+        f"{summary['failed']} failed, {summary['dropped']} dropped on purpose   ({summary['wall_seconds']:.1f} s)"
+    )]
+    for reason, count in sorted(summary["failure_reasons"].items(), key=lambda item: -item[1]):
+        lines.append(f"  failed x{count}: {reason}")
+    outcomes = ", ".join(f"{k} {v}" for k, v in sorted(summary["outcomes"].items())) or "none"
+    ends = ", ".join(f"{k} {v}" for k, v in sorted(summary["match_ends"].items())) or "none"
+    per100 = summary["rollbacks_per_100_frames"]
+    per_min = summary["stalls_per_minute"]
+    lines += [
+        f"outcomes: {outcomes}",
+        f"matches: {summary['matches']} played ({ends}), episodes finished {summary['episodes']}",
+        f"desyncs: {summary['desyncs']}   Socket.IO disconnects: {summary['disconnects']}   "
+        f"partners replaced: {summary['partner_drops']}   errors: {summary['errors']}",
+        f"rollbacks: {summary['rollbacks']} in {summary['frames']} frames "
+        f"({'n/a' if per100 is None else f'{per100:g}'} per 100 frames, max depth {summary['max_rollback_depth']})"
+        f"   stalls: {summary['stalls']} ({'n/a' if per_min is None else f'{per_min:g}'} per minute of play)",
+        f"input relay round trip: {_spread(summary['relay_rtt_ms'], 'ms')}",
+        f"time to connect: {_spread(summary['connect_seconds'], 's')}",
+        f"time in waiting room: {_spread(summary['waiting_seconds'], 's')}",
+        f"match start to first frame: {_spread(summary['first_frame_seconds'], 's')}",
+    ]
+    for reason, count in sorted(summary["error_reasons"].items(), key=lambda item: -item[1])[:10]:
+        lines.append(f"  error x{count}: {reason}")
+    server = summary.get("server")
+    if server:
+        def num(key: str, fmt: str) -> str:
+            value = server.get(key)
+            return "n/a" if value is None else format(value, fmt)
+        rss = server.get("rss_bytes_max")
+        lines.append(
+            f"server: cpu {num('cpu_seconds', '.2f')} s (mean {num('cpu_percent_mean', '.0f')}%, "
+            f"max {num('cpu_percent_max', '.0f')}%), rss max {'n/a' if rss is None else f'{rss / 1e6:.0f}'} MB, "
+            f"{num('relayed_packets', '.0f')} packets relayed ({num('cpu_us_per_relayed_packet', '.0f')} us cpu each), "
+            f"relay p99 {num('relay_seconds_p99', 'g')} s")
+    elif "server_note" in summary:
+        lines.append(f"server: {summary['server_note']}")
+    if summary.get("report"):
+        lines.append(f"report: {summary['report']}")
+    return "\n".join(lines)

@@ -1,0 +1,181 @@
+"""The replay viewer's HTTP routes, for researchers only (behind the admin token, app/admin.py).
+
+    GET /replay                                   the matches, each linking to its viewer
+    GET /replay/<match>                           the viewer page (static/replay.html, replay.js)
+    GET /replay/<match>/episodes.json             per episode: frames, fps, players, seed, checksums
+    GET /replay/<match>/frames.json?episode=E&start=S&count=C
+                                                  frames S..S+C-1: render() primitives, actions, rewards,
+                                                  recorded vs replayed checksum
+
+The token is accepted as `Authorization: Bearer <token>` or `?token=<token>`; a valid
+`?token=` also marks the signed session cookie as admin, so the page's own fetches need
+no token. The frames come from app/replay_frames.py.
+"""
+from __future__ import annotations
+
+import functools
+import html
+import os
+from typing import Any, Callable
+
+from flask import Flask, Response, request, send_from_directory, session
+
+from app.admin import ENV_VAR, fingerprint, is_admin
+from app.recording import RecordingError
+from app.replay import ReplayError
+from app.replay_frames import MAX_COUNT, ReplayFrames, UnknownMatch
+from app.store import Store
+
+STATIC_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "static")
+NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Content-Type-Options": "nosniff"}
+
+
+def register_replay_routes(app: Flask, experiment_dir: str, store: Store, token: str,
+                           pause: Callable[[], None] = lambda: None) -> ReplayFrames:
+    """Add the replay routes to `app`; `pause()` is called now and then during long re-simulations."""
+    experiment_id = os.path.basename(os.path.normpath(experiment_dir))
+    frames = ReplayFrames(experiment_dir, pause)
+    required = (f"admin token required: pass ?token=... (the token is in DATA/{experiment_id}/admin_token "
+                f"or {ENV_VAR})")
+    mark = fingerprint(token)
+
+    def authorized() -> bool:
+        header = request.headers.get("Authorization", "")
+        if header[:7].lower() == "bearer " and is_admin(header[7:].strip(), token):
+            return True
+        if "token" in request.args and is_admin(request.args.get("token"), token):
+            session["admin"] = mark
+            return True
+        return session.get("admin") == mark
+
+    def admin_only(as_json: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        def wrap(view: Callable[..., Any]) -> Callable[..., Any]:
+            @functools.wraps(view)
+            def guarded(*args: Any, **kwargs: Any) -> Any:
+                if not authorized():
+                    headers = {**NO_STORE, "WWW-Authenticate": 'Bearer realm="coplay admin"'}
+                    if as_json:
+                        return {"error": required}, 401, headers
+                    return required, 401, {**headers, "Content-Type": "text/plain; charset=utf-8"}
+                return view(*args, **kwargs)
+            return guarded
+        return wrap
+
+    def failure(error: Exception) -> tuple[dict[str, str], int, dict[str, str]]:
+        """The JSON answer for a failed lookup or re-simulation."""
+        if isinstance(error, UnknownMatch):
+            return {"error": str(error)}, 404, NO_STORE
+        if isinstance(error, KeyError):
+            return {"error": error.args[0] if error.args else str(error)}, 404, NO_STORE
+        return {"error": str(error)}, 500, NO_STORE
+
+    @app.get("/replay")
+    @admin_only(as_json=False)
+    def replay_list() -> Any:
+        return _list_page(store, frames, experiment_id), 200, {**NO_STORE, "Content-Type": "text/html; charset=utf-8"}
+
+    @app.get("/replay/<match>")
+    @admin_only(as_json=False)
+    def replay_page(match: str) -> Any:
+        try:
+            frames.path(match)
+        except UnknownMatch as error:
+            return str(error), 404, {**NO_STORE, "Content-Type": "text/plain; charset=utf-8"}
+        response = send_from_directory(STATIC_DIR, "replay.html")
+        response.headers.update(NO_STORE)
+        return response
+
+    @app.get("/replay/<match>/episodes.json")
+    @admin_only(as_json=True)
+    def replay_episodes(match: str) -> Any:
+        try:
+            return frames.episodes(match), 200, NO_STORE
+        except (UnknownMatch, KeyError, RecordingError, ReplayError) as error:
+            return failure(error)
+
+    @app.get("/replay/<match>/frames.json")
+    @admin_only(as_json=True)
+    def replay_frames(match: str) -> Any:
+        try:
+            episode = _int_param("episode", None, 0, None)
+            start = _int_param("start", None, 0, None)
+            count = _int_param("count", 300, 1, MAX_COUNT)
+        except ValueError as error:
+            return {"error": str(error)}, 400, NO_STORE
+        try:
+            body = frames.frames_json(match, episode, start, count)
+        except IndexError as error:
+            return {"error": str(error)}, 400, NO_STORE
+        except (UnknownMatch, KeyError, RecordingError, ReplayError) as error:
+            return failure(error)
+        return Response(body, mimetype="application/json", headers=NO_STORE)
+
+    return frames
+
+
+def _int_param(name: str, default: int | None, low: int, high: int | None) -> int:
+    """The integer query parameter `name`; ValueError with a clear message when missing or out of range."""
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        if default is None:
+            raise ValueError(f"the query parameter {name!r} is required (an integer)")
+        return default
+    if not raw.isascii() or not raw.lstrip("-").isdigit() or len(raw) > 12:
+        raise ValueError(f"{name} must be an integer, got {raw[:20]!r}")
+    value = int(raw)
+    if value < low or (high is not None and value > high):
+        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise ValueError(f"{name} must be {bound}, got {value}")
+    return value
+
+
+def _seats_text(seats: dict[str, Any]) -> str:
+    parts = []
+    for addr, seat in sorted(seats.items()):
+        who = seat.get("participant") if seat.get("kind") == "human" else seat.get("policy")
+        parts.append(f"{addr}: {seat.get('kind', '?')} {'/'.join(seat.get('players', []))}"
+                     + (f" ({who})" if who else ""))
+    return "; ".join(parts)
+
+
+def _list_page(store: Store, frames: ReplayFrames, experiment_id: str) -> str:
+    """The admin list of matches, newest first."""
+    rows = []
+    for match in reversed(store.matches()):
+        episodes = frames.episode_count(match.id)
+        link = f'<a href="/replay/{html.escape(match.id)}">{html.escape(match.id)}</a>' if episodes is not None \
+            else html.escape(match.id)
+        ended = "still playing" if match.status == "active" else match.status
+        rows.append(
+            f"<tr><td>{link}</td><td>{html.escape(match.scene_id)}</td><td>{html.escape(match.created_at)}</td>"
+            f"<td>{html.escape(_seats_text(match.seats))}</td>"
+            f"<td>{'no recording' if episodes is None else episodes}</td><td>{html.escape(ended)}</td></tr>")
+    body = "\n".join(rows) or '<tr><td colspan="6">No matches yet.</td></tr>'
+    title = f"Replays of {html.escape(experiment_id)}"
+    return f"""<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <meta name="viewport" content="width=device-width, initial-scale=1">
+  <meta name="robots" content="noindex">
+  <meta name="referrer" content="no-referrer">
+  <title>{title}</title>
+  <link rel="icon" href="data:,">
+  <link rel="stylesheet" href="/static/style.css">
+  <link rel="stylesheet" href="/static/replay.css">
+</head>
+<body class="replay-admin">
+  <header class="topbar"><span class="step">coplay replay viewer (admin)</span></header>
+  <main class="replay-list">
+    <h1>{title}</h1>
+    <table class="matches">
+      <thead><tr><th>match</th><th>scene</th><th>created (UTC)</th><th>seats</th><th>episodes</th>
+      <th>end</th></tr></thead>
+      <tbody>
+{body}
+      </tbody>
+    </table>
+  </main>
+</body>
+</html>
+"""
