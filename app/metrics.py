@@ -267,8 +267,8 @@ class Metrics:
         self.clock = clock
         self.registry = r = Registry()
         if process:
-            r.gauge("coplay_process_cpu_seconds_total", "User and system CPU time of the server process, seconds.",
-                    process_cpu_seconds)
+            r.counter("coplay_process_cpu_seconds_total", "User and system CPU time of the server process, seconds.",
+                      function=process_cpu_seconds)
             r.gauge("coplay_process_resident_memory_bytes", "Resident memory of the server process, bytes.",
                     process_resident_bytes)
             r.gauge("coplay_process_open_fds", "Open file descriptors of the server process.", process_open_fds)
