@@ -17,6 +17,7 @@ import urllib.parse
 from typing import Any, Callable
 
 from app.chromium import CHROMIUM, CHROMIUM_FLAGS
+from app.svg_charts import percentile
 
 POLL_SECONDS = 0.5
 # Seeds the page's Math.random (autopilot inputs, survey answers) so a run is repeatable per seed.
@@ -188,8 +189,8 @@ def run_in_background(url: str, pages: int, timeout: float, seed: int = 0) -> Ca
 
 def format_browsers(result: dict[str, Any]) -> str:
     """Lines for the printed load-test summary."""
-    starts = sorted(result.get("pyodide_start_seconds") or [])
-    timing = (f"Pyodide start median {starts[len(starts) // 2]:.2f} s, max {starts[-1]:.2f} s" if starts
+    starts = result.get("pyodide_start_seconds") or []
+    timing = (f"Pyodide start median {percentile(starts, 50):.2f} s, max {max(starts):.2f} s" if starts
               else "Pyodide never started")
     lines = [f"browsers: {result.get('pages', 0)} pages, {result.get('completed', 0)} completed, "
              f"{result.get('disconnects', 0)} disconnects; {timing}"]

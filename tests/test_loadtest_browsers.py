@@ -65,3 +65,15 @@ def test_without_playwright_the_cli_exits_2_with_a_clear_message(monkeypatch: py
     args = parser.parse_args(["loadtest", "http://127.0.0.1:9", "--participants", "1", "--browsers", "2"])
     assert run(args) == 2
     assert "--browsers needs Playwright" in capsys.readouterr().err
+
+
+def test_the_printed_line_gives_the_median_and_max_start_and_counts_failures() -> None:
+    from app.loadtest_browsers import format_browsers
+
+    text = format_browsers({"pages": 3, "completed": 2, "disconnects": 1, "pyodide_start_seconds": [5.0, 6.0],
+                            "failures": [{"page": 2, "reason": "timeout (no match started)"}]})
+    assert text.splitlines() == [
+        "browsers: 3 pages, 2 completed, 1 disconnects; Pyodide start median 5.50 s, max 6.00 s",
+        "  browser failed x1: timeout (no match started)",
+    ]
+    assert "Pyodide never started" in format_browsers({"pages": 1})
