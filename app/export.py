@@ -15,19 +15,23 @@ Tables, one file each per experiment:
 - `events`: the store's events and every recording's events (with episode and frame).
 
 A recording that cannot be re-simulated (changed game source, unreadable file, an error
-in the game) is skipped with the reason; the rest is exported. Rows are built in memory,
-one experiment at a time.
+in the game) is skipped with the reason; the rest is exported.
+
+Memory: the `steps` table never sits in memory whole. Episodes are re-simulated one at a
+time and their rows appended to a temporary spool file in the output folder
+(`app.export_spool`), which the writers then read streaming: CSV row by row, Parquet in
+row groups, NPZ one column at a time. So an export needs about one episode's rows (plus
+one column for NPZ), however long the study. The other tables are small and stay in memory.
 """
 from __future__ import annotations
 
-import csv
-import json
-import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.export_columns import ExportError, Table, json_text, plain_value, write_table
+from app.export_spool import StepSpool, write_steps
 from app.loading import LoadError
 from app.predicted import PredictedLookup
 from app.recording import Recording, RecordingError, read_recording
@@ -45,16 +49,6 @@ EVENT_COLUMNS = ("experiment", "source", "id", "at", "participant_id", "match_id
 MATCH_COLUMNS = ("experiment", "id", "scene_id", "created_at", "ended_at", "status", "seats", "recording", "seed")
 MATCH_PARTICIPANT_COLUMNS = ("experiment", "match_id", "participant_id", "seat", "players")
 PARQUET_HINT = "parquet export needs pyarrow: pip install pyarrow  (or: pip install 'coplay[parquet]')"
-
-
-class ExportError(Exception):
-    """The export cannot run as asked (no data there, missing dependency); the message says why."""
-
-
-@dataclass
-class Table:
-    columns: list[str]
-    rows: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -118,6 +112,7 @@ def export(data_dir: str, fmt: str = "csv", out_dir: str | None = None) -> list[
 
 
 def export_experiment(name: str, folder: str, out_dir: str, fmt: str) -> ExperimentExport:
+
     result = ExperimentExport(experiment=name, source=folder, out_dir=out_dir)
     tables = {table: Table(list(columns)) for table, columns in (
         ("participants", PARTICIPANT_COLUMNS), ("answers", ANSWER_COLUMNS), ("events", EVENT_COLUMNS),
@@ -125,11 +120,13 @@ def export_experiment(name: str, folder: str, out_dir: str, fmt: str) -> Experim
     referenced: list[str] = []
     if os.path.isfile(os.path.join(folder, DATABASE_NAME)):
         referenced = _store_tables(name, folder, tables)
-    steps = _steps_table(name, folder, referenced, tables["events"], result)
-    all_tables = {"steps": steps, **tables}
     os.makedirs(out_dir, exist_ok=True)
-    for table_name in TABLES:
-        table = all_tables[table_name]
+    with StepSpool(out_dir, STEP_COLUMNS, last=("observation",)) as steps:
+        _steps_table(name, folder, referenced, tables["events"], result, steps)
+        result.rows["steps"] = steps.count
+        result.files.append(write_steps(steps, os.path.join(out_dir, "steps"), fmt))
+    for table_name in (t for t in TABLES if t != "steps"):
+        table = tables[table_name]
         result.rows[table_name] = len(table.rows)
         result.files.append(write_table(table, os.path.join(out_dir, table_name), fmt))
     return result
@@ -142,29 +139,29 @@ def _store_tables(name: str, folder: str, tables: dict[str, Table]) -> list[str]
     with Store(os.path.join(folder, DATABASE_NAME)) as store:
         for p in store.participants():
             tables["participants"].rows.append({
-                "experiment": name, "id": p.id, "platform_id": p.platform_id, "url_params": _json(p.url_params),
+                "experiment": name, "id": p.id, "platform_id": p.platform_id, "url_params": json_text(p.url_params),
                 "created_at": p.created_at, "status": p.status, "outcome_at": p.outcome_at, "seed": p.seed,
-                "condition": None if p.condition is None else _json(p.condition), "scene_index": p.scene_index,
-                "plan": _json(p.plan)})
+                "condition": None if p.condition is None else json_text(p.condition), "scene_index": p.scene_index,
+                "plan": json_text(p.plan)})
         for a in store.answers():
             tables["answers"].rows.append({
                 "experiment": name, "participant_id": a["participant_id"], "scene_id": a["scene_id"],
-                "question_id": a["question_id"], "value": _scalar_or_json(a["value"]), "answered_at": a["answered_at"]})
+                "question_id": a["question_id"], "value": _scalar_orjson_text(a["value"]), "answered_at": a["answered_at"]})
         for e in store.events():
             tables["events"].rows.append({
                 "experiment": name, "source": "store", "id": e["id"], "at": e["at"],
                 "participant_id": e["participant_id"], "match_id": e["match_id"], "episode": None, "frame": None,
-                "kind": e["kind"], "data": _json(e["data"])})
+                "kind": e["kind"], "data": json_text(e["data"])})
         matches = store.matches()
         for m in matches:
             tables["matches"].rows.append({
                 "experiment": name, "id": m.id, "scene_id": m.scene_id, "created_at": m.created_at,
-                "ended_at": m.ended_at, "status": m.status, "seats": _json(m.seats), "recording": m.recording,
+                "ended_at": m.ended_at, "status": m.status, "seats": json_text(m.seats), "recording": m.recording,
                 "seed": m.seed})
         for mp in store.match_participants():
             tables["match_participants"].rows.append({
                 "experiment": name, "match_id": mp["match_id"], "participant_id": mp["participant_id"],
-                "seat": mp["seat"], "players": _json(mp["players"])})
+                "seat": mp["seat"], "players": json_text(mp["players"])})
     return [os.path.join(folder, m.recording) for m in matches]
 
 
@@ -183,48 +180,43 @@ def _recording_paths(folder: str, referenced: list[str]) -> list[str]:
     return list(paths.values())
 
 
-def _steps_table(name: str, folder: str, referenced: list[str], events: Table, result: ExperimentExport) -> Table:
-    episodes: list[tuple[list[dict[str, Any]], list[str] | None]] = []  # (rows, flattened obs keys or None)
+def _steps_table(name: str, folder: str, referenced: list[str], events: Table, result: ExperimentExport,
+                 spool: StepSpool) -> None:
+    """Append every recording's step rows to `spool`, one episode at a time.
+
+    Columns: STEP_COLUMNS, the flattened `obs.*` keys in first-seen order, then
+    `observation` when some episode's observations could not be flattened. A recording that
+    fails part-way is skipped whole: its episodes already spooled are rolled back.
+    """
     for path in _recording_paths(folder, referenced):
         if not os.path.isfile(path):
             result.skipped.append((path, "recording file is missing"))
             continue
+        mark = spool.mark()
         try:
             recording = read_recording(path)
             game_class = resolve_game(recording)
-            simulated = [_simulate_episode(name, recording, game_class, episode)
-                         for episode in sorted(recording.episodes)]
+            for episode in sorted(recording.episodes):
+                rows, keys = _simulate_episode(name, recording, game_class, episode)
+                spool.add_episode(rows, ["observation"] if keys is None else keys)
+                del rows  # hold one episode at a time
         except (RecordingError, ReplayError, LoadError) as error:
+            spool.rollback(mark)
             result.skipped.append((path, str(error)))
             continue
         except Exception as error:  # noqa: BLE001 - the game itself failed: skip this recording, export the rest
+            spool.rollback(mark)
             result.skipped.append((path, f"re-simulation failed: {type(error).__name__}: {error}"))
             continue
         result.recordings += 1
-        result.episodes += len(simulated)
-        episodes.extend(simulated)
+        result.episodes += len(recording.episodes)
         if recording.truncated:
             result.notes.append(f"{path}: the last line was cut short (the server died); exported what it has")
         for index, event in enumerate(recording.events):
             events.rows.append({
                 "experiment": name, "source": "recording", "id": index, "at": None, "participant_id": None,
                 "match_id": recording.header.get("match"), "episode": event.get("episode"),
-                "frame": event.get("frame"), "kind": event.get("kind"), "data": _json(event.get("data", {}))})
-    obs_columns: list[str] = []
-    seen: set[str] = set()
-    needs_json = False
-    for _rows, keys in episodes:
-        if keys is None:
-            needs_json = True
-            continue
-        for key in keys:
-            if key not in seen:
-                seen.add(key)
-                obs_columns.append(key)
-    table = Table(list(STEP_COLUMNS) + obs_columns + (["observation"] if needs_json else []))
-    for rows, _keys in episodes:
-        table.rows.extend(rows)
-    return table
+                "frame": event.get("frame"), "kind": event.get("kind"), "data": json_text(event.get("data", {}))})
 
 
 def _seat_timeline(recording: Recording) -> tuple[dict[str, tuple[str, str, str | None]], list[tuple[int, int, str]]]:
@@ -274,9 +266,10 @@ def _simulate_episode(name: str, recording: Recording, game_class: type,
             rows.append({
                 "experiment": name, "match": recording.header.get("match"), "episode": episode, "seed": data["seed"],
                 "frame": frame, "player": player, "seat": seat, "participant": participant, "seat_kind": kind,
-                "action": _scalar_or_json(action), "reward": _get(result.get("rewards"), player),
-                "terminated": _get(result.get("terminated"), player), "truncated": _get(result.get("truncated"), player),
-                "info": _json(result.get("info", {})), "predicted": predicted(frame, player),
+                "action": _scalar_orjson_text(action), "reward": _scalar_orjson_text(_get(result.get("rewards"), player)),
+                "terminated": _scalar_orjson_text(_get(result.get("terminated"), player)),
+                "truncated": _scalar_orjson_text(_get(result.get("truncated"), player)),
+                "info": json_text(result.get("info", {})), "predicted": predicted(frame, player),
                 "_observation": observation})
             flat.append(_flatten(observation))
         observations = result.get("observations")
@@ -290,7 +283,7 @@ def _simulate_episode(name: str, recording: Recording, game_class: type,
         if keys is not None and f is not None:
             row.update(f)
         else:
-            row["observation"] = _json(observation)
+            row["observation"] = json_text(observation)
     return rows, keys
 
 
@@ -298,13 +291,7 @@ def _get(value: Any, player: str) -> Any:
     """A per-player value: `value[player]` when `value` is a mapping, else `value` itself."""
     if isinstance(value, Mapping):
         return value.get(player)
-    return _plain(value)
-
-
-def _plain(value: Any) -> Any:
-    """numpy scalars and arrays as Python values."""
-    tolist = getattr(value, "tolist", None)
-    return tolist() if callable(tolist) else value
+    return plain_value(value)
 
 
 def _flatten(value: Any, prefix: str = "obs") -> dict[str, Any] | None:
@@ -312,7 +299,7 @@ def _flatten(value: Any, prefix: str = "obs") -> dict[str, Any] | None:
     out: dict[str, Any] = {}
 
     def walk(item: Any, key: str) -> bool:
-        item = _plain(item)
+        item = plain_value(item)
         if item is None or isinstance(item, (bool, int, float, str)):
             out[key] = item
             return True
@@ -325,80 +312,11 @@ def _flatten(value: Any, prefix: str = "obs") -> dict[str, Any] | None:
     return out if walk(value, prefix) else None
 
 
-def _json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), default=_json_default)
-
-
-def _json_default(value: Any) -> Any:
-    plain = _plain(value)
-    if plain is value:
-        return repr(value)
-    return plain
-
-
-def _scalar_or_json(value: Any) -> Any:
-    value = _plain(value)
+def _scalar_orjson_text(value: Any) -> Any:
+    value = plain_value(value)
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
-    return _json(value)
-
-
-# -------------------------------------------------------------------- writing
-
-def write_table(table: Table, stem: str, fmt: str) -> str:
-    """Write `table` to `stem.<fmt>`; returns the file's path."""
-    path = f"{stem}.{fmt}"
-    if fmt == "csv":
-        with open(path, "w", newline="", encoding="utf-8") as file:
-            writer = csv.writer(file)
-            writer.writerow(table.columns)
-            for row in table.rows:
-                writer.writerow(["" if row.get(c) is None else row.get(c) for c in table.columns])
-    elif fmt == "npz":
-        import numpy as np
-
-        arrays = {column: _array(np, [row.get(column) for row in table.rows]) for column in table.columns}
-        with open(path, "wb") as file:
-            np.savez(file, **arrays)
-    elif fmt == "parquet":
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        columns = {column: _typed([row.get(column) for row in table.rows]) for column in table.columns}
-        pq.write_table(pa.table({c: pa.array(v, type=_arrow_type(pa, k)) for c, (k, v) in columns.items()}), path)
-    else:
-        raise ExportError(f"unknown format {fmt!r}")
-    return path
-
-
-def _typed(values: list[Any]) -> tuple[str, list[Any]]:
-    """('bool' | 'int' | 'float' | 'str', values) with None kept for missing values and mixed types as text."""
-    present = [v for v in values if v is not None]
-    if present and all(isinstance(v, bool) for v in present):
-        return "bool", values
-    if present and all(isinstance(v, int) and not isinstance(v, bool) for v in present):
-        if all(-(1 << 63) <= v < (1 << 63) for v in present):
-            return "int", values
-    elif present and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
-        return "float", [None if v is None else float(v) for v in values]
-    return "str", [None if v is None else v if isinstance(v, str) else _json(v) for v in values]
-
-
-def _arrow_type(pa: Any, kind: str) -> Any:
-    return {"bool": pa.bool_(), "int": pa.int64(), "float": pa.float64(), "str": pa.string()}[kind]
-
-
-def _array(np: Any, values: list[Any]) -> Any:
-    """A numpy array of one column: bool/int64 when complete, float64 (NaN for missing), or unicode text ('' missing)."""
-    kind, typed = _typed(values)
-    missing = any(v is None for v in typed)
-    if kind == "bool" and not missing:
-        return np.array(typed, dtype=bool)
-    if kind == "int" and not missing:
-        return np.array(typed, dtype=np.int64)
-    if kind in ("bool", "int", "float"):
-        return np.array([math.nan if v is None else float(v) for v in typed], dtype=np.float64)
-    return np.array(["" if v is None else v for v in typed], dtype=str)
+    return json_text(value)
 
 
 def summary_lines(results: list[ExperimentExport]) -> list[str]:
