@@ -5,10 +5,10 @@
 
 For each mode it starts `coplay serve` on a Pong experiment (60 fps, one episode of F
 frames, pairs matched at once), runs `run_loadtest` with P headless participants in
-this process, scrapes GET /metrics before and after, and prints one row per mode:
-completed participants, socket disconnects, the server's relay p99 (from the
-coplay_relay_seconds histogram), the client-side relay round trip p99 when the load
-tester reports it, and server CPU time per relayed packet.
+this process and prints one row per mode from its summary: completed participants,
+socket disconnects, the server's relay p99 (its coplay_relay_seconds histogram, which
+the load tester scrapes from GET /metrics), the participants' relay round trip p99, and
+server CPU time per relayed packet.
 
 `--profile DIR` runs each server under cProfile (eventlet and gevent only: their
 greenlets share one thread) and prints its top functions; DIR/<mode>.pstats keeps them.
@@ -22,7 +22,6 @@ import argparse
 import math
 import pstats
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app.commands.loadtest import run_loadtest  # noqa: E402
-from app.metrics import histogram_buckets, histogram_quantile, parse_metrics  # noqa: E402
+from tests.server_fixtures import free_port  # noqa: E402
 
 EXPERIMENT = '''
 from scenes import End, Experiment, Match, WaitingRoom
@@ -77,12 +76,6 @@ main(argv)
 '''
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def start_server(mode: str, folder: Path, frames: int, profile: Path | None,
                  baseline: bool = False) -> tuple[subprocess.Popen, str]:
     experiment = folder / "experiment.py"
@@ -117,29 +110,6 @@ def stop_server(process: subprocess.Popen) -> None:
         process.wait()
 
 
-def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    return parse_metrics(requests.get(url + "/metrics", timeout=10).text)
-
-
-def delta_p99(before: dict, after: dict, name: str) -> float:
-    old = dict(histogram_buckets(before, name))
-    return histogram_quantile(0.99, [(bound, count - old.get(bound, 0.0))
-                                     for bound, count in histogram_buckets(after, name)])
-
-
-def client_rtt_p99(summary: dict[str, Any]) -> float | None:
-    """The load tester's relay round trip p99 in ms, under whichever key it reports it."""
-    for key in ("relay_rtt_ms", "ping_ms", "rtt_ms"):
-        value = summary.get(key)
-        if isinstance(value, dict):
-            for field in ("p99", "99", "max"):
-                if isinstance(value.get(field), (int, float)):
-                    return float(value[field])
-        elif isinstance(value, (int, float)):
-            return float(value)
-    return None
-
-
 def run_mode(mode: str, participants: int, frames: int, folder: Path, profile_dir: Path | None,
              baseline: bool = False) -> dict[str, Any]:
     name = f"{mode}-before" if baseline else mode
@@ -147,26 +117,20 @@ def run_mode(mode: str, participants: int, frames: int, folder: Path, profile_di
     (folder / name).mkdir()
     process, url = start_server(mode, folder / name, frames, profile, baseline)
     try:
-        before = scrape(url)
         started = time.monotonic()
         summary = run_loadtest(url, participants, timeout=frames / 60 * 3 + 120, progress=None)
         wall = time.monotonic() - started
-        after = scrape(url)
     finally:
         stop_server(process)
-
-    def grew(name: str) -> float:
-        return after.get((name, ()), 0.0) - before.get((name, ()), 0.0)
-
-    packets = grew("coplay_relayed_packets_total")
-    completed = summary.get("completed")
+    server = summary["server"] or {}   # the load tester's own /metrics figures over the run
+    packets = server.get("relayed_packets") or 0.0
+    relay_p99 = server.get("relay_seconds_p99")
     row = {
-        "mode": name, "participants": participants, "completed": completed if completed is not None
-        else after.get(("coplay_participants_completed_total", ()), math.nan),
-        "disconnects": grew("coplay_socket_disconnects_total"), "relayed": packets,
-        "relay_p99_ms": delta_p99(before, after, "coplay_relay_seconds") * 1000,
-        "client_rtt_p99_ms": client_rtt_p99(summary),
-        "cpu_us_per_packet": grew("coplay_process_cpu_seconds_total") / packets * 1e6 if packets else math.nan,
+        "mode": name, "participants": participants, "completed": summary["completed"],
+        "disconnects": server.get("socket_disconnects") or 0.0, "relayed": packets,
+        "relay_p99_ms": math.nan if relay_p99 is None else relay_p99 * 1000,
+        "client_rtt_p99_ms": summary["relay_rtt_ms"]["p99"],
+        "cpu_us_per_packet": server.get("cpu_us_per_relayed_packet") or math.nan,
         "wall_s": wall,
     }
     if profile is not None and profile.exists():

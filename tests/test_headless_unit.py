@@ -2,7 +2,6 @@
 MatchClient over the packet router, URL handling, and the load tester's URL refusal and summary."""
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from typing import Any
@@ -18,6 +17,7 @@ from game.games.pong import Pong
 from game.rng import Rng
 from netcode.client import MatchClient, RelayTransport
 from scenes.survey import Choice, FreeText, Likert, Survey
+from tests.server_fixtures import free_port
 
 # ----------------------------------------------------------------------------- survey answers
 
@@ -258,12 +258,6 @@ def test_loadtest_command_refuses_remote_with_status_2(capsys: pytest.CaptureFix
 
 
 # ----------------------------------------------------------------------------- without a server
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_participant_without_a_server_fails_cleanly_and_quickly() -> None:
