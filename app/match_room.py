@@ -13,7 +13,7 @@ from app.input_log import InconsistentInput, InputLog
 from app.metrics import Metrics
 from app.protocol import EpisodeDone, PacketEvent, ProtocolError
 from game.rng import Rng
-from game.spaces import Discrete, Space
+from game.spaces import Space
 from netcode import codec
 from netcode.errors import NetcodeError
 
@@ -86,7 +86,6 @@ class MatchRoom:
         self._rng = Rng(self.seed)
         self.log = InputLog(self.settings.players)
         self._owner = {p: seat for seat in self.seats.values() for p in seat.players}
-        self._int_range = {p: _int_range(space) for p, space in self.settings.action_spaces.items()}
 
     # ------------------------------------------------------------ episodes
 
@@ -167,10 +166,7 @@ class MatchRoom:
     def relay(self, sender: Seat, event: PacketEvent) -> None:
         """Check a packet from `sender`, log its inputs and checksums, and forward it.
 
-        Nothing changes unless the whole packet is valid. Actions already in the log are not
-        validated again (every packet resends the unacknowledged ones): an int equal to the
-        logged int was valid when it was logged; anything else is checked in full.
-        """
+        Nothing changes unless the whole packet is valid."""
         began = self.metrics.clock()
         if event.match != self.id:
             raise ProtocolError(f"packet for match {event.match!r}, but this seat is in match {self.id!r}")
@@ -193,7 +189,7 @@ class MatchRoom:
             if start + len(actions) > limit:
                 raise ProtocolError(f"inputs of {player!r} reach frame {start + len(actions)}, more than "
                                     f"{MAX_AHEAD_SECONDS} s past the last frame every seat has sent ({self.log.complete})")
-            self._check_actions(player, start, actions)
+            self._check_actions(player, actions)
         try:
             for player, (start, actions) in inputs.items():
                 self.log.add(player, start, actions)
@@ -215,19 +211,11 @@ class MatchRoom:
                                               "data": event.data})
         self.metrics.relayed(len(event.data), began)
 
-    def _check_actions(self, player: str, start: int, actions: list[Any]) -> None:
-        """Raise ProtocolError unless every action is in `player`'s action space (see `relay`)."""
-        known = self.log.actions[player]
-        known_upto = len(known)
-        int_range = self._int_range[player]
-        for offset, action in enumerate(actions):
-            if type(action) is int:
-                frame = start + offset
-                if frame < known_upto and type(known[frame]) is int and known[frame] == action:
-                    continue  # a resend of a logged action
-                if int_range is not None and int_range[0] <= action < int_range[1]:
-                    continue
-            reason = self.settings.action_spaces[player].why_not(action)
+    def _check_actions(self, player: str, actions: list[Any]) -> None:
+        """Raise ProtocolError unless every action is in `player`'s action space."""
+        space = self.settings.action_spaces[player]
+        for action in actions:
+            reason = space.why_not(action)
             if reason:
                 raise ProtocolError(f"action of {player!r} is not in the game's action space: {reason}")
 
@@ -278,10 +266,3 @@ class MatchRoom:
         for seat in list(self.seats.values()):
             if seat.kind == HUMAN and not seat.gone and seat.done is None and now - seat.last_heard > silent_after_s:
                 self.seat_lost(seat, "silent")
-
-
-def _int_range(space: Space) -> tuple[int, int] | None:
-    """[low, high) when the space is exactly the ints of a Discrete, for a fast membership test."""
-    if type(space) is Discrete:
-        return space.start, space.start + space.n
-    return None

@@ -52,12 +52,6 @@ def decode(data: str | bytes) -> dict[str, Any]:
 
 def validate(packet: Any) -> None:
     """Raise NetcodeError("invalid_packet") unless `packet` is a well-formed packet."""
-    if not _input_ok(packet):  # the common case, checked in one pass; anything else gets the full check
-        validate_fully(packet)
-
-
-def validate_fully(packet: Any) -> None:
-    """`validate` without its fast path for input packets (the same verdicts and messages)."""
     if not isinstance(packet, dict):
         raise _bad(f"a packet must be a JSON object, got {type(packet).__name__}")
     if packet.get("v") != PROTOCOL_VERSION:
@@ -95,57 +89,6 @@ def validate_fully(packet: Any) -> None:
         if not (isinstance(check, list) and len(check) == 2 and _is_frame(check[0])
                 and isinstance(check[1], str) and 0 < len(check[1]) <= 64):
             raise _bad(f"checks entry {check!r:.40} must be [frame, checksum string]")
-
-
-_INPUT_FIELDS = frozenset({"v", "kind", "frame", "adv", "t", "echo", "hold", "inputs", "ack", "checks", "gone"})
-_NUMBERS = (int, float)
-
-
-def _input_ok(packet: Any) -> bool:
-    """True when `packet` is a well-formed input packet: exactly what `validate` accepts for
-    kind "input", without building anything (the relay and every peer run this per packet)."""
-    if type(packet) is not dict or packet.get("kind") != "input" or packet.get("v") != PROTOCOL_VERSION:
-        return False
-    if not packet.keys() <= _INPUT_FIELDS:
-        return False
-    for key in ("t", "adv", "echo", "hold"):
-        value = packet.get(key)
-        if type(value) not in _NUMBERS or not -1e15 < value < 1e15:
-            return False
-    frame = packet.get("frame")
-    if type(frame) is not int or not 0 <= frame < MAX_FRAME:
-        return False
-    for key, low in (("ack", -1), ("gone", 0)):
-        value = packet.get(key)
-        if type(value) is not dict or len(value) > MAX_PLAYERS:
-            return False
-        for player, frame in value.items():
-            if (type(player) is not str or not 0 < len(player) <= _ID_MAX_LEN
-                    or type(frame) is not int or not low <= frame < MAX_FRAME):
-                return False
-    inputs = packet.get("inputs")
-    if type(inputs) is not dict or len(inputs) > MAX_PLAYERS:
-        return False
-    for player, entry in inputs.items():
-        if type(player) is not str or not 0 < len(player) <= _ID_MAX_LEN:
-            return False
-        if type(entry) is not list or len(entry) != 2:
-            return False
-        start, actions = entry
-        if type(start) is not int or not 0 <= start < MAX_FRAME or type(actions) is not list \
-                or len(actions) > MAX_INPUTS_PER_PLAYER:
-            return False
-    checks = packet.get("checks")
-    if type(checks) is not list or len(checks) > MAX_CHECKS:
-        return False
-    for check in checks:
-        if type(check) is not list or len(check) != 2:
-            return False
-        frame, checksum = check
-        if type(frame) is not int or not 0 <= frame < MAX_FRAME or type(checksum) is not str \
-                or not 0 < len(checksum) <= 64:
-            return False
-    return True
 
 
 def _bad(message: str) -> NetcodeError:
