@@ -69,7 +69,6 @@ class Hub(MatchHost):
         self.ended_matches: deque[str] = deque(maxlen=1024)
         self._last_waiting_update = 0.0
         self.metrics = services.metrics
-        self._ready_at: dict[str, float] = {}
         self.metrics.sockets_connected.set_function(lambda: len(self.participant_of))
         self.metrics.matches_active.set_function(lambda: len(self.matches))
 
@@ -101,7 +100,6 @@ class Hub(MatchHost):
             if participant is None or self.sid_of.get(participant) != sid:
                 return
             del self.sid_of[participant]
-            self._ready_at.pop(participant, None)
             self.store.log_event("disconnect", {"sid": sid}, participant_id=participant)
             for room in self.rooms.values():
                 room.leave(participant)
@@ -149,7 +147,6 @@ class Hub(MatchHost):
             wait = scene.waiting_room
             room = self.rooms[scene.id] = WaitingRoom(scene.id, len(scene.humans), wait.timeout_s, wait.on_timeout)
         room.join(participant, self.services.now())
-        self._ready_at.setdefault(participant, self.metrics.clock())
         self.store.log_event("waiting", {"scene": scene.id}, participant_id=participant)
         self._poll_room(room)
         if participant in room.waiting:
@@ -204,7 +201,6 @@ class Hub(MatchHost):
             if isinstance(action, StartMatch):
                 self._start_match(room.scene_id, action)
             elif isinstance(action, TimedOut):
-                self._ready_at.pop(action.participant, None)
                 self.store.log_event("waiting_timeout", {"scene": room.scene_id}, participant_id=action.participant)
                 self.flow.set_outcome(action.participant, "waiting_timeout")
                 self._send_scene(action.participant)
@@ -261,11 +257,8 @@ class Hub(MatchHost):
                          metrics=self.metrics)
         self.matches[match_id] = room
         self.metrics.matches_started.inc()
-        started = self.metrics.clock()
-        for participant in start.participants:
-            ready_at = self._ready_at.pop(participant, None)
-            if ready_at is not None:
-                self.metrics.waiting_seconds.observe(started - ready_at)
+        for waited in start.waited_s:
+            self.metrics.waiting_seconds.observe(waited)
         for seat in seats.values():
             if seat.participant is not None:
                 self.seat_of[seat.participant] = (room, seat)

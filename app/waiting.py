@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 class StartMatch:
     participants: tuple[str, ...]
     fill_with_ai: int  # empty human seats an AI takes
+    waited_s: tuple[float, ...] = field(default=(), compare=False)  # how long each participant waited
 
 
 @dataclass(frozen=True)
@@ -43,14 +44,14 @@ class WaitingRoom:
         actions: list[StartMatch | TimedOut] = []
         while len(self.waiting) >= self.needed:
             group = tuple(list(self.waiting)[: self.needed])
-            for participant in group:
-                del self.waiting[participant]
-            actions.append(StartMatch(group, 0))
+            waited = tuple(now - self.waiting.pop(participant) for participant in group)
+            actions.append(StartMatch(group, 0, waited))
         expired = [p for p, since in self.waiting.items() if now - since >= self.timeout_s]
         if expired and self.on_timeout == "ai":
             group = tuple(self.waiting)
+            waited = tuple(now - since for since in self.waiting.values())
             self.waiting.clear()
-            actions.append(StartMatch(group, self.needed - len(group)))
+            actions.append(StartMatch(group, self.needed - len(group), waited))
         else:
             for participant in expired:
                 del self.waiting[participant]

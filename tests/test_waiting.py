@@ -36,3 +36,14 @@ def test_joining_twice_keeps_the_first_arrival_and_leaving_removes() -> None:
     assert room.seconds_left("a", 25) == 5
     room.leave("a")
     assert room.poll(100) == []
+
+
+def test_a_started_match_says_how_long_each_participant_waited() -> None:
+    room = WaitingRoom("m", needed=2, timeout_s=30, on_timeout="ai")
+    room.join("a", 1.0)
+    room.join("b", 4.0)
+    [start] = room.poll(6.0)
+    assert start.participants == ("a", "b") and start.waited_s == (5.0, 2.0)
+    room.join("c", 10.0)
+    [start] = room.poll(40.0)   # timed out: an AI fills the other seat
+    assert start.participants == ("c",) and start.fill_with_ai == 1 and start.waited_s == (30.0,)
