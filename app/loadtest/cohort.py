@@ -20,7 +20,7 @@ from typing import Any
 
 from app.headless import HeadlessParticipant, ParticipantResult
 from app.headless_link import ShapedLink
-from app.loadtest.summary import failure_reason, result_from_json
+from app.loadtest.summary import outcome_counts, result_from_json
 
 PROGRESS_SECONDS = 0.5       # how often a worker reports its phase counts
 READY_TIMEOUT_SECONDS = 120  # a worker process must have imported everything by then
@@ -42,18 +42,6 @@ class CohortOptions:
     policy: str = "random"
     timeout: float = 300.0          # per participant
     profile: str | None = None      # client-side network shaping
-
-
-def tally(results: dict[int, ParticipantResult]) -> dict[str, int]:
-    """Running counts of finished participants for the progress line."""
-    out = {"completed": 0, "failed": 0, "dropped": 0, "disconnects": 0, "desyncs": 0}
-    for r in results.values():
-        out["completed"] += r.completed
-        out["dropped"] += r.dropped and not r.completed
-        out["failed"] += failure_reason(r) is not None
-        out["disconnects"] += r.reason.startswith("disconnected")
-        out["desyncs"] += len(r.desyncs)
-    return out
 
 
 class ThreadCohort:
@@ -108,7 +96,7 @@ class ThreadCohort:
         return counts
 
     def tallies(self) -> dict[str, int]:
-        return tally(dict(self.results))
+        return outcome_counts(list(self.results.values()))
 
     def alive(self) -> bool:
         return any(t.is_alive() for t in self._threads)

@@ -46,6 +46,18 @@ def failure_reason(result: ParticipantResult) -> str | None:
     return None
 
 
+def outcome_counts(results: Iterable[ParticipantResult]) -> dict[str, int]:
+    """completed, failed, dropped (on purpose), disconnects and desyncs over `results`."""
+    out = {"completed": 0, "failed": 0, "dropped": 0, "disconnects": 0, "desyncs": 0}
+    for r in results:
+        out["completed"] += r.completed
+        out["failed"] += failure_reason(r) is not None
+        out["dropped"] += r.dropped and not r.completed
+        out["disconnects"] += r.reason.startswith("disconnected")
+        out["desyncs"] += len(r.desyncs)
+    return out
+
+
 def _count(keys: Iterable[str]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for key in keys:
@@ -70,20 +82,21 @@ def summarise(url: str, results: Sequence[ParticipantResult], wall: float,
     first_frame = [w for r in results for w in r.first_frame_seconds]
     rtt = [x for r in results for x in r.relay_rtt_ms]
     seat_changes = [d for r in results for d in r.disconnects if d.get("source") == "server"]
+    counts = outcome_counts(results)
     summary: dict[str, Any] = {
         "url": url,
         "participants": len(results),
-        "completed": sum(r.completed for r in results),
+        "completed": counts["completed"],
         "failed": len(failures),
-        "dropped": sum(r.dropped and not r.completed for r in results),
+        "dropped": counts["dropped"],
         "failures": failures,
         "failure_reasons": _count(f["reason"] for f in failures),
         "outcomes": _count(str(r.outcome) for r in results if r.completed),
         "matches": len({m["match"] for r in results for m in r.matches}),
         "match_ends": _count(str(m.get("reason")) for r in results for m in r.matches),  # per participant-match
         "episodes": sum(1 for r in results for e in r.episodes if e["status"] == "done"),
-        "desyncs": sum(len(r.desyncs) for r in results),
-        "disconnects": sum(r.reason.startswith("disconnected") for r in results),
+        "desyncs": counts["desyncs"],
+        "disconnects": counts["disconnects"],
         "partner_drops": len(seat_changes),
         "partner_drops_by": _count(str(d.get("by")) for d in seat_changes),
         "errors": sum(len(r.errors) for r in results),
