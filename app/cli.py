@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from app.asyncmode import patch_for_server
+from app.web.asyncmode import patch_for_server
 
 patch_for_server(sys.argv[1:])  # must run before anything else imports socket or threading
 

@@ -50,19 +50,19 @@ EXPERIMENT = Experiment(id="async-bench", scenes=[
 
 PROFILED_SERVER = '''
 import cProfile, os, signal, sys
-import app.asyncmode
+import app.web.asyncmode
 out, baseline, argv = sys.argv[1], sys.argv[2] == "baseline", sys.argv[3:]
 if baseline:  # the relay path as it was: eventlet's own WebSocket unmasking, packets through Flask-SocketIO
-    app.asyncmode.speed_up_eventlet_websocket = lambda: None
-app.asyncmode.patch_for_server(argv)
+    app.web.asyncmode.speed_up_eventlet_websocket = lambda: None
+app.web.asyncmode.patch_for_server(argv)
 if baseline:
-    import app.server
-    _create = app.server.create_server
+    import app.web.server
+    _create = app.web.server.create_server
     def create_server(*args, **kwargs):
         made = _create(*args, **kwargs)
         made[1].server.handlers["/"].pop("packet")
         return made
-    app.server.create_server = create_server
+    app.web.server.create_server = create_server
 profiler = cProfile.Profile()
 def stop(*_):
     profiler.disable()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.chromium import CHROMIUM, CHROMIUM_FLAGS  # noqa: E402
+from app.loadtest.chromium import CHROMIUM, CHROMIUM_FLAGS  # noqa: E402
 from tests.server_fixtures import Server, pid  # noqa: E402
 
 # Runs in a page on the server's origin: start a worker, time INIT and LOAD, then time

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.export import export  # noqa: E402
+from app.analysis.export import export  # noqa: E402
 from tests.export_fixtures import PLAYERS, record  # noqa: E402
 
 

@@ -25,9 +25,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from app.match_room import HUMAN, MatchRoom, MatchSettings, Seat  # noqa: E402
-from app.protocol import PacketEvent  # noqa: E402
-from app.recording import RecordingWriter, make_header  # noqa: E402
+from app.live.match_room import HUMAN, MatchRoom, MatchSettings, Seat  # noqa: E402
+from app.live.protocol import PacketEvent  # noqa: E402
+from app.data.recording import RecordingWriter, make_header  # noqa: E402
 from game.games.pong import Pong  # noqa: E402
 from game.rng import Rng  # noqa: E402
 from game.spaces import Discrete  # noqa: E402
@@ -91,7 +91,7 @@ def packets(count: int, window: int) -> list[tuple[str, PacketEvent]]:
 
 
 class NoMetrics:
-    """Stands in for app.metrics.Metrics, to show what the relay's own figures cost."""
+    """Stands in for app.live.metrics.Metrics, to show what the relay's own figures cost."""
 
     class _Histogram:
         @staticmethod

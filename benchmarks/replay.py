@@ -1,7 +1,7 @@
 """Replay speed: how many times faster than real time a recorded match re-simulates and verifies.
 
 Records ten minutes of each reference game (seeded random inputs, checksums every 10
-frames, as the server records), then times `app.replay.replay` on it.
+frames, as the server records), then times `app.analysis.replay.replay` on it.
 
     python benchmarks/replay.py [--minutes M]
 """
@@ -17,8 +17,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.recording import RecordingWriter, make_header  # noqa: E402
-from app.replay import replay  # noqa: E402
+from app.data.recording import RecordingWriter, make_header  # noqa: E402
+from app.analysis.replay import replay  # noqa: E402
 from game.env import action_space_for  # noqa: E402
 from game.hashing import state_hash  # noqa: E402
 from game.policies import RandomPolicy  # noqa: E402
@@ -30,7 +30,7 @@ GAMES = {
 
 
 def record(path: Path, spec: str, config: dict[str, Any], fps: int, frames: int) -> None:
-    from app.loading import load_class
+    from game.loader import load_class
 
     cls = load_class(spec)
     env = cls(config)

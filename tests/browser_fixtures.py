@@ -5,7 +5,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from app.chromium import CHROMIUM, CHROMIUM_FLAGS
+from app.loadtest.chromium import CHROMIUM, CHROMIUM_FLAGS
 
 __all__ = ["CHROMIUM", "CHROMIUM_FLAGS", "LONG_TASKS_SCRIPT", "Participant", "open_participant"]
 # Collects the main thread's long tasks (PerformanceObserver) from the very start of the page.

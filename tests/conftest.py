@@ -6,8 +6,8 @@ from typing import Any, Iterator
 
 import pytest
 
-from app.pyodide_node import PyodideNode, node_executable
-from app.chromium import CHROMIUM, CHROMIUM_FLAGS
+from app.pyodide.node import PyodideNode, node_executable
+from app.loadtest.chromium import CHROMIUM, CHROMIUM_FLAGS
 
 
 @pytest.fixture(scope="session")

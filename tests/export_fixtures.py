@@ -6,7 +6,7 @@ import random
 import sys
 from pathlib import Path
 
-from app.recording import RecordingWriter, make_header, recording_path
+from app.data.recording import RecordingWriter, make_header, recording_path
 from game.games.pong import Pong
 
 GAME = "game.games.pong:Pong"

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from app.headless import HeadlessParticipant, ParticipantResult
-from app.replay import ReplayResult, replay
+from app.participant.headless import HeadlessParticipant, ParticipantResult
+from app.analysis.replay import ReplayResult, replay
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from app.admin import ENV_VAR, AdminTokenError, admin_token, generated_secret, is_admin, token_location
-from app.server import secret_key
+from app.web.admin import ENV_VAR, AdminTokenError, admin_token, generated_secret, is_admin, token_location
+from app.web.server import secret_key
 
 
 @pytest.fixture(autouse=True)

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from app.headless import HeadlessParticipant
-from app.metrics import CONTENT_TYPE, histogram_buckets, parse_metrics
+from app.participant.headless import HeadlessParticipant
+from app.live.metrics import CONTENT_TYPE, histogram_buckets, parse_metrics
 from tests.server_fixtures import Server, pid, run_together
 
 EXPERIMENT = '''
@@ -65,7 +65,7 @@ def test_a_short_match_completes_and_metrics_show_it(mode: str, tmp_path: Path) 
 
 
 def test_fast_websocket_mask_matches_eventlets_definition() -> None:
-    from app.asyncmode import apply_mask
+    from app.web.asyncmode import apply_mask
 
     def reference(data: bytes, mask: bytes, length: int | None = None, offset: int = 0) -> bytes:
         length = len(data) if length is None else length

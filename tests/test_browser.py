@@ -8,8 +8,8 @@ from typing import Any, Iterator
 
 import pytest
 
-from app.headless import HeadlessParticipant
-from app.recording import read_recording
+from app.participant.headless import HeadlessParticipant
+from app.data.recording import read_recording
 from tests.browser_fixtures import Participant, open_participant
 from tests.server_fixtures import Server, pid, replay_recording
 

@@ -1,4 +1,4 @@
-"""The game bundle the browser worker LOADs (app/bundle.py): what goes in, the spec -> module
+"""The game bundle the browser worker LOADs (app/pyodide/bundle.py): what goes in, the spec -> module
 mapping, the refusals, and that its files alone import and play in a fresh Python."""
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from app.bundle import BundleError, build_bundle, encode_bundle, package_files
-from app.demo_experiment import EXPERIMENT as DEMO
-from app.loading import load_class
-from app.server import GameResolver
+from app.pyodide.bundle import BundleError, build_bundle, encode_bundle, package_files
+from app.commands.demo_experiment import EXPERIMENT as DEMO
+from game.loader import load_class
+from app.web.server import GameResolver
 from scenes import End, Experiment, Match
 from tests.server_fixtures import ROOT, free_port
 
@@ -267,7 +267,7 @@ def test_the_bundle_alone_imports_and_plays_in_a_fresh_python(tmp_path: Path) ->
 
 
 def test_package_files_is_what_pyodide_node_uses() -> None:
-    from app import pyodide_node
+    from app.pyodide import node as pyodide_node
 
     assert pyodide_node.package_files is package_files
     assert package_files() == bundle_for(DEMO)[0]["files"]

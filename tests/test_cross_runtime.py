@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from app.pyodide_node import (
+from app.pyodide.node import (
     REPO_ROOT, PyodideError, PyodideNode, PyodideUnavailable, node_executable, package_files,
 )
 

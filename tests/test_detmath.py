@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 import pytest
 
-from app.pyodide_node import PyodideNode
+from app.pyodide.node import PyodideNode
 from game import detmath
 
 INF = math.inf

@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from app.export import export
-from app.recording import RecordingWriter, make_header, recording_path
-from app.store import DATABASE_NAME, Store
+from app.analysis.export import export
+from app.data.recording import RecordingWriter, make_header, recording_path
+from app.data.store import DATABASE_NAME, Store
 from game.games.pong import Pong
 from game.hashing import state_hash
 

@@ -8,10 +8,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from app import export as export_module
-from app.export import export
-from app.export_columns import Table, write_table
-from app.export_spool import StepSpool, write_steps
+from app.analysis import export as export_module
+from app.analysis.export import export
+from app.analysis.export_columns import Table, write_table
+from app.analysis.export_spool import StepSpool, write_steps
 from tests.export_fixtures import PLAYERS, record
 
 LEADING = ["experiment", "episode", "frame"]
@@ -58,7 +58,7 @@ def same_parquet(a: Path, b: Path) -> None:
 @pytest.mark.parametrize("rows", ["mixed", "none"])
 def test_the_spool_writes_what_the_in_memory_writer_writes(tmp_path: Path, rows: str,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("app.export_spool.ROW_GROUP", 3)  # parquet in two row groups, typed as the whole column
+    monkeypatch.setattr("app.analysis.export_spool.ROW_GROUP", 3)  # parquet in two row groups, typed as the whole column
     spool = spooled(tmp_path) if rows == "mixed" else StepSpool(str(tmp_path), LEADING).open()
     try:
         if rows == "mixed":

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from app.commands import loadtest
-from app.headless import HeadlessParticipant, ParticipantResult
-from app.headless_answers import Policy, generate_answers
-from app.headless_io import PacketRouter, split_url
+from app.participant.headless import HeadlessParticipant, ParticipantResult
+from app.participant.answers import Policy, generate_answers
+from app.participant.socket_client import PacketRouter, split_url
 from game.games.cooking import Cooking
 from game.games.pong import Pong
 from game.rng import Rng

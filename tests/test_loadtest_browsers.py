@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from app.chromium import CHROMIUM
-from app.loadtest_browsers import failure_reason, page_url, pyodide_start_seconds, run_in_background
+from app.loadtest.chromium import CHROMIUM
+from app.loadtest.browsers import failure_reason, page_url, pyodide_start_seconds, run_in_background
 from tests.server_fixtures import Server
 
 EXPERIMENT = '''
@@ -68,7 +68,7 @@ def test_without_playwright_the_cli_exits_2_with_a_clear_message(monkeypatch: py
 
 
 def test_the_printed_line_gives_the_median_and_max_start_and_counts_failures() -> None:
-    from app.loadtest_browsers import format_browsers
+    from app.loadtest.browsers import format_browsers
 
     text = format_browsers({"pages": 3, "completed": 2, "disconnects": 1, "pyodide_start_seconds": [5.0, 6.0],
                             "failures": [{"page": 2, "reason": "timeout (no match started)"}]})

@@ -14,7 +14,7 @@ import pytest
 
 from app.commands.loadtest import run_loadtest
 from app.loadtest.arrival import parse_arrival
-from app.store import DATABASE_NAME, Store
+from app.data.store import DATABASE_NAME, Store
 from tests.server_fixtures import ROOT, Server, replay_recording
 from tests.test_server_e2e import SHORT_EXPERIMENT   # consent, page, survey, 2 short Pong episodes, end
 

@@ -1,12 +1,12 @@
-"""The load-test HTML report (app/loadtest_report.py) and its SVG charts (app/svg_charts.py)."""
+"""The load-test HTML report (app/loadtest/report.py) and its SVG charts (app/loadtest/charts.py)."""
 from __future__ import annotations
 
 import re
 from pathlib import Path
 from typing import Any
 
-from app.loadtest_report import render_report, verdict, write_report
-from app.svg_charts import histogram_chart, histogram_counts, nice_ticks, percentile
+from app.loadtest.report import render_report, verdict, write_report
+from app.loadtest.charts import histogram_chart, histogram_counts, nice_ticks, percentile
 
 
 def full_summary() -> dict[str, Any]:

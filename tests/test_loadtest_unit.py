@@ -7,13 +7,13 @@ import statistics
 import pytest
 
 from app.cli import main
-from app.headless import ParticipantResult
-from app.headless_link import LinkShaper, ShapedLink
+from app.participant.headless import ParticipantResult
+from app.participant.link import LinkShaper, ShapedLink
 from app.loadtest.arrival import Arrival, arrival_offsets, parse_arrival
 from app.loadtest.run import LoadtestPlan
 from app.loadtest.server_metrics import MetricsUnavailable, ServerMetrics
 from app.loadtest.summary import distribution, result_from_json, summarise
-from app.metrics import parse_metrics
+from app.live.metrics import parse_metrics
 from game.rng import Rng
 from netcode.sim import PROFILES, NetworkProfile
 

@@ -11,10 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.input_log import InconsistentInput, InputLog
-from app.match_room import HUMAN, MatchRoom, MatchSettings, Seat
-from app.protocol import EpisodeDone, PacketEvent, ProtocolError
-from app.recording import RecordingWriter, make_header, read_recording
+from app.live.input_log import InconsistentInput, InputLog
+from app.live.match_room import HUMAN, MatchRoom, MatchSettings, Seat
+from app.live.protocol import EpisodeDone, PacketEvent, ProtocolError
+from app.data.recording import RecordingWriter, make_header, read_recording
 from game.games.pong import Pong
 from game.spaces import Discrete
 

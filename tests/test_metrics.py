@@ -1,11 +1,11 @@
-"""The Prometheus registry (app/metrics.py): text format, parsing back, process figures."""
+"""The Prometheus registry (app/live/metrics.py): text format, parsing back, process figures."""
 from __future__ import annotations
 
 import math
 
 import pytest
 
-from app.metrics import (
+from app.live.metrics import (
     Metrics, Registry, histogram_buckets, histogram_quantile, parse_metrics, process_cpu_seconds,
     process_open_fds, process_resident_bytes,
 )

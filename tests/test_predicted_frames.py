@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.match_room import HUMAN, MatchRoom, MatchSettings, Seat
-from app.predicted import PredictedLookup
-from app.protocol import EpisodeDone, ProtocolError, parse_episode_done
-from app.recording import Recording, RecordingWriter, make_header, read_recording
+from app.live.match_room import HUMAN, MatchRoom, MatchSettings, Seat
+from app.analysis.predicted import PredictedLookup
+from app.live.protocol import EpisodeDone, ProtocolError, parse_episode_done
+from app.data.recording import Recording, RecordingWriter, make_header, read_recording
 from game.games.pong import Pong
 from game.spaces import Discrete
 from netcode.frame_ranges import MAX_REPORTED_RANGES, FrameRanges, within_report_limit
@@ -269,8 +269,8 @@ EXPERIMENT = Experiment(id="predicted", scenes=[
 def test_a_relayed_match_exports_which_inputs_the_other_seat_predicted(tmp_path: Path) -> None:
     import csv
 
-    from app.export import export
-    from app.headless import HeadlessParticipant
+    from app.analysis.export import export
+    from app.participant.headless import HeadlessParticipant
     from tests.server_fixtures import Server, pid, run_together
 
     (tmp_path / "experiment.py").write_text(PREDICTED_EXPERIMENT)

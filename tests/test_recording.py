@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from app import recording as recording_module
-from app.recording import (
+from app.data import recording as recording_module
+from app.data.recording import (
     FORMAT_VERSION,
     RecordingError,
     RecordingWriter,
@@ -23,7 +23,7 @@ from app.recording import (
     read_recording,
     recording_path,
 )
-from app.store import Store, database_path
+from app.data.store import Store, database_path
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = "class Pong:\n    players = ('left', 'right')\n"
@@ -262,8 +262,8 @@ def test_threads_share_one_writer(tmp_path: Path) -> None:
 
 CHILD = """
 import sys
-from app.recording import RecordingWriter, make_header
-from app.store import Store
+from app.data.recording import RecordingWriter, make_header
+from app.data.store import Store
 store = Store(sys.argv[1])
 writer = RecordingWriter(sys.argv[2], make_header(
     match="m1", experiment="exp", scene="match1", created_at="2024-05-01T12:00:00+00:00", game="pong.py:Pong",

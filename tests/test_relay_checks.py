@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from app.protocol import PacketEvent, ProtocolError
+from app.live.protocol import PacketEvent, ProtocolError
 from tests.test_match_room import make_room, packet
 
 

@@ -11,7 +11,7 @@ from typing import Callable
 import pytest
 
 from app.cli import main
-from app.recording import RecordingWriter, make_header
+from app.data.recording import RecordingWriter, make_header
 from game.games.pong import Pong
 from game.hashing import state_hash
 from game.policies import RandomPolicy

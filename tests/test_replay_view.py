@@ -10,9 +10,9 @@ from typing import Any, Iterator
 import pytest
 import requests
 
-from app.headless import HeadlessParticipant
-from app.recording import read_recording
-from app.replay import episode_lengths
+from app.participant.headless import HeadlessParticipant
+from app.data.recording import read_recording
+from app.analysis.replay import episode_lengths
 from game.games.pong import Pong
 from tests.server_fixtures import Server, pid, run_together
 

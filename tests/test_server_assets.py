@@ -11,7 +11,7 @@ from typing import Any, Iterator
 import pytest
 import requests
 
-from app.headless import HeadlessParticipant
+from app.participant.headless import HeadlessParticipant
 from tests.server_fixtures import ROOT, Server, pid
 
 GAME = '''

@@ -17,8 +17,8 @@ import socketio
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from app.headless import HeadlessParticipant
-from app.recording import read_recording
+from app.participant.headless import HeadlessParticipant
+from app.data.recording import read_recording
 from tests.server_fixtures import Server, pid, replay_recording, run_together
 
 ROBUST_EXPERIMENT = '''

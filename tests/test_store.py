@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from app.store import SCHEMA_VERSION, Store, database_path
+from app.data.store import SCHEMA_VERSION, Store, database_path
 
 START = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 

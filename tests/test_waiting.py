@@ -1,7 +1,7 @@
 """Waiting rooms group participants and handle timeouts."""
 from __future__ import annotations
 
-from app.waiting import StartMatch, TimedOut, WaitingRoom
+from app.live.waiting import StartMatch, TimedOut, WaitingRoom
 
 
 def test_a_match_starts_when_enough_are_there_in_arrival_order() -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from app.pyodide_node import REPO_ROOT, SETUP_HINT, node_executable, package_files, pyodide_dir
+from app.pyodide.node import REPO_ROOT, SETUP_HINT, node_executable, package_files, pyodide_dir
 
 pytestmark = pytest.mark.skipif(node_executable() is None, reason="node is not on PATH")
 

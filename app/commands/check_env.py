@@ -22,8 +22,8 @@ import sys
 import traceback
 from pathlib import Path
 
-from app.loading import LoadError, load_class, parse_config
-from app.pyodide_node import PyodideError, PyodideNode, PyodideUnavailable
+from game.loader import LoadError, load_class, parse_config
+from app.pyodide.node import PyodideError, PyodideNode, PyodideUnavailable
 from game.checker import CheckReport, EnvCheckError, check_env, trajectory_checksums
 from game.trajectory import first_divergence
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from app.export import FORMATS, ExportError, export, summary_lines
+from app.analysis.export import FORMATS, ExportError, export, summary_lines
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -1,6 +1,6 @@
 """`coplay loadtest URL`: many headless participants through the full flow, then a report.
 
-Each participant (app/headless.py) enters with its own PROLIFIC_PID, answers every
+Each participant (app/participant/headless.py) enters with its own PROLIFIC_PID, answers every
 scene, waits to be matched and plays its matches with the real netcode and random
 inputs, relayed by the server. They arrive all at once (`--arrival burst`), evenly over
 some seconds (`ramp:SECONDS`) or as a Poisson process (`poisson:RATE`), run as threads
@@ -144,9 +144,9 @@ class ProgressPrinter:
 
 
 def write_outputs(summary: dict[str, Any], json_path: str | None, report_dir: str | None) -> None:
-    """The HTML report (app.loadtest_report) into `report_dir`, then the JSON summary."""
+    """The HTML report (app.loadtest.report) into `report_dir`, then the JSON summary."""
     if report_dir:
-        from app.loadtest_report import write_report
+        from app.loadtest.report import write_report
 
         summary["report"] = str(write_report(summary, report_dir))
     if json_path:
@@ -161,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     join_browsers = None
     if getattr(args, "browsers", 0):
-        from app.loadtest_browsers import BrowsersUnavailable, run_in_background
+        from app.loadtest.browsers import BrowsersUnavailable, run_in_background
 
         try:
             if args.browsers < 0:
@@ -180,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
         if printer is not None:
             printer.end()
     if join_browsers is not None:
-        from app.loadtest_browsers import format_browsers
+        from app.loadtest.browsers import format_browsers
 
         summary["browsers"] = join_browsers()
     write_outputs(summary, args.json, args.report)

@@ -7,9 +7,9 @@ import sys
 import time
 from typing import Any
 
-from app.loading import LoadError, load_class
-from app.recording import RecordingError, read_recording
-from app.replay import ReplayError, diff_states, recorded_game, replay, resolve_game, state_at, summary
+from game.loader import LoadError, load_class
+from app.data.recording import RecordingError, read_recording
+from app.analysis.replay import ReplayError, diff_states, recorded_game, replay, resolve_game, state_at, summary
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -92,7 +92,7 @@ result = {e: trajectory_hashes(cls(data["config"]), ep["seed"], data["players"],
 
 def compare_runtimes(recording: Any, game_class: type) -> int:
     """Re-simulate every frame in Pyodide and in CPython with the recorded source; 1 at the first difference."""
-    from app.pyodide_node import PyodideError, PyodideNode, PyodideUnavailable
+    from app.pyodide.node import PyodideError, PyodideNode, PyodideUnavailable
     from game.trajectory import first_divergence, trajectory_hashes
 
     header = recording.header

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 
-from app.asyncmode import ASYNC_MODES, requested_mode
+from app.web.asyncmode import ASYNC_MODES, requested_mode
 from scenes import Experiment, ExperimentError
 
 
@@ -40,7 +40,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def _pyodide_url(text: str) -> str:
-    from app.assets import check_pyodide_url
+    from app.web.assets import check_pyodide_url
 
     try:
         return check_pyodide_url(text)
@@ -75,14 +75,14 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from app.demo_experiment import EXPERIMENT
+    from app.commands.demo_experiment import EXPERIMENT
 
     return _serve(EXPERIMENT, args, None)
 
 
 def _serve(experiment: Experiment, args: argparse.Namespace, experiment_file: str | None) -> int:
-    from app.admin import AdminTokenError
-    from app.server import ServerOptions, serve
+    from app.web.admin import AdminTokenError
+    from app.web.server import ServerOptions, serve
 
     try:
         options = ServerOptions(async_mode=args.async_mode, experiment_file=experiment_file,

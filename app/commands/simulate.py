@@ -5,7 +5,7 @@ import argparse
 import json
 import time
 
-from app.loading import LoadError, load_class, parse_config
+from game.loader import LoadError, load_class, parse_config
 from netcode.errors import NetcodeError
 from netcode.sim import PROFILES
 from netcode.simmatch import run_sim_match

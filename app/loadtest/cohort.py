@@ -18,8 +18,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from app.headless import HeadlessParticipant, ParticipantResult
-from app.headless_link import ShapedLink
+from app.participant.headless import HeadlessParticipant, ParticipantResult
+from app.participant.link import ShapedLink
 from app.loadtest.summary import outcome_counts, result_from_json
 
 PROGRESS_SECONDS = 0.5       # how often a worker reports its phase counts

@@ -12,8 +12,8 @@ import statistics
 from dataclasses import fields
 from typing import Any, Iterable, Mapping, Sequence
 
-from app.headless import ParticipantResult
-from app.svg_charts import percentile   # linear interpolation, as the report uses
+from app.participant.headless import ParticipantResult
+from app.loadtest.charts import percentile   # linear interpolation, as the report uses
 
 MAX_SAMPLES = 20_000   # raw values kept per metric for the report
 

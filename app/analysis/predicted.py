@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from app.recording import Recording
+from app.data.recording import Recording
 
 
 @dataclass(frozen=True)

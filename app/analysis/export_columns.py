@@ -2,7 +2,7 @@
 
 A column's kind is the merge of its values' kinds (`value_kind`, `merge_kinds`,
 `column_kind`); `convert` and `typed_array` shape the values for the writers. The
-in-memory `write_table` (small tables) and the steps spool (app/export_spool.py) share
+in-memory `write_table` (small tables) and the steps spool (app/analysis/export_spool.py) share
 these, so a column is typed the same way whichever path writes it.
 """
 from __future__ import annotations

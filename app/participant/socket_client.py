@@ -9,7 +9,7 @@ from typing import Any
 import engineio
 import socketio
 
-from app.loading import load_class
+from game.loader import load_class
 from netcode.client import MatchClient
 
 MAX_STASHED_PACKETS = 4096   # packets kept for an episode whose match_start has not been handled yet

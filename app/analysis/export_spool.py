@@ -3,9 +3,9 @@
 `StepSpool` takes one episode's rows at a time and appends them to an anonymous temporary
 file (deleted when the spool closes, error or not), keeping only what the writers need up
 front: the columns in first-seen order and each column's merged kind (the same rule as
-`app.export_columns._typed`, merged row by row). `write_steps` then reads the file back:
+`app.analysis.export_columns._typed`, merged row by row). `write_steps` then reads the file back:
 
-- csv: row by row, the same bytes `app.export_columns.write_table` writes for the same rows;
+- csv: row by row, the same bytes `app.analysis.export_columns.write_table` writes for the same rows;
 - parquet: a `ParquetWriter` with the whole table's schema, `ROW_GROUP` rows at a time;
 - npz: one column at a time (one pass over the file each), `.npy` entries as `np.savez` makes.
 
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import IO, Any
 
-from app.export_columns import (ExportError, arrow_type, column_kind, convert, merge_kinds, typed_array,
+from app.analysis.export_columns import (ExportError, arrow_type, column_kind, convert, merge_kinds, typed_array,
                                 value_kind, write_csv)
 
 ROW_GROUP = 65_536  # parquet rows per row group, and rows converted at a time
@@ -84,7 +84,7 @@ class StepSpool:
         return [c for c in self._columns if c not in self._last] + seen_last
 
     def kind(self, column: str) -> str:
-        """The column's kind over every spooled row, as `app.export_columns._typed` decides it."""
+        """The column's kind over every spooled row, as `app.analysis.export_columns._typed` decides it."""
         return column_kind(self.kinds.get(column))
 
     def _declare(self, column: str) -> None:
@@ -145,7 +145,7 @@ class StepSpool:
 
 
 def write_steps(spool: StepSpool, stem: str, fmt: str) -> str:
-    """Write the spooled table to `stem.<fmt>` as `app.export_columns.write_table` would; returns the path."""
+    """Write the spooled table to `stem.<fmt>` as `app.analysis.export_columns.write_table` would; returns the path."""
     path = f"{stem}.{fmt}"
     columns = spool.columns
     if fmt == "csv":

@@ -34,11 +34,11 @@ from typing import Any, Callable
 
 from scenes.errors import ExperimentError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 BUNDLED_PACKAGES = ("game", "netcode")
 USER_DIR = "user"
 MAX_BUNDLE_BYTES = 16 * 1024 * 1024   # a browser downloads this before every first match
-# Modules that app.loading / the experiment loader name after a file they imported.
+# Modules that game.loader / the experiment loader name after a file they imported.
 USER_MODULE_PREFIX = "coplay_user_"
 EXPERIMENT_MODULE_PREFIX = "coplay_experiment_"
 
@@ -216,7 +216,7 @@ def build_bundle(experiment: Any, resolve_spec: Callable[[Any], str]) -> dict[st
     """The bundle for every Match of `experiment` (all arms).
 
     `resolve_spec(scene.game)` gives the spec as the server sends it in `match_start.game`
-    (app/server.py's `GameResolver.absolute`: a FILE.py made absolute, a class as module:qualname);
+    (app/web/server.py's `GameResolver.absolute`: a FILE.py made absolute, a class as module:qualname);
     `games` is keyed by exactly that. Raises BundleError when a game cannot be sent.
     """
     builder = _Builder()

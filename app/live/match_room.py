@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from app.input_log import InconsistentInput, InputLog
-from app.metrics import Metrics
-from app.protocol import EpisodeDone, PacketEvent, ProtocolError
+from app.live.input_log import InconsistentInput, InputLog
+from app.live.metrics import Metrics
+from app.live.protocol import EpisodeDone, PacketEvent, ProtocolError
 from game.rng import Rng
 from game.spaces import Space
 from netcode import codec

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from app.pyodide_node import node_modules_dir, pyodide_dir
+from app.pyodide.node import node_modules_dir, pyodide_dir
 
 DEFAULT_PYODIDE_URL = "/static/vendor/pyodide/"
 SOCKET_IO_FILES = ("socket.io.min.js", "socket.io.min.js.map")

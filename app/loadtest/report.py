@@ -14,7 +14,7 @@ from html import escape
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from app.svg_charts import Series, cdf_points, histogram_chart, line_chart, no_data, percentile
+from app.loadtest.charts import Series, cdf_points, histogram_chart, line_chart, no_data, percentile
 
 MAX_TABLE_ROWS = 60   # a chart's data table shows at most this many (evenly spaced) rows
 

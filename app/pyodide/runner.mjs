@@ -1,6 +1,6 @@
-// Runs Python snippets in Pyodide under Node, for app/pyodide_node.py.
+// Runs Python snippets in Pyodide under Node, for app/pyodide/node.py.
 //
-// Usage: node app/pyodide_runner.mjs PYODIDE_DIR
+// Usage: node app/pyodide/runner.mjs PYODIDE_DIR
 //
 // PYODIDE_DIR is the local node_modules/pyodide folder; it is the indexURL, so
 // nothing is fetched from a CDN. Protocol, one JSON object per line:
@@ -73,7 +73,7 @@ console.log = console.info = console.warn = console.error;
 
 const dir = process.argv[2];
 if (!dir) {
-  send(JSON.stringify({ ready: false, error: "usage: node pyodide_runner.mjs PYODIDE_DIR" }));
+  send(JSON.stringify({ ready: false, error: "usage: node runner.mjs PYODIDE_DIR" }));
   process.exit(1);
 }
 const indexURL = path.resolve(dir) + path.sep;

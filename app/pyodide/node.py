@@ -26,10 +26,10 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from app.bundle import BUNDLED_PACKAGES as PACKAGES
-from app.bundle import REPO_ROOT, package_files
+from app.pyodide.bundle import BUNDLED_PACKAGES as PACKAGES
+from app.pyodide.bundle import REPO_ROOT, package_files
 
-RUNNER = Path(__file__).resolve().parent / "pyodide_runner.mjs"
+RUNNER = Path(__file__).resolve().parent / "runner.mjs"
 SETUP_HINT = "run the project's setup, `scripts/setup`, which installs Pyodide 0.27.7 from npm into node_modules/"
 
 

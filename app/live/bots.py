@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Callable
 
-from app.match_room import MatchRoom, Seat
-from app.protocol import EpisodeDone, PacketEvent
+from app.live.match_room import MatchRoom, Seat
+from app.live.protocol import EpisodeDone, PacketEvent
 from netcode.config import SessionConfig
 from netcode.episode import EpisodeRunner
 from netcode.frame_ranges import within_report_limit

@@ -4,13 +4,13 @@ Tables, one file each per experiment:
 
 - `steps`: one row per player per step of every episode of every recording, rebuilt by
   re-simulating the episode from its seed and recorded inputs with the recorded game
-  (`app.replay.resolve_game`, which refuses a changed game source). Each episode stops at
+  (`app.analysis.replay.resolve_game`, which refuses a changed game source). Each episode stops at
   its `episode_end` frame when there is one, so it has exactly frames x players rows.
   `obs.*` columns hold the observation the player had before acting at that frame,
   flattened when it is a dict/list of scalars of stable shape across the episode;
   otherwise the `observation` column holds it as JSON text. `predicted` says whether a
   peer ever simulated that input as a prediction: True, False, or empty when unknown
-  (`app.predicted`).
+  (`app.analysis.predicted`).
 - `participants`, `answers`, `matches`, `match_participants`: the store's rows.
 - `events`: the store's events and every recording's events (with episode and frame).
 
@@ -19,7 +19,7 @@ in the game) is skipped with the reason; the rest is exported.
 
 Memory: the `steps` table never sits in memory whole. Episodes are re-simulated one at a
 time and their rows appended to a temporary spool file in the output folder
-(`app.export_spool`), which the writers then read streaming: CSV row by row, Parquet in
+(`app.analysis.export_spool`), which the writers then read streaming: CSV row by row, Parquet in
 row groups, NPZ one column at a time. So an export needs about one episode's rows (plus
 one column for NPZ), however long the study. The other tables are small and stay in memory.
 """
@@ -30,13 +30,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.export_columns import ExportError, Table, json_text, plain_value, write_table
-from app.export_spool import StepSpool, write_steps
-from app.loading import LoadError
-from app.predicted import PredictedLookup
-from app.recording import Recording, RecordingError, read_recording
-from app.replay import ReplayError, resolve_game
-from app.store import DATABASE_NAME, Store
+from app.analysis.export_columns import ExportError, Table, json_text, plain_value, write_table
+from app.analysis.export_spool import StepSpool, write_steps
+from game.loader import LoadError
+from app.analysis.predicted import PredictedLookup
+from app.data.recording import Recording, RecordingError, read_recording
+from app.analysis.replay import ReplayError, resolve_game
+from app.data.store import DATABASE_NAME, Store
 
 FORMATS = ("csv", "npz", "parquet")
 TABLES = ("steps", "participants", "answers", "events", "matches", "match_participants")

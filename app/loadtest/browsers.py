@@ -16,8 +16,8 @@ import time
 import urllib.parse
 from typing import Any, Callable
 
-from app.chromium import CHROMIUM, CHROMIUM_FLAGS
-from app.svg_charts import percentile
+from app.loadtest.chromium import CHROMIUM, CHROMIUM_FLAGS
+from app.loadtest.charts import percentile
 
 POLL_SECONDS = 0.5
 # Seeds the page's Math.random (autopilot inputs, survey answers) so a run is repeatable per seed.

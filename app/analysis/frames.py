@@ -1,7 +1,7 @@
 """Frames of a recorded match for the replay viewer: re-simulated once, then served by range.
 
 For each episode the recorded game (the exact source stored in the recording, see
-`app.replay.recorded_game`) is reset with the recorded seed and stepped with the recorded
+`app.analysis.replay.recorded_game`) is reset with the recorded seed and stepped with the recorded
 inputs, in CPython. Frame f is the state after f steps (0 is the reset state, the last one
 is the state after the episode's last recorded inputs); for it we keep the env's
 `render()` primitives, the inputs recorded for frame f with the rewards of that step
@@ -20,8 +20,8 @@ import threading
 from collections import OrderedDict
 from typing import Any, Callable
 
-from app.recording import Recording, read_recording, recording_path
-from app.replay import ReplayError, episode_lengths, recorded_game, resolve_game
+from app.data.recording import Recording, read_recording, recording_path
+from app.analysis.replay import ReplayError, episode_lengths, recorded_game, resolve_game
 from game.hashing import state_hash
 
 PAUSE_EVERY = 100   # frames between two pauses

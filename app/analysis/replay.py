@@ -14,8 +14,8 @@ import types
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from app.loading import load_class
-from app.recording import Recording, read_recording
+from game.loader import load_class
+from app.data.recording import Recording, read_recording
 from game.hashing import state_hash
 
 

@@ -11,9 +11,9 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from app.metrics import Metrics
-from app.protocol import ProtocolError
-from app.store import Store
+from app.live.metrics import Metrics
+from app.live.protocol import ProtocolError
+from app.data.store import Store
 from scenes import AnswerError, ClientContext, Experiment
 from scenes.base import Scene
 

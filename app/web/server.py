@@ -1,8 +1,8 @@
 """The Flask-SocketIO server: HTTP entry, socket events, background ticking.
 
-A thin adapter: every decision is made by `Hub` (app/hub.py) and `Flow` (app/flow.py);
-the game bundle comes from app/bundle.py, the vendored Pyodide and Socket.IO client
-from node_modules/ (app/assets.py).
+A thin adapter: every decision is made by `Hub` (app/live/hub.py) and `Flow` (app/live/flow.py);
+the game bundle comes from app/pyodide/bundle.py, the vendored Pyodide and Socket.IO client
+from node_modules/ (app/web/assets.py).
 Only `serve()` knows about eventlet; the rest takes the async mode as a setting.
 """
 from __future__ import annotations
@@ -20,20 +20,20 @@ from typing import Any
 from flask import Flask, Response, request, send_from_directory, session
 from flask_socketio import SocketIO
 
-from app import assets
-from app.admin import admin_token, generated_secret, token_location
-from app.bundle import EncodedBundle, build_bundle, encode_bundle
-from app.flow import Flow
-from app.hub import Hub, Services
-from app.loading import load_class
-from app.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from app.metrics import Metrics
-from app.replay_view import register_replay_routes
-from app.store import Store, database_path
+from app.web import assets
+from app.web.admin import admin_token, generated_secret, token_location
+from app.pyodide.bundle import EncodedBundle, build_bundle, encode_bundle
+from app.live.flow import Flow
+from app.live.hub import Hub, Services
+from game.loader import load_class
+from app.live.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from app.live.metrics import Metrics
+from app.web.replay_view import register_replay_routes
+from app.data.store import Store, database_path
 from game.env import default_action_for
 from scenes.policies import Bot, resolve_policy
 
-STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+STATIC_DIR = Path(__file__).resolve().parents[2] / "static"
 TICK_SECONDS = 0.25
 
 
@@ -221,7 +221,7 @@ def _vendor_file(folder: Path | None, name: str, what: str) -> Any:
 
 
 def serve(experiment: Any, host: str, port: int, data_dir: str, options: ServerOptions = ServerOptions()) -> None:
-    """Run the server until interrupted (the caller has monkey-patched for the async mode, see app.asyncmode)."""
+    """Run the server until interrupted (the caller has monkey-patched for the async mode, see app.web.asyncmode)."""
     _raise_file_limit()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app, socketio, _ = create_server(experiment, data_dir, options)

@@ -28,10 +28,10 @@ from typing import Any, Callable, Mapping, Sequence
 import requests
 import socketio
 
-from app.headless_answers import Policy, PolicyFn, generate_answers
-from app.headless_io import OrderedClient, PacketRouter, load_game, split_url
-from app.headless_link import ShapedLink
-from app.loading import LoadError
+from app.participant.answers import Policy, PolicyFn, generate_answers
+from app.participant.socket_client import OrderedClient, PacketRouter, load_game, split_url
+from app.participant.link import ShapedLink
+from game.loader import LoadError
 from game.rng import Rng
 from netcode.client import MatchClient
 from netcode.errors import NetcodeError
@@ -132,7 +132,7 @@ class HeadlessParticipant:
     drop_at_frame   disconnect abruptly once a match reaches this frame (the run ends, `dropped`)
     reload_at_scene disconnect and reconnect with the same cookie on first entering this scene index
     link            a ShapedLink that delays, drops, duplicates and reorders netcode packets both ways
-                    (app/headless_link.py); scene events are not shaped
+                    (app/participant/link.py); scene events are not shaped
     """
 
     def __init__(

@@ -1,4 +1,4 @@
-"""The replay viewer's HTTP routes, for researchers only (behind the admin token, app/admin.py).
+"""The replay viewer's HTTP routes, for researchers only (behind the admin token, app/web/admin.py).
 
     GET /replay                                   the matches, each linking to its viewer
     GET /replay/<match>                           the viewer page (static/replay.html, replay.js)
@@ -9,7 +9,7 @@
 
 The token is accepted as `Authorization: Bearer <token>` or `?token=<token>`; a valid
 `?token=` also marks the signed session cookie as admin, so the page's own fetches need
-no token. The frames come from app/replay_frames.py.
+no token. The frames come from app/analysis/frames.py.
 """
 from __future__ import annotations
 
@@ -20,13 +20,13 @@ from typing import Any, Callable
 
 from flask import Flask, Response, request, send_from_directory, session
 
-from app.admin import ENV_VAR, fingerprint, is_admin
-from app.recording import RecordingError
-from app.replay import ReplayError
-from app.replay_frames import MAX_COUNT, ReplayFrames, UnknownMatch
-from app.store import Store
+from app.web.admin import ENV_VAR, fingerprint, is_admin
+from app.data.recording import RecordingError
+from app.analysis.replay import ReplayError
+from app.analysis.frames import MAX_COUNT, ReplayFrames, UnknownMatch
+from app.data.store import Store
 
-STATIC_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "static")
+STATIC_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "static")
 NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Content-Type-Options": "nosniff"}
 
 

@@ -14,15 +14,15 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from app.bots import BotPeer
-from app.flow import Flow
-from app.match_room import AI, HUMAN, MatchHost, MatchRoom, MatchSettings, Seat
-from app.metrics import Metrics
-from app.protocol import (
+from app.live.bots import BotPeer
+from app.live.flow import Flow
+from app.live.match_room import AI, HUMAN, MatchHost, MatchRoom, MatchSettings, Seat
+from app.live.metrics import Metrics
+from app.live.protocol import (
     ProtocolError, RateLimiter, parse_advance, parse_client_error, parse_episode_done, parse_packet, parse_ready,
 )
-from app.recording import RecordingWriter, make_header, recording_path
-from app.waiting import StartMatch, TimedOut, WaitingRoom
+from app.data.recording import RecordingWriter, make_header, recording_path
+from app.live.waiting import StartMatch, TimedOut, WaitingRoom
 from game.env import action_space_for
 
 log = logging.getLogger("coplay.server")
