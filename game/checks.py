@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from game.env import STEP_KEYS, action_space_for, default_action_for
+from game.errors import CoplayError
 from game.hashing import StateEncodingError, check_encodable, is_finite_number
 from game.spaces import Space
 
@@ -22,13 +23,14 @@ JSON_HINT = (
 )
 
 
-class EnvCheckError(Exception):
+class EnvCheckError(CoplayError):
     """The env breaks the contract. `code` is a short stable id, `message` says what and how to fix."""
 
+    code = "env_check_failed"
+    exit_code = 1
+
     def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+        super().__init__(message, code=code)
 
 
 def _mismatch(actual: Iterable[Any], expected: Iterable[Any]) -> str:

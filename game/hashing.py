@@ -13,12 +13,16 @@ import json
 import math
 from typing import Any
 
+from game.errors import CoplayError
+
 _SCALARS = (str, int, float, type(None))  # bool is an int subclass
 _NON_FLOAT_SCALARS = (str, int, type(None))
 
 
-class StateEncodingError(TypeError):
+class StateEncodingError(CoplayError, TypeError):
     """A state holds a value the canonical encoding does not accept."""
+
+    code = "state_not_encodable"
 
     def __init__(self, path: str, problem: str) -> None:
         self.path = path

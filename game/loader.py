@@ -8,9 +8,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from game.errors import CoplayError
 
-class LoadError(Exception):
+
+class LoadError(CoplayError):
     """The spec does not name a loadable class; the message says how to fix it."""
+
+    code = "game_not_loadable"
 
 
 def load_class(spec: str) -> type:

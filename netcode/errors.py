@@ -3,8 +3,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from game.errors import CoplayError
 
-class NetcodeError(Exception):
+
+class NetcodeError(CoplayError):
     """Something the netcode cannot accept or do.
 
     `code` is a short stable id callers can switch on:
@@ -18,6 +20,8 @@ class NetcodeError(Exception):
     Optional fields give the frame, player and peer involved.
     """
 
+    code = "netcode_error"
+
     def __init__(
         self,
         code: str,
@@ -27,11 +31,10 @@ class NetcodeError(Exception):
         player: str | None = None,
         peer: str | None = None,
     ) -> None:
-        self.code = code
         self.frame = frame
         self.player = player
         self.peer = peer
-        super().__init__(f"[{code}] {message}")
+        super().__init__(f"[{code}] {message}", code=code)
 
     def to_json(self) -> dict[str, Any]:
         return {"code": self.code, "message": str(self), "frame": self.frame, "player": self.player, "peer": self.peer}

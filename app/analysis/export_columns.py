@@ -14,9 +14,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from game.errors import CoplayError
 
-class ExportError(Exception):
+
+class ExportError(CoplayError):
     """The export cannot run as asked (no data there, missing dependency); the message says why."""
+
+    code = "export_failed"
 
 
 @dataclass

@@ -23,18 +23,23 @@ from typing import Any, Callable
 from app.data.recording import Recording, read_recording, recording_path
 from app.analysis.replay import ReplayError, episode_lengths, recorded_game, resolve_game
 from game.hashing import state_hash
+from game.errors import CoplayError
 
 PAUSE_EVERY = 100   # frames between two pauses
 MAX_COUNT = 600     # frames per request
 EPISODE_LINE = b'{"type":"episode",'   # how RecordingWriter starts an episode record
 
 
-class UnknownMatch(LookupError):
+class UnknownMatch(CoplayError, LookupError):
     """No recording for this match id (or the id cannot name a recording)."""
+
+    code = "unknown_match"
 
 
 class SimulationError(ReplayError):
     """The recorded game failed while re-simulating; the message names the frame."""
+
+    code = "simulation_failed"
 
 
 def _dumps(value: Any) -> str:

@@ -17,10 +17,13 @@ from typing import Any, Callable
 from game.loader import load_class
 from app.data.recording import Recording, read_recording
 from game.hashing import state_hash
+from game.errors import CoplayError
 
 
-class ReplayError(Exception):
+class ReplayError(CoplayError):
     """The recording cannot be replayed as asked; the message says why and what to do."""
+
+    code = "replay_failed"
 
 
 @dataclass

@@ -23,6 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from game.errors import CoplayError
+
 FORMAT = "coplay-recording"
 FORMAT_VERSION = 1
 HEADER_FIELDS = ("match", "experiment", "scene", "created_at", "coplay_version", "python", "game",
@@ -30,8 +32,10 @@ HEADER_FIELDS = ("match", "experiment", "scene", "created_at", "coplay_version",
 _SAFE_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
 
 
-class RecordingError(ValueError):
+class RecordingError(CoplayError, ValueError):
     """A recording file cannot be read (not a recording, too new, malformed)."""
+
+    code = "invalid_recording"
 
 
 def recording_path(experiment_dir: str, match_id: str) -> str:

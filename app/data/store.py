@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from game.errors import CoplayError
+
 SCHEMA_VERSION = 1
 DATABASE_NAME = "coplay.sqlite"
 PARTICIPANT_STATUSES = ("active", "completed", "declined", "waiting_timeout", "partner_dropped", "excluded", "error")
@@ -119,6 +121,12 @@ def _decode(row: sqlite3.Row) -> dict[str, Any]:
             for key in row.keys()}
 
 
+class SchemaTooNew(CoplayError, RuntimeError):
+    """The database was written by a newer coplay; the message says to upgrade."""
+
+    code = "schema_too_new"
+
+
 class Store:
     """The experiment database. Every write commits before returning; see the module docstring."""
 
@@ -147,7 +155,7 @@ class Store:
         with self._transaction():
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
-                raise RuntimeError(f"{self.path}: database schema version {version} is newer than this "
+                raise SchemaTooNew(f"{self.path}: database schema version {version} is newer than this "
                                    f"coplay understands ({SCHEMA_VERSION}); upgrade coplay")
             if version == 0:
                 for statement in _SCHEMA.split(";"):

@@ -3,9 +3,13 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from game.errors import CoplayError
 
-class InconsistentInput(ValueError):
+
+class InconsistentInput(CoplayError, ValueError):
     """A seat resent an input that differs from the one it sent before."""
+
+    code = "inconsistent_input"
 
 
 class InputLog:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from netcode.frame_ranges import MAX_REPORTED_RANGES
+from game.errors import CoplayError
 
 MAX_PACKET_CHARS = 16 * 1024
 MAX_ID_CHARS = 64
@@ -17,8 +18,10 @@ MAX_ADVANCE_CHARS = 64 * 1024
 MAX_REPORTED_PLAYERS = 64   # players one episode_done may report predictions for
 
 
-class ProtocolError(ValueError):
+class ProtocolError(CoplayError, ValueError):
     """A client event that is malformed or not allowed now; nothing was changed."""
+
+    code = "invalid_event"
 
 
 def _object(payload: Any, event: str) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 from app.loadtest.chromium import CHROMIUM, CHROMIUM_FLAGS
 from app.loadtest.charts import percentile
+from game.errors import CoplayError
 
 POLL_SECONDS = 0.5
 # Seeds the page's Math.random (autopilot inputs, survey answers) so a run is repeatable per seed.
@@ -35,8 +36,10 @@ SEEDED_RANDOM = """
 READ_STATE = "() => JSON.parse(JSON.stringify(window.coplay || {}))"
 
 
-class BrowsersUnavailable(RuntimeError):
+class BrowsersUnavailable(CoplayError, RuntimeError):
     """Playwright or Chromium is missing; the message says what to install."""
+
+    code = "browsers_unavailable"
 
 
 def require_browsers() -> Any:

@@ -21,9 +21,17 @@ from typing import Any
 from app.participant.headless import HeadlessParticipant, ParticipantResult
 from app.participant.link import ShapedLink
 from app.loadtest.summary import outcome_counts, result_from_json
+from game.errors import CoplayError
 
 PROGRESS_SECONDS = 0.5       # how often a worker reports its phase counts
 READY_TIMEOUT_SECONDS = 120  # a worker process must have imported everything by then
+
+
+class WorkerFailed(CoplayError, RuntimeError):
+    """A load-test worker process died or did not start in time."""
+
+    code = "loadtest_worker_failed"
+    exit_code = 1
 
 
 @dataclass(frozen=True)
@@ -179,7 +187,7 @@ class ProcessCohort:
             if dead or time.monotonic() > deadline:
                 self._kill()
                 why = f"exited with {self._processes[dead[0]].exitcode}" if dead else "did not start in time"
-                raise RuntimeError(f"load test worker process {dead[0] if dead else '?'} {why}")
+                raise WorkerFailed(f"load test worker process {dead[0] if dead else '?'} {why}")
 
     def start(self, t0: float) -> None:
         for control in self._controls:

@@ -13,6 +13,8 @@ from typing import Any, Callable, Mapping
 
 import requests
 
+from game.errors import CoplayError
+
 MetricKey = tuple[str, tuple[tuple[str, str], ...]]
 Metrics = Mapping[MetricKey, float]
 
@@ -25,8 +27,10 @@ RELAY_SUM = "coplay_relay_seconds_sum"
 DISCONNECTS = "coplay_socket_disconnects_total"
 
 
-class MetricsUnavailable(Exception):
+class MetricsUnavailable(CoplayError):
     """The endpoint is missing or unreadable; the message says why."""
+
+    code = "metrics_unavailable"
 
 
 def fetch_metrics(url: str, timeout: float = 2.0) -> Metrics:

@@ -46,6 +46,8 @@ EXPERIMENT_MODULE_PREFIX = "coplay_experiment_"
 class BundleError(ExperimentError):
     """A game's source cannot be sent to the browser; the message says how to fix it."""
 
+    code = "game_not_bundlable"
+
 
 def package_files(root: Path = REPO_ROOT, packages: tuple[str, ...] = BUNDLED_PACKAGES) -> dict[str, str]:
     """The .py sources of `packages` under `root`, keyed by path relative to `root` (posix)."""

@@ -28,21 +28,28 @@ from typing import Any
 
 from app.pyodide.bundle import BUNDLED_PACKAGES as PACKAGES
 from app.pyodide.bundle import REPO_ROOT, package_files
+from game.errors import CoplayError
 
 RUNNER = Path(__file__).resolve().parent / "runner.mjs"
 SETUP_HINT = "run the project's setup, `scripts/setup`, which installs Pyodide 0.27.7 from npm into node_modules/"
 
 
-class PyodideUnavailable(RuntimeError):
+class PyodideUnavailable(CoplayError, RuntimeError):
     """Node or the local Pyodide package is missing, or Pyodide failed to boot."""
 
+    code = "pyodide_unavailable"
 
-class PyodideTimeout(TimeoutError):
+
+class PyodideTimeout(CoplayError, TimeoutError):
     """Pyodide did not answer in time; the Node process has been stopped."""
 
+    code = "pyodide_timeout"
 
-class PyodideError(RuntimeError):
+
+class PyodideError(CoplayError, RuntimeError):
     """The Python code raised inside Pyodide. `traceback` holds the Pyodide-side traceback."""
+
+    code = "pyodide_raised"
 
     def __init__(self, error: str, traceback: str, stdout: str = "") -> None:
         self.error = error

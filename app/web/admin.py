@@ -12,13 +12,17 @@ import os
 import secrets
 from typing import Callable
 
+from game.errors import CoplayError
+
 ENV_VAR = "COPLAY_ADMIN_TOKEN"
 TOKEN_FILE = "admin_token"
 MIN_LENGTH = 16
 
 
-class AdminTokenError(ValueError):
+class AdminTokenError(CoplayError, ValueError):
     """A secret cannot be used (COPLAY_ADMIN_TOKEN too short, an empty secret file); the message says why."""
+
+    code = "unusable_admin_token"
 
 
 def generated_secret(path: str, make: Callable[[], str] = lambda: secrets.token_urlsafe(32)) -> str:
