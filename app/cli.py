@@ -1,5 +1,6 @@
 """The `coplay` command line. Each subcommand lives in `app.commands.<name>` with
-`add_parser(subparsers)` registering it and setting `func` to its runner."""
+`add_parser(subparsers)` registering it and setting `func` to its runner. A `CoplayError` that ends a
+command is printed here, once, as "coplay COMMAND: message", and `coplay` exits with its `exit_code`."""
 from __future__ import annotations
 
 import sys
@@ -11,8 +12,13 @@ patch_for_server(sys.argv[1:])  # must run before anything else imports socket o
 import argparse  # noqa: E402
 
 from app.commands import check_env, export, loadtest, replay, serve, simulate  # noqa: E402
+from game.errors import CoplayError  # noqa: E402
 
 COMMANDS = (serve, check_env, simulate, replay, export, loadtest)
+# How commands have always reported errors: check-env without "coplay ", export and simulate on stdout
+# (the error is their whole report).
+ERROR_PREFIX = {"check-env": "check-env"}
+ERRORS_ON_STDOUT = ("export", "simulate")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,7 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except CoplayError as error:
+        prefix = ERROR_PREFIX.get(args.command, f"coplay {args.command}")
+        print(f"{prefix}: {error}", file=sys.stdout if args.command in ERRORS_ON_STDOUT else sys.stderr)
+        return error.exit_code
 
 
 if __name__ == "__main__":

@@ -57,12 +57,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        env_class = load_class(args.spec)
-        config = parse_config(args.config)
-    except LoadError as exc:
-        print(f"check-env: {exc}", file=sys.stderr)
-        return 2
+    env_class = load_class(args.spec)
+    config = parse_config(args.config)
     try:
         report = check_env(env_class, config, frames=args.frames, seed=args.seed)
         if not args.no_hash_seed_check:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from app.analysis.export import FORMATS, ExportError, export, summary_lines
+from app.analysis.export import FORMATS, export, summary_lines
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -23,10 +23,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        results = export(args.data_dir, args.format, args.out)
-    except ExportError as error:
-        print(f"coplay export: {error}")
-        return 2
+    results = export(args.data_dir, args.format, args.out)
     print("\n".join(summary_lines(results)))
     return 0

@@ -163,19 +163,12 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "browsers", 0):
         from app.loadtest.browsers import BrowsersUnavailable, run_in_background
 
-        try:
-            if args.browsers < 0:
-                raise BrowsersUnavailable("--browsers must be 0 or more")
-            join_browsers = run_in_background(args.url, args.browsers, args.timeout, args.seed)
-        except BrowsersUnavailable as error:
-            print(f"coplay loadtest: {error}", file=sys.stderr)
-            return 2
+        if args.browsers < 0:
+            raise BrowsersUnavailable("--browsers must be 0 or more")
+        join_browsers = run_in_background(args.url, args.browsers, args.timeout, args.seed)
     printer = ProgressPrinter() if args.progress > 0 else None
     try:
         summary = run_plan(plan, progress=printer, progress_every=args.progress)
-    except RuntimeError as error:   # a worker process could not start
-        print(f"coplay loadtest: {error}", file=sys.stderr)
-        return 1
     finally:
         if printer is not None:
             printer.end()

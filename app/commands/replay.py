@@ -7,9 +7,9 @@ import sys
 import time
 from typing import Any
 
-from game.loader import LoadError, load_class
-from app.data.recording import RecordingError, read_recording
-from app.analysis.replay import ReplayError, diff_states, recorded_game, replay, resolve_game, state_at, summary
+from game.loader import load_class
+from app.data.recording import read_recording
+from app.analysis.replay import diff_states, recorded_game, replay, resolve_game, state_at, summary
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         started = time.perf_counter()
         result = replay(args.recording, game_class, args.first, args.last, _progress, keep_states=True)
         seconds = time.perf_counter() - started
-    except (RecordingError, ReplayError, LoadError, OSError) as error:
+    except OSError as error:
         print(f"coplay replay: {error}", file=sys.stderr)
         return 2
     fps = recording.header.get("fps", 60)

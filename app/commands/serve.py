@@ -66,12 +66,7 @@ def load_experiment(path: str) -> Experiment:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    try:
-        experiment = load_experiment(args.experiment)
-    except ExperimentError as error:
-        print(f"coplay serve: {error}", file=sys.stderr)
-        return 2
-    return _serve(experiment, args, args.experiment)
+    return _serve(load_experiment(args.experiment), args, args.experiment)
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -81,16 +76,12 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def _serve(experiment: Experiment, args: argparse.Namespace, experiment_file: str | None) -> int:
-    from app.web.admin import AdminTokenError
     from app.web.server import ServerOptions, serve
 
     try:
         options = ServerOptions(async_mode=args.async_mode, experiment_file=experiment_file,
                                 pyodide_url=args.pyodide_url, relay_delay_ms=args.relay_delay_ms)
         serve(experiment, args.host, args.port, args.data, options)
-    except (ExperimentError, AdminTokenError) as error:
-        print(f"coplay: {error}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         pass
     return 0

@@ -5,8 +5,7 @@ import argparse
 import json
 import time
 
-from game.loader import LoadError, load_class, parse_config
-from netcode.errors import NetcodeError
+from game.loader import load_class, parse_config
 from netcode.sim import PROFILES
 from netcode.simmatch import run_sim_match
 
@@ -41,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed, settings=settings,
         )
         wall = time.perf_counter() - started
-    except (LoadError, ValueError, NetcodeError) as error:
+    except ValueError as error:
         print(f"coplay simulate: {error}")
         return 2
     summary = {**report.to_json(), "wall_seconds": round(wall, 3)}
