@@ -105,7 +105,7 @@ def _frame(packet: dict, key: str) -> None:
 
 
 def _number(packet: dict, key: str) -> None:
-    value = packet.get(key)
+    value: Any = packet.get(key)  # Any: mypy does not narrow on the exact `type(...) in` test (which rejects bool)
     if type(value) not in (int, float) or not -1e15 < value < 1e15:
         raise _bad(f"{key} must be a finite number, got {value!r:.40}")
 

@@ -6,7 +6,7 @@ call, so a rollback (load + re-steps + saves) costs a single round-trip.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 CONFIRMED = "confirmed"
 PREDICTED = "predicted"
@@ -50,7 +50,7 @@ class AdvanceFrame:
         return {"op": "advance", "frame": self.frame, "inputs": self.inputs, "status": self.status}
 
 
-Request = Union[SaveState, LoadState, AdvanceFrame]
+Request = SaveState | LoadState | AdvanceFrame
 
 
 def requests_to_json(requests: list[Request]) -> list[dict[str, Any]]:

@@ -6,7 +6,7 @@ The server relays over Socket.IO, the browser over worker postMessage, tests ove
 from __future__ import annotations
 
 from collections import deque
-from typing import Callable, Protocol, Sequence, Union
+from typing import Callable, Protocol, Sequence
 
 from netcode.errors import NetcodeError
 from netcode.events import BadPacket
@@ -14,7 +14,7 @@ from netcode.events import BadPacket
 
 # (sender, data), or (sender, data, arrival time on the session's clock) from a transport that
 # stamps packets as they arrive, so round trips do not include the wait for the next tick.
-Received = Union[tuple[str, str], tuple[str, str, float]]
+Received = tuple[str, str] | tuple[str, str, float]
 
 
 class Transport(Protocol):

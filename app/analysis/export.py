@@ -225,11 +225,13 @@ def _seat_timeline(recording: Recording) -> tuple[dict[str, tuple[str, str, str 
     for seat, info in (recording.header.get("seats") or {}).items():
         for player in info.get("players", []):
             start[player] = (seat, info.get("kind", ""), info.get("participant"))
-    changes = []
+    changes: list[tuple[int, int, str]] = []
     for event in recording.events:
         data = event.get("data") or {}
-        if event.get("kind") == "seat_changed" and data.get("by") == "ai" and event.get("episode") is not None:
-            changes.append((event["episode"], event.get("frame") or 0, data.get("seat")))
+        seat = data.get("seat")
+        if (event.get("kind") == "seat_changed" and data.get("by") == "ai" and event.get("episode") is not None
+                and isinstance(seat, str)):
+            changes.append((event["episode"], event.get("frame") or 0, seat))
     return start, sorted(changes, key=lambda change: (change[0], change[1]))
 
 

@@ -12,7 +12,7 @@ import secrets
 import threading
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from app.live.bots import BotPeer
 from app.live.flow import Flow
@@ -24,6 +24,7 @@ from app.live.protocol import (
 from app.data.recording import RecordingWriter, make_header, recording_path
 from app.live.waiting import StartMatch, TimedOut, WaitingRoom
 from game.env import action_space_for
+from scenes.match import Match
 
 log = logging.getLogger("coplay.server")
 RATE_PER_SECOND = 240
@@ -105,8 +106,8 @@ class Hub(MatchHost):
                 room.leave(participant)
             seated = self.seat_of.get(participant)
             if seated is not None:
-                room, seat = seated
-                room.seat_lost(seat, "disconnected")
+                match_room, seat = seated
+                match_room.seat_lost(seat, "disconnected")
 
     # ------------------------------------------------------------ client events
 
@@ -222,6 +223,7 @@ class Hub(MatchHost):
 
     def _start_match(self, scene_id: str, start: StartMatch) -> None:
         scene = self.flow.experiment.scene_by_id(scene_id)
+        assert isinstance(scene, Match), f"waiting rooms open only on match scenes, not {scene_id!r}"
         game_class = self.services.resolve_game(scene.game)
         env = game_class(scene.config)
         players = tuple(env.players)
@@ -349,7 +351,7 @@ _END_MESSAGES = {
 }
 
 
-def _relayed_netcode(settings: dict[str, Any] | None) -> dict[str, Any]:
+def _relayed_netcode(settings: Mapping[str, Any] | None) -> dict[str, Any]:
     """The scene's netcode settings, with peer timeouts raised above the server's silence limit."""
     netcode = dict(settings or {})
     netcode["disconnect_timeout_ms"] = max(netcode.get("disconnect_timeout_ms", 0), PEER_TIMEOUT_MS)

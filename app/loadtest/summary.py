@@ -72,8 +72,8 @@ def _cap(values: list[float]) -> list[float]:
 def summarise(url: str, results: Sequence[ParticipantResult], wall: float,
               extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The JSON summary of a load test; `extra` (arrival, profile, server, timeline, ...) is merged in."""
-    failures = [{"participant": i, "reason": reason} for i, r in enumerate(results)
-                if (reason := failure_reason(r)) is not None]
+    failures: list[dict[str, Any]] = [{"participant": i, "reason": reason} for i, r in enumerate(results)
+                                      if (reason := failure_reason(r)) is not None]
     stat = lambda key: sum(r.stats.get(key, 0) for r in results)  # noqa: E731
     frames, rollbacks, stalls = stat("frames"), stat("rollbacks"), stat("stalls")
     play_minutes = stat("play_ms") / 60_000

@@ -91,7 +91,7 @@ class Policy:
         self.fn = kind if callable(kind) else None
         if self.fn is None and kind not in BUILTIN_POLICIES:
             raise ValueError(f"policy must be 'random', 'idle' or a callable, got {kind!r}")
-        self.bots = {} if self.fn is not None else {
+        self.bots = {} if not isinstance(kind, str) else {
             p: Bot(resolve_policy(kind), player=p, action_space=action_space_for(env, p),
                    default_action=default_action_for(env, p), seed=seed + i)
             for i, p in enumerate(players)

@@ -206,7 +206,8 @@ def _bundle_response(bundle: EncodedBundle) -> Response:
     response.headers["Vary"] = "Accept-Encoding"
     response.set_etag(bundle.etag + ("-gzip" if gzipped else ""))
     response.cache_control.no_cache = True
-    return response.make_conditional(request)
+    response.make_conditional(request)  # updates `response` in place (304 when the ETag matches)
+    return response
 
 
 def _vendor_file(folder: Path | None, name: str, what: str) -> Any:
@@ -234,10 +235,10 @@ def serve(experiment: Any, host: str, port: int, data_dir: str, options: ServerO
     if missing:
         print(f"coplay: warning: not installed: {', '.join(missing)}; browsers cannot play until you "
               f"{assets.SETUP_HINT}", file=sys.stderr, flush=True)
-    options: dict[str, Any] = {"max_size": 100_000} if async_mode == "eventlet" else {}
+    run_options: dict[str, Any] = {"max_size": 100_000} if async_mode == "eventlet" else {}
     if async_mode == "threading":
-        options["allow_unsafe_werkzeug"] = True
-    socketio.run(app, host=host, port=port, log_output=False, **options)
+        run_options["allow_unsafe_werkzeug"] = True
+    socketio.run(app, host=host, port=port, log_output=False, **run_options)
 
 
 def _raise_file_limit() -> None:

@@ -205,8 +205,9 @@ class Cooking:
             out.append({"type": "circle", "x": cx, "y": cy, "r": size * 0.3, "color": chef_color})
             out.append({"type": "line", "x1": cx, "y1": cy, "x2": cx + dc * size * 0.42, "y2": cy + dr * size * 0.42,
                         "color": "#000", "width": 4})
-            if self.held[i] is not None:
-                out.extend(_item(cx + dc * size * 0.3, cy + dr * size * 0.3, self.held[i], 9))
+            held = self.held[i]
+            if held is not None:
+                out.extend(_item(cx + dc * size * 0.3, cy + dr * size * 0.3, held, 9))
         out.append({"type": "text", "x": 8, "y": self.n_rows * size + 27, "color": "#fff", "size": 18,
                     "text": f"Time {self._time_left()}   Score {self.score}"})
         return out
