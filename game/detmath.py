@@ -43,13 +43,13 @@ arguments is always the module's `NAN` object, so not even nan bits can differ.
 **Cost.** Pure Python, measured on a desktop CPython 3.12 (math.* is ~0.05 us there):
 atan 0.3 us, exp 0.5 us, log 0.7 us, atan2 0.9 us, sin/cos/tan 0.3-0.5 us for
 |x| < pi/4 and ~1.8 us beyond, pow ~7.5 us; so 10-150x slower than `math.*`, and ~3x
-slower again in Pyodide (under Node: sin ~6 us, pow ~23 us, math.sin 0.3 us). Fine for a handful of calls per frame; avoid calling
-them for thousands of objects per frame.
+slower again in Pyodide (under Node: sin ~6 us, pow ~23 us, math.sin 0.3 us). Fine for a
+handful of calls per frame; avoid calling them for thousands of objects per frame.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from math import copysign, frexp, isinf, isnan, ldexp
-from typing import Callable
 
 __all__ = ["NAN", "INF", "sin", "cos", "tan", "atan", "atan2", "exp", "log", "pow"]
 
