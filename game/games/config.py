@@ -23,11 +23,11 @@ def merged_config(game: str, defaults: dict[str, Any], config: dict | None) -> d
 
 def check_number(game: str, config: dict[str, Any], key: str, *, integer: bool = False,
                  low: float | None = None, high: float | None = None) -> None:
-    """`config[key]` is a finite number (an int when `integer`; never a bool) within [low, high]."""
+    """`config[key]` is a finite number (an int when `integer`; never a bool) within [low, high] (high only with low)."""
     value = config[key]
-    wrong_type = type(value) is not int and (integer or not is_finite_number(value))
-    if wrong_type or (low is not None and value < low) or (high is not None and value > high):
+    if type(value) is not int and (integer or not is_finite_number(value)):
         kind = "an int" if integer else "a number"
-        if low is not None:
-            kind += f" >= {low}" if high is None else f" in [{low}, {high}]"
         raise ValueError(f"{game} config {key!r} must be {kind}, got {value!r}")
+    if (low is not None and value < low) or (high is not None and value > high):
+        bounds = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise ValueError(f"{game} config {key!r} must be {bounds}, got {value!r}")
