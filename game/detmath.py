@@ -43,11 +43,12 @@ arguments is always the module's `NAN` object, so not even nan bits can differ.
 **Cost.** Pure Python, measured on a desktop CPython 3.12 (math.* is ~0.05 us there):
 atan 0.3 us, exp 0.5 us, log 0.7 us, atan2 0.9 us, sin/cos/tan 0.3-0.5 us for
 |x| < pi/4 and ~1.8 us beyond, pow ~7.5 us; so 10-150x slower than `math.*`, and ~3x
-slower again in Pyodide (under Node: sin ~6 us, pow ~23 us, math.sin 0.3 us). Fine for a handful of calls per frame; avoid calling
-them for thousands of objects per frame.
+slower again in Pyodide (under Node: sin ~6 us, pow ~23 us, math.sin 0.3 us). Fine for a
+handful of calls per frame; avoid calling them for thousands of objects per frame.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from math import copysign, frexp, isinf, isnan, ldexp
 
 __all__ = ["NAN", "INF", "sin", "cos", "tan", "atan", "atan2", "exp", "log", "pow"]
@@ -126,6 +127,7 @@ def _scale(y: float, k: int) -> float:
 # sin, cos, tan
 
 _PIO4 = 0.7853981633974483         # largest double below pi/4 rounding: |x| < this needs no reduction
+_TINY = 7.450580596923828e-09      # 2**-27: below it sin x and tan x round to x
 
 _S1 = -1.66666666666666324348e-01
 _S2 = 8.33333333332248946124e-03
@@ -177,27 +179,47 @@ def _reduce(ax: float) -> tuple[int, float, float]:
     return q & 3, hi, lo
 
 
-def sin(x: float) -> float:
-    """Deterministic sin(x); nan for ±inf."""
-    x = float(x)
-    if -_PIO4 < x < _PIO4:
-        if -7.450580596923828e-09 < x < 7.450580596923828e-09:   # |x| < 2**-27: sin x == x (keeps -0.0)
-            return x
-        return _ksin(x, 0.0)
+def _sin_quadrant(n: int, hi: float, lo: float) -> float:
+    """sin(n*pi/2 + hi + lo): the quadrant picks the kernel and the sign."""
+    s = _kcos(hi, lo) if n & 1 else _ksin(hi, lo)
+    return -s if n & 2 else s
+
+
+def _cos_quadrant(n: int, hi: float, lo: float) -> float:
+    """cos(n*pi/2 + hi + lo), as sin one quadrant further on."""
+    return _sin_quadrant(n + 1, hi, lo)
+
+
+def _tan_quadrant(n: int, hi: float, lo: float) -> float:
+    """tan(n*pi/2 + hi + lo)."""
+    if n & 1:
+        return -_kcos(hi, lo) / _ksin(hi, lo)
+    return _ksin(hi, lo) / _kcos(hi, lo)
+
+
+def _reduced(x: float, quadrant: Callable[[int, float, float], float], odd: bool) -> float:
+    """f(x) for |x| >= pi/4 through exact reduction of |x|; nan for nan and ±inf.
+
+    `quadrant(n, hi, lo)` is f(n*pi/2 + hi + lo); `odd` says f(-x) == -f(x), else f is even.
+    """
     if isnan(x):
         return x
     if isinf(x):
         return NAN
-    n, hi, lo = _reduce(-x if x < 0 else x)
-    if n == 0:
-        s = _ksin(hi, lo)
-    elif n == 1:
-        s = _kcos(hi, lo)
-    elif n == 2:
-        s = -_ksin(hi, lo)
-    else:
-        s = -_kcos(hi, lo)
-    return -s if x < 0 else s
+    if x < 0:
+        y = quadrant(*_reduce(-x))
+        return -y if odd else y
+    return quadrant(*_reduce(x))
+
+
+def sin(x: float) -> float:
+    """Deterministic sin(x); nan for ±inf."""
+    x = float(x)
+    if -_PIO4 < x < _PIO4:
+        if -_TINY < x < _TINY:        # sin x == x (keeps -0.0)
+            return x
+        return _ksin(x, 0.0)
+    return _reduced(x, _sin_quadrant, odd=True)
 
 
 def cos(x: float) -> float:
@@ -205,37 +227,17 @@ def cos(x: float) -> float:
     x = float(x)
     if -_PIO4 < x < _PIO4:
         return _kcos(x, 0.0)
-    if isnan(x):
-        return x
-    if isinf(x):
-        return NAN
-    n, hi, lo = _reduce(-x if x < 0 else x)
-    if n == 0:
-        return _kcos(hi, lo)
-    if n == 1:
-        return -_ksin(hi, lo)
-    if n == 2:
-        return -_kcos(hi, lo)
-    return _ksin(hi, lo)
+    return _reduced(x, _cos_quadrant, odd=False)
 
 
 def tan(x: float) -> float:
     """Deterministic tan(x) (sin/cos of the reduced argument); nan for ±inf."""
     x = float(x)
     if -_PIO4 < x < _PIO4:
-        if -7.450580596923828e-09 < x < 7.450580596923828e-09:   # |x| < 2**-27: tan x == x
+        if -_TINY < x < _TINY:        # tan x == x
             return x
         return _ksin(x, 0.0) / _kcos(x, 0.0)
-    if isnan(x):
-        return x
-    if isinf(x):
-        return NAN
-    n, hi, lo = _reduce(-x if x < 0 else x)
-    if n & 1:
-        t = -_kcos(hi, lo) / _ksin(hi, lo)
-    else:
-        t = _ksin(hi, lo) / _kcos(hi, lo)
-    return -t if x < 0 else t
+    return _reduced(x, _tan_quadrant, odd=True)
 
 
 # ---------------------------------------------------------------------------

@@ -14,6 +14,8 @@ class NetworkInterrupted:
 
 @dataclass(frozen=True)
 class NetworkResumed:
+    """Packets from `peer` arrive again after a NetworkInterrupted."""
+
     peer: str
 
 

@@ -10,6 +10,7 @@ import heapq
 from dataclasses import dataclass
 
 from game.rng import Rng
+from netcode.transport import Endpoint
 
 
 @dataclass(frozen=True)
@@ -84,14 +85,14 @@ class SimNetwork:
         self._muted: set[str] = set()
         self.sent = self.dropped = self.duplicated = self.delivered = 0
 
-    def endpoint(self, addr: str) -> SimTransport:
-        return SimTransport(self, addr)
+    def endpoint(self, addr: str) -> Endpoint:
+        return Endpoint(self, addr)
 
     def mute(self, addr: str) -> None:
         """Drop everything `addr` sends or is sent from now on (a vanished peer)."""
         self._muted.add(addr)
 
-    def send(self, sender: str, to: str, data: str) -> None:
+    def deliver(self, sender: str, to: str, data: str) -> None:
         self.sent += 1
         delays = [] if sender in self._muted or to in self._muted else link_delays(self.profile, self.rng)
         if not delays:
@@ -102,7 +103,7 @@ class SimNetwork:
             heapq.heappush(self._in_flight.setdefault(to, []), (self.clock() + delay, self._seq, sender, data))
             self._seq += 1
 
-    def receive(self, addr: str) -> list[tuple[str, str]]:
+    def take(self, addr: str) -> list[tuple[str, str]]:
         """Packets for `addr` whose arrival time has come (others keep waiting)."""
         queue = self._in_flight.get(addr, [])
         due = []
@@ -112,17 +113,3 @@ class SimNetwork:
             return []
         self.delivered += len(due)
         return [(sender, data) for _, _, sender, data in due]
-
-
-class SimTransport:
-    """One address on a `SimNetwork`."""
-
-    def __init__(self, network: SimNetwork, addr: str) -> None:
-        self.network = network
-        self.addr = addr
-
-    def send(self, to: str, data: str) -> None:
-        self.network.send(self.addr, to, data)
-
-    def receive(self) -> list[tuple[str, str]]:
-        return self.network.receive(self.addr)

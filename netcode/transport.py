@@ -37,15 +37,39 @@ def receive_all(transport: Transport, handle: Callable[..., None]) -> list[BadPa
     return refused
 
 
+class Network(Protocol):
+    """Carries packets between the addresses of one process: `MemoryHub`, `netcode.sim.SimNetwork`."""
+
+    def deliver(self, sender: str, to: str, data: str) -> None:
+        """Accept `data` from `sender` for `to`."""
+
+    def take(self, addr: str) -> list[tuple[str, str]]:
+        """The (sender, data) packets that have reached `addr` since the last call."""
+
+
+class Endpoint:
+    """One address on a `Network`: the transport a session there is given."""
+
+    def __init__(self, network: Network, addr: str) -> None:
+        self.network = network
+        self.addr = addr
+
+    def send(self, to: str, data: str) -> None:
+        self.network.deliver(self.addr, to, data)
+
+    def receive(self) -> list[tuple[str, str]]:
+        return self.network.take(self.addr)
+
+
 class MemoryHub:
     """Instant, lossless delivery between endpoints in one process."""
 
     def __init__(self) -> None:
         self._inboxes: dict[str, deque[tuple[str, str]]] = {}
 
-    def endpoint(self, addr: str) -> MemoryTransport:
+    def endpoint(self, addr: str) -> Endpoint:
         self._inboxes.setdefault(addr, deque())
-        return MemoryTransport(self, addr)
+        return Endpoint(self, addr)
 
     def deliver(self, sender: str, to: str, data: str) -> None:
         inbox = self._inboxes.get(to)
@@ -57,17 +81,3 @@ class MemoryHub:
         items = list(inbox)
         inbox.clear()
         return items
-
-
-class MemoryTransport:
-    """One address on a `MemoryHub`."""
-
-    def __init__(self, hub: MemoryHub, addr: str) -> None:
-        self.hub = hub
-        self.addr = addr
-
-    def send(self, to: str, data: str) -> None:
-        self.hub.deliver(self.addr, to, data)
-
-    def receive(self) -> list[tuple[str, str]]:
-        return self.hub.take(self.addr)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from game.hashing import is_finite_number
+from game.games.config import check_number, merged_config
 from game.spaces import Discrete
 
 STAY, UP, DOWN, LEFT, RIGHT, INTERACT = range(6)
@@ -49,19 +49,10 @@ STATE_KEYS = ("frame", "rows", "cols", "facings", "held", "counters", "pot_onion
 
 def parse_config(config: dict | None) -> dict[str, Any]:
     """Defaults merged with `config`, validated. Raises ValueError naming the bad key."""
-    if config is None:
-        config = {}
-    if not isinstance(config, dict):
-        raise ValueError(f"Cooking config must be a dict, got {type(config).__name__}")
-    unknown = sorted(str(k) for k in config if k not in DEFAULT_CONFIG)
-    if unknown:
-        raise ValueError(f"unknown Cooking config key {unknown[0]!r}; known keys: {', '.join(DEFAULT_CONFIG)}")
-    merged = {**DEFAULT_CONFIG, **config}
+    merged = merged_config("Cooking", DEFAULT_CONFIG, config)
     for key in ("cook_time", "time_limit"):
-        if type(merged[key]) is not int or merged[key] < 1:
-            raise ValueError(f"Cooking config {key!r} must be an int >= 1, got {merged[key]!r}")
-    if not is_finite_number(merged["soup_reward"]):
-        raise ValueError(f"Cooking config 'soup_reward' must be a number, got {merged['soup_reward']!r}")
+        check_number("Cooking", merged, key, integer=True, low=1)
+    check_number("Cooking", merged, "soup_reward")
     merged["layout"] = _check_layout(merged["layout"])
     return merged
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from math import isqrt
 from typing import Any
 
-from game.hashing import is_finite_number
+from game.games.config import check_number, merged_config
 from game.rng import Rng
 from game.spaces import Discrete
 
@@ -44,32 +44,13 @@ STATE_KEYS = (
 )
 
 
-def _number(config: dict, key: str, integer: bool, low: float, high: float | None = None) -> Any:
-    """Read `config[key]` and check its type and range, naming the key in any error."""
-    value = config[key]
-    if type(value) is not int and (integer or not is_finite_number(value)):
-        kind = "an int" if integer else "a number"
-        raise ValueError(f"Pong config {key!r} must be {kind}, got {value!r}")
-    if value < low or (high is not None and value > high):
-        bounds = f">= {low}" if high is None else f"in [{low}, {high}]"
-        raise ValueError(f"Pong config {key!r} must be {bounds}, got {value!r}")
-    return value
-
-
 def parse_config(config: dict | None) -> dict[str, Any]:
     """Defaults merged with `config`, validated. Raises ValueError naming the bad key."""
-    if config is None:
-        config = {}
-    if not isinstance(config, dict):
-        raise ValueError(f"Pong config must be a dict, got {type(config).__name__}")
-    unknown = sorted(str(k) for k in config if k not in DEFAULT_CONFIG)
-    if unknown:
-        raise ValueError(f"unknown Pong config key {unknown[0]!r}; known keys: {', '.join(DEFAULT_CONFIG)}")
-    merged = {**DEFAULT_CONFIG, **config}
+    merged = merged_config("Pong", DEFAULT_CONFIG, config)
     for key in DEFAULT_CONFIG:
         low = 0 if key in ("serve_delay", "ball_speedup", "paddle_margin") else 1
         high = 1 if key == "ball_speedup" else None
-        _number(merged, key, key in _INT_KEYS, low, high)
+        check_number("Pong", merged, key, integer=key in _INT_KEYS, low=low, high=high)
     width, height = merged["width"], merged["height"]
     if merged["paddle_height"] >= height:
         raise ValueError(f"Pong config 'paddle_height' ({merged['paddle_height']}) must be less than 'height' ({height})")
