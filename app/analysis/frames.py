@@ -21,8 +21,7 @@ from collections import OrderedDict
 from typing import Any, Callable
 
 from app.data.recording import Recording, read_recording, recording_path
-from app.analysis.replay import ReplayError, episode_lengths, recorded_game, resolve_game
-from game.hashing import state_hash
+from app.analysis.replay import ReplayError, episode_lengths, episode_sim, recorded_game, resolve_game
 
 PAUSE_EVERY = 100   # frames between two pauses
 MAX_COUNT = 600     # frames per request
@@ -46,20 +45,17 @@ class EpisodeFrames:
 
     def __init__(self, recording: Recording, cls: type, episode: int, length: int,
                  pause: Callable[[], None]) -> None:
-        data = recording.episodes[episode]
         self.episode = episode
         self.length = length                 # steps; frames 0..length can be shown
         self.players = recording.players
-        self._inputs = data["inputs"]
-        self._checksums: dict[int, dict[str, str]] = data["checksums"]
+        self._checksums: dict[int, dict[str, str]] = recording.episodes[episode]["checksums"]
         self._pause = pause
         self._lock = threading.Lock()
         self.entries: list[str] = []         # encoded frames 0..len-1
         self.checked = 0
         self.mismatches: list[int] = []      # frames whose replayed checksum differs from a recorded one
-        self._env = cls(recording.header["config"])
-        self._env.reset(data["seed"])
-        self._renders = callable(getattr(self._env, "render", None))
+        self._sim = episode_sim(recording, cls, episode, length)
+        self._renders = callable(getattr(self._sim.env, "render", None))
 
     @property
     def states(self) -> int:
@@ -79,22 +75,23 @@ class EpisodeFrames:
                     self._pause()
 
     def _next(self) -> None:
-        frame = len(self.entries)
+        sim = self._sim
+        frame = sim.frame
         try:
-            primitives = self._env.render() if self._renders else []
+            primitives = sim.env.render() if self._renders else []
             recorded = self._checksums.get(frame)
             checksum = None
             if recorded:
-                replayed = state_hash(self._env.get_state())
+                replayed = sim.checksum()
                 ok = all(c == replayed for c in recorded.values())
                 self.checked += len(recorded)
                 if not ok:
                     self.mismatches.append(frame)
                 checksum = {"recorded": recorded, "replayed": replayed, "ok": ok}
             actions = rewards = None
-            if frame < self.length:
-                actions = dict(zip(self.players, self._inputs[frame]))
-                rewards = self._env.step(dict(actions)).get("rewards")
+            if not sim.done:
+                actions = sim.actions()
+                rewards = sim.step().get("rewards")
             entry = {"frame": frame, "primitives": primitives, "actions": actions, "rewards": rewards,
                      "checksum": checksum}
             self.entries.append(_dumps(entry))
