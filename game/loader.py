@@ -24,8 +24,9 @@ import os
 import sys
 import threading
 import types
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 USER_MODULE_PREFIX = "coplay_user_"          # module name of an imported FILE.py
 RECORDED_MODULE_PREFIX = "coplay_recorded_"  # module name of a recording's stored source

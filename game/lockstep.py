@@ -12,13 +12,13 @@ last step. Stdlib only: the same code runs in CPython and in the browser's Pyodi
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from game.hashing import state_hash
 
 # One frame's inputs: an action per player in `players` order, or {player: action}.
-FrameInputs = Sequence[Any] | Mapping[str, Any]
+FrameInputs = Sequence[Any] | dict[str, Any]
 
 
 class Lockstep:
@@ -47,13 +47,13 @@ class Lockstep:
         return self._reset_observations if self.result is None else self.result.get("observations")
 
     def actions(self) -> dict[str, Any]:
-        """{player: action} of the current frame."""
+        """{player: action} of the current frame, a new dict each time."""
         inputs = self.inputs[self.frame]
-        return dict(inputs) if isinstance(inputs, Mapping) else dict(zip(self.players, inputs))
+        return dict(inputs) if isinstance(inputs, dict) else dict(zip(self.players, inputs))
 
     def step(self) -> Any:
         """Step with the current frame's inputs; returns the env's step result."""
-        if self.done:
+        if self.frame >= self.length:
             raise IndexError(f"frame {self.frame} is the last one; there are no inputs to step with")
         self.result = self.env.step(self.actions())
         self.frame += 1

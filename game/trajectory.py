@@ -6,7 +6,8 @@ in both runtimes (app/pyodide/node.py's `PyodideNode.call`) and compare the list
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from game.checker import trajectory_checksums
 from game.loader import class_from_source, load_class

@@ -1,8 +1,8 @@
 """Frames of a recorded match for the replay viewer: re-simulated once, then served by range.
 
 For each episode the recorded game (the exact source stored in the recording, see
-`app.analysis.replay.recorded_game`) is reset with the recorded seed and stepped with the recorded
-inputs, in CPython. Frame f is the state after f steps (0 is the reset state, the last one
+`app.analysis.replay.recorded_game`) is re-simulated from the recorded seed and inputs
+(`game.lockstep`), in CPython. Frame f is the state after f steps (0 is the reset state, the last one
 is the state after the episode's last recorded inputs); for it we keep the env's
 `render()` primitives, the inputs recorded for frame f with the rewards of that step
 (None at the last frame), and the recorded checksums of frame f against the replayed one.
