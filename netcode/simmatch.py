@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
-from game.hashing import state_hash
+from game.lockstep import Lockstep, checksums
 from game.policies import RandomPolicy
 from game.rng import Rng
 from netcode.config import SessionConfig
@@ -191,12 +191,8 @@ def _check_convergence(
     for peer in live[1:]:
         if [inputs for _, inputs in peer.log[:frames]] != truth_inputs:
             return f"{peer.addr} confirmed different inputs than {live[0].addr}", 0
-    reference.reset(seed)
-    truth: dict[int, str] = {}
-    for frame, inputs in enumerate(truth_inputs):
-        if config.is_check_frame(frame):
-            truth[frame] = state_hash(reference.get_state())
-        reference.step(inputs)
+    lockstep = Lockstep(reference, seed, config.players, truth_inputs)
+    truth = checksums(lockstep, at=lambda frame: frame < frames and config.is_check_frame(frame))
     checked = 0
     for peer in live:
         for frame, checksum in peer.checksums.items():

@@ -15,8 +15,7 @@ import pytest
 
 from app.pyodide.bundle import BundleError, build_bundle, encode_bundle, package_files
 from app.commands.demo_experiment import EXPERIMENT as DEMO
-from game.loader import load_class
-from app.web.server import GameResolver
+from game.loader import GameLoader, load_class
 from scenes import End, Experiment, Match
 from tests.server_fixtures import ROOT, free_port
 
@@ -58,8 +57,8 @@ def pong_match(id: str, game: Any, **options: Any) -> Match:
     return Match(id=id, game=game, humans=("left", "right"), **options)
 
 
-def bundle_for(exp: Experiment, base_dir: Path | None = None) -> tuple[dict[str, Any], GameResolver]:
-    resolve = GameResolver(str(base_dir) if base_dir else None)
+def bundle_for(exp: Experiment, base_dir: Path | None = None) -> tuple[dict[str, Any], GameLoader]:
+    resolve = GameLoader(str(base_dir) if base_dir else None)
     return build_bundle(exp, resolve.absolute), resolve
 
 

@@ -4,8 +4,9 @@ Tables, one file each per experiment:
 
 - `steps`: one row per player per step of every episode of every recording, rebuilt by
   re-simulating the episode from its seed and recorded inputs with the recorded game
-  (`app.analysis.replay.resolve_game`, which refuses a changed game source). Each episode stops at
-  its `episode_end` frame when there is one, so it has exactly frames x players rows.
+  (`app.analysis.replay.resolve_game`, which refuses a changed game source). Each episode stops
+  where replay stops it (`app.analysis.replay.episode_lengths`: at its `episode_end` frame when
+  there is one), so it has exactly frames x players rows.
   `obs.*` columns hold the observation the player had before acting at that frame,
   flattened when it is a dict/list of scalars of stable shape across the episode;
   otherwise the `observation` column holds it as JSON text. `predicted` says whether a
@@ -35,7 +36,7 @@ from app.analysis.export_spool import StepSpool, write_steps
 from game.loader import LoadError
 from app.analysis.predicted import PredictedLookup
 from app.data.recording import Recording, RecordingError, read_recording
-from app.analysis.replay import ReplayError, resolve_game
+from app.analysis.replay import ReplayError, episode_lengths, episode_sim, resolve_game
 from app.data.store import DATABASE_NAME, Store
 
 FORMATS = ("csv", "npz", "parquet")
@@ -240,10 +241,6 @@ def _simulate_episode(name: str, recording: Recording, game_class: type,
     """Re-simulate one episode: its step rows, and the flattened observation keys (None when not flattenable)."""
     data = recording.episodes[episode]
     players = recording.players
-    inputs = data["inputs"]
-    ends = [e["frame"] for e in recording.events
-            if e.get("kind") == "episode_end" and e.get("episode") == episode and isinstance(e.get("frame"), int)]
-    frames = min([len(inputs), *ends])
     start, changes = _seat_timeline(recording)
     holders = dict(start)
     for change_episode, _frame, seat in changes:
@@ -252,16 +249,15 @@ def _simulate_episode(name: str, recording: Recording, game_class: type,
     pending = [(frame, seat) for change_episode, frame, seat in changes if change_episode == episode]
     predicted = PredictedLookup(recording, episode, {player: seat for player, (seat, _k, _pid) in start.items()})
 
-    env = game_class(recording.header["config"])
-    observations = env.reset(data["seed"])
+    sim = episode_sim(recording, game_class, episode, episode_lengths(recording)[episode])
     rows: list[dict[str, Any]] = []
     flat: list[dict[str, Any] | None] = []
-    for frame in range(frames):
+    while not sim.done:
+        frame, observations, actions = sim.frame, sim.observations, data["inputs"][sim.frame]
         while pending and pending[0][0] <= frame:
             _, seat = pending.pop(0)
             holders.update({p: (seat, "ai", None) for p, (s, _k, _pid) in holders.items() if s == seat})
-        actions = inputs[frame]
-        result = env.step(dict(zip(players, actions)))
+        result = sim.step()
         for player, action in zip(players, actions):
             seat, kind, participant = holders.get(player, ("", "", None))
             observation = _get(observations, player)
@@ -274,7 +270,6 @@ def _simulate_episode(name: str, recording: Recording, game_class: type,
                 "info": json_text(result.get("info", {})), "predicted": predicted(frame, player),
                 "_observation": observation})
             flat.append(_flatten(observation))
-        observations = result.get("observations")
     keys = None
     if flat and all(f is not None for f in flat):
         first = list(flat[0] or {})

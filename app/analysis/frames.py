@@ -1,8 +1,8 @@
 """Frames of a recorded match for the replay viewer: re-simulated once, then served by range.
 
 For each episode the recorded game (the exact source stored in the recording, see
-`app.analysis.replay.recorded_game`) is reset with the recorded seed and stepped with the recorded
-inputs, in CPython. Frame f is the state after f steps (0 is the reset state, the last one
+`app.analysis.replay.recorded_game`) is re-simulated from the recorded seed and inputs
+(`game.lockstep`), in CPython. Frame f is the state after f steps (0 is the reset state, the last one
 is the state after the episode's last recorded inputs); for it we keep the env's
 `render()` primitives, the inputs recorded for frame f with the rewards of that step
 (None at the last frame), and the recorded checksums of frame f against the replayed one.
@@ -21,8 +21,7 @@ from collections import OrderedDict
 from typing import Any, Callable
 
 from app.data.recording import Recording, read_recording, recording_path
-from app.analysis.replay import ReplayError, episode_lengths, recorded_game, resolve_game
-from game.hashing import state_hash
+from app.analysis.replay import ReplayError, episode_lengths, episode_sim, recorded_game, resolve_game
 from game.errors import CoplayError
 
 PAUSE_EVERY = 100   # frames between two pauses
@@ -51,20 +50,17 @@ class EpisodeFrames:
 
     def __init__(self, recording: Recording, cls: type, episode: int, length: int,
                  pause: Callable[[], None]) -> None:
-        data = recording.episodes[episode]
         self.episode = episode
         self.length = length                 # steps; frames 0..length can be shown
         self.players = recording.players
-        self._inputs = data["inputs"]
-        self._checksums: dict[int, dict[str, str]] = data["checksums"]
+        self._checksums: dict[int, dict[str, str]] = recording.episodes[episode]["checksums"]
         self._pause = pause
         self._lock = threading.Lock()
         self.entries: list[str] = []         # encoded frames 0..len-1
         self.checked = 0
         self.mismatches: list[int] = []      # frames whose replayed checksum differs from a recorded one
-        self._env = cls(recording.header["config"])
-        self._env.reset(data["seed"])
-        self._renders = callable(getattr(self._env, "render", None))
+        self._sim = episode_sim(recording, cls, episode, length)
+        self._renders = callable(getattr(self._sim.env, "render", None))
 
     @property
     def states(self) -> int:
@@ -84,22 +80,23 @@ class EpisodeFrames:
                     self._pause()
 
     def _next(self) -> None:
-        frame = len(self.entries)
+        sim = self._sim
+        frame = sim.frame
         try:
-            primitives = self._env.render() if self._renders else []
+            primitives = sim.env.render() if self._renders else []
             recorded = self._checksums.get(frame)
             checksum = None
             if recorded:
-                replayed = state_hash(self._env.get_state())
+                replayed = sim.checksum()
                 ok = all(c == replayed for c in recorded.values())
                 self.checked += len(recorded)
                 if not ok:
                     self.mismatches.append(frame)
                 checksum = {"recorded": recorded, "replayed": replayed, "ok": ok}
             actions = rewards = None
-            if frame < self.length:
-                actions = dict(zip(self.players, self._inputs[frame]))
-                rewards = self._env.step(dict(actions)).get("rewards")
+            if not sim.done:
+                actions = sim.actions()
+                rewards = sim.step().get("rewards")
             entry = {"frame": frame, "primitives": primitives, "actions": actions, "rewards": rewards,
                      "checksum": checksum}
             self.entries.append(_dumps(entry))

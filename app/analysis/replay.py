@@ -10,14 +10,14 @@ from __future__ import annotations
 import hashlib
 import inspect
 import sys
-import types
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from game.loader import load_class
 from app.data.recording import Recording, read_recording
 from game.hashing import state_hash
 from game.errors import CoplayError
+from game.loader import class_from_source, load_class
+from game.lockstep import Lockstep
 
 
 class ReplayError(CoplayError):
@@ -65,21 +65,22 @@ def resolve_game(recording: Recording, game_class: type | None = None) -> type:
 
 def recorded_game(recording: Recording) -> type:
     """The game class built from the source text stored in the recording."""
-    _, _, name = recording.header["game"].rpartition(":")
-    module = types.ModuleType(f"coplay_recorded_{recording.header['game_source_sha256'][:12]}")
-    exec(compile(recording.header["game_source"], f"<recorded source of {recording.header['game']}>", "exec"),
-         module.__dict__)
-    cls = getattr(module, name, None)
-    if not isinstance(cls, type):
-        raise ReplayError(f"the recorded source defines no class {name!r}")
-    return cls
+    return class_from_source(recording.header["game_source"], recording.header["game"])
 
 
 def episode_lengths(recording: Recording) -> dict[int, int]:
     """{episode: frames to re-simulate}: the recorded inputs, cut at the episode's recorded end."""
-    ends = {e["episode"]: e["frame"] for e in recording.events
-            if e.get("kind") == "episode_end" and isinstance(e.get("frame"), int)}
+    ends: dict[Any, int] = {}
+    for e in recording.events:
+        if e.get("kind") == "episode_end" and isinstance(e.get("frame"), int):
+            ends[e.get("episode")] = min(e["frame"], ends.get(e.get("episode"), e["frame"]))
     return {e: min(len(d["inputs"]), ends.get(e, len(d["inputs"]))) for e, d in recording.episodes.items()}
+
+
+def episode_sim(recording: Recording, cls: type, episode: int, length: int | None = None) -> Lockstep:
+    """A fresh `cls` env re-simulating `episode` of the recording, up to `length` steps."""
+    data = recording.episodes[episode]
+    return Lockstep(cls(recording.header["config"]), data["seed"], recording.players, data["inputs"], length)
 
 
 def replay(
@@ -90,33 +91,29 @@ def replay(
     of frames `first`..`last`; `progress(done, total)` is called now and then."""
     recording = read_recording(path)
     cls = resolve_game(recording, game_class)
-    players = recording.players
     result = ReplayResult(truncated=recording.truncated)
     lengths = episode_lengths(recording)
     if last is not None:
         lengths = {e: min(n, last) for e, n in lengths.items()}
     total, done = sum(lengths.values()), 0
     for episode, data in sorted(recording.episodes.items()):
-        env = cls(recording.header["config"])
-        env.reset(data["seed"])
+        sim = episode_sim(recording, cls, episode, lengths[episode])
         checksums = data["checksums"]
-        frames = lengths[episode]
-        for frame in range(frames + 1):
-            if frame >= first:
-                for seat, recorded in checksums.get(frame, {}).items():
-                    state = env.get_state()
-                    replayed = state_hash(state)
+        for frame in sim.frames():
+            recorded_here = checksums.get(frame) if frame >= first else None
+            if recorded_here:
+                state = sim.state()
+                replayed = state_hash(state)
+                for seat, recorded in recorded_here.items():
                     result.checked += 1
                     if replayed != recorded:
                         result.mismatches.append(
                             Mismatch(episode, frame, seat, recorded, replayed, state if keep_states else None))
-            if frame < frames:
-                env.step(dict(zip(players, data["inputs"][frame])))
-                result.frames += 1
-                done += 1
-                if progress is not None and done % 2000 == 0:
-                    progress(done, total)
-        result.last_frames[episode] = frames
+            if progress is not None and frame and (done + frame) % 2000 == 0:
+                progress(done + frame, total)
+        done += sim.frame
+        result.frames += sim.frame
+        result.last_frames[episode] = sim.frame
     if progress is not None:
         progress(done, total)
     return result
@@ -124,12 +121,9 @@ def replay(
 
 def state_at(recording: Recording, cls: type, episode: int, frame: int) -> Any:
     """The state of `episode` at `frame`, re-simulated with `cls`."""
-    data = recording.episodes[episode]
-    env = cls(recording.header["config"])
-    env.reset(data["seed"])
-    for actions in data["inputs"][:frame]:
-        env.step(dict(zip(recording.players, actions)))
-    return env.get_state()
+    sim = episode_sim(recording, cls, episode)
+    sim.run_to(frame)
+    return sim.state()
 
 
 def diff_states(expected: Any, actual: Any, path: str = "state", limit: int = 20) -> list[str]:

@@ -24,8 +24,8 @@ from pathlib import Path
 
 from game.loader import LoadError, load_class, parse_config
 from app.pyodide.node import PyodideError, PyodideNode, PyodideUnavailable
-from game.checker import CheckReport, EnvCheckError, check_env, trajectory_checksums
-from game.trajectory import first_divergence
+from game.checker import CheckReport, EnvCheckError, check_env
+from game.trajectory import checker_hashes, first_divergence
 
 HASH_SEEDS = ("1", "2")
 CHILD_TIMEOUT = 600  # seconds for one subprocess run of the trajectory
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.no_hash_seed_check:
             check_hash_seed(args.spec, args.config, args.frames, args.seed)
         if args.runtime == "pyodide":
-            check_pyodide(env_class, args.spec, config, args.frames, args.seed)
+            check_pyodide(args.spec, config, args.frames, args.seed)
     except PyodideUnavailable as exc:
         print(f"check-env: --runtime pyodide: {exc}", file=sys.stderr)
         return 2
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_pyodide(env_class: type, spec: str, config: dict | None, frames: int, seed: int) -> None:
+def check_pyodide(spec: str, config: dict | None, frames: int, seed: int) -> None:
     """Play the trajectory in Pyodide under Node; raise EnvCheckError at the first frame that differs."""
     target, _, class_name = spec.rpartition(":")
     files: dict[str, str] = {}
@@ -86,17 +86,13 @@ def check_pyodide(env_class: type, spec: str, config: dict | None, frames: int, 
         path = Path(target).resolve()
         files = {sibling.name: sibling.read_text() for sibling in path.parent.glob("*.py")}
         module = path.stem
-    code = (
-        f"import importlib\nfrom game.checker import trajectory_checksums\n"
-        f"cls = getattr(importlib.import_module({module!r}), {class_name!r})\n"
-        f"result = trajectory_checksums(cls, {config!r}, {frames!r}, {seed!r})\n"
-    )
     with PyodideNode() as py:
         try:
-            theirs = py.run(code, files=files)
+            theirs = py.call("game.trajectory:checker_hashes", f"{module}:{class_name}", config, frames, seed,
+                             files=files)
         except PyodideError as exc:
             raise EnvCheckError("pyodide_failed", f"The game failed in Pyodide: {exc}") from None
-    ours = trajectory_checksums(env_class, config, frames, seed)
+    ours = checker_hashes(spec, config, frames, seed)
     frame = first_divergence(ours, theirs)
     if frame is not None:
         raise EnvCheckError(
@@ -209,7 +205,7 @@ def _child_main(argv: list[str]) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     try:
-        checksums = trajectory_checksums(load_class(args.spec), parse_config(args.config), args.frames, args.seed)
+        checksums = checker_hashes(args.spec, parse_config(args.config), args.frames, args.seed)
     except (LoadError, EnvCheckError) as exc:
         print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

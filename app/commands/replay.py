@@ -7,9 +7,9 @@ import sys
 import time
 from typing import Any
 
-from game.loader import load_class
 from app.data.recording import read_recording
 from app.analysis.replay import diff_states, recorded_game, replay, resolve_game, state_at, summary
+from game.loader import load_class
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     if result.ok:
         print("ok: every checksum matches")
         if args.runtime == "pyodide":
-            return compare_runtimes(recording, game_class)
+            return compare_runtimes(recording)
         return 0
     first = result.mismatches[0]
     print(f"MISMATCH at episode {first.episode}, frame {first.frame}: seat {first.seat} recorded {first.recorded}, "
@@ -78,39 +78,25 @@ def run(args: argparse.Namespace) -> int:
     return 1
 
 
-PYODIDE_REPLAY = """
-import json, types
-from game.trajectory import trajectory_hashes
-data = json.load(open("/home/pyodide/coplay/replay_input.json"))  # where PyodideNode writes files
-module = types.ModuleType("coplay_replayed_game")
-exec(compile(data["source"], "<recorded game source>", "exec"), module.__dict__)
-cls = getattr(module, data["class_name"])
-result = {e: trajectory_hashes(cls(data["config"]), ep["seed"], data["players"], ep["inputs"])
-          for e, ep in data["episodes"].items()}
-"""
-
-
-def compare_runtimes(recording: Any, game_class: type) -> int:
+def compare_runtimes(recording: Any) -> int:
     """Re-simulate every frame in Pyodide and in CPython with the recorded source; 1 at the first difference."""
     from app.pyodide.node import PyodideError, PyodideNode, PyodideUnavailable
-    from game.trajectory import first_divergence, trajectory_hashes
+    from game.trajectory import first_divergence, recorded_hashes
 
     header = recording.header
     episodes = {str(e): {"seed": d["seed"], "inputs": d["inputs"]} for e, d in recording.episodes.items()}
-    payload = {"source": header["game_source"], "class_name": header["game"].rpartition(":")[2],
-               "config": header["config"], "players": recording.players, "episodes": episodes}
+    args = (header["game"], header["game_source"], header["config"], recording.players, episodes)
     try:
         with PyodideNode() as py:
-            theirs = py.run(PYODIDE_REPLAY, files={"replay_input.json": json.dumps(payload)})
+            theirs = py.call("game.trajectory:recorded_hashes", *args)
     except (PyodideUnavailable, PyodideError) as error:
         print(f"coplay replay: --runtime pyodide: {error}", file=sys.stderr)
         return 2
-    cls = recorded_game(recording)
-    for episode, data in episodes.items():
-        ours = trajectory_hashes(cls(header["config"]), data["seed"], recording.players, data["inputs"])
-        frame = first_divergence(ours, theirs[episode])
+    ours = recorded_hashes(*args)
+    for episode in episodes:
+        frame = first_divergence(ours[episode], theirs[episode])
         if frame is not None:
-            print(f"RUNTIMES DIFFER at episode {episode}, frame {frame}: CPython {ours[frame]}, Pyodide "
+            print(f"RUNTIMES DIFFER at episode {episode}, frame {frame}: CPython {ours[episode][frame]}, Pyodide "
                   f"{theirs[episode][frame]}. Browsers and CPython (bots, replays) would desync on this game; "
                   f"see game/detmath.py")
             return 1

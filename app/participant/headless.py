@@ -29,9 +29,9 @@ import requests
 import socketio
 
 from app.participant.answers import Policy, PolicyFn, generate_answers
-from app.participant.socket_client import OrderedClient, PacketRouter, load_game, split_url
+from app.participant.socket_client import OrderedClient, PacketRouter, split_url
 from app.participant.link import ShapedLink
-from game.loader import LoadError
+from game.loader import LoadError, load_class
 from game.rng import Rng
 from netcode.client import MatchClient
 from netcode.errors import NetcodeError
@@ -438,7 +438,7 @@ class HeadlessParticipant:
         self.phase = "playing"
 
     def _start_episode(self, payload: dict[str, Any], now: float) -> _Episode:
-        client = MatchClient(payload, load_game(payload["game"]), clock=lambda: time.monotonic() * 1000.0)
+        client = MatchClient(payload, load_class(payload["game"]), clock=lambda: time.monotonic() * 1000.0)
         self._router.attach(client)
         policy = Policy(self.policy, client.env, client.players, self.rng.randbelow(1 << 31))
         return _Episode(client, policy, started=now, frame_s=client.config.frame_ms / 1000.0, next_tick=now)

@@ -9,7 +9,6 @@ from typing import Any
 import engineio
 import socketio
 
-from game.loader import load_class
 from netcode.client import MatchClient
 
 MAX_STASHED_PACKETS = 4096   # packets kept for an episode whose match_start has not been handled yet
@@ -74,18 +73,6 @@ class OrderedEngineIOClient(engineio.Client):
 class OrderedClient(socketio.Client):
     def _engineio_client_class(self) -> type:
         return OrderedEngineIOClient
-
-
-_GAMES: dict[str, type] = {}
-_GAMES_LOCK = threading.Lock()
-
-
-def load_game(spec: str) -> type:
-    """load_class, once per spec per process (many participants share a process in a load test)."""
-    with _GAMES_LOCK:
-        if spec not in _GAMES:
-            _GAMES[spec] = load_class(spec)
-        return _GAMES[spec]
 
 
 def split_url(base_url: str) -> tuple[str, str, dict[str, str]]:

@@ -32,14 +32,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from game.loader import USER_MODULE_PREFIX
 from scenes.errors import ExperimentError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUNDLED_PACKAGES = ("game", "netcode")
 USER_DIR = "user"
 MAX_BUNDLE_BYTES = 16 * 1024 * 1024   # a browser downloads this before every first match
-# Modules that game.loader / the experiment loader name after a file they imported.
-USER_MODULE_PREFIX = "coplay_user_"
+# Modules that the experiment loader names after a file it imported (game.loader's is USER_MODULE_PREFIX).
 EXPERIMENT_MODULE_PREFIX = "coplay_experiment_"
 
 
@@ -218,7 +218,7 @@ def build_bundle(experiment: Any, resolve_spec: Callable[[Any], str]) -> dict[st
     """The bundle for every Match of `experiment` (all arms).
 
     `resolve_spec(scene.game)` gives the spec as the server sends it in `match_start.game`
-    (app/web/server.py's `GameResolver.absolute`: a FILE.py made absolute, a class as module:qualname);
+    (`game.loader.GameLoader.absolute`: a FILE.py made absolute, a class as module:qualname);
     `games` is keyed by exactly that. Raises BundleError when a game cannot be sent.
     """
     builder = _Builder()

@@ -5,11 +5,12 @@ exact code a participant's browser worker runs. Pyodide is loaded from the local
 `node_modules/pyodide` (installed by `scripts/setup`), never from a CDN.
 
     with PyodideNode() as py:                      # boots Pyodide once (~3 s)
-        py.run("from game import state_hash; result = state_hash({'a': 0.1})")
+        py.call("game.hashing:state_hash", {"a": 0.1})
         py.run("import mygame; result = mygame.VALUE", files={"mygame.py": "VALUE = 1"})
 
-Each `run` executes a snippet in a fresh namespace and returns the JSON-decoded value of
-its `result` variable. Files go under /home/pyodide/coplay, which is on `sys.path`;
+Each `call` calls a function of a module that Pyodide can import (the bundled packages, or
+`files`) and returns its JSON-decoded value; each `run` executes a snippet in a fresh
+namespace and returns the JSON-decoded value of its `result` variable (for tests). Files go under /home/pyodide/coplay, which is on `sys.path`;
 imported modules stay imported between snippets. Values cross as JSON text written by
 Python's `json.dumps`, so big ints and exact float bits survive and no PyProxy leaks.
 """
@@ -181,11 +182,21 @@ class PyodideNode:
         `PyodideError` (with the Pyodide traceback) if the snippet raised, and
         `PyodideTimeout` if no answer came within `timeout` seconds.
         """
+        return self._request({"files": files or {}, "code": code, "result": result}, timeout)
+
+    def call(
+        self, function: str, *args: Any, files: dict[str, str] | None = None, timeout: float | None = None,
+    ) -> Any:
+        """Write `files`, call `function` ("package.module:name", importable in Pyodide) with the
+        JSON-able `args`, and return its JSON-decoded value; raises as `run` does."""
+        return self._request({"files": files or {}, "call": function, "args": list(args)}, timeout)
+
+    def _request(self, request: dict[str, Any], timeout: float | None) -> Any:
         if self._proc is None:
             self.start()
         assert self._proc is not None and self._proc.stdin is not None
         self._next_id += 1
-        request = {"id": self._next_id, "files": files or {}, "code": code, "result": result}
+        request = {"id": self._next_id, **request}
         try:
             self._proc.stdin.write(json.dumps(request) + "\n")
             self._proc.stdin.flush()

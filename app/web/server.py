@@ -25,7 +25,7 @@ from app.web.admin import admin_token, generated_secret, token_location
 from app.pyodide.bundle import EncodedBundle, build_bundle, encode_bundle
 from app.live.flow import Flow
 from app.live.hub import Hub, Services
-from game.loader import load_class
+from game.loader import GameLoader
 from app.live.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from app.live.metrics import Metrics
 from app.web.replay_view import register_replay_routes
@@ -40,30 +40,6 @@ TICK_SECONDS = 0.25
 def secret_key(experiment_dir: str) -> str:
     """The session-signing key kept in the data dir, generated on first use (never a default)."""
     return generated_secret(os.path.join(experiment_dir, "secret_key"), lambda: secrets.token_hex(32))
-
-
-class GameResolver:
-    """Loads `FILE.py:Class` (relative to the experiment file's folder) or `module:Class` specs, once each."""
-
-    def __init__(self, base_dir: str | None) -> None:
-        self.base_dir = base_dir
-        self._cache: dict[str, type] = {}
-
-    def __call__(self, spec: Any) -> type:
-        if isinstance(spec, type):
-            return spec
-        if spec not in self._cache:
-            self._cache[spec] = load_class(self.absolute(spec))
-        return self._cache[spec]
-
-    def absolute(self, spec: Any) -> str:
-        """The spec with a relative FILE.py made absolute (a class becomes module:qualname)."""
-        if isinstance(spec, type):
-            return f"{spec.__module__}:{spec.__qualname__}"
-        target, _, name = spec.rpartition(":")
-        if target.endswith(".py") and self.base_dir and not os.path.isabs(target):
-            target = os.path.join(self.base_dir, target)
-        return f"{target}:{name}"
 
 
 def game_source(game_class: type) -> str:
@@ -91,7 +67,7 @@ def create_server(
     Raises ExperimentError (or its BundleError) when the experiment cannot be served.
     """
     experiment_file, pyodide_url, async_mode = options.experiment_file, options.pyodide_url, options.async_mode
-    resolve = GameResolver(os.path.dirname(os.path.abspath(experiment_file)) if experiment_file else None)
+    resolve = GameLoader(os.path.dirname(os.path.abspath(experiment_file)) if experiment_file else None)
     experiment.validate(resolve)
     bundle = encode_bundle(build_bundle(experiment, resolve.absolute))
     page_config = {"pyodide_url": assets.check_pyodide_url(pyodide_url or assets.DEFAULT_PYODIDE_URL)}
