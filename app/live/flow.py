@@ -127,7 +127,7 @@ class Flow:
         if record.status == ACTIVE:
             self.store.leave_scene(participant, record.scene_index, data)
             self.store.set_status(participant, outcome)
-            self.metrics.participant_outcomes.inc(outcome)
+            self.metrics.participant_outcomes.labels(outcome).inc()
 
     def _expect(self, participant: str, index: int) -> tuple[int, Scene]:
         current, scene = self.current(participant)
