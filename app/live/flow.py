@@ -6,10 +6,11 @@ where they were.
 """
 from __future__ import annotations
 
-import html
 import secrets
 from dataclasses import dataclass
 from typing import Any
+
+from jinja2 import Environment, PackageLoader
 
 from app.live.metrics import Metrics
 from app.live.protocol import ProtocolError
@@ -153,6 +154,9 @@ class Flow:
         return record
 
 
+_TEMPLATES = Environment(loader=PackageLoader("app.live"), autoescape=True)
+
+
 def _page(title: str, text: str) -> str:
-    return (f"<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
-            f"<body><h1>{html.escape(title)}</h1><p>{html.escape(text)}</p></body></html>")
+    """A page that only says `text` (templates/message.html)."""
+    return _TEMPLATES.get_template("message.html").render(title=title, text=text)
