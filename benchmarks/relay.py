@@ -1,13 +1,15 @@
 """The server's relay path: µs per packet through `MatchRoom.relay`, with and without its metrics.
 
-    python benchmarks/relay.py [--packets N] [--window W] [--profile]
+    python benchmarks/relay.py [--packets N] [--window W] [--repeat R] [--profile] [--baseline DIR]
 
 Two seats of a Pong match send each other input packets shaped like the netcode's
 (every packet resends the last W unacknowledged inputs and the 4 latest checksums), as
 at 60 fps. Each packet goes through the room's relay into a real recording file and a
 host that only counts. "now" is `MatchRoom.relay` as the server runs it; "without its
 metrics" swaps the room's metrics for no-ops, to show what they cost. `--profile`
-prints cProfile's top functions.
+prints cProfile's top functions. `--baseline DIR` runs this checkout's benchmark and DIR's own copy of
+it (an older checkout of coplay, e.g. `git worktree add /tmp/base COMMIT`) in turns, each turn a fresh
+process, and prints both side by side: best of R turns each, so that load from elsewhere hits both alike.
 The figures are CPU-bound and single-threaded: run on a quiet machine.
 """
 from __future__ import annotations
@@ -17,6 +19,8 @@ import cProfile
 import json
 import os
 import pstats
+import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -119,15 +123,33 @@ def run(style: str, stream: list[tuple[str, PacketEvent]], folder: str) -> tuple
     return elapsed / len(stream) * 1e6, host.sent
 
 
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_checkout(folder: Path, packets: int, window: int) -> dict[str, float]:
+    """One turn of FOLDER/benchmarks/relay.py in a process of its own, run from FOLDER:
+    {"now": µs, "now-no-metrics": µs}."""
+    command = [sys.executable, str(folder / "benchmarks" / "relay.py"), "--packets", str(packets),
+               "--window", str(window), "--repeat", "1"]
+    output = subprocess.run(command, cwd=folder, env={**os.environ, "PYTHONPATH": str(folder)},
+                            capture_output=True, text=True, check=True).stdout
+    figures = dict(re.findall(r"^  (now|now without its metrics) +([0-9.]+) µs/packet", output, re.MULTILINE))
+    return {"now": float(figures["now"]), "now-no-metrics": float(figures["now without its metrics"])}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--packets", type=int, default=40_000)
     parser.add_argument("--window", type=int, default=6, help="inputs resent per packet (default 6)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--baseline", type=Path, metavar="DIR",
+                        help="an older checkout whose own benchmarks/relay.py runs in turns with this one")
     args = parser.parse_args(argv)
     stream = packets(args.packets, args.window)
     chars = sum(len(e.data) for _, e in stream) / len(stream)
+    best: dict[str, float] = {}
+    before: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as folder:
         if args.profile:
             profiler = cProfile.Profile()
@@ -135,15 +157,28 @@ def main(argv: list[str] | None = None) -> int:
             run("now", stream, folder)
             profiler.disable()
             pstats.Stats(profiler).sort_stats("tottime").print_stats(15)
-        best = {}
-        for style in ("now", "now-no-metrics") * args.repeat:
-            us, sent = run(style, stream, folder)
-            assert sent == len(stream) + 2, (style, sent)  # + the two match_start
-            best[style] = min(best.get(style, us), us)
+        for _ in range(args.repeat):
+            if args.baseline:
+                for figures, checkout in ((best, ROOT), (before, args.baseline)):
+                    for style, us in run_checkout(checkout, args.packets, args.window).items():
+                        figures[style] = min(figures.get(style, us), us)
+                continue
+            for style in ("now", "now-no-metrics"):
+                us, sent = run(style, stream, folder)
+                assert sent == len(stream) + 2, (style, sent)  # + the two match_start
+                best[style] = min(best.get(style, us), us)
     print(f"relay of {args.packets} packets ({chars:.0f} chars, {args.window} inputs each), best of {args.repeat}:")
-    print(f"  now                     {best['now']:7.2f} µs/packet")
-    print(f"  now without its metrics {best['now-no-metrics']:7.2f} µs/packet   "
-          f"(metrics cost {best['now'] / best['now-no-metrics']:.2f}x)")
+    if args.baseline:
+        print(f"  {'':23} {'now':>7}   {'baseline':>8}   (baseline: {args.baseline})")
+        for style, label in (("now", "with its metrics"), ("now-no-metrics", "without its metrics")):
+            print(f"  {label:23} {best[style]:7.2f}   {before[style]:8.2f}   µs/packet   "
+                  f"({best[style] - before[style]:+.2f} µs)")
+        print(f"  metrics cost            {best['now'] - best['now-no-metrics']:7.2f}   "
+              f"{before['now'] - before['now-no-metrics']:8.2f}   µs/packet")
+    else:
+        print(f"  now                     {best['now']:7.2f} µs/packet")
+        print(f"  now without its metrics {best['now-no-metrics']:7.2f} µs/packet   "
+              f"(metrics cost {best['now'] / best['now-no-metrics']:.2f}x)")
     print("The relay core is a few per cent of the server's cost per packet; the Socket.IO stack is the rest:\n"
           "python benchmarks/async_modes.py --baseline compares the whole server per relayed packet.")
     return 0

@@ -1,72 +1,79 @@
-"""The Prometheus registry (app/live/metrics.py): text format, parsing back, process figures."""
+"""The server's metrics (app/live/metrics.py, on prometheus_client): text format, parsing back, process figures."""
 from __future__ import annotations
 
 import math
 
 import pytest
+from prometheus_client import Counter
 
 from app.live.metrics import (
-    Metrics, Registry, histogram_buckets, histogram_quantile, parse_metrics, process_cpu_seconds,
-    process_open_fds, process_resident_bytes,
+    Metrics, histogram_buckets, histogram_quantile, parse_metrics, process_cpu_seconds, process_open_fds,
+    process_resident_bytes,
 )
 
 
-def small_registry() -> Registry:
-    registry = Registry()
-    events = registry.counter("demo_events_total", "Events by kind.\nSecond line \\ here.", ("event",))
-    events.inc("packet")
-    events.inc("packet", amount=2)
-    events.inc('we"ird\\one\n')
-    plain = registry.counter("demo_plain_total", "A counter without labels.")
-    plain.inc(amount=0.5)
-    gauge = registry.gauge("demo_level", "A gauge.")
-    gauge.set(3)
-    gauge.dec()
-    registry.gauge("demo_callback", "Read at scrape time.", lambda: 7.25)
-    histogram = registry.histogram("demo_seconds", "A histogram.", (0.1, 1, 0.5))
-    for value in (0.05, 0.1, 0.3, 2.0):
-        histogram.observe(value)
-    return registry
+def small_metrics() -> Metrics:
+    metrics = Metrics(clock=lambda: 0.0, process=False)
+    metrics.event("packet")
+    metrics.event("packet")
+    metrics.event("ready", refused=True)
+    metrics.seats_lost.labels('we"ird\\one\n').inc()
+    metrics.relayed_bytes.inc(0.5)
+    metrics.matches_active.set_function(lambda: 7.25)
+    for value in (0.03, 0.05, 0.3, 200.0):
+        metrics.waiting_seconds.observe(value)
+    return metrics
 
 
-EXPECTED = """\
-# HELP demo_events_total Events by kind.\\nSecond line \\\\ here.
-# TYPE demo_events_total counter
-demo_events_total{event="packet"} 3
-demo_events_total{event="we\\"ird\\\\one\\n"} 1
-# HELP demo_plain_total A counter without labels.
-# TYPE demo_plain_total counter
-demo_plain_total 0.5
-# HELP demo_level A gauge.
-# TYPE demo_level gauge
-demo_level 2
-# HELP demo_callback Read at scrape time.
-# TYPE demo_callback gauge
-demo_callback 7.25
-# HELP demo_seconds A histogram.
-# TYPE demo_seconds histogram
-demo_seconds_bucket{le="0.1"} 2
-demo_seconds_bucket{le="0.5"} 3
-demo_seconds_bucket{le="1"} 3
-demo_seconds_bucket{le="+Inf"} 4
-demo_seconds_sum 2.45
-demo_seconds_count 4
-"""
+# Blocks of the exposition, in the order they appear: HELP and TYPE, escaped label values, cumulative
+# buckets with +Inf last, sum and count.
+EXPECTED = ["""\
+# HELP coplay_events_total Client socket events handled, by event.
+# TYPE coplay_events_total counter
+coplay_events_total{event="packet"} 2.0
+coplay_events_total{event="ready"} 1.0
+""", """\
+# TYPE coplay_refused_events_total counter
+coplay_refused_events_total{event="ready"} 1.0
+""", """\
+coplay_relayed_bytes_total 0.5
+# HELP coplay_matches_active Matches running now.
+# TYPE coplay_matches_active gauge
+coplay_matches_active 7.25
+""", """\
+coplay_seats_lost_total{why="we\\"ird\\\\one\\n"} 1.0
+""", """\
+# HELP coplay_waiting_seconds Time from ready to match start, seconds.
+# TYPE coplay_waiting_seconds histogram
+coplay_waiting_seconds_bucket{le="0.1"} 2.0
+coplay_waiting_seconds_bucket{le="0.5"} 3.0
+coplay_waiting_seconds_bucket{le="1.0"} 3.0
+""", """\
+coplay_waiting_seconds_bucket{le="600.0"} 4.0
+coplay_waiting_seconds_bucket{le="+Inf"} 4.0
+coplay_waiting_seconds_count 4.0
+coplay_waiting_seconds_sum 200.38
+"""]
 
 
 def test_text_format_is_pinned() -> None:
-    assert small_registry().render() == EXPECTED
+    text = small_metrics().render()
+    positions = [text.find(block) for block in EXPECTED]
+    assert -1 not in positions, [block for block, at in zip(EXPECTED, positions) if at == -1]
+    assert positions == sorted(positions)
+    assert "_created" not in text   # only what the server counts
 
 
 def test_parse_reads_back_labels_with_escapes_and_inf() -> None:
-    samples = parse_metrics(small_registry().render())
-    assert samples[("demo_events_total", (("event", "packet"),))] == 3
-    assert samples[("demo_events_total", (("event", 'we"ird\\one\n'),))] == 1
-    assert samples[("demo_plain_total", ())] == 0.5
-    assert samples[("demo_callback", ())] == 7.25
-    assert samples[("demo_seconds_bucket", (("le", "+Inf"),))] == 4
-    assert samples[("demo_seconds_count", ())] == 4
-    assert histogram_buckets(samples, "demo_seconds") == [(0.1, 2), (0.5, 3), (1.0, 3), (math.inf, 4)]
+    samples = parse_metrics(small_metrics().render())
+    assert samples[("coplay_events_total", (("event", "packet"),))] == 2
+    assert samples[("coplay_seats_lost_total", (("why", 'we"ird\\one\n'),))] == 1
+    assert samples[("coplay_relayed_bytes_total", ())] == 0.5
+    assert samples[("coplay_matches_active", ())] == 7.25
+    assert samples[("coplay_waiting_seconds_bucket", (("le", "+Inf"),))] == 4
+    assert samples[("coplay_waiting_seconds_count", ())] == 4
+    assert histogram_buckets(samples, "coplay_waiting_seconds")[:3] == [(0.1, 2), (0.5, 3), (1.0, 3)]
+    assert histogram_buckets(samples, "coplay_waiting_seconds")[-1] == (math.inf, 4)
 
 
 def test_parse_rejects_garbage_and_takes_timestamps() -> None:
@@ -78,14 +85,20 @@ def test_parse_rejects_garbage_and_takes_timestamps() -> None:
 
 
 def test_counters_only_go_up_and_labels_must_match() -> None:
-    registry = Registry()
-    counter = registry.counter("c_total", "c", ("kind",))
+    metrics = Metrics(process=False)
     with pytest.raises(ValueError):
-        counter.inc()
+        metrics.matches_ended.inc()
     with pytest.raises(ValueError):
-        counter.inc("a", amount=-1)
+        metrics.matches_ended.labels("a").inc(-1)
     with pytest.raises(ValueError):
-        registry.counter("c_total", "again")
+        Counter("coplay_matches_ended_total", "again", registry=metrics.registry)
+
+
+def test_each_server_has_its_own_registry() -> None:
+    first, second = Metrics(process=False), Metrics(process=False)
+    first.matches_started.inc()
+    assert first.value("coplay_matches_started_total") == 1
+    assert second.value("coplay_matches_started_total") == 0
 
 
 def test_histogram_quantile_interpolates_like_prometheus() -> None:
@@ -97,9 +110,9 @@ def test_histogram_quantile_interpolates_like_prometheus() -> None:
 
 
 def test_failing_gauge_callback_does_not_break_the_scrape() -> None:
-    registry = Registry()
-    registry.gauge("broken", "raises", lambda: 1 / 0)
-    assert "broken NaN" in registry.render()
+    metrics = Metrics(process=False)
+    metrics.sockets_connected.set_function(lambda: 1 / 0)
+    assert "coplay_sockets_connected NaN" in metrics.render()
 
 
 def test_process_figures_are_plausible() -> None:

@@ -31,9 +31,9 @@ def test_room_metrics_count_relayed_packets_and_first_packets(tmp_path: Path) ->
     room.relay(s1, PacketEvent("m1", 0, "s0", packet({"right": [0, [0]]})))
     data = packet({"left": [0, [1]]})
     metrics = room.metrics
-    assert metrics.relay_seconds.count == 4
-    assert metrics.relayed_bytes.value() == 3 * len(data) + len(packet({"right": [0, [0]]}))
-    assert metrics.first_packet_seconds.count == 2  # once per human seat and episode
+    assert metrics.value("coplay_relay_seconds_count") == 4
+    assert metrics.value("coplay_relayed_bytes_total") == 3 * len(data) + len(packet({"right": [0, [0]]}))
+    assert metrics.value("coplay_first_packet_seconds_count") == 2  # once per human seat and episode
     with pytest.raises(ProtocolError):
         room.relay(s0, PacketEvent("m1", 0, "s1", json.dumps({"v": 1})))
-    assert metrics.relay_seconds.count == 4  # refused packets are not relayed
+    assert metrics.value("coplay_relay_seconds_count") == 4  # refused packets are not relayed

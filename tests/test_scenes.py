@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 
 import pytest
@@ -397,13 +398,22 @@ def test_markdown_converts_the_basics_and_escapes_html():
     assert markdown_to_html(text) == (
         "<h1>Title &lt;b&gt;</h1>\n"
         "<p>Some <em>em</em>, <strong>strong</strong> and <code>&lt;code&gt;</code>, a snake_case_name.</p>\n"
-        "<ul><li>one</li><li>two</li></ul>\n"
-        "<ol><li>first</li><li>second</li></ol>")
+        "<ul>\n<li>one</li>\n<li>two</li>\n</ul>\n"        # CommonMark puts each list item on its own line
+        "<ol>\n<li>first</li>\n<li>second</li>\n</ol>")
     assert markdown_to_html("<script>alert(1)</script>") == "<p>&lt;script&gt;alert(1)&lt;/script&gt;</p>"
-    assert markdown_to_html("[site](https://x.org/?a=1&b=2) [bad](javascript:alert) [x](a\"b)") == (
-        '<p><a href="https://x.org/?a=1&amp;b=2">site</a> bad <a href="a&quot;b">x</a></p>')
+    # CommonMark keeps a refused link as its literal text, and percent-encodes a quote in a URL
+    links = markdown_to_html("[site](https://x.org/?a=1&b=2) [bad](javascript:alert) [x](a\"b)")
+    assert links == '<p><a href="https://x.org/?a=1&amp;b=2">site</a> [bad](javascript:alert) <a href="a%22b">x</a></p>'
+    assert "href=\"javascript" not in links
     assert Page("p", "P", markdown="<img src=x onerror=alert(1)>").to_client()["html"] == (
         "<p>&lt;img src=x onerror=alert(1)&gt;</p>")
+
+
+def test_markdown_links_and_images_keep_only_web_mail_and_relative_urls():
+    html = markdown_to_html("[m](mailto:a@b.c) [r](/a) [h](#top) [f](ftp://x) [d](data:text/html,x) "
+                            "[j](JaVaScRiPt:x) ![i](javascript:x) <javascript:x>")
+    assert re.findall(r'href="([^"]*)"', html) == ["mailto:a@b.c", "/a", "#top"]
+    assert "<img" not in html and "<a href=\"javascript" not in html.lower()
 
 
 # -- policies ---------------------------------------------------------------------------------------------------

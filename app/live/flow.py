@@ -6,10 +6,11 @@ where they were.
 """
 from __future__ import annotations
 
-import html
 import secrets
 from dataclasses import dataclass
 from typing import Any
+
+from jinja2 import Environment, PackageLoader
 
 from app.live.metrics import Metrics
 from app.live.protocol import ProtocolError
@@ -127,7 +128,7 @@ class Flow:
         if record.status == ACTIVE:
             self.store.leave_scene(participant, record.scene_index, data)
             self.store.set_status(participant, outcome)
-            self.metrics.participant_outcomes.inc(outcome)
+            self.metrics.participant_outcomes.labels(outcome).inc()
 
     def _expect(self, participant: str, index: int) -> tuple[int, Scene]:
         current, scene = self.current(participant)
@@ -153,6 +154,9 @@ class Flow:
         return record
 
 
+_TEMPLATES = Environment(loader=PackageLoader("app.live"), autoescape=True)
+
+
 def _page(title: str, text: str) -> str:
-    return (f"<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
-            f"<body><h1>{html.escape(title)}</h1><p>{html.escape(text)}</p></body></html>")
+    """A page that only says `text` (templates/message.html)."""
+    return _TEMPLATES.get_template("message.html").render(title=title, text=text)

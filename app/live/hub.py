@@ -311,7 +311,7 @@ class Hub(MatchHost):
             self.services.sleep(max(0.0, next_at - self.services.now()))
 
     def match_ended(self, room: MatchRoom, reason: str) -> None:
-        self.metrics.matches_ended.inc(reason)
+        self.metrics.matches_ended.labels(reason).inc()
         room.recording.close()
         self.store.end_match(room.id, reason)
         self.matches.pop(room.id, None)
@@ -334,7 +334,7 @@ class Hub(MatchHost):
         if kind == "desync":
             self.metrics.desyncs.inc()
         elif kind == "seat_changed":
-            self.metrics.seats_lost.inc(str(data.get("why", "unknown")))
+            self.metrics.seats_lost.labels(str(data.get("why", "unknown"))).inc()
         if kind in ("desync", "seat_changed"):
             log.warning("match %s: %s %s", room.id, kind, data)
         self.store.log_event(kind, data, match_id=room.id)

@@ -1,227 +1,65 @@
-"""A tiny, thread-safe Prometheus registry, and the server's own metrics.
+"""The server's own metrics, on a prometheus_client registry of its own, and reading them back.
 
-No I/O and no third-party dependency: `Registry.render()` returns the Prometheus text
-exposition format 0.0.4 that `GET /metrics` serves, and `parse_metrics` reads it back
-(tests, the load tester). `Metrics` names every figure the server keeps; the Hub, the
-Flow and each MatchRoom are given one (tests get a fresh one by default).
+`Metrics` names every figure the server keeps; the Hub, the Flow and each MatchRoom are given one
+(tests get a fresh one by default). Each `Metrics` has its own `CollectorRegistry`, not the library's
+global one, so that several servers can run in one process. `render()` is the Prometheus text
+exposition format 0.0.4 that `GET /metrics` serves; `parse_metrics` reads it back (tests, the load
+tester).
 
 Metrics are aggregate numbers only: no participant, match or session ids in labels.
 """
 from __future__ import annotations
 
-import bisect
 import math
 import os
-import re
 import resource
 import threading
 import time
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client.exposition import generate_latest
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.parser import text_string_to_metric_families
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LabelKey = tuple[tuple[str, str], ...]
 
-
-def _fmt(value: float) -> str:
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    if float(value).is_integer() and abs(value) < 1e15:
-        return str(int(value))
-    return repr(float(value))
+# No `<name>_created` series next to every counter and histogram: /metrics shows what the server
+# counts, and scrapers here only take deltas between two scrapes.
+disable_created_metrics()
 
 
-def _escape_label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+def _read(function: Callable[[], float]) -> float:
+    """A callback's value, or NaN when it fails: a failing callback must not break the scrape."""
+    try:
+        return float(function())
+    except Exception:
+        return math.nan
 
 
-def _escape_help(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\n", "\\n")
+class CallbackGauge(Gauge):
+    """A Gauge whose `set_function` callback reads NaN when it raises, instead of failing the scrape."""
+
+    def set_function(self, f: Callable[[], float]) -> None:
+        super().set_function(lambda: _read(f))
 
 
-def _labels(pairs: Sequence[tuple[str, str]]) -> str:
-    if not pairs:
-        return ""
-    return "{" + ",".join(f'{k}="{_escape_label(v)}"' for k, v in pairs) + "}"
-
-
-class _Metric:
-    kind = ""
-
-    def __init__(self, name: str, help: str, labelnames: Sequence[str] = ()) -> None:
-        self.name = name
-        self.help = help
-        self.labelnames = tuple(labelnames)
-        self._lock = threading.Lock()
-
-    def _key(self, values: Sequence[str]) -> tuple[str, ...]:
-        if len(values) != len(self.labelnames):
-            raise ValueError(f"{self.name} takes labels {self.labelnames}, got {tuple(values)}")
-        return tuple(str(v) for v in values)
-
-    def header(self) -> list[str]:
-        return [f"# HELP {self.name} {_escape_help(self.help)}", f"# TYPE {self.name} {self.kind}"]
-
-    def samples(self) -> list[str]:
-        raise NotImplementedError
-
-
-class Counter(_Metric):
-    """A number that only goes up; one per combination of label values, or (unlabelled)
-    a callback read at every scrape, for a count kept elsewhere."""
-
-    kind = "counter"
-
-    def __init__(self, name: str, help: str, labelnames: Sequence[str] = (),
-                 function: Callable[[], float] | None = None) -> None:
-        super().__init__(name, help, labelnames)
-        if function is not None and labelnames:
-            raise ValueError("a counter read from a callback has no labels")
-        self._values: dict[tuple[str, ...], float] = {} if labelnames else {(): 0.0}
-        self._function = function
-
-    def inc(self, *labelvalues: str, amount: float = 1.0) -> None:
-        if amount < 0:
-            raise ValueError("a counter only goes up")
-        key = labelvalues if labelvalues else ()
-        with self._lock:
-            if key not in self._values:
-                key = self._key(labelvalues)
-            self._values[key] = self._values.get(key, 0.0) + amount
-
-    def value(self, *labelvalues: str) -> float:
-        if self._function is not None:
-            return float(self._function())
-        with self._lock:
-            return self._values.get(tuple(labelvalues), 0.0)
-
-    def samples(self) -> list[str]:
-        if self._function is not None:
-            return [f"{self.name} {_fmt(self.value())}"]
-        with self._lock:
-            items = sorted(self._values.items())
-        return [f"{self.name}{_labels(list(zip(self.labelnames, key)))} {_fmt(v)}" for key, v in items]
-
-
-class Gauge(_Metric):
-    """A number that goes up and down, or a callback read at every scrape."""
-
-    kind = "gauge"
-
-    def __init__(self, name: str, help: str, function: Callable[[], float] | None = None) -> None:
-        super().__init__(name, help)
-        self._value = 0.0
-        self._function = function
-
-    def set(self, value: float) -> None:
-        with self._lock:
-            self._value = float(value)
-
-    def inc(self, amount: float = 1.0) -> None:
-        with self._lock:
-            self._value += amount
-
-    def dec(self, amount: float = 1.0) -> None:
-        self.inc(-amount)
-
-    def set_function(self, function: Callable[[], float]) -> None:
-        self._function = function
-
-    def value(self) -> float:
-        if self._function is not None:
-            return float(self._function())
-        with self._lock:
-            return self._value
-
-    def samples(self) -> list[str]:
-        try:
-            value = self.value()
-        except Exception:  # a failing callback must not break the scrape
-            value = math.nan
-        return [f"{self.name} {_fmt(value)}"]
-
-
-class Histogram(_Metric):
-    """Observations counted into fixed cumulative buckets, with their sum and count."""
-
-    kind = "histogram"
-
-    def __init__(self, name: str, help: str, buckets: Sequence[float]) -> None:
-        super().__init__(name, help)
-        bounds = sorted(float(b) for b in buckets if not math.isinf(b))
-        if not bounds:
-            raise ValueError("a histogram needs at least one finite bucket")
-        self.bounds = tuple(bounds)
-        self._counts = [0] * (len(bounds) + 1)  # the last one is +Inf
-        self._sum = 0.0
-        self._count = 0
-
-    def observe(self, value: float) -> None:
-        index = bisect.bisect_left(self.bounds, value)
-        with self._lock:
-            self._counts[index] += 1
-            self._sum += value
-            self._count += 1
-
-    def observe_and_add(self, value: float, other: list[float], amount: float) -> None:
-        """`observe(value)` and `other[0] += amount` under one lock (the relay's hot path)."""
-        index = bisect.bisect_left(self.bounds, value)
-        with self._lock:
-            self._counts[index] += 1
-            self._sum += value
-            self._count += 1
-            other[0] += amount
-
-    @property
-    def count(self) -> int:
-        return self._count
-
-    def samples(self) -> list[str]:
-        with self._lock:
-            counts, total, count = list(self._counts), self._sum, self._count
-        lines, running = [], 0
-        for bound, n in zip((*self.bounds, math.inf), counts):
-            running += n
-            lines.append(f'{self.name}_bucket{{le="{_fmt(bound)}"}} {running}')
-        lines.append(f"{self.name}_sum {_fmt(total)}")
-        lines.append(f"{self.name}_count {count}")
-        return lines
-
-
-class Registry:
-    """Metrics in the order they were made, rendered together."""
+class Callbacks:
+    """A collector of unlabelled figures read from functions at every scrape, for counts kept elsewhere."""
 
     def __init__(self) -> None:
-        self._metrics: dict[str, _Metric] = {}
-        self._lock = threading.Lock()
+        self._figures: list[tuple[type[Metric], str, str, Callable[[], float]]] = []
 
-    def _add(self, metric: _Metric) -> _Metric:
-        with self._lock:
-            if metric.name in self._metrics:
-                raise ValueError(f"metric {metric.name} is already registered")
-            self._metrics[metric.name] = metric
-        return metric
+    def counter(self, name: str, help: str, function: Callable[[], float]) -> None:
+        self._figures.append((CounterMetricFamily, name, help, function))
 
-    def counter(self, name: str, help: str, labelnames: Sequence[str] = (),
-                function: Callable[[], float] | None = None) -> Counter:
-        return self._add(Counter(name, help, labelnames, function))  # type: ignore[return-value]
+    def gauge(self, name: str, help: str, function: Callable[[], float]) -> None:
+        self._figures.append((GaugeMetricFamily, name, help, function))
 
-    def gauge(self, name: str, help: str, function: Callable[[], float] | None = None) -> Gauge:
-        return self._add(Gauge(name, help, function))  # type: ignore[return-value]
-
-    def histogram(self, name: str, help: str, buckets: Sequence[float]) -> Histogram:
-        return self._add(Histogram(name, help, buckets))  # type: ignore[return-value]
-
-    def render(self) -> str:
-        """Every metric in the Prometheus text format 0.0.4."""
-        with self._lock:
-            metrics = list(self._metrics.values())
-        lines: list[str] = []
-        for metric in metrics:
-            lines += metric.header()
-            lines += metric.samples()
-        return "\n".join(lines) + "\n"
+    def collect(self) -> Iterator[Metric]:
+        for family, name, help, function in self._figures:
+            yield family(name, help, value=_read(function))  # type: ignore[call-arg]
 
 
 # ---------------------------------------------------------------- process figures
@@ -251,6 +89,12 @@ def process_open_fds() -> float:
         return math.nan
 
 
+def histogram_count(histogram: Histogram) -> float:
+    """How many observations an unlabelled histogram has counted."""
+    return next(sample.value for family in histogram.collect() for sample in family.samples
+                if sample.name.endswith("_count"))
+
+
 # ---------------------------------------------------------------- the server's metrics
 
 RELAY_BUCKETS = (50e-6, 100e-6, 200e-6, 500e-6, 1e-3, 2e-3, 5e-3, 10e-3, 20e-3, 50e-3, 100e-3)
@@ -265,45 +109,58 @@ class Metrics:
 
     def __init__(self, clock: Callable[[], float] = time.perf_counter, process: bool = True) -> None:
         self.clock = clock
-        self.registry = r = Registry()
+        self.registry = r = CollectorRegistry()
+        callbacks = Callbacks()
         if process:
-            r.counter("coplay_process_cpu_seconds_total", "User and system CPU time of the server process, seconds.",
-                      function=process_cpu_seconds)
-            r.gauge("coplay_process_resident_memory_bytes", "Resident memory of the server process, bytes.",
-                    process_resident_bytes)
-            r.gauge("coplay_process_open_fds", "Open file descriptors of the server process.", process_open_fds)
-        self.participants_entered = r.counter("coplay_participants_entered_total", "New participants who entered.")
-        self.participants_completed = r.counter("coplay_participants_completed_total",
-                                                "Participants who reached the end scene having completed the study.")
-        self.participant_outcomes = r.counter("coplay_participant_outcomes_total",
-                                              "Participants whose study ended early, by outcome.", ("outcome",))
-        self.sockets_connected = r.gauge("coplay_sockets_connected", "Participants with a socket connected now.")
-        self.socket_connects = r.counter("coplay_socket_connects_total", "Socket.IO connections accepted.")
-        self.socket_disconnects = r.counter("coplay_socket_disconnects_total", "Socket.IO disconnections.")
-        self.events = r.counter("coplay_events_total", "Client socket events handled, by event.", ("event",))
-        self.refused_events = r.counter("coplay_refused_events_total", "Client socket events refused, by event.",
-                                        ("event",))
-        self.relay_seconds = r.histogram("coplay_relay_seconds",
-                                         "Server time to validate, log and forward one packet, seconds.", RELAY_BUCKETS)
-        self._relayed_chars = [0.0]
-        self.relayed_packets = r.counter("coplay_relayed_packets_total", "Netcode packets relayed to a seat.",
-                                         function=lambda: self.relay_seconds.count)
-        self.relayed_bytes = r.counter("coplay_relayed_bytes_total", "Characters of netcode packets relayed.",
-                                       function=lambda: self._relayed_chars[0])
-        self.matches_active = r.gauge("coplay_matches_active", "Matches running now.")
-        self.matches_started = r.counter("coplay_matches_started_total", "Matches started.")
-        self.matches_ended = r.counter("coplay_matches_ended_total", "Matches ended, by reason.", ("reason",))
-        self.desyncs = r.counter("coplay_desyncs_total", "Checksum differences between seats (recorded desyncs).")
-        self.seats_lost = r.counter("coplay_seats_lost_total", "Human seats lost mid-match, by why.", ("why",))
-        self.waiting_seconds = r.histogram("coplay_waiting_seconds", "Time from ready to match start, seconds.",
-                                           WAIT_BUCKETS)
-        self.first_packet_seconds = r.histogram(
+            callbacks.counter("coplay_process_cpu_seconds_total",
+                              "User and system CPU time of the server process, seconds.", process_cpu_seconds)
+            callbacks.gauge("coplay_process_resident_memory_bytes", "Resident memory of the server process, bytes.",
+                            process_resident_bytes)
+            callbacks.gauge("coplay_process_open_fds", "Open file descriptors of the server process.",
+                            process_open_fds)
+        self.participants_entered = Counter("coplay_participants_entered_total", "New participants who entered.",
+                                            registry=r)
+        self.participants_completed = Counter("coplay_participants_completed_total",
+                                              "Participants who reached the end scene having completed the study.",
+                                              registry=r)
+        self.participant_outcomes = Counter("coplay_participant_outcomes_total",
+                                            "Participants whose study ended early, by outcome.", ("outcome",),
+                                            registry=r)
+        self.sockets_connected = CallbackGauge("coplay_sockets_connected",
+                                               "Participants with a socket connected now.", registry=r)
+        self.socket_connects = Counter("coplay_socket_connects_total", "Socket.IO connections accepted.", registry=r)
+        self.socket_disconnects = Counter("coplay_socket_disconnects_total", "Socket.IO disconnections.", registry=r)
+        self.events = Counter("coplay_events_total", "Client socket events handled, by event.", ("event",),
+                              registry=r)
+        self.refused_events = Counter("coplay_refused_events_total", "Client socket events refused, by event.",
+                                      ("event",), registry=r)
+        self.relay_seconds = Histogram("coplay_relay_seconds",
+                                       "Server time to validate, log and forward one packet, seconds.",
+                                       buckets=RELAY_BUCKETS, registry=r)
+        callbacks.counter("coplay_relayed_packets_total", "Netcode packets relayed to a seat.",
+                          lambda: histogram_count(self.relay_seconds))
+        self.relayed_bytes = Counter("coplay_relayed_bytes_total", "Characters of netcode packets relayed.",
+                                     registry=r)
+        self.matches_active = CallbackGauge("coplay_matches_active", "Matches running now.", registry=r)
+        self.matches_started = Counter("coplay_matches_started_total", "Matches started.", registry=r)
+        self.matches_ended = Counter("coplay_matches_ended_total", "Matches ended, by reason.", ("reason",),
+                                     registry=r)
+        self.desyncs = Counter("coplay_desyncs_total", "Checksum differences between seats (recorded desyncs).",
+                               registry=r)
+        self.seats_lost = Counter("coplay_seats_lost_total", "Human seats lost mid-match, by why.", ("why",),
+                                  registry=r)
+        self.waiting_seconds = Histogram("coplay_waiting_seconds", "Time from ready to match start, seconds.",
+                                         buckets=WAIT_BUCKETS, registry=r)
+        self.first_packet_seconds = Histogram(
             "coplay_first_packet_seconds",
-            "Time from an episode's match_start to the first packet from each human seat, seconds.", START_BUCKETS)
-        self.connect_seconds = r.histogram("coplay_connect_seconds",
-                                           "Time from a participant's entry page to their first socket, seconds.",
-                                           START_BUCKETS)
-        self.client_errors = r.counter("coplay_client_errors_total", "Errors reported by participants' pages.")
+            "Time from an episode's match_start to the first packet from each human seat, seconds.",
+            buckets=START_BUCKETS, registry=r)
+        self.connect_seconds = Histogram("coplay_connect_seconds",
+                                         "Time from a participant's entry page to their first socket, seconds.",
+                                         buckets=START_BUCKETS, registry=r)
+        self.client_errors = Counter("coplay_client_errors_total", "Errors reported by participants' pages.",
+                                     registry=r)
+        r.register(callbacks)
         self._entered_at: dict[str, float] = {}
         self._lock = threading.Lock()
 
@@ -324,53 +181,33 @@ class Metrics:
 
     def event(self, event: str, refused: bool = False) -> None:
         name = event if event in EVENTS else "other"  # bounded label values, whatever clients send
-        self.events.inc(name)
+        self.events.labels(name).inc()
         if refused:
-            self.refused_events.inc(name)
+            self.refused_events.labels(name).inc()
 
     def relayed(self, chars: int, started: float) -> None:
         """One packet forwarded, `started` being `clock()` when its relay began."""
-        self.relay_seconds.observe_and_add(self.clock() - started, self._relayed_chars, chars)
+        self.relay_seconds.observe(self.clock() - started)
+        self.relayed_bytes.inc(chars)
+
+    def value(self, name: str, **labels: str) -> float | None:
+        """One sample's value as /metrics shows it (e.g. `coplay_relay_seconds_count`); None when absent."""
+        return self.registry.get_sample_value(name, labels)
 
     def render(self) -> str:
-        return self.registry.render()
+        """Every metric in the Prometheus text format 0.0.4."""
+        return generate_latest(self.registry).decode()
 
 
 # ---------------------------------------------------------------- reading it back
-
-_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+-?\d+)?$')
-_LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*(?:,|$)')
-
-
-def _unescape(value: str) -> str:
-    return re.sub(r"\\(.)", lambda m: "\n" if m.group(1) == "n" else m.group(1), value)
-
 
 def parse_metrics(text: str) -> dict[tuple[str, LabelKey], float]:
     """Samples of a Prometheus text exposition, keyed by (name, sorted label pairs).
 
     Raises ValueError on a line that is not a comment, blank or a sample.
     """
-    samples: dict[tuple[str, LabelKey], float] = {}
-    for number, line in enumerate(text.splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        match = _SAMPLE.match(line)
-        if match is None:
-            raise ValueError(f"line {number} is not a Prometheus sample: {line!r:.80}")
-        name, body, value = match.groups()
-        labels: dict[str, str] = {}
-        if body:
-            position = 0
-            while position < len(body):
-                label = _LABEL.match(body, position)
-                if label is None:
-                    raise ValueError(f"line {number} has malformed labels: {line!r:.80}")
-                labels[label.group(1)] = _unescape(label.group(2))
-                position = label.end()
-        samples[(name, tuple(sorted(labels.items())))] = float(value)
-    return samples
+    return {(sample.name, tuple(sorted(sample.labels.items()))): float(sample.value)
+            for family in text_string_to_metric_families(text) for sample in family.samples}
 
 
 def histogram_buckets(samples: dict[tuple[str, LabelKey], float], name: str) -> list[tuple[float, float]]:

@@ -1,4 +1,4 @@
-"""Small, dependency-free SVG charts for self-contained HTML reports.
+"""Small SVG charts for self-contained HTML reports, and the percentile their markers use.
 
 Every chart is a string holding one inline `<svg role="img">` with a `<title>` and a
 `<desc>`, axes with ticks and labels, and series told apart by dash pattern and
@@ -11,6 +11,8 @@ import math
 from dataclasses import dataclass
 from html import escape
 from typing import Callable, Sequence
+
+import numpy as np
 
 # Okabe-Ito: distinguishable with the common colour-vision deficiencies.
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442")
@@ -90,14 +92,10 @@ def histogram_counts(values: Sequence[float], bins: int = 20, lo: float | None =
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
-    """The q-th percentile (0-100) by linear interpolation; None for no values."""
-    ordered = sorted(float(v) for v in values if v is not None and math.isfinite(v))
-    if not ordered:
-        return None
-    rank = (len(ordered) - 1) * q / 100.0
-    low = math.floor(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+    """The q-th percentile (0-100) of the finite values, interpolated linearly between the two nearest
+    ranks (numpy's default "linear" method); None for no values."""
+    finite = [float(v) for v in values if v is not None and math.isfinite(v)]
+    return float(np.percentile(finite, q)) if finite else None
 
 
 def cdf_points(values: Sequence[float]) -> list[tuple[float, float]]:

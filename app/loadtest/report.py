@@ -4,49 +4,25 @@
 page a person can take in at a glance: a PASS/FAIL verdict with its reasons, the key
 figures, participants per phase over time, server CPU and memory over time, latency
 distributions (relay round trip, connect, waiting room, first frame, Pyodide start) and
-the failures by reason. Missing parts of the summary show as "n/a" or "no data". All
-text from the summary is HTML-escaped; the same summary always gives the same bytes.
+the failures by reason. Missing parts of the summary show as "n/a" or "no data". The page
+is the template templates/report.html (with report.css inlined; the charts are inline SVG from
+app/loadtest/charts.py). All text from the summary is HTML-escaped; the same summary always gives
+the same bytes.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from jinja2 import Environment, PackageLoader
+from markupsafe import Markup
+
 from app.loadtest.charts import Series, cdf_points, histogram_chart, line_chart, no_data, percentile
 
 MAX_TABLE_ROWS = 60   # a chart's data table shows at most this many (evenly spaced) rows
-
-CSS = """
-:root { --fg: #1b1f24; --muted: #57606a; --line: #d0d7de; --pass: #1a7f37; --fail: #cf222e; --bg: #f6f8fa; }
-* { box-sizing: border-box; }
-body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--fg);
-       margin: 0 auto; max-width: 1360px; padding: 20px; }
-h1 { font-size: 1.5em; margin: 0 0 4px; } h2 { font-size: 1.2em; margin: 28px 0 10px; }
-.muted { color: var(--muted); }
-.verdict { border: 2px solid; border-radius: 8px; padding: 12px 16px; margin: 16px 0; }
-.verdict.pass { border-color: var(--pass); background: #dafbe1; }
-.verdict.fail { border-color: var(--fail); background: #ffebe9; }
-.verdict strong { font-size: 1.4em; margin-right: 10px; }
-.verdict ul { margin: 6px 0 0; }
-table { border-collapse: collapse; font-variant-numeric: tabular-nums; }
-th, td { border-bottom: 1px solid var(--line); padding: 4px 10px; text-align: left; vertical-align: top; }
-td.num, th.num { text-align: right; }
-.figures { display: grid; grid-template-columns: repeat(auto-fit, minmax(320px, 1fr)); gap: 16px; }
-.figures table { width: 100%; }
-.charts { display: grid; grid-template-columns: repeat(auto-fit, minmax(560px, 1fr)); gap: 20px; }
-figure { margin: 0; padding: 10px; border: 1px solid var(--line); border-radius: 8px; background: #fff; }
-figcaption { color: var(--muted); font-size: .92em; margin-top: 4px; }
-svg.chart { width: 100%; height: auto; font-size: 12px; }
-svg.chart .chart-title { font-weight: 600; font-size: 13px; }
-svg.chart .grid line { stroke: #eaeef2; }
-svg.chart .axis line { stroke: #57606a; }
-svg.chart text { fill: #1b1f24; }
-svg.chart .no-data { fill: #57606a; font-style: italic; font-size: 14px; }
-details { margin-top: 6px; font-size: .9em; } summary { cursor: pointer; color: var(--muted); }
-"""
-
 
 # ---------------------------------------------------------------- reading the summary
 
@@ -132,27 +108,44 @@ def verdict(summary: Mapping[str, Any]) -> tuple[bool, list[str]]:
     return not reasons, reasons
 
 
-# ---------------------------------------------------------------- HTML pieces
+# ---------------------------------------------------------------- what the template shows
 
-def _table(rows: Iterable[Sequence[str]], header: Sequence[str] = (), numeric: Sequence[bool] = ()) -> str:
-    """An HTML table from already-formatted cell texts (escaped here)."""
-    def cell(tag: str, text: str, i: int) -> str:
-        cls = ' class="num"' if i < len(numeric) and numeric[i] else ""
-        return f"<{tag}{cls}>{escape(text)}</{tag}>"
-
-    out = ["<table>"]
-    if header:
-        out.append("<thead><tr>" + "".join(cell("th", h, i) for i, h in enumerate(header)) + "</tr></thead>")
-    out.append("<tbody>")
-    for row in rows:
-        out.append("<tr>" + "".join(cell("th" if i == 0 else "td", t, i) for i, t in enumerate(row)) + "</tr>")
-    out.append("</tbody></table>")
-    return "".join(out)
+def _escape(value: Any) -> Markup:
+    """Escape as `html.escape` does (the report's bytes stay as they were); Markup passes through."""
+    return value if isinstance(value, Markup) else Markup(escape(str(value)))
 
 
-def _figure(svg: str, caption: str, details: str = "") -> str:
-    extra = f"<details><summary>Data</summary>{details}</details>" if details else ""
-    return f"<figure>{svg}<figcaption>{escape(caption)}</figcaption>{extra}</figure>"
+TEMPLATES = Environment(loader=PackageLoader("app.loadtest"), autoescape=True, finalize=_escape, trim_blocks=True,
+                        lstrip_blocks=True, keep_trailing_newline=True)
+
+
+@dataclass(frozen=True)
+class Table:
+    """Rows of already-formatted cell texts; the first cell of a row is its header cell."""
+
+    rows: Sequence[Sequence[str]] = ()
+    header: Sequence[str] = ()
+    numeric: Sequence[bool] = ()
+
+    def is_numeric(self, column: int) -> bool:
+        return column < len(self.numeric) and self.numeric[column]
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A chart (inline SVG), its caption and, optionally, its data as a table."""
+
+    svg: Markup
+    caption: str
+    details: Table | None = None
+
+
+def _table(rows: Iterable[Sequence[str]], header: Sequence[str] = (), numeric: Sequence[bool] = ()) -> Table:
+    return Table(list(rows), header, numeric)
+
+
+def _figure(svg: str, caption: str, details: Table | None = None) -> Figure:
+    return Figure(Markup(svg), caption, details)
 
 
 def _spread(summary: Mapping[str, Any], key: str, unit: str) -> str:
@@ -162,7 +155,7 @@ def _spread(summary: Mapping[str, Any], key: str, unit: str) -> str:
     return ", ".join(parts)
 
 
-def _key_figures(summary: Mapping[str, Any]) -> str:
+def _key_figures(summary: Mapping[str, Any]) -> list[tuple[str, Table]]:
     ends = _get(summary, "match_ends")
     ends_text = ", ".join(f"{k} {v}" for k, v in sorted(ends.items())) if isinstance(ends, Mapping) and ends else "n/a"
     rtt = _get(summary, "relay_rtt_ms")
@@ -210,17 +203,15 @@ def _key_figures(summary: Mapping[str, Any]) -> str:
             ("Disconnects", fmt(browsers.get("disconnects"))),
             ("Pyodide start p50 / max", f"{fmt(percentile(starts, 50), 's')} / {fmt(max(starts, default=None), 's')}"),
         ]))
-    return '<div class="figures">' + "".join(
-        f"<section><h3>{escape(name)}</h3>{_table(rows, numeric=(False, True))}</section>" for name, rows in blocks
-    ) + "</div>"
+    return [(name, _table(rows, numeric=(False, True))) for name, rows in blocks]
 
 
-def _settings(summary: Mapping[str, Any]) -> str:
+def _settings(summary: Mapping[str, Any]) -> Table:
     settings = _get(summary, "settings")
-    if not isinstance(settings, Mapping) or not settings:
-        return ""
+    if not isinstance(settings, Mapping):
+        return Table()
     rows = [(str(k), fmt(v) if _number(v) is not None else str(v)) for k, v in sorted(settings.items(), key=lambda kv: str(kv[0]))]
-    return "<h2>Settings</h2>" + _table(rows)
+    return _table(rows)
 
 
 def _timeline(summary: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -237,7 +228,7 @@ def _thin(rows: Sequence[Any]) -> list[Any]:
     return [rows[round(i * step)] for i in range(MAX_TABLE_ROWS)]
 
 
-def _phase_chart(timeline: Sequence[Mapping[str, Any]]) -> str:
+def _phase_chart(timeline: Sequence[Mapping[str, Any]]) -> Figure:
     title = "Participants over time, by phase"
     counts = [{str(k): _number(v) or 0.0 for k, v in p["phases"].items()} if isinstance(p.get("phases"), Mapping)
               else {} for p in timeline]
@@ -255,7 +246,7 @@ def _phase_chart(timeline: Sequence[Mapping[str, Any]]) -> str:
                    "line style and marker.", table)
 
 
-def _server_charts(timeline: Sequence[Mapping[str, Any]]) -> list[str]:
+def _server_charts(timeline: Sequence[Mapping[str, Any]]) -> list[Figure]:
     cpu = [(p["t"], v) for p in timeline if (v := _number(p.get("cpu_percent"))) is not None]
     rss = [(p["t"], v / 2**20) for p in timeline if (v := _number(p.get("rss_bytes"))) is not None]
     cpu_title, rss_title = "Server CPU over time", "Server memory (RSS) over time"
@@ -267,13 +258,13 @@ def _server_charts(timeline: Sequence[Mapping[str, Any]]) -> list[str]:
         if rss else no_data(rss_title, "chart-rss")
     return [
         _figure(cpu_svg, "CPU use of the server process (100 % is one full core).",
-                _table([(fmt(t, "s"), fmt(v, "%")) for t, v in _thin(cpu)], ["t", "CPU"], (True, True)) if cpu else ""),
+                _table([(fmt(t, "s"), fmt(v, "%")) for t, v in _thin(cpu)], ["t", "CPU"], (True, True)) if cpu else None),
         _figure(rss_svg, "Resident memory of the server process.",
-                _table([(fmt(t, "s"), fmt(v, "MiB")) for t, v in _thin(rss)], ["t", "RSS"], (True, True)) if rss else ""),
+                _table([(fmt(t, "s"), fmt(v, "MiB")) for t, v in _thin(rss)], ["t", "RSS"], (True, True)) if rss else None),
     ]
 
 
-def _stats_table(values: Sequence[float], unit: str) -> str:
+def _stats_table(values: Sequence[float], unit: str) -> Table:
     rows = [("n", fmt(len(values)))] + [
         (name, fmt(v, unit)) for name, v in (("min", min(values)), ("p50", percentile(values, 50)),
                                              ("p95", percentile(values, 95)), ("p99", percentile(values, 99)),
@@ -281,7 +272,7 @@ def _stats_table(values: Sequence[float], unit: str) -> str:
     return _table(rows, numeric=(False, True))
 
 
-def _distribution(values: Sequence[float], title: str, chart_id: str, x_label: str, unit: str, caption: str) -> str:
+def _distribution(values: Sequence[float], title: str, chart_id: str, x_label: str, unit: str, caption: str) -> Figure:
     if not values:
         return _figure(no_data(title, chart_id), caption)
     markers = [(name, percentile(values, q)) for name, q in (("p50", 50), ("p99", 99))]
@@ -289,7 +280,7 @@ def _distribution(values: Sequence[float], title: str, chart_id: str, x_label: s
     return _figure(svg, caption + " Dashed lines mark the median (p50) and p99.", _stats_table(values, unit))
 
 
-def _startup_cdf(samples: Mapping[str, Any]) -> str:
+def _startup_cdf(samples: Mapping[str, Any]) -> Figure:
     title = "Start-up times, cumulative"
     names = (("connect_seconds", "connect"), ("waiting_seconds", "waiting room"), ("first_frame_seconds", "first frame"))
     series = [Series(label, cdf_points(_numbers(samples.get(key)))) for key, label in names]
@@ -299,7 +290,7 @@ def _startup_cdf(samples: Mapping[str, Any]) -> str:
     return _figure(svg, "Share of participants (y) who were done with each step within x seconds.")
 
 
-def _charts(summary: Mapping[str, Any]) -> str:
+def _charts(summary: Mapping[str, Any]) -> list[Figure]:
     timeline = _timeline(summary)
     samples = _get(summary, "samples")
     samples = samples if isinstance(samples, Mapping) else {}
@@ -319,15 +310,12 @@ def _charts(summary: Mapping[str, Any]) -> str:
         figures.append(_distribution(_numbers(browsers.get("pyodide_start_seconds")), "Pyodide start in the browser",
                                      "chart-pyodide", "seconds", "s",
                                      "From page load to Pyodide ready in each headless Chromium page."))
-    return '<div class="charts">' + "".join(figures) + "</div>"
+    return figures
 
 
-def _failure_section(summary: Mapping[str, Any]) -> str:
-    rows = _failures(summary)
-    if not rows:
-        return "<h2>Failures</h2><p>None.</p>"
-    return "<h2>Failures</h2>" + _table([(who, reason, str(n)) for who, reason, n in rows],
-                                        ["who", "reason", "count"], (False, False, True))
+def _failure_table(summary: Mapping[str, Any]) -> Table:
+    return _table([(who, reason, str(n)) for who, reason, n in _failures(summary)],
+                  ["who", "reason", "count"], (False, False, True))
 
 
 def render_report(summary: Mapping[str, Any]) -> str:
@@ -337,24 +325,10 @@ def render_report(summary: Mapping[str, Any]) -> str:
     settings = _get(summary, "settings")
     brief = ", ".join(f"{k} {settings[k]}" for k in ("arrival", "profile", "processes", "duration")
                       if isinstance(settings, Mapping) and settings.get(k) is not None)
-    banner = (f'<div class="verdict {"pass" if passed else "fail"}" role="status">'
-              f'<strong>{"✔ PASS" if passed else "✘ FAIL"}</strong>'
-              + ("every participant that was not deliberately dropped completed, with no disconnects and no desyncs."
-                 if passed else "<ul>" + "".join(f"<li>{escape(r)}</li>" for r in reasons) + "</ul>")
-              + "</div>")
-    return "".join([
-        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>coplay load test: {'PASS' if passed else 'FAIL'}</title><style>{CSS}</style></head><body>",
-        f"<h1>coplay load test</h1><p class=\"muted\">{escape(str(_get(summary, 'url') or 'n/a'))}"
-        + (f" · {escape(brief)}" if brief else "") + "</p>",
-        banner,
-        "<h2>Key figures</h2>", _key_figures(summary),
-        "<h2>Charts</h2>", _charts(summary),
-        _failure_section(summary),
-        _settings(summary),
-        "</body></html>\n",
-    ])
+    return TEMPLATES.get_template("report.html").render(
+        passed=passed, reasons=reasons, url=str(_get(summary, "url") or "n/a"), brief=brief,
+        key_figures=_key_figures(summary), figures=_charts(summary), failures=_failure_table(summary),
+        settings=_settings(summary))
 
 
 def write_report(summary: Mapping[str, Any], directory: str | Path) -> Path:

@@ -1,6 +1,6 @@
 """The server's own figures during a load test, scraped from its Prometheus `/metrics` endpoint.
 
-Read (by `app.live.metrics.parse_metrics`) about once a second by the parent process:
+Read (by `app.live.metrics.parse_metrics`, i.e. `prometheus_client.parser`) about once a second by the parent process:
 process CPU seconds and resident memory, packets relayed, the relay-time histogram and
 Socket.IO disconnects. The summary reports deltas over the run. A server without the
 endpoint (HTTP 404, or none reachable) gives `server: null` and a note, never a crash.
@@ -13,6 +13,7 @@ from typing import Any, Callable, Mapping
 
 import requests
 
+from app.live.metrics import histogram_buckets, histogram_quantile, parse_metrics
 from game.errors import CoplayError
 
 MetricKey = tuple[str, tuple[tuple[str, str], ...]]
@@ -36,10 +37,6 @@ class MetricsUnavailable(CoplayError):
 def fetch_metrics(url: str, timeout: float = 2.0) -> Metrics:
     """GET URL/metrics and parse it; MetricsUnavailable when that is not possible."""
     try:
-        from app.live.metrics import parse_metrics
-    except ImportError:
-        raise MetricsUnavailable("this coplay has no app.live.metrics module to read the endpoint") from None
-    try:
         response = requests.get(url.rstrip("/") + "/metrics", timeout=timeout)
     except requests.RequestException as error:
         raise MetricsUnavailable(f"GET /metrics failed: {error}") from None
@@ -60,8 +57,6 @@ def total(metrics: Metrics, name: str) -> float | None:
 def relay_quantile(before: Metrics, after: Metrics, q: float) -> float | None:
     """Quantile q (0..1) of the relay times observed between two scrapes, in seconds, estimated
     from the `coplay_relay_seconds` bucket deltas; None when nothing was relayed."""
-    from app.live.metrics import histogram_buckets, histogram_quantile
-
     earlier = dict(histogram_buckets(dict(before), RELAY))
     delta = [(bound, count - earlier.get(bound, 0.0)) for bound, count in histogram_buckets(dict(after), RELAY)]
     value = histogram_quantile(q, delta)

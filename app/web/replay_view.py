@@ -1,7 +1,7 @@
 """The replay viewer's HTTP routes, for researchers only (behind the admin token, app/web/admin.py).
 
     GET /replay                                   the matches, each linking to its viewer
-    GET /replay/<match>                           the viewer page (static/replay.html, replay.js)
+    GET /replay/<match>                           the viewer page (templates/replay.html, static/replay.js)
     GET /replay/<match>/episodes.json             per episode: frames, fps, players, seed, checksums
     GET /replay/<match>/frames.json?episode=E&start=S&count=C
                                                   frames S..S+C-1: render() primitives, actions, rewards,
@@ -9,16 +9,16 @@
 
 The token is accepted as `Authorization: Bearer <token>` or `?token=<token>`; a valid
 `?token=` also marks the signed session cookie as admin, so the page's own fetches need
-no token. The frames come from app/analysis/frames.py.
+no token. The frames come from app/analysis/frames.py; both pages are Jinja2 templates in
+app/web/templates/ that share replay_base.html.
 """
 from __future__ import annotations
 
 import functools
-import html
 import os
 from typing import Any, Callable
 
-from flask import Flask, Response, request, send_from_directory, session
+from flask import Flask, Response, render_template, request, session
 
 from app.web.admin import ENV_VAR, fingerprint, is_admin
 from app.data.recording import RecordingError
@@ -26,8 +26,8 @@ from app.analysis.replay import ReplayError
 from app.analysis.frames import MAX_COUNT, ReplayFrames, UnknownMatch
 from app.data.store import Store
 
-STATIC_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "static")
 NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Content-Type-Options": "nosniff"}
+HTML = {**NO_STORE, "Content-Type": "text/html; charset=utf-8"}
 
 
 def register_replay_routes(app: Flask, experiment_dir: str, store: Store, token: str,
@@ -72,7 +72,8 @@ def register_replay_routes(app: Flask, experiment_dir: str, store: Store, token:
     @app.get("/replay")
     @admin_only(as_json=False)
     def replay_list() -> Any:
-        return _list_page(store, frames, experiment_id), 200, {**NO_STORE, "Content-Type": "text/html; charset=utf-8"}
+        page = render_template("replay_list.html", experiment=experiment_id, matches=_match_rows(store, frames))
+        return page, 200, HTML
 
     @app.get("/replay/<match>")
     @admin_only(as_json=False)
@@ -81,9 +82,7 @@ def register_replay_routes(app: Flask, experiment_dir: str, store: Store, token:
             frames.path(match)
         except UnknownMatch as error:
             return str(error), 404, {**NO_STORE, "Content-Type": "text/plain; charset=utf-8"}
-        response = send_from_directory(STATIC_DIR, "replay.html")
-        response.headers.update(NO_STORE)
-        return response
+        return render_template("replay.html"), 200, HTML
 
     @app.get("/replay/<match>/episodes.json")
     @admin_only(as_json=True)
@@ -138,44 +137,9 @@ def _seats_text(seats: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
-def _list_page(store: Store, frames: ReplayFrames, experiment_id: str) -> str:
-    """The admin list of matches, newest first."""
-    rows = []
-    for match in reversed(store.matches()):
-        episodes = frames.episode_count(match.id)
-        link = f'<a href="/replay/{html.escape(match.id)}">{html.escape(match.id)}</a>' if episodes is not None \
-            else html.escape(match.id)
-        ended = "still playing" if match.status == "active" else match.status
-        rows.append(
-            f"<tr><td>{link}</td><td>{html.escape(match.scene_id)}</td><td>{html.escape(match.created_at)}</td>"
-            f"<td>{html.escape(_seats_text(match.seats))}</td>"
-            f"<td>{'no recording' if episodes is None else episodes}</td><td>{html.escape(ended)}</td></tr>")
-    body = "\n".join(rows) or '<tr><td colspan="6">No matches yet.</td></tr>'
-    title = f"Replays of {html.escape(experiment_id)}"
-    return f"""<!doctype html>
-<html lang="en">
-<head>
-  <meta charset="utf-8">
-  <meta name="viewport" content="width=device-width, initial-scale=1">
-  <meta name="robots" content="noindex">
-  <meta name="referrer" content="no-referrer">
-  <title>{title}</title>
-  <link rel="icon" href="data:,">
-  <link rel="stylesheet" href="/static/style.css">
-  <link rel="stylesheet" href="/static/replay.css">
-</head>
-<body class="replay-admin">
-  <header class="topbar"><span class="step">coplay replay viewer (admin)</span></header>
-  <main class="replay-list">
-    <h1>{title}</h1>
-    <table class="matches">
-      <thead><tr><th>match</th><th>scene</th><th>created (UTC)</th><th>seats</th><th>episodes</th>
-      <th>end</th></tr></thead>
-      <tbody>
-{body}
-      </tbody>
-    </table>
-  </main>
-</body>
-</html>
-"""
+def _match_rows(store: Store, frames: ReplayFrames) -> list[dict[str, Any]]:
+    """The matches for the admin list, newest first (`episodes` is None without a recording)."""
+    return [{"id": match.id, "scene": match.scene_id, "created_at": match.created_at, "seats": _seats_text(match.seats),
+             "episodes": frames.episode_count(match.id),
+             "end": "still playing" if match.status == "active" else match.status}
+            for match in reversed(store.matches())]

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response, request, send_from_directory, session
+from flask import Flask, Response, render_template, request, send_from_directory, session
 from flask_socketio import SocketIO
 
 from app.web import assets
@@ -103,7 +103,7 @@ def create_server(
             if entered.refusal is not None:
                 return entered.refusal, 403
             session["participant"] = entered.participant
-        return send_from_directory(STATIC_DIR, "index.html")
+        return render_template("index.html")
 
     @app.get("/static/<path:name>")
     def static_files(name: str) -> Any:
