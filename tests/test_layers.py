@@ -3,7 +3,8 @@
 - game/ imports the stdlib and game only; netcode/ the stdlib, game and netcode. Both run in
   Pyodide, so no third-party imports, except that game/adapters/ may import its library lazily
   (inside a function).
-- scenes/ imports the stdlib, game, netcode and scenes.
+- scenes/ imports the stdlib, game, netcode and scenes, plus markdown-it-py (a scene's Markdown text is
+  rendered by it; no I/O library ever belongs in an experiment definition).
 - app/ arrows point down (web -> live -> data; analysis, participant, loadtest, pyodide and
   commands beside): nothing in app/live imports web, analysis, loadtest, participant or commands;
   nothing in app/data imports any of those or live; only app/commands and app/cli.py import
@@ -78,7 +79,8 @@ def _is_stdlib(module: str) -> bool:
 APP_SIDE = ("app.web", "app.analysis", "app.loadtest", "app.participant", "app.commands")
 GAME_RULE = "game/ imports only the stdlib and game (game/adapters/ may import their library inside a function)"
 NETCODE_RULE = "netcode/ imports only the stdlib, game and netcode"
-SCENES_RULE = "scenes/ imports only the stdlib, game, netcode and scenes"
+SCENES_RULE = "scenes/ imports only the stdlib, game, netcode, scenes and markdown_it"
+SCENES_LIBRARIES = ("markdown_it",)
 LIVE_RULE = "app/live must not import app.web, app.analysis, app.loadtest, app.participant or app.commands"
 DATA_RULE = "app/data must not import app.web, app.live, app.analysis, app.loadtest, app.participant or app.commands"
 COMMANDS_RULE = "only app/commands and app/cli.py import app.commands"
@@ -95,7 +97,7 @@ def broken_rule(file: str, imp: Import) -> str | None:
     if file.startswith("netcode/"):
         return None if _is_stdlib(module) or _within(module, ("game", "netcode")) else NETCODE_RULE
     if file.startswith("scenes/"):
-        return None if _is_stdlib(module) or _within(module, ("game", "netcode", "scenes")) else SCENES_RULE
+        return None if _is_stdlib(module) or _within(module, ("game", "netcode", "scenes", *SCENES_LIBRARIES)) else SCENES_RULE
     if file.startswith("app/live/") and _within(module, APP_SIDE):
         return LIVE_RULE
     if file.startswith("app/data/") and _within(module, ("app.live", *APP_SIDE)):
@@ -144,7 +146,7 @@ FAKE_TREE = {
     "netcode/bad.py": "from app.live import hub\n",
     "netcode/lazy.py": "def f():\n    import requests\n",
     "scenes/__init__.py": "",
-    "scenes/good.py": "import re\nfrom netcode.config import SessionConfig\nfrom game.games import Pong\n",
+    "scenes/good.py": "import re\nfrom netcode.config import SessionConfig\nfrom game.games import Pong\nfrom markdown_it import MarkdownIt\n",
     "scenes/bad.py": "import flask\n",
     "app/__init__.py": "",
     "app/live/__init__.py": "",
