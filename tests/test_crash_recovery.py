@@ -187,3 +187,12 @@ def test_recovery_of_a_match_whose_recording_never_started(tmp_path: Path) -> No
     assert flow.store.get_match(match).status == "interrupted"  # type: ignore[union-attr]
     assert all(flow.current(p)[0] == 2 for p in participants) and not path.exists()
     flow.store.close()
+
+
+def test_one_participant_in_an_odd_state_does_not_stop_the_start(tmp_path: Path) -> None:
+    flow, match, participants, _ = crashed_match(tmp_path, "continue")
+    flow.store.leave_scene(participants[0], 1)   # no open visit of the match scene: cannot move on
+    [closed] = close_interrupted_matches(flow)
+    assert closed.participants == {participants[0]: "error", participants[1]: "continue"}
+    assert flow.store.get_match(match).status == "interrupted"  # type: ignore[union-attr]
+    flow.store.close()

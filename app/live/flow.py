@@ -127,8 +127,11 @@ class Flow:
         `on_interrupted` says. Returns "continue" (moved past the scene) or "rerun" (its visit closed and
         a new one opened, to wait for a new match), or None when the participant is no longer on that scene."""
         record = self._participant(participant)
-        scene = self.plan(participant)[record.scene_index]
-        if record.status != ACTIVE or scene.id != scene_id or not isinstance(scene, Match):
+        plan = self.plan(participant)
+        if record.status != ACTIVE or record.scene_index >= len(plan):
+            return None
+        scene = plan[record.scene_index]
+        if scene.id != scene_id or not isinstance(scene, Match):
             return None
         data = {"match": match_id, "status": "interrupted"}
         if scene.on_interrupted == "rerun":

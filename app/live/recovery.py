@@ -6,7 +6,8 @@ at the end of its recording, status `interrupted` in the store, and its particip
 on as the match scene's `on_interrupted` says (see `Flow.match_interrupted`).
 
 The steps run in an order that a second crash during recovery cannot spoil: recording,
-then participants, then the match status, each step safe to repeat.
+then participants, then the match status; each is safe to repeat (at worst a "rerun"
+participant's match scene visit is closed and reopened twice).
 """
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ INTERRUPTED = "interrupted"
 
 @dataclass(frozen=True)
 class Interrupted:
-    """One match closed at start-up, and what became of its participants ({participant: choice})."""
+    """One match closed at start-up, and what became of its participants: {participant: "continue",
+    "rerun", None (no longer on that scene) or "error"}."""
 
     match: str
     participants: dict[str, str | None]
@@ -35,7 +37,7 @@ def close_interrupted_matches(flow: Flow) -> list[Interrupted]:
     closed = []
     for match in store.matches(status="active"):
         _close_recording(os.path.join(store.directory, match.recording), match.id)
-        choices = {row["participant_id"]: flow.match_interrupted(row["participant_id"], match.scene_id, match.id)
+        choices = {row["participant_id"]: _go_on(flow, row["participant_id"], match.scene_id, match.id)
                    for row in store.match_participants(match_id=match.id)}
         store.end_match(match.id, INTERRUPTED)
         store.log_event("match_interrupted", {"participants": choices}, match_id=match.id)
@@ -43,6 +45,16 @@ def close_interrupted_matches(flow: Flow) -> list[Interrupted]:
                     ", ".join(f"{p}: {c or 'elsewhere'}" for p, c in choices.items()) or "no participants")
         closed.append(Interrupted(match.id, choices))
     return closed
+
+
+def _go_on(flow: Flow, participant: str, scene_id: str, match_id: str) -> str | None:
+    """`Flow.match_interrupted`, or "error" (logged) when the participant's stored place makes no sense:
+    one participant must not keep the server from starting."""
+    try:
+        return flow.match_interrupted(participant, scene_id, match_id)
+    except (LookupError, ValueError) as error:
+        log.error("match %s: participant %s cannot go on after the crash: %s", match_id, participant, error)
+        return "error"
 
 
 def _close_recording(path: str, match_id: str) -> None:
