@@ -17,6 +17,8 @@ from scenes.policies import resolve_policy, why_not_policy
 # SessionConfig settings a Match may set in netcode= (fps has its own argument)
 NETCODE_KEYS = tuple(f.name for f in fields(SessionConfig)
                      if f.name not in ("players", "action_spaces", "default_actions", "fps", "predictor"))
+# What participants do after a server crash interrupted their match (`on_interrupted=`)
+INTERRUPTED_CHOICES = ("continue", "rerun")
 
 
 def _json_problem(value: Any, what: str) -> str | None:
@@ -55,6 +57,8 @@ class Match(Scene):
                      disconnect_notify_ms, disconnect_timeout_ms, keepalive_ms
     waiting_room     a WaitingRoom (default: WaitingRoom())
     on_partner_drop  "ai": a fill_policy bot takes the dropped seat; "end": the match ends
+    on_interrupted   what participants do after the server stopped (crashed) mid-match: "continue"
+                     past this scene (the match stays recorded as interrupted) or "rerun" it (a new match)
     fill_policy      the policy for empty or dropped human seats
     keys             {browser key name (KeyboardEvent.key): action} for the human players
     packages         extra Pyodide packages (e.g. "numpy") the browser loads before play
@@ -67,7 +71,7 @@ class Match(Scene):
                  netcode: Mapping[str, Any] | None = None, waiting_room: WaitingRoom | None = None,
                  on_partner_drop: str = "ai", fill_policy: Any = "random", keys: Mapping[str, Any] | None = None,
                  title: str = "", html: str = "", markdown: str | None = None,
-                 packages: Sequence[str] = ()) -> None:
+                 packages: Sequence[str] = (), on_interrupted: str = "continue") -> None:
         super().__init__(id, title)
         self.game = game
         self.config = config
@@ -78,6 +82,7 @@ class Match(Scene):
         self.netcode = {} if netcode is None else netcode
         self.waiting_room = WaitingRoom() if waiting_room is None else waiting_room
         self.on_partner_drop = on_partner_drop
+        self.on_interrupted = on_interrupted
         self.fill_policy = fill_policy
         self.keys = {} if keys is None else keys
         self.html = html
@@ -115,6 +120,8 @@ class Match(Scene):
         self.waiting_room.check()
         if self.on_partner_drop not in ("ai", "end"):
             raise ExperimentError(f"on_partner_drop must be 'ai' or 'end', got {self.on_partner_drop!r}")
+        if self.on_interrupted not in INTERRUPTED_CHOICES:
+            raise ExperimentError(f"on_interrupted must be 'continue' or 'rerun', got {self.on_interrupted!r}")
         self._check_json()
         if self.game_class is None and resolve is not None:
             try:

@@ -19,6 +19,7 @@ from app.data.recording import (
     FORMAT_VERSION,
     RecordingError,
     RecordingWriter,
+    close_after_crash,
     make_header,
     read_recording,
     recording_path,
@@ -159,6 +160,35 @@ def test_damaged_final_line_counts_as_truncated(tmp_path: Path) -> None:
         file.write(b"\x00\x00\x00\n")  # what a power cut can leave
     recording = read_recording(str(path))
     assert recording.truncated and recording.complete_frames == {0: 3}
+
+
+@pytest.mark.parametrize(("tail", "dropped"), [
+    (b"", 0),                                                   # the last line was whole
+    (b'{"type":"inputs","episode":0,"frame":3,"act', 43),      # killed mid-write
+    (b"\x00\x00\x00\n", 4),                                      # power loss
+])
+def test_closing_after_a_crash_never_glues_onto_a_partial_line(tmp_path: Path, tail: bytes, dropped: int) -> None:
+    path = tmp_path / "m1.jsonl"
+    write_sample(path)
+    whole = path.read_bytes()
+    with open(path, "ab") as file:
+        file.write(tail)
+    assert close_after_crash(str(path), {"reason": "interrupted"}, episode=0) == dropped
+    assert path.read_bytes().startswith(whole)
+    recording = read_recording(str(path))
+    assert not recording.truncated and recording.complete_frames == {0: 3}
+    assert recording.end_reason == "interrupted" and recording.ended
+    assert recording.events[-1]["data"] == {"reason": "interrupted", **({"dropped_bytes": dropped} if dropped else {})}
+
+
+def test_closing_after_a_crash_refuses_a_file_without_a_whole_header(tmp_path: Path) -> None:
+    path = tmp_path / "m1.jsonl"
+    path.write_bytes(b'{"type":"header","format":"coplay-rec')
+    with pytest.raises(RecordingError, match="no complete header line"):
+        close_after_crash(str(path), {"reason": "interrupted"})
+    assert path.read_bytes() == b'{"type":"header","format":"coplay-rec'
+    with pytest.raises(FileNotFoundError):
+        close_after_crash(str(tmp_path / "none.jsonl"), {"reason": "interrupted"})
 
 
 def test_damage_before_the_last_line_is_an_error(tmp_path: Path) -> None:
@@ -307,3 +337,9 @@ def test_kill_9_loses_nothing_acknowledged(tmp_path: Path) -> None:
     assert frames[: last + 1] == list(range(last + 1)) and len(frames) in (last + 1, last + 2)
     assert len(frames) <= len(rows)
     assert recording.header["format"] == "coplay-recording" and recording.header["version"] == FORMAT_VERSION
+
+    # The next server start closes it: whatever the kill cut short goes, every acknowledged frame stays.
+    close_after_crash(path, {"reason": "interrupted"}, episode=0)
+    closed = read_recording(path)
+    assert closed.episodes[0]["inputs"] == recording.episodes[0]["inputs"] and not closed.truncated
+    assert closed.end_reason == "interrupted"

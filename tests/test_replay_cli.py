@@ -11,7 +11,7 @@ from typing import Callable
 import pytest
 
 from app.cli import main
-from app.data.recording import RecordingWriter, make_header
+from app.data.recording import RecordingWriter, close_after_crash, make_header
 from game.games.pong import Pong
 from game.hashing import state_hash
 from game.policies import RandomPolicy
@@ -54,6 +54,11 @@ def rewrite(path: Path, change: Callable[[dict], dict]) -> None:
     path.write_text("".join(json.dumps(change(line)) + "\n" for line in lines))
 
 
+def drop_checksums(path: Path) -> None:
+    lines = path.read_text().splitlines()
+    path.write_text("".join(line + "\n" for line in lines if '"type":"checksum"' not in line))
+
+
 def test_a_good_recording_verifies(recording: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["replay", str(recording), "--verify"]) == 0
     out = capsys.readouterr().out
@@ -84,6 +89,39 @@ def test_a_truncated_recording_replays_up_to_its_last_complete_frame(recording: 
     out = capsys.readouterr().out
     assert "the recording is truncated" in out and "(episode 0: 123 frames)" in out
     assert "ok: every checksum matches" in out
+
+
+def test_frames_without_a_checksum_are_not_verified(recording: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    drop_checksums(recording)
+    assert main(["replay", str(recording)]) == 1
+    out = capsys.readouterr().out
+    assert "0 checksums compared" in out and f"NOT VERIFIED: {FRAMES} frames replayed but no checksum" in out
+    assert "ok:" not in out
+    assert main(["replay", str(recording), "--json"]) == 1
+    assert json.loads(capsys.readouterr().out.splitlines()[0])["verdict"] == "unverified"
+
+
+def test_a_recording_without_frames_has_nothing_to_verify(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "empty.jsonl"
+    record_pong(path, frames=0)
+    drop_checksums(path)
+    assert main(["replay", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "replayed 0 frames" in out and "nothing to verify: the recording has no frames" in out
+
+
+def test_an_interrupted_recording_verifies_the_part_that_exists(recording: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    text = recording.read_text()
+    recording.write_text(text[:text.index('"frame":123,')])   # the server was killed mid-write...
+    close_after_crash(str(recording), {"reason": "interrupted"}, episode=0)   # ...and closed it when restarted
+    assert main(["replay", str(recording)]) == 0
+    out = capsys.readouterr().out
+    assert "interrupted: the server stopped while this match ran; replayed the part it recorded " \
+           "(episode 0: 123 frames)" in out
+    assert "13 checksums compared" in out and "ok: every checksum matches" in out
+    assert main(["replay", str(recording), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[0])["end"] == "interrupted"
 
 
 def test_a_changed_game_source_is_refused_unless_asked(recording: Path, capsys: pytest.CaptureFixture[str]) -> None:

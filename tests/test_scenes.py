@@ -121,6 +121,7 @@ def test_scene_messages(scene, message):
     (pong_match(episodes=0), "episodes must be an int from 1 to 1000, got 0"),
     (pong_match(fps=500), "fps must be an int from 1 to 240, got 500"),
     (pong_match(on_partner_drop="wait"), "on_partner_drop must be 'ai' or 'end', got 'wait'"),
+    (pong_match(on_interrupted="restart"), "on_interrupted must be 'continue' or 'rerun', got 'restart'"),
     (pong_match(waiting_room=WaitingRoom(on_timeout="stay")),
      "waiting_room on_timeout must be 'ai' or 'leave', got 'stay'"),
     (pong_match(waiting_room=WaitingRoom(timeout_s=0)), "waiting_room timeout_s must be 1 to 3600 seconds, got 0"),

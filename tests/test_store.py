@@ -216,6 +216,9 @@ def test_matches(store: Store) -> None:
     custom = store.create_match("match2", {}, seed=1, match_id="m-2", recording="elsewhere/m-2.jsonl")
     assert custom == "m-2"
     assert [m.id for m in store.matches()] == [match_id, "m-2"]
+    assert [m.id for m in store.matches(status="active")] == ["m-2"]
+    store.end_match("m-2", "interrupted")   # its server died; closed at the next start
+    assert [m.id for m in store.matches(status="interrupted")] == ["m-2"] and store.matches(status="active") == []
     assert store.get_match("ghost") is None
 
 

@@ -43,10 +43,32 @@ class ReplayResult:
     mismatches: list[Mismatch] = field(default_factory=list)
     truncated: bool = False
     last_frames: dict[int, int] = field(default_factory=dict)   # episode -> last frame replayed
+    end_reason: str | None = None   # the recorded match_end's reason ("interrupted": its server died), or None
 
     @property
     def ok(self) -> bool:
+        """No compared checksum differs (see `verdict` for whether any was compared)."""
         return not self.mismatches
+
+    @property
+    def verdict(self) -> str:
+        """"mismatch"; "ok" (checksums compared, all equal); "unverified" (frames replayed but no checksum
+        compared); or "empty" (no frames and no checksum: nothing to verify)."""
+        if self.mismatches:
+            return "mismatch"
+        if self.checked:
+            return "ok"
+        return "unverified" if self.frames else "empty"
+
+    @property
+    def passed(self) -> bool:
+        """What `coplay replay` exits 0 for: every compared checksum matches and, given frames, some were compared."""
+        return self.verdict in ("ok", "empty")
+
+    @property
+    def interrupted(self) -> bool:
+        """The match's server stopped while it ran (closed as interrupted at the next start)."""
+        return self.end_reason == "interrupted"
 
 
 def resolve_game(recording: Recording, game_class: type | None = None) -> type:
@@ -91,7 +113,7 @@ def replay(
     of frames `first`..`last`; `progress(done, total)` is called now and then."""
     recording = read_recording(path)
     cls = resolve_game(recording, game_class)
-    result = ReplayResult(truncated=recording.truncated)
+    result = ReplayResult(truncated=recording.truncated, end_reason=recording.end_reason)
     lengths = episode_lengths(recording)
     if last is not None:
         lengths = {e: min(n, last) for e, n in lengths.items()}
@@ -150,5 +172,6 @@ def diff_states(expected: Any, actual: Any, path: str = "state", limit: int = 20
 
 
 def summary(result: ReplayResult) -> dict[str, Any]:
-    return {"frames": result.frames, "checked": result.checked, "ok": result.ok, "truncated": result.truncated,
+    return {"frames": result.frames, "checked": result.checked, "ok": result.passed, "verdict": result.verdict,
+            "truncated": result.truncated, "end": result.end_reason,
             "mismatches": [{k: v for k, v in m.__dict__.items() if k != "state"} for m in result.mismatches[:10]]}

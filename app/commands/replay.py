@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from app.data.recording import read_recording
-from app.analysis.replay import diff_states, recorded_game, replay, resolve_game, state_at, summary
+from app.analysis.replay import ReplayResult, diff_states, recorded_game, replay, resolve_game, state_at, summary
 from game.loader import load_class
 
 
@@ -16,7 +16,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "replay", help="re-simulate a recorded match and verify its checksums",
         description="Re-simulate a recording from its seeds and inputs and compare every checksum the peers "
-        "reported. Exits 1 at a mismatch, naming the first divergent frame.")
+        "reported. Exits 1 at a mismatch, naming the first divergent frame, and when frames were replayed but "
+        "no checksum was there to compare; 0 for a recording with no frames (nothing to verify).")
     parser.add_argument("recording", metavar="RECORDING", help="a recordings/<match>.jsonl file")
     parser.add_argument("--verify", action="store_true", help="verify the checksums (the default; kept for scripts)")
     parser.add_argument("--from", dest="first", type=int, default=0, metavar="F", help="check frames from F on")
@@ -54,14 +55,16 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"replayed {result.frames} frames of {len(recording.episodes)} episode(s) in {seconds:.2f} s "
               f"({speed:.0f}x real time); {result.checked} checksums compared")
+    ends = ", ".join(f"episode {e}: {f} frames" for e, f in sorted(result.last_frames.items()))
     if result.truncated:
-        ends = ", ".join(f"episode {e}: {f} frames" for e, f in sorted(result.last_frames.items()))
         print(f"the recording is truncated (its process died mid-write); replayed every complete frame ({ends})")
+    if result.interrupted:
+        print(f"interrupted: the server stopped while this match ran; replayed the part it recorded ({ends})")
     if result.ok:
-        print("ok: every checksum matches")
+        code = _print_verdict(result)
         if args.runtime == "pyodide":
-            return compare_runtimes(recording)
-        return 0
+            code = max(code, compare_runtimes(recording))
+        return code
     first = result.mismatches[0]
     print(f"MISMATCH at episode {first.episode}, frame {first.frame}: seat {first.seat} recorded {first.recorded}, "
           f"the replay gives {first.replayed} ({len(result.mismatches)} mismatching checksums in all)")
@@ -76,6 +79,18 @@ def run(args: argparse.Namespace) -> int:
         print(f"the last matching checksum is at frame {max(good) if good else 'none'}; inputs between it and frame "
               f"{first.frame} (or the game on the peer) differ from what was recorded")
     return 1
+
+
+def _print_verdict(result: ReplayResult) -> int:
+    """Say what a replay without mismatches verified; 1 when it had frames but no checksum to compare."""
+    if result.verdict == "empty":
+        print("nothing to verify: the recording has no frames")
+    elif result.verdict == "unverified":
+        print(f"NOT VERIFIED: {result.frames} frames replayed but no checksum was recorded for them, "
+              f"so nothing could be compared")
+    else:
+        print("ok: every checksum matches")
+    return 0 if result.passed else 1
 
 
 def compare_runtimes(recording: Any) -> int:

@@ -9,6 +9,8 @@ O_APPEND, with no buffering in Python. When a `RecordingWriter` method returns, 
 line is in the operating system's hands and survives the process being killed; a
 kill during a write leaves at most one partial last line, which `read_recording`
 reports as `truncated` and skips. `fsync_every=` seconds also guards against power loss.
+A server starting after such a kill closes the recording with `close_after_crash`, the
+one write to an existing recording: it removes a partial last line, then appends `match_end`.
 """
 from __future__ import annotations
 
@@ -76,6 +78,13 @@ def _line(record: dict[str, Any]) -> bytes:
     return (text + "\n").encode()
 
 
+def _write_all(fd: int, line: bytes) -> None:
+    """Write `line` to `fd` (a regular file takes it in one write; loop in case not)."""
+    view = memoryview(line)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 class RecordingWriter:
     """Appends one match's records to a new file; every method writes through to the OS before returning.
 
@@ -113,12 +122,10 @@ class RecordingWriter:
             raise
 
     def _write(self, line: bytes) -> None:
-        """Write one whole line, holding the lock (a regular file takes it in one write; loop in case not)."""
+        """Write one whole line, holding the lock."""
         if self._fd is None:
             raise ValueError(f"recording {self.path} is closed")
-        view = memoryview(line)
-        while view:
-            view = view[os.write(self._fd, view):]
+        _write_all(self._fd, line)
         if self.fsync_every is not None and self._clock() - self._last_sync >= self.fsync_every:
             self._sync()
 
@@ -200,6 +207,55 @@ class RecordingWriter:
         self.close()
 
 
+def close_after_crash(path: str, data: dict[str, Any], episode: int | None = None) -> int:
+    """Append a `match_end` event (with `data`) to the recording of a match whose server died, and fsync it.
+
+    What `read_recording` would skip is removed first, so the event is a line of its own and the
+    file stays readable: a last line cut short (its writer never returned, so nobody was told it
+    was written) or a damaged last line (power loss). Returns the number of bytes removed, also
+    recorded as the event's `dropped_bytes`. Raises RecordingError when not even the header line
+    is complete, and FileNotFoundError when there is no file.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_APPEND)
+    try:
+        size = os.fstat(fd).st_size
+        last_newline = _rfind_newline(fd, size)
+        end = last_newline + 1
+        start = _rfind_newline(fd, last_newline) + 1 if last_newline > 0 else 0
+        if start > 0 and not _is_record(os.pread(fd, last_newline - start, start)):
+            end = start
+        if end == 0:
+            raise RecordingError(f"{path}: no complete header line; the match's process died before writing it")
+        if end < size:
+            os.ftruncate(fd, end)
+        dropped = {"dropped_bytes": size - end} if end < size else {}
+        _write_all(fd, _line({"type": "event", "episode": episode, "frame": None, "kind": "match_end",
+                              "data": {**data, **dropped}}))
+        os.fsync(fd)
+        return size - end
+    finally:
+        os.close(fd)
+
+
+def _rfind_newline(fd: int, before: int, chunk: int = 65536) -> int:
+    """The offset of the last newline in the file before offset `before`, or -1."""
+    position = before
+    while position > 0:
+        start = max(0, position - chunk)
+        found = os.pread(fd, position - start, start).rfind(b"\n")
+        if found >= 0:
+            return start + found
+        position = start
+    return -1
+
+
+def _is_record(raw: bytes) -> bool:
+    try:
+        return isinstance(json.loads(raw), dict)
+    except ValueError:
+        return False
+
+
 @dataclass
 class Recording:
     """A recording read back.
@@ -227,7 +283,16 @@ class Recording:
     @property
     def ended(self) -> bool:
         """True when the server recorded the match's end (a 'match_end' event)."""
-        return any(event.get("kind") == "match_end" for event in self.events)
+        return self.end_reason is not None
+
+    @property
+    def end_reason(self) -> str | None:
+        """The first 'match_end' event's reason ('completed', ..., 'interrupted'), or None while unended."""
+        for event in self.events:
+            if event.get("kind") == "match_end":
+                data = event.get("data")
+                return str(data.get("reason", "unknown")) if isinstance(data, dict) else "unknown"
+        return None
 
 
 def read_recording(path: str) -> Recording:

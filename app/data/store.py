@@ -31,7 +31,7 @@ from game.errors import CoplayError
 SCHEMA_VERSION = 1
 DATABASE_NAME = "coplay.sqlite"
 PARTICIPANT_STATUSES = ("active", "completed", "declined", "waiting_timeout", "partner_dropped", "excluded", "error")
-MATCH_STATUSES = ("active", "completed", "partner_dropped", "abandoned", "error")
+MATCH_STATUSES = ("active", "completed", "partner_dropped", "abandoned", "error", "interrupted")
 
 _SCHEMA = """
 CREATE TABLE participants (
@@ -371,7 +371,8 @@ class Store:
                    (match_id, participant_id, seat, _dumps(list(players), "players")))
 
     def end_match(self, match_id: str, status: str) -> None:
-        """Mark an active match ended with `status` ('completed', 'partner_dropped', 'abandoned' or 'error')."""
+        """Mark an active match ended with `status` ('completed', 'partner_dropped', 'abandoned', 'error', or
+        'interrupted': the server stopped while it was running)."""
         if status not in MATCH_STATUSES or status == "active":
             raise ValueError(f"status must be one of {MATCH_STATUSES[1:]}, got {status!r}")
         with self._transaction() as db:
@@ -387,9 +388,10 @@ class Store:
         rows = self._select("SELECT * FROM matches WHERE id = ?", (match_id,))
         return Match(**rows[0]) if rows else None
 
-    def matches(self) -> list[Match]:
-        """All matches, oldest first."""
-        return [Match(**row) for row in self._select("SELECT * FROM matches ORDER BY rowid")]
+    def matches(self, status: str | None = None) -> list[Match]:
+        """All matches (or those with `status`), oldest first."""
+        where, params = _filters(status=status)
+        return [Match(**row) for row in self._select(f"SELECT * FROM matches {where} ORDER BY rowid", params)]
 
     def match_participants(self, match_id: str | None = None,
                            participant_id: str | None = None) -> list[dict[str, Any]]:

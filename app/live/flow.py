@@ -15,7 +15,7 @@ from jinja2 import Environment, PackageLoader
 from app.live.metrics import Metrics
 from app.live.protocol import ProtocolError
 from app.data.store import Store
-from scenes import AnswerError, ClientContext, Experiment
+from scenes import AnswerError, ClientContext, Experiment, Match
 from scenes.base import Scene
 
 PLATFORM_ID_PARAMS = ("PROLIFIC_PID", "participant")
@@ -121,6 +121,24 @@ class Flow:
         record = self._participant(participant)
         if record.status == ACTIVE and self.plan(participant)[record.scene_index].kind == "match":
             self._move_on(participant, record.scene_index, None)
+
+    def match_interrupted(self, participant: str, scene_id: str, match_id: str) -> str | None:
+        """A crash interrupted the participant's match `match_id` on scene `scene_id`: go on as the scene's
+        `on_interrupted` says. Returns "continue" (moved past the scene) or "rerun" (its visit closed and
+        a new one opened, to wait for a new match), or None when the participant is no longer on that scene."""
+        record = self._participant(participant)
+        plan = self.plan(participant)
+        if record.status != ACTIVE or record.scene_index >= len(plan):
+            return None
+        scene = plan[record.scene_index]
+        if scene.id != scene_id or not isinstance(scene, Match):
+            return None
+        data = {"match": match_id, "status": "interrupted"}
+        if scene.on_interrupted == "rerun":
+            self.store.advance_scene(participant, record.scene_index, data, record.scene_index, scene.id, scene.kind)
+        else:
+            self._move_on(participant, record.scene_index, data)
+        return scene.on_interrupted
 
     def set_outcome(self, participant: str, outcome: str, data: Any = None) -> None:
         """End the participant's study with `outcome` (declined, waiting_timeout, ...)."""

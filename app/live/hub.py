@@ -18,6 +18,7 @@ from app.live.bots import BotPeer
 from app.live.flow import Flow
 from app.live.match_room import AI, HUMAN, MatchHost, MatchRoom, MatchSettings, Seat
 from app.live.metrics import Metrics
+from app.live.recovery import close_interrupted_matches
 from app.live.protocol import (
     ProtocolError, RateLimiter, parse_advance, parse_client_error, parse_episode_done, parse_packet, parse_ready,
 )
@@ -72,6 +73,8 @@ class Hub(MatchHost):
         self.metrics = services.metrics
         self.metrics.sockets_connected.set_function(lambda: len(self.participant_of))
         self.metrics.matches_active.set_function(lambda: len(self.matches))
+        interrupted = close_interrupted_matches(flow)  # matches a crash of the previous server left running
+        self.metrics.matches_ended.labels("interrupted").inc(len(interrupted))
 
     # ------------------------------------------------------------ connections
 
