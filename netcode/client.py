@@ -5,13 +5,14 @@ browser worker (in Pyodide) and the headless participant (in CPython) both drive
 hand it relayed packets with `receive`, call `tick` once per frame with the local
 players' actions, send what `outbox` returns, and when `done` is set send it as the
 `episode_done` event (with the frames of each remote player this seat ever predicted).
+The server's AI seats (app/live/bots.py) are MatchClients too, fed by a policy.
 See docs/protocol.md. `receive` may be called from another thread
 than the one that ticks (the headless participant's Socket.IO reader does).
 """
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from game.hashing import state_hash
 from netcode.config import SessionConfig
@@ -50,9 +51,15 @@ class RelayTransport:
 
 
 class MatchClient:
-    """The local seat of one episode: session, env and the end-of-episode report."""
+    """The local seat of one episode: session, env and the end-of-episode report.
 
-    def __init__(self, start: Mapping[str, Any], game_class: type, clock: Callable[[], float]) -> None:
+    `preload` ({player: actions from frame 0}) is the input log of an episode already
+    running, for a seat taken over mid-episode: while `catching_up`, tick at full speed."""
+
+    def __init__(
+        self, start: Mapping[str, Any], game_class: type, clock: Callable[[], float],
+        preload: Mapping[str, Sequence[Any]] | None = None,
+    ) -> None:
         self.match = start["match"]
         self.episode = start["episode"]
         self.seat = start["seat"]
@@ -64,6 +71,9 @@ class MatchClient:
         self.transport = RelayTransport()
         self.clock = clock
         self.session = P2PSession(self.config, self.players, peers, self.transport, clock)
+        if preload:
+            self.session.preload(preload)
+        self._preloaded = max((len(actions) for actions in (preload or {}).values()), default=0)
         self.runner = EpisodeRunner(self.session, self.env, observations)
         self.done: dict[str, Any] | None = None
         self.desyncs: list[dict[str, Any]] = []
@@ -86,6 +96,13 @@ class MatchClient:
                              "checksum": self.runner.final_checksum(),
                              "predicted": within_report_limit(self.session.predicted_frames())}
         self._take_events(self.session.events())
+
+    @property
+    def catching_up(self) -> bool:
+        """Preloaded frames are still ahead, and nothing (a stall, the episode's end) holds the session."""
+        session = self.session
+        return (self.done is None and session.current_frame < self._preloaded and not session.stalled
+                and session.end_frame is None)
 
     def outbox(self) -> list[dict[str, Any]]:
         """The `packet` events to send now."""

@@ -18,7 +18,8 @@ export class MatchView {
     Object.assign(this, ctx);
     this.readySent = false;
     this.current = null;        // {match, episode, players, keys} of the running episode
-    this.starting = null;       // packets that arrive before START answered
+    this.starting = null;       // packets of this episode that arrive before START answered (the
+                                // browser's one pre-start buffer: the worker drops packets while no match runs)
     this.held = [];             // bound keys held, most recent last
     this.keys = ctx.scene.keys || {};
     this.lastInput = "";

@@ -8,6 +8,7 @@ lists), checks the report and compares the BATCH checksums with CPython's.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -146,12 +147,21 @@ def test_batch_matches_cpython(report: dict[str, Any]) -> None:
     assert "NetcodeError" in missing["traceback"] and "executor.py" in missing["traceback"]
 
 
+def test_a_second_load_imports_the_new_bundle_afresh(report: dict[str, Any]) -> None:
+    assert report["reload"]["type"] == "RESULT" and report["reload"]["value"]["files"] == len(package_files())
+    assert report["after_reload"]["value"] == {
+        "value": {"glue": True, "fresh": True, "match": None, "netcode": "/home/pyodide/coplay/netcode/__init__.py"}}
+
+
 def test_errors_carry_the_python_traceback(report: dict[str, Any]) -> None:
     bad = report["bad_game"]
     assert bad["type"] == "ERROR" and bad["id"] == "s0-3"
-    assert bad["message"].startswith("ValueError: ") and "NoSuchGame" in bad["message"]
-    assert bad["traceback"].startswith("Traceback") and "coplay_worker.py" in bad["traceback"]
-    assert report["bad_module"]["message"].startswith("ModuleNotFoundError: ")
+    # START loads the game with game.loader.load_class, called from the bundle's netcode/worker_glue.py
+    assert re.match(r"([\w.]+\.)?LoadError: ", bad["message"]) and "NoSuchGame" in bad["message"]
+    assert bad["traceback"].startswith("Traceback") and "worker_glue.py" in bad["traceback"]
+    bad_module = report["bad_module"]
+    assert re.match(r"([\w.]+\.)?LoadError: ", bad_module["message"]) and "no_such_module" in bad_module["message"]
+    assert "ModuleNotFoundError: " in bad_module["traceback"]
     error = report["eval_error"]
     assert error["message"] == "KeyError: 'missing'" and '"<EVAL>", line 2, in f' in error["traceback"]
     assert report["unknown"]["id"] == "odd" and "NOPE" in report["unknown"]["message"]

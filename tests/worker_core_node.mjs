@@ -8,8 +8,8 @@
 //          batch: {game, config, seed, requests},
 //          bench: {game, config, seed, warmup, rollback, actions, repeats}}
 // Two cores (two seats) INIT, LOAD and play one episode, relaying each other's OUT packets
-// as PACKET messages (after `latency_ms`); then BATCH, STEP, EVAL, error cases and
-// TERMINATE; last, the BATCH-vs-STEP benchmark again with the core in a worker thread.
+// as PACKET messages (after `latency_ms`); then BATCH, a second LOAD, STEP, EVAL, error
+// cases and TERMINATE; last, the BATCH-vs-STEP benchmark again with the core in a worker thread.
 // The last stdout line is one JSON object with what the cores answered and the timings;
 // the Python test asserts on it. Anything else goes to stderr.
 
@@ -93,16 +93,19 @@ async function main() {
     a.core.handle({ type: "NOPE", id: "odd" });
   });
 
-  // ---- the match: relay OUT packets to the other core after latency_ms
+  // ---- the match: relay OUT packets to the other core after latency_ms; like the page
+  // (static/match.js), hold a seat's packets until its START is answered
   const latency = config.match.latency_ms ?? 0;
   const t0 = performance.now();
   const finished = {};
+  const deliver = (target, message) => (target.held ? target.held.push(message) : target.core.handle(message));
   for (const seat of [a, b]) {
+    seat.held = [];
     seat.listeners.push(message => {
       if (message.type === "OUT") {
         for (const packet of message.packets) {
           const target = seats[packet.to];
-          setTimeout(() => target.core.handle({ type: "PACKET", from: seat.name, data: packet.data }), latency);
+          setTimeout(() => deliver(target, { type: "PACKET", from: seat.name, data: packet.data }), latency);
         }
       } else if (message.type === "DONE") {
         finished[seat.name] = { ...message.report, ms: performance.now() - t0 };
@@ -121,6 +124,9 @@ async function main() {
   });
   for (const seat of [a, b]) {
     value(await seat.request({ type: "START", start: config.match.start_for[seat.name], game: config.match.game }, 10000));
+    const held = seat.held;
+    seat.held = null;
+    for (const message of held) seat.core.handle(message);
   }
   const deadline = performance.now() + config.match.timeout_ms;
   while (Object.keys(finished).length < 2 && performance.now() < deadline) await sleep(20);
@@ -153,6 +159,13 @@ async function main() {
   const batch = config.batch;
   report.batch = await a.request({ type: "BATCH", requests: batch.requests, game: batch.game, config: batch.config, seed: batch.seed });
   report.batch_missing = await a.request({ type: "BATCH", requests: [{ op: "load", frame: 999 }] });
+
+  // ---- LOAD again: the previous bundle's modules (the glue too) are forgotten and imported afresh
+  value(await a.request({ type: "EVAL", code: "worker.before_reload = True" }));
+  report.reload = await a.request({ type: "LOAD", bundle: config.bundle });
+  report.after_reload = await a.request({ type: "EVAL", code: "import sys\nimport netcode\n" +
+    "result = {'glue': sys.modules['netcode.worker_glue'] is worker, 'fresh': not hasattr(worker, 'before_reload'),\n" +
+    "          'match': worker._match, 'netcode': netcode.__file__}" });
 
   // ---- benchmark: one 8-frame rollback BATCH vs 9 STEP messages
   const bench = config.bench;

@@ -288,30 +288,21 @@ class Hub(MatchHost):
         self.services.emit("packet", payload, to=sid)
 
     def start_bot(self, room: MatchRoom, seat: Seat, preload: dict[str, list[Any]] | None) -> BotPeer:
-        game_class = room.game_class
-        env = game_class(room.settings.config)
-        policies = {
-            p: self.services.make_policy(seat.policy, p, action_space_for(env, p), env, room.episode_seed + i)
-            for i, p in enumerate(seat.players)
-        }
-        bot = BotPeer(room, seat, game_class, policies, lambda: self.services.now() * 1000.0, preload)
+        bot = BotPeer(room, seat, self.services.make_policy, self.services.now, preload)
         self.services.spawn(self._run_bot, room, bot)
         return bot
 
     def _run_bot(self, room: MatchRoom, bot: BotPeer) -> None:
-        interval = 1.0 / room.settings.fps
-        next_at = self.services.now()
         while not bot.stopped and not room.ended:
             with self.lock:
                 try:
-                    bot.tick()
+                    bot.run_due(self.services.now())
                 except Exception as error:  # a policy or game bug must not take the server down
                     log.exception("AI seat %s of match %s failed", bot.seat.addr, room.id)
                     self.store.log_event("bot_error", {"seat": bot.seat.addr, "error": repr(error)}, match_id=room.id)
                     room.end("error")
                     return
-            next_at += interval
-            self.services.sleep(max(0.0, next_at - self.services.now()))
+            self.services.sleep(bot.schedule.delay(self.services.now()))
 
     def match_ended(self, room: MatchRoom, reason: str) -> None:
         self.metrics.matches_ended.labels(reason).inc()

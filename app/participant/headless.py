@@ -35,11 +35,10 @@ from game.loader import LoadError, load_class
 from game.rng import Rng
 from netcode.client import MatchClient
 from netcode.errors import NetcodeError
+from netcode.scheduler import FixedStep
 
 EventCallback = Callable[[str, Any], None]
 
-MAX_CATCH_UP_TICKS = 4       # ticks run back to back when the loop fell behind
-MAX_TICK_DEBT_FRAMES = 8     # further behind than this, the schedule is reset (frames are not owed forever)
 DISCONNECT_WAIT_SECONDS = 1.0   # the goodbye is sent at once; the close handshake may finish in the background
 NONFATAL_ERROR_EVENTS = ("packet",)  # a refused packet (e.g. racing a match_end) does not end the run
 SERVER_EVENTS = ("scene", "waiting", "match_start", "seat_changed", "match_end", "error")
@@ -110,8 +109,7 @@ class _Episode:
     client: MatchClient
     policy: Policy
     started: float
-    frame_s: float
-    next_tick: float
+    schedule: FixedStep             # the episode's fixed-step ticks (netcode.scheduler)
     reported: bool = False          # episode_done sent
     first_frame_at: float | None = None
     desyncs_taken: int = 0          # of client.desyncs, already in the result
@@ -303,7 +301,7 @@ class HeadlessParticipant:
             episode = self._episode
             if episode is not None:
                 self._service_episode(episode, now)
-                wait = max(0.0, episode.next_tick - time.monotonic())
+                wait = episode.schedule.delay(time.monotonic())
             else:
                 wait = 0.1
             if self.link is not None and (due := self.link.next_due()) is not None:
@@ -441,17 +439,13 @@ class HeadlessParticipant:
         client = MatchClient(payload, load_class(payload["game"]), clock=lambda: time.monotonic() * 1000.0)
         self._router.attach(client)
         policy = Policy(self.policy, client.env, client.players, self.rng.randbelow(1 << 31))
-        return _Episode(client, policy, started=now, frame_s=client.config.frame_ms / 1000.0, next_tick=now)
+        return _Episode(client, policy, started=now, schedule=FixedStep(client.config.frame_ms / 1000.0, now))
 
     def _service_episode(self, ep: _Episode, now: float) -> None:
         """Run the ticks that are due (a few at most when behind); after the end the client only
         answers peers (acks, keep-alives) until the next episode."""
-        if now < ep.next_tick:
-            return
-        if now - ep.next_tick > MAX_TICK_DEBT_FRAMES * ep.frame_s:
-            ep.next_tick = now
         client = ep.client
-        for _ in range(MAX_CATCH_UP_TICKS):
+        for _ in range(ep.schedule.due(now)):
             frame = client.session.current_frame
             actions = {} if client.done is not None else ep.policy.actions(client.observations, frame)
             try:
@@ -465,7 +459,7 @@ class HeadlessParticipant:
                 self.result.first_frame_seconds.append(round(ep.first_frame_at - ep.started, 3))
             self._take_client_events(ep)
             self._sample_rtt(ep)
-            ep.next_tick += (1 + client.take_skip_frames()) * ep.frame_s
+            ep.schedule.ticked(client.take_skip_frames())
             frame = client.session.current_frame
             if not ep.reported and self.drop_at_frame is not None and frame >= self.drop_at_frame:
                 self.result.dropped = True
@@ -473,8 +467,6 @@ class HeadlessParticipant:
                 raise _Finished(f"dropped at frame {frame}")
             if not ep.reported and client.done is not None:
                 self._finish_episode(ep)
-            if time.monotonic() < ep.next_tick:
-                break
 
     def _send_packet(self, packet: dict[str, Any]) -> None:
         if self.link is None:

@@ -11,7 +11,8 @@ imports a game by the `module:Class` that `games` maps the match's spec to:
                   "game.games.pong:Pong": "game.games.pong:Pong"},    # a module of game/
      "packages": ["numpy"]}                                           # Match(packages=...)
 
-- `game/` and `netcode/` go in whole (every .py file, recursively).
+- `game/` and `netcode/` go in whole (every .py file, recursively); `netcode/worker_glue.py`
+  is the worker's Python side, which static/worker_core.js imports once the files are written.
 - A `FILE.py:Class` game brings its folder, as the server loads it with that folder on
   `sys.path`: the folder's .py files and its packages (sub-folders with an
   `__init__.py`, recursively), under `user/<n>/`.

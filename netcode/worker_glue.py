@@ -1,0 +1,177 @@
+"""The browser worker's Python side: static/worker_core.js calls these functions (JSON in, JSON out).
+
+The worker writes the game bundle (app/pyodide/bundle.py; this module is part of it) into
+Pyodide's file system under one root folder, which is on `sys.path`, imports this module
+and keeps one PyProxy per function (`FUNCTIONS`). Every function takes and returns `str`
+(JSON) or `bool`, so no PyProxy is made per call. Module globals hold the running match
+and the STEP / BATCH env: one worker, one match. docs/worker.md is the message protocol.
+
+It runs in CPython too (tests/test_worker_glue.py), where `root` is any folder.
+"""
+from __future__ import annotations
+
+import gc
+import importlib
+import json
+import os
+import sys
+import time
+from typing import Any
+
+from game.env import default_action_for
+from game.loader import load_class
+from game.snapshot import with_snapshots
+from netcode.client import MatchClient
+from netcode.errors import NetcodeError
+from netcode.executor import Executor
+from netcode.requests import AdvanceFrame, LoadState, Request, SaveState
+
+FUNCTIONS = ("prepare", "load", "start", "tick", "stop", "step", "batch", "evaluate", "terminate")
+
+_root: str | None = None                        # the bundle folder `load` was given
+_match: MatchClient | None = None               # the running match
+_last: tuple[str, dict[str, Any], int] | None = None   # (game, config, seed) of the last START
+_bench: tuple[Any, Executor] | None = None      # the env (and its Executor) STEP and BATCH run against
+
+
+def _clock() -> float:
+    return time.monotonic() * 1000.0
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), default=_jsonable)
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "tolist"):       # numpy arrays and scalars
+        return value.tolist()
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def prepare() -> None:
+    """Before another bundle replaces this one: forget the match and every module imported from
+    the bundle folder (this one included), so the new files are imported afresh."""
+    global _match, _last, _bench
+    _match = _last = _bench = None
+    if _root is None:
+        return
+    for name, module in list(sys.modules.items()):
+        if (getattr(module, "__file__", None) or "").startswith(_root + os.sep):
+            del sys.modules[name]
+
+
+def load(root: str, paths_json: str) -> str:
+    """The bundle's files are written under `root` (and this module imported from there): put root
+    and the bundle's `paths` (relative to it) first on sys.path; answer the Python version."""
+    global _root
+    entries = [root]
+    for path in json.loads(paths_json):
+        entry = os.path.normpath(os.path.join(root, path))
+        if entry != root and not entry.startswith(root + os.sep):
+            raise ValueError(f"bundle path {path!r} leaves the bundle folder")
+        entries.append(entry)
+    for entry in reversed(entries):
+        if entry in sys.path:
+            sys.path.remove(entry)
+        sys.path.insert(0, entry)
+    _root = root
+    importlib.invalidate_caches()
+    return _dumps({"python": sys.version.split()[0]})
+
+
+def start(start_json: str, game_spec: str) -> str:
+    """A new match from the match_start payload and the bundle's `module:Class`; replaces any previous one."""
+    global _match, _last
+    _match = None
+    payload = json.loads(start_json)
+    _match = MatchClient(payload, load_class(game_spec), _clock)
+    _last = (game_spec, payload.get("config") or {}, payload["seed"])
+    return _dumps({"frame": _match.session.current_frame, "players": list(_match.players)})
+
+
+def tick(actions_json: str, packets_json: str, want_draw: bool) -> str:
+    """One frame: feed the relayed packets, tick with the local actions, answer what to post."""
+    match = _match
+    if match is None:
+        raise RuntimeError("no match: START one first")
+    for packet in json.loads(packets_json):
+        match.receive(packet["from"], packet["data"])
+    actions = json.loads(actions_json)
+    match.tick({p: actions[p] if p in actions else default_action_for(match.env, p) for p in match.players})
+    out: dict[str, Any] = {"frame": match.session.current_frame, "packets": match.outbox(),
+                           "stats": match.stats(), "done": match.done, "skip": match.take_skip_frames()}
+    if want_draw:
+        out["primitives"] = match.render()
+        observations = match.observations
+        out["observations"] = {p: observations.get(p) for p in match.players}
+    return _dumps(out)
+
+
+def stop() -> None:
+    global _match
+    _match = None
+
+
+def _env(env_json: str) -> tuple[Any, Executor]:
+    """The STEP / BATCH env: new when the message names a game, else the current one, else
+    a fresh copy of the last START's game (its config and seed)."""
+    global _bench
+    spec = json.loads(env_json) if env_json else {}
+    if spec.get("game"):
+        game, config, seed = spec["game"], spec.get("config") or {}, spec.get("seed", 0)
+    elif _bench is not None:
+        return _bench
+    elif _last is not None:
+        game, config, seed = _last
+    else:
+        raise RuntimeError("no env for STEP / BATCH: pass game (config, seed) or START a match first")
+    _bench = None
+    env = load_class(game)(config)
+    env.reset(seed)
+    _bench = (env, Executor(with_snapshots(env)))
+    return _bench
+
+
+def step(actions_json: str, env_json: str) -> str:
+    """One env step outside any session (missing players get their default action)."""
+    env, executor = _env(env_json)
+    actions = json.loads(actions_json)
+    inputs = {p: actions[p] if p in actions else default_action_for(env, p) for p in env.players}
+    result = executor.run([AdvanceFrame(executor.frame, inputs, {})])
+    last = result.steps[result.frame - 1]
+    return _dumps({"frame": result.frame, "terminated": bool(last["terminated"]),
+                   "truncated": bool(last["truncated"])})
+
+
+def _request(item: Any) -> Request:
+    op = item.get("op") if isinstance(item, dict) else None
+    if op == "save":
+        return SaveState(item["frame"], bool(item.get("checksum", False)))
+    if op == "load":
+        return LoadState(item["frame"])
+    if op == "advance":
+        return AdvanceFrame(item["frame"], item["inputs"], item.get("status") or {})
+    raise NetcodeError("invalid_request", f"not a save/load/advance request: {item!r:.80}")
+
+
+def batch(requests_json: str, env_json: str) -> str:
+    """A netcode.requests list run against the env in one call, as a session's batch is."""
+    _, executor = _env(env_json)
+    result = executor.run([_request(item) for item in json.loads(requests_json)])
+    return _dumps({"checksums": result.checksums, "frame": result.frame})
+
+
+def evaluate(code: str) -> str:
+    """(tests) Run code in a fresh namespace; answer the JSON of its result variable.
+    The namespace's `worker` is this module, so tests can look at the match."""
+    namespace = {"__name__": "__coplay_eval__", "worker": sys.modules[__name__]}
+    exec(compile(code, "<EVAL>", "exec"), namespace)  # noqa: S102 - EVAL runs test code, by design
+    return _dumps(namespace.get("result"))
+
+
+def terminate() -> None:
+    global _match, _last, _bench
+    _match = _last = _bench = None
+    gc.collect()
