@@ -1,7 +1,6 @@
 """`coplay loadtest --browsers M`: real headless Chromium pages on autopilot against the real server."""
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
@@ -57,13 +56,10 @@ def test_page_state_is_read_into_start_times_and_reasons() -> None:
 
 def test_without_playwright_the_cli_exits_2_with_a_clear_message(monkeypatch: pytest.MonkeyPatch,
                                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    from app.commands.loadtest import add_parser, run
+    from app.cli import main
 
     monkeypatch.setitem(sys.modules, "playwright.sync_api", None)   # import fails as if not installed
-    parser = argparse.ArgumentParser()
-    add_parser(parser.add_subparsers())
-    args = parser.parse_args(["loadtest", "http://127.0.0.1:9", "--participants", "1", "--browsers", "2"])
-    assert run(args) == 2
+    assert main(["loadtest", "http://127.0.0.1:9", "--participants", "1", "--browsers", "2"]) == 2
     assert "--browsers needs Playwright" in capsys.readouterr().err
 
 
