@@ -9,6 +9,7 @@ O_APPEND, with no buffering in Python. When a `RecordingWriter` method returns, 
 line is in the operating system's hands and survives the process being killed; a
 kill during a write leaves at most one partial last line, which `read_recording`
 reports as `truncated` and skips. `fsync_every=` seconds also guards against power loss.
+Files and the recordings folder get the data modes of app/data/modes.py.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.data.modes import make_folder, open_file
 from game.errors import CoplayError
 
 FORMAT = "coplay-recording"
@@ -99,9 +101,9 @@ class RecordingWriter:
         self._lock = threading.Lock()
         self._next_frame: dict[int, int] = {}  # episode -> the frame whose inputs come next
         first = _line({"type": "header", "format": FORMAT, "version": FORMAT_VERSION, **header})
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        make_folder(os.path.dirname(os.path.abspath(path)))
         try:
-            self._fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+            self._fd: int | None = open_file(path, os.O_WRONLY | os.O_EXCL | os.O_APPEND)
         except FileExistsError:
             raise FileExistsError(f"recording {path} already exists; recordings are never overwritten") from None
         self._last_sync = clock()
