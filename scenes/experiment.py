@@ -1,6 +1,7 @@
 """The Experiment: scenes and groups in order, outcomes, validation and per-participant plans."""
 from __future__ import annotations
 
+import re
 from typing import Any, Callable, Mapping, Sequence
 
 from scenes.base import Resolver, Scene, why_not_slug
@@ -10,6 +11,8 @@ from scenes.match import Match
 from scenes.scene_types import OUTCOMES, End, Outcome
 
 MAX_REPEAT = 100
+DEFAULT_IDLE_TIMEOUT_S = 30 * 60
+_PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
 
 
 def _label(item: Any) -> str:
@@ -27,15 +30,30 @@ def _where(prefix: str, index: int, item: Any) -> str:
 class Experiment:
     """A study: `scenes` (scenes and groups, the last one an End) and `outcomes`.
 
-    `outcomes` maps "declined", "waiting_timeout", "partner_dropped", "excluded" and
-    "error" to an `Outcome` (page text, completion code, redirect); missing ones get
-    default texts. "completed" is the last scene, the End. `id` names the data folder.
+    `outcomes` maps "declined", "waiting_timeout", "partner_dropped", "excluded",
+    "timed_out" and "error" to an `Outcome` (page text, completion code, redirect); missing
+    ones get default texts. "completed" is the last scene, the End. `id` names the data folder.
+
+    Entry: a new participant needs the URL parameter `platform_id_param` (default
+    "PROLIFIC_PID"); a link without it is refused unless `allow_anonymous` (anonymous
+    entries are then rate-limited per client address). Platform ids are trimmed and, unless
+    `platform_id_case_sensitive`, compared in lower case (Prolific ids are hex, whatever
+    the case a link carries). A participant away (no connection) for `idle_timeout_s`
+    (None: never) ends with the outcome `idle_outcome`.
     """
 
-    def __init__(self, id: str, scenes: Sequence[Any], outcomes: Mapping[str, Outcome] | None = None) -> None:
+    def __init__(self, id: str, scenes: Sequence[Any], outcomes: Mapping[str, Outcome] | None = None, *,
+                 platform_id_param: str = "PROLIFIC_PID", allow_anonymous: bool = False,
+                 platform_id_case_sensitive: bool = False, idle_timeout_s: float | None = DEFAULT_IDLE_TIMEOUT_S,
+                 idle_outcome: str = "timed_out") -> None:
         self.id = id
         self.scenes = scenes
         self.outcomes = {} if outcomes is None else outcomes
+        self.platform_id_param = platform_id_param
+        self.allow_anonymous = allow_anonymous
+        self.platform_id_case_sensitive = platform_id_case_sensitive
+        self.idle_timeout_s = idle_timeout_s
+        self.idle_outcome = idle_outcome
         self._validated = False
 
     def __repr__(self) -> str:
@@ -65,6 +83,7 @@ class Experiment:
                 raise ExperimentError(f"{where}: an End scene may only be the last scene of the experiment")
         self._check_unique(occurrences)
         self._check_outcomes(last)
+        self._check_entry()
         self._validated = True
 
     def _check_items(self, items: Sequence[Any], prefix: str, arms: dict[str, str], occurrences: list,
@@ -152,6 +171,22 @@ class Experiment:
                 outcome.check()
             except ExperimentError as exc:
                 raise ExperimentError(f"outcome {name!r}: {exc}") from None
+
+    def _check_entry(self) -> None:
+        if not isinstance(self.platform_id_param, str) or not _PARAM_NAME.fullmatch(self.platform_id_param):
+            raise ExperimentError(f"platform_id_param must name a URL parameter (letters, digits, '_', '.', '-'), "
+                                  f"got {self.platform_id_param!r:.40}")
+        for name in ("allow_anonymous", "platform_id_case_sensitive"):
+            if not isinstance(getattr(self, name), bool):
+                raise ExperimentError(f"{name} must be True or False, got {getattr(self, name)!r:.40}")
+        timeout = self.idle_timeout_s
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                    or not 0 < timeout < float("inf")):
+            raise ExperimentError(f"idle_timeout_s must be a positive number of seconds or None (never), "
+                                  f"got {timeout!r:.40}")
+        if self.idle_outcome not in OUTCOMES or self.idle_outcome == "completed":
+            known = ", ".join(n for n in OUTCOMES if n != "completed")
+            raise ExperimentError(f"idle_outcome must be one of {known}, got {self.idle_outcome!r:.40}")
 
     # ------------------------------------------------------------------ use
 

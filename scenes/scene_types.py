@@ -31,6 +31,8 @@ OUTCOMES: dict[str, tuple[str, str]] = {
     "partner_dropped": ("Your partner left", (
         "<p>Your partner left the study, so it ends here. Thank you for taking part.</p>")),
     "excluded": ("Thank you", "<p>You cannot continue with this study. Thank you for your interest.</p>"),
+    "timed_out": ("Session timed out", (
+        "<p>You were away from the study for too long, so your session has ended. Thank you for your time.</p>")),
     "error": ("Something went wrong", (
         "<p>Something went wrong on our side and the study cannot continue. "
         "We are sorry; please contact the researchers.</p>")),

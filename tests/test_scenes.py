@@ -184,7 +184,7 @@ def test_string_game_specs_are_checked_against_the_game_when_resolvable():
      "outcomes['completed']: the completed outcome is the last "
      "scene (end 'end'); set its completion_code and redirect there"),
     (Experiment("s", [END], outcomes={"timeout": Outcome()}), "outcomes: unknown outcome 'timeout'; known outcomes: "
-     "declined, waiting_timeout, partner_dropped, excluded, error"),
+     "declined, waiting_timeout, partner_dropped, excluded, timed_out, error"),
     (Experiment("s", [END], outcomes={"excluded": Outcome(completion_code="a b")}),
      "outcome 'excluded': completion_code 'a b' must not contain spaces or control characters"),
 ])

@@ -37,6 +37,7 @@ from game.loader import LoadError
 from app.analysis.predicted import PredictedLookup
 from app.data.recording import Recording, RecordingError, read_recording
 from app.analysis.replay import ReplayError, episode_lengths, episode_sim, resolve_game
+from app.data.modes import make_folder
 from app.data.store import DATABASE_NAME, Store
 
 FORMATS = ("csv", "npz", "parquet")
@@ -121,7 +122,7 @@ def export_experiment(name: str, folder: str, out_dir: str, fmt: str) -> Experim
     referenced: list[str] = []
     if os.path.isfile(os.path.join(folder, DATABASE_NAME)):
         referenced = _store_tables(name, folder, tables)
-    os.makedirs(out_dir, exist_ok=True)
+    make_folder(out_dir)
     with StepSpool(out_dir, STEP_COLUMNS, last=("observation",)) as steps:
         _steps_table(name, folder, referenced, tables["events"], result, steps)
         result.rows["steps"] = steps.count

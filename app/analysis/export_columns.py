@@ -10,10 +10,12 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.data.modes import create_file, opener
 from game.errors import CoplayError
 
 
@@ -46,9 +48,18 @@ def _json_default(value: Any) -> Any:
     return plain
 
 
+def output_file(stem: str, fmt: str) -> str:
+    """`stem.<fmt>`, created empty with the data file mode (app/data/modes.py) for a writer to fill."""
+    if fmt not in ("csv", "npz", "parquet"):
+        raise ExportError(f"unknown format {fmt!r}")
+    path = f"{stem}.{fmt}"
+    create_file(path)
+    return path
+
+
 def write_table(table: Table, stem: str, fmt: str) -> str:
     """Write `table` to `stem.<fmt>`; returns the file's path."""
-    path = f"{stem}.{fmt}"
+    path = output_file(stem, fmt)
     if fmt == "csv":
         write_csv(table.columns, table.rows, path)
     elif fmt == "npz":
@@ -63,18 +74,29 @@ def write_table(table: Table, stem: str, fmt: str) -> str:
 
         columns = {column: _typed([row.get(column) for row in table.rows]) for column in table.columns}
         pq.write_table(pa.table({c: pa.array(v, type=arrow_type(pa, k)) for c, (k, v) in columns.items()}), path)
-    else:
-        raise ExportError(f"unknown format {fmt!r}")
     return path
 
 
 def write_csv(columns: list[str], rows: Iterable[Mapping[str, Any]], path: str) -> None:
-    """A header of `columns`, then one line per row ('' for a missing value)."""
-    with open(path, "w", newline="", encoding="utf-8") as file:
+    """A header of `columns`, then one line per row ('' for a missing value; text cells escaped by `csv_cell`)."""
+    with open(path, "w", newline="", encoding="utf-8", opener=opener) as file:
         writer = csv.writer(file)
-        writer.writerow(columns)
+        writer.writerow([csv_cell(c) for c in columns])
         for row in rows:
-            writer.writerow(["" if row.get(c) is None else row.get(c) for c in columns])
+            writer.writerow(["" if row.get(c) is None else csv_cell(row.get(c)) for c in columns])
+
+
+# Spreadsheets run a cell that starts with one of these as a formula (CSV injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+def csv_cell(value: Any) -> Any:
+    """`value` for a CSV cell: text a spreadsheet would run as a formula gets a leading `'`; numbers
+    (also numeric text such as "-1.5") and everything else are unchanged."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START) and not _NUMBER.fullmatch(value):
+        return "'" + value
+    return value
 
 
 # A column's kind is the merge of its values' kinds: a join over None < bool < str and

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import IO, Any
 
-from app.analysis.export_columns import (ExportError, arrow_type, column_kind, convert, merge_kinds, typed_array,
-                                value_kind, write_csv)
+from app.analysis.export_columns import (arrow_type, column_kind, convert, merge_kinds, output_file, typed_array,
+                                         value_kind, write_csv)
 
 ROW_GROUP = 65_536  # parquet rows per row group, and rows converted at a time
 
@@ -146,7 +146,7 @@ class StepSpool:
 
 def write_steps(spool: StepSpool, stem: str, fmt: str) -> str:
     """Write the spooled table to `stem.<fmt>` as `app.analysis.export_columns.write_table` would; returns the path."""
-    path = f"{stem}.{fmt}"
+    path = output_file(stem, fmt)
     columns = spool.columns
     if fmt == "csv":
         write_csv(columns, spool.rows(), path)
@@ -171,6 +171,4 @@ def write_steps(spool: StepSpool, stem: str, fmt: str) -> str:
             for chunk in spool.chunks(columns, ROW_GROUP):
                 arrays = [pa.array(convert(kinds[c], chunk.pop(c)), type=schema.field(c).type) for c in columns]
                 writer.write_table(pa.Table.from_arrays(arrays, schema=schema), row_group_size=ROW_GROUP)
-    else:
-        raise ExportError(f"unknown format {fmt!r}")
     return path

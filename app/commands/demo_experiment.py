@@ -44,4 +44,5 @@ EXPERIMENT = Experiment(
         ),
         End(id="end", html="<p>Thank you for trying coplay.</p>", completion_code="COPLAY-DEMO"),
     ],
+    allow_anonymous=True,   # anyone with the link may try it (anonymous entries are rate-limited per address)
 )

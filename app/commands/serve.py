@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
 
+from app.data.modes import GROUP_ACCESS_ENV
 from app.web.asyncmode import ASYNC_MODES, requested_mode
 from scenes import Experiment, ExperimentError
 
@@ -37,6 +39,13 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--relay-delay-ms", type=float, default=0.0, metavar="MS",
                         help="delay every relayed packet to participants by MS (pilot a study at internet "
                              "latency on one machine; default 0)")
+    parser.add_argument("--proxy-fix", action="store_true",
+                        help="behind a reverse proxy (nginx, Caddy...) that terminates https: honour its "
+                             "X-Forwarded-For/-Proto/-Host headers and send the session cookie as Secure "
+                             "(same as COPLAY_PROXY_FIX=1)")
+    parser.add_argument("--data-group-access", action="store_true",
+                        help="let the owner's group read the data: folders 0750 and files 0640 instead of "
+                             "0700/0600 (same as COPLAY_DATA_GROUP_ACCESS=1)")
 
 
 def _pyodide_url(text: str) -> str:
@@ -78,9 +87,12 @@ def run_demo(args: argparse.Namespace) -> int:
 def _serve(experiment: Experiment, args: argparse.Namespace, experiment_file: str | None) -> int:
     from app.web.server import ServerOptions, serve
 
+    if args.data_group_access:
+        os.environ[GROUP_ACCESS_ENV] = "1"   # read wherever data files are created (app/data/modes.py)
     try:
         options = ServerOptions(async_mode=args.async_mode, experiment_file=experiment_file,
-                                pyodide_url=args.pyodide_url, relay_delay_ms=args.relay_delay_ms)
+                                pyodide_url=args.pyodide_url, relay_delay_ms=args.relay_delay_ms,
+                                proxy_fix=args.proxy_fix)
         serve(experiment, args.host, args.port, args.data, options)
     except KeyboardInterrupt:
         pass

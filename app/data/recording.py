@@ -11,6 +11,7 @@ kill during a write leaves at most one partial last line, which `read_recording`
 reports as `truncated` and skips. `fsync_every=` seconds also guards against power loss.
 A server starting after such a kill closes the recording with `close_after_crash`, the
 one write to an existing recording: it removes a partial last line, then appends `match_end`.
+Files and the recordings folder get the data modes of app/data/modes.py.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.data.modes import make_folder, open_file
 from game.errors import CoplayError
 
 FORMAT = "coplay-recording"
@@ -108,9 +110,9 @@ class RecordingWriter:
         self._lock = threading.Lock()
         self._next_frame: dict[int, int] = {}  # episode -> the frame whose inputs come next
         first = _line({"type": "header", "format": FORMAT, "version": FORMAT_VERSION, **header})
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        make_folder(os.path.dirname(os.path.abspath(path)))
         try:
-            self._fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+            self._fd: int | None = open_file(path, os.O_WRONLY | os.O_EXCL | os.O_APPEND)
         except FileExistsError:
             raise FileExistsError(f"recording {path} already exists; recordings are never overwritten") from None
         self._last_sync = clock()

@@ -1,6 +1,7 @@
 """The experiment's SQLite store: participants, scene visits, answers, matches, events.
 
-One file per experiment, `DATA/<experiment_id>/coplay.sqlite` (see `database_path`).
+One file per experiment, `DATA/<experiment_id>/coplay.sqlite` (see `database_path`), created
+with the data file mode (app/data/modes.py); SQLite gives its -wal and -shm files the same mode.
 
 Durability: the database runs in WAL mode with `synchronous=NORMAL`, and every
 write method commits before it returns. A commit writes the transaction to the WAL
@@ -26,11 +27,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from app.data.modes import make_folder, open_file
 from game.errors import CoplayError
 
 SCHEMA_VERSION = 1
 DATABASE_NAME = "coplay.sqlite"
-PARTICIPANT_STATUSES = ("active", "completed", "declined", "waiting_timeout", "partner_dropped", "excluded", "error")
+PARTICIPANT_STATUSES = ("active", "completed", "declined", "waiting_timeout", "partner_dropped", "excluded", "error",
+                        "timed_out")
 MATCH_STATUSES = ("active", "completed", "partner_dropped", "abandoned", "error", "interrupted")
 
 _SCHEMA = """
@@ -137,7 +140,8 @@ class Store:
         self.directory = os.path.dirname(os.path.abspath(path))
         self.lock = threading.RLock()
         self._clock = clock
-        os.makedirs(self.directory, exist_ok=True)
+        make_folder(self.directory)
+        _create_private(path)
         # isolation_level=None: no implicit transactions; `_transaction` opens them explicitly.
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         try:
@@ -414,6 +418,14 @@ class Store:
         """Events in the order they were logged, optionally filtered; `data` decoded."""
         where, params = _filters(kind=kind, participant_id=participant_id, match_id=match_id)
         return self._select(f"SELECT * FROM events {where} ORDER BY id", params)
+
+
+def _create_private(path: str) -> None:
+    """Create the database file empty with the data file mode, unless it exists (SQLite then fills it)."""
+    try:
+        os.close(open_file(path, os.O_WRONLY | os.O_EXCL))
+    except FileExistsError:
+        pass
 
 
 def _filters(**equal: Any) -> tuple[str, list[Any]]:

@@ -7,61 +7,122 @@ where they were.
 from __future__ import annotations
 
 import secrets
+import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from jinja2 import Environment, PackageLoader
 
+from app.live.entry import AnonymousLimit, normalise_platform_id
 from app.live.metrics import Metrics
 from app.live.protocol import ProtocolError
 from app.data.store import Store
 from scenes import AnswerError, ClientContext, Experiment, Match
 from scenes.base import Scene
 
-PLATFORM_ID_PARAMS = ("PROLIFIC_PID", "participant")
 MAX_PARAMS = 32
 MAX_PARAM_CHARS = 200
 ACTIVE, COMPLETED = "active", "completed"
+IDLE_CHECK_S = 1.0
 
 
 @dataclass(frozen=True)
 class Entered:
-    """The participant who entered, or the page refusing them."""
+    """The participant who entered, or the page refusing them with its HTTP status
+    (and, for 429, the seconds to wait)."""
 
     participant: str | None
     refusal: str | None = None
+    status: int = 200
+    retry_after: int | None = None
 
 
 class Flow:
-    """Moves participants through `experiment`, recording every step in `store`."""
+    """Moves participants through `experiment`, recording every step in `store`.
 
-    def __init__(self, experiment: Experiment, store: Store, metrics: Metrics | None = None) -> None:
+    `now` (seconds, monotonic) times idle participants and anonymous entries.
+    """
+
+    def __init__(self, experiment: Experiment, store: Store, metrics: Metrics | None = None,
+                 now: Callable[[], float] = time.monotonic) -> None:
         self.experiment = experiment
         self.store = store
         self.metrics = metrics if metrics is not None else Metrics(process=False)
+        self.now = now
         self._plans: dict[str, list[Scene]] = {}
+        self._anonymous = AnonymousLimit(now)
+        # Active participant -> when they were last seen (connected, or entering); everyone active
+        # in the store counts as seen at start, so a restart gives them the full idle time again.
+        started = now()
+        self._last_seen: dict[str, float] = {p.id: started for p in store.participants(ACTIVE)}
+        self._last_idle_check = started
 
-    def enter(self, params: dict[str, str]) -> Entered:
-        """A new participant from URL `params`, or the returning one with the same platform id."""
+    def enter(self, params: dict[str, str], client: str = "") -> Entered:
+        """A new participant from URL `params` (from address `client`), or the returning one with the same
+        platform id; or the page refusing them (a bad or missing platform id, too many anonymous entries)."""
         if len(params) > MAX_PARAMS or any(len(k) > MAX_PARAM_CHARS or len(v) > MAX_PARAM_CHARS
                                            for k, v in params.items()):
-            return Entered(None, _page("Invalid link", "This link has too many or too long parameters."))
-        platform_id = next((params[k] for k in PLATFORM_ID_PARAMS if params.get(k)), None)
+            return Entered(None, _page("Invalid link", "This link has too many or too long parameters."), 400)
+        param = self.experiment.platform_id_param
+        raw = params.get(param, "")
+        platform_id = None
+        if raw.strip():
+            try:
+                platform_id = normalise_platform_id(raw, param, self.experiment.platform_id_case_sensitive)
+            except ValueError as error:
+                return Entered(None, _page("Invalid link", str(error)), 400)
+        elif not self.experiment.allow_anonymous:
+            return Entered(None, _page("Invalid link", f"This link lacks the {param} parameter, so the study "
+                                       "cannot tell who you are. Please open the study from the link the study "
+                                       "platform gave you."), 403)
         with self.store.lock:
             if platform_id is not None:
                 existing = self.store.find_by_platform_id(platform_id)
                 if existing is not None:
-                    if existing.status == ACTIVE:
-                        return Entered(existing.id)
-                    return Entered(None, _page("Already taken part",
-                                               "You have already taken part in this study, so you cannot "
-                                               "take part again. Thank you for your interest."))
+                    return self._returning(existing)
+            else:
+                wait = self._anonymous.wait(client)
+                if wait:
+                    seconds = max(1, round(wait))
+                    return Entered(None, _page("Too many visits", "Too many people have started this study from "
+                                               f"your address just now. Please try again in {seconds} seconds."),
+                                   429, seconds)
             participant = self.store.create_participant(platform_id, params, secrets.randbelow(1 << 31))
             plan = self.plan(participant)
             self.store.set_plan(participant, [scene.id for scene in plan])
             self.store.enter_scene(participant, 0, plan[0].id, plan[0].kind)
+            self._last_seen[participant] = self.now()
         self.metrics.entered(participant)
         return Entered(participant)
+
+    def _returning(self, existing: Any) -> Entered:
+        if existing.status == ACTIVE:
+            self._last_seen[existing.id] = self.now()
+            return Entered(existing.id)
+        if existing.status == "timed_out":
+            return Entered(None, _page("Session timed out", "You were away from the study for too long, so your "
+                                       "session has ended and you cannot continue. Thank you for your time."), 403)
+        return Entered(None, _page("Already taken part", "You have already taken part in this study, so you "
+                                   "cannot take part again. Thank you for your interest."), 403)
+
+    def expire_idle(self, present: Callable[[str], bool]) -> list[str]:
+        """End, with the experiment's `idle_outcome`, the study of every active participant who has not been
+        `present` (connected, or holding a seat) for `idle_timeout_s`; returns them. Checks once a second."""
+        timeout, now = self.experiment.idle_timeout_s, self.now()
+        if timeout is None or now - self._last_idle_check < IDLE_CHECK_S:
+            return []
+        self._last_idle_check = now
+        expired = []
+        for participant, seen in list(self._last_seen.items()):
+            if present(participant):
+                self._last_seen[participant] = now
+            elif now - seen >= timeout:
+                record = self.store.get_participant(participant)
+                if record is not None and record.status == ACTIVE:
+                    self.set_outcome(participant, self.experiment.idle_outcome, {"idle_s": round(now - seen)})
+                    expired.append(participant)
+                self._last_seen.pop(participant, None)
+        return expired
 
     def plan(self, participant: str) -> list[Scene]:
         """The participant's scenes; condition arms are assigned (balanced) on first use."""
@@ -147,6 +208,7 @@ class Flow:
             self.store.leave_scene(participant, record.scene_index, data)
             self.store.set_status(participant, outcome)
             self.metrics.participant_outcomes.labels(outcome).inc()
+        self._last_seen.pop(participant, None)
 
     def _expect(self, participant: str, index: int) -> tuple[int, Scene]:
         current, scene = self.current(participant)
@@ -164,6 +226,7 @@ class Flow:
         if following.kind == "end":
             self.store.set_status(participant, COMPLETED)
             self.metrics.participants_completed.inc()
+            self._last_seen.pop(participant, None)
 
     def _participant(self, participant: str) -> Any:
         record = self.store.get_participant(participant)

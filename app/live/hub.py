@@ -16,6 +16,7 @@ from typing import Any, Callable, Mapping
 
 from app.live.bots import BotPeer
 from app.live.flow import Flow
+from app.live.log_text import log_text
 from app.live.match_room import AI, HUMAN, MatchHost, MatchRoom, MatchSettings, Seat
 from app.live.metrics import Metrics
 from app.live.recovery import close_interrupted_matches
@@ -173,8 +174,8 @@ class Hub(MatchHost):
         self.metrics.client_errors.inc()
         seated = self.seat_of.get(participant)
         match = seated[0].id if seated else None
-        log.warning("participant %s reported an error%s: %s\n%s", participant,
-                    f" in match {match}" if match else "", message, traceback)
+        log.warning("participant %s reported an error%s: %s | %s", participant,
+                    f" in match {match}" if match else "", log_text(message), log_text(traceback, 4000))
         self.store.log_event("client_error", {"message": message, "traceback": traceback},
                              participant_id=participant, match_id=match)
 
@@ -330,7 +331,7 @@ class Hub(MatchHost):
         elif kind == "seat_changed":
             self.metrics.seats_lost.labels(str(data.get("why", "unknown"))).inc()
         if kind in ("desync", "seat_changed"):
-            log.warning("match %s: %s %s", room.id, kind, data)
+            log.warning("match %s: %s %s", room.id, kind, log_text(data))
         self.store.log_event(kind, data, match_id=room.id)
 
     def now(self) -> float:

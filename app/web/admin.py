@@ -12,6 +12,7 @@ import os
 import secrets
 from typing import Callable
 
+from app.data.modes import SECRET_MODE, open_file
 from game.errors import CoplayError
 
 ENV_VAR = "COPLAY_ADMIN_TOKEN"
@@ -26,10 +27,11 @@ class AdminTokenError(CoplayError, ValueError):
 
 
 def generated_secret(path: str, make: Callable[[], str] = lambda: secrets.token_urlsafe(32)) -> str:
-    """The secret kept in the file at `path`, created (mode 0600, never overwritten) with `make()` on first use."""
+    """The secret kept in the file at `path`, created (mode 0600 whatever the umask, never overwritten) with
+    `make()` on first use."""
     if not os.path.exists(path):
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            fd = open_file(path, os.O_WRONLY | os.O_EXCL, SECRET_MODE)
         except FileExistsError:
             pass   # another process created it first: use theirs
         else:

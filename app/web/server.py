@@ -20,7 +20,7 @@ from typing import Any
 from flask import Flask, Response, render_template, request, send_from_directory, session
 from flask_socketio import SocketIO
 
-from app.web import assets
+from app.web import assets, security
 from app.web.admin import admin_token, generated_secret, token_location
 from app.pyodide.bundle import EncodedBundle, build_bundle, encode_bundle
 from app.live.flow import Flow
@@ -29,6 +29,7 @@ from game.loader import GameLoader
 from app.live.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from app.live.metrics import Metrics
 from app.web.replay_view import register_replay_routes
+from app.data.modes import env_flag, make_folder, tighten
 from app.data.store import Store, database_path
 from game.env import default_action_for
 from scenes.policies import Bot, resolve_policy
@@ -50,13 +51,15 @@ def game_source(game_class: type) -> str:
 @dataclass(frozen=True)
 class ServerOptions:
     """How to serve: the async mode, where the experiment file is (relative game files are
-    found beside it), where browsers load Pyodide from (default: this server's copy), and
-    an optional delay added to every relayed packet (to pilot a study at internet latency)."""
+    found beside it), where browsers load Pyodide from (default: this server's copy), an
+    optional delay added to every relayed packet (to pilot a study at internet latency), and
+    whether a reverse proxy is in front (`proxy_fix`, or COPLAY_PROXY_FIX=1; see app/web/security.py)."""
 
     async_mode: str = "eventlet"
     experiment_file: str | None = None
     pyodide_url: str | None = None
     relay_delay_ms: float = 0.0
+    proxy_fix: bool = False
 
 
 def create_server(
@@ -72,7 +75,8 @@ def create_server(
     bundle = encode_bundle(build_bundle(experiment, resolve.absolute))
     page_config = {"pyodide_url": assets.check_pyodide_url(pyodide_url or assets.DEFAULT_PYODIDE_URL)}
     experiment_dir = os.path.join(data_dir, experiment.id)
-    os.makedirs(experiment_dir, exist_ok=True)
+    make_folder(experiment_dir)
+    _tighten(experiment_dir)
     replay_token = admin_token(experiment_dir)   # refuses a too-short COPLAY_ADMIN_TOKEN before anything starts
     app = Flask(__name__, static_folder=None)
     app.secret_key = secret_key(experiment_dir)
@@ -80,6 +84,7 @@ def create_server(
                       SESSION_COOKIE_NAME=f"coplay_{experiment.id}")
     socketio = SocketIO(app, async_mode=async_mode, ping_interval=5, ping_timeout=10,
                         max_http_buffer_size=64 * 1024)
+    security.install(app, page_config["pyodide_url"], options.proxy_fix or env_flag(security.PROXY_FIX_ENV))
     store = Store(database_path(data_dir, experiment.id))
     metrics = Metrics()
     flow = Flow(experiment, store, metrics)
@@ -99,9 +104,12 @@ def create_server(
     def index() -> Any:
         participant = session.get("participant")
         if participant is None or store.get_participant(participant) is None:
-            entered = flow.enter(request.args.to_dict())
+            entered = flow.enter(request.args.to_dict(), request.remote_addr or "")
             if entered.refusal is not None:
-                return entered.refusal, 403
+                headers = {"Cache-Control": "no-store"}
+                if entered.retry_after is not None:
+                    headers["Retry-After"] = str(entered.retry_after)
+                return entered.refusal, entered.status, headers
             session["participant"] = entered.participant
         return render_template("index.html")
 
@@ -166,11 +174,22 @@ def create_server(
     def ticker() -> None:
         while True:
             hub.tick()
+            with hub.lock:
+                flow.expire_idle(lambda participant: participant in hub.sid_of or participant in hub.seat_of)
             socketio.sleep(TICK_SECONDS)
 
     socketio.start_background_task(ticker)
     app.extensions["coplay.store"] = store
     return app, socketio, hub
+
+
+def _tighten(experiment_dir: str) -> None:
+    """Make an experiment folder left too open (e.g. by an older coplay) private, saying so on stderr."""
+    changed = tighten(experiment_dir)
+    if changed:
+        shown = "; ".join(changed[:3]) + (f"; and {len(changed) - 3} more" if len(changed) > 3 else "")
+        print(f"coplay: {experiment_dir} was readable by others: tightened {len(changed)} permission(s) "
+              f"({shown}); set COPLAY_DATA_GROUP_ACCESS=1 to keep group read access", file=sys.stderr, flush=True)
 
 
 def _bundle_response(bundle: EncodedBundle) -> Response:

@@ -1,0 +1,55 @@
+"""Who may create a participant: platform ids checked and normalised, anonymous entry rate-limited.
+
+I/O-free: `Flow.enter` (app/live/flow.py) asks these and writes the rows.
+"""
+from __future__ import annotations
+
+import re
+from typing import Callable
+
+from app.live.protocol import RateLimiter
+
+PLATFORM_ID = re.compile(r"[A-Za-z0-9_.:@-]{1,100}")
+# Anonymous entries per client address: a burst of 5, then one every 10 s.
+ANONYMOUS_BURST = 5
+ANONYMOUS_PER_SECOND = 0.1
+MAX_TRACKED_CLIENTS = 10_000
+
+
+def normalise_platform_id(raw: str, param: str, case_sensitive: bool) -> str:
+    """`raw` trimmed (and lower-cased unless `case_sensitive`); ValueError saying what is wrong with it."""
+    value = raw.strip()
+    if not PLATFORM_ID.fullmatch(value):
+        shown = value if len(value) <= 40 else value[:40] + "…"
+        raise ValueError(f"The link's {param} ({shown!r}) is not a valid id: it must be 1 to 100 letters, "
+                         "digits or the characters _ . : @ - (check that the study platform filled it in).")
+    return value if case_sensitive else value.lower()
+
+
+class AnonymousLimit:
+    """A token bucket per client address for entries without a platform id."""
+
+    def __init__(self, now: Callable[[], float], burst: float = ANONYMOUS_BURST,
+                 rate: float = ANONYMOUS_PER_SECOND) -> None:
+        self.now = now
+        self.burst = burst
+        self.rate = rate
+        self._buckets: dict[str, RateLimiter] = {}
+
+    def wait(self, client: str) -> float:
+        """0 when `client` may enter now (and counts the entry), else the seconds until it may."""
+        now = self.now()
+        bucket = self._buckets.get(client)
+        if bucket is None:
+            if len(self._buckets) >= MAX_TRACKED_CLIENTS:
+                self._forget_full(now)
+            bucket = self._buckets[client] = RateLimiter(self.rate, self.burst, now)
+        if bucket.allow(now):
+            return 0.0
+        return (1 - bucket.tokens) / self.rate
+
+    def _forget_full(self, now: float) -> None:
+        """Drop the buckets that have refilled (they would allow a whole burst again), or else all of them."""
+        full_after = self.burst / self.rate
+        kept = {client: bucket for client, bucket in self._buckets.items() if now - bucket.last < full_after}
+        self._buckets = kept if len(kept) < MAX_TRACKED_CLIENTS else {}
