@@ -2,16 +2,21 @@
 from __future__ import annotations
 
 import json
+import select
 import sqlite3
 import subprocess
 import sys
 import threading
-from typing import Any, Iterator
+import time
+from typing import Any, Callable, Iterator
 
 import pytest
 import requests
+import websocket
 
 from app.data.store import database_path
+from app.live.metrics import parse_metrics
+from app.live.ratelimit import DEFAULT_BUDGET
 from app.participant.headless import HeadlessParticipant, ParticipantResult
 from tests.server_fixtures import ROOT, Server, pid, run_together
 
@@ -109,3 +114,152 @@ def test_a_flood_beside_an_honest_pair_costs_little(server: Server) -> None:
     assert rtts and p99(rtts) < 250, figures
     assert rows_added < 200, figures
     assert "Traceback" not in server.log_path.read_text()
+
+
+# ----------------------------------------------------------------------------- frame by frame
+
+
+class RawSocket:
+    """A participant's WebSocket speaking raw Engine.IO/Socket.IO frames, read one at a time."""
+
+    def __init__(self, server: Server, cookie: str) -> None:
+        address = server.url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
+        self.ws = websocket.create_connection(address, header=[f"Cookie: {cookie}"], timeout=5)
+        self.backlog: list[str] = []
+        assert self.recv().startswith("0{")
+        self.ws.send("40")
+        self.connected = self.until(lambda m: m.startswith(("40", "44")), keep=True)
+
+    def recv(self) -> str:
+        """The next frame other than a ping; "" once the server closed the socket."""
+        if self.backlog:
+            return self.backlog.pop(0)
+        while True:
+            try:
+                message = self.ws.recv()
+            except (websocket.WebSocketConnectionClosedException, ConnectionError):
+                return ""
+            if message != "2":
+                return message if isinstance(message, str) else "<binary>"
+            self.ws.send("3")
+
+    def until(self, wanted: Callable[[str], bool], keep: bool = False) -> str:
+        """The first frame `wanted` picks ("" if the socket closes first); the others are dropped,
+        or with `keep` left for `recv`."""
+        skipped = []
+        while True:
+            message = self.recv()
+            if not message or wanted(message):
+                self.backlog[:0] = skipped if keep else []
+                return message
+            skipped.append(message)
+
+    def send(self, frame: str | bytes) -> None:
+        if isinstance(frame, bytes):
+            self.ws.send_binary(frame)
+        else:
+            self.ws.send(frame)
+
+    def close(self) -> None:
+        try:
+            self.ws.close(timeout=1)
+        finally:
+            self.ws.shutdown()   # close() leaves the socket open when the server closed it first
+
+
+def event(message: str) -> tuple[str, Any]:
+    """(name, payload) of a Socket.IO event frame."""
+    assert message.startswith("42["), message
+    name, *payload = json.loads(message[2:])
+    return name, payload[0] if payload else None
+
+
+MALFORMED = [
+    ('42[', "malformed frame"), ('42123', "malformed event"), ('42"abc"', "malformed event"),
+    ('42{}', "malformed event"), ('42[]', "malformed event"), ('42[1,2]', "malformed event"),
+    ('42', "malformed event"), ('4', "unexpected Socket.IO packet"), ('4x', "unexpected Socket.IO packet"),
+    ('40', "unexpected Socket.IO packet"), ('43[]', "unexpected Socket.IO packet"),
+    ('44{}', "unexpected Socket.IO packet"), ('42/admin,["advance",{}]', "malformed event"),
+    ('451-["advance",{"_placeholder":true,"num":0}]', "unexpected Socket.IO packet"),
+    (b"\x00\xffbinary", "binary frames are not accepted"),
+    ('42["connect",{}]', "unknown event 'connect'"), ('42["disconnect"]', "unknown event 'disconnect'"),
+    ('42["message","hi"]', "unknown event 'message'"), ('42["advance",1,2,3]', "advance takes a JSON object"),
+]
+
+
+def test_malformed_frames_and_reserved_names_get_an_error_and_change_nothing(server: Server) -> None:
+    cookie, _ = entry_cookie(server)
+    raw = RawSocket(server, cookie)
+    try:
+        assert raw.connected.startswith("40")
+        assert event(raw.until(lambda m: m.startswith('42["scene"')))[1]["index"] == 0
+        for frame, reason in MALFORMED:
+            raw.send(frame)
+            name, error = event(raw.recv())
+            assert name == "error" and reason in error["reason"], (frame, error)
+        raw.send('9')          # not an Engine.IO packet type: Engine.IO drops it
+        raw.send('421["client_error",{"message":"an ack is asked for"}]')
+        assert raw.recv() == "431[]"
+        raw.send('42["advance",{"index":0,"data":{"accept":true}}]')   # still connected, still at scene 0
+        name, scene = event(raw.recv())
+        assert name == "scene" and scene["index"] == 1
+    finally:
+        raw.close()
+    with sqlite3.connect(database_path(str(server.data_dir), "flood")) as db:
+        connects = db.execute("SELECT count(*) FROM events WHERE kind = 'connect' AND participant_id = "
+                              "(SELECT participant_id FROM events WHERE data LIKE '%an ack is asked for%')").fetchone()
+    assert connects == (1,)    # events named `connect` connected nobody
+    assert "Traceback" not in server.log_path.read_text()
+
+
+@pytest.mark.parametrize("size", [70_000, 200_000])
+def test_an_oversized_frame_closes_the_socket_cleanly(server: Server, size: int) -> None:
+    cookie, _ = entry_cookie(server)
+    raw = RawSocket(server, cookie)
+    raw.send('42["advance",{"index":0,"data":{"x":"' + "a" * size + '"}}]')
+    assert raw.until(lambda m: False) == ""
+    raw.close()
+    again = RawSocket(server, cookie)      # the participant can come back
+    assert again.connected.startswith("40")
+    again.close()
+    assert "Traceback" not in server.log_path.read_text()
+
+
+def test_a_flood_is_disconnected_with_a_reason_and_a_second_tab_gets_no_fresh_budget(server: Server) -> None:
+    cookie, _ = entry_cookie(server)
+    refused_connections = refusals(server, "connect_rate")
+    raw = RawSocket(server, cookie)
+    assert raw.connected.startswith("40")
+    started = time.monotonic()
+    reasons = []
+    while time.monotonic() - started < 6:
+        for _ in range(50):
+            raw.send('42["ready",{"index":99}]')
+        time.sleep(0.01)
+        while raw.ws.sock is not None and select.select([raw.ws.sock], [], [], 0)[0]:
+            message = raw.recv()
+            if message.startswith('42["error",{"event":"*"'):
+                reasons.append(event(message)[1]["reason"])
+            if message.startswith("41") or not message:
+                break
+        else:
+            continue
+        break
+    assert reasons[0].startswith("too many events: at most 240 per second")
+    assert reasons[-1] == "disconnected: more than 240 events per second for over 2 s", reasons
+    assert 2 < time.monotonic() - started < 4, time.monotonic() - started
+    second_tab = RawSocket(server, cookie)
+    assert second_tab.connected.startswith("44")    # a flood leaves its participant no budget for a while
+    second_tab.close()
+    raw.close()
+    time.sleep(DEFAULT_BUDGET.penalty_s + 0.5)
+    third = RawSocket(server, cookie)
+    assert third.connected.startswith("40")
+    third.close()
+    assert refusals(server, "connect_rate") >= refused_connections + 1
+    assert refusals(server, "rate_limited") > 0
+
+
+def refusals(server: Server, why: str) -> float:
+    samples = parse_metrics(requests.get(server.url + "/metrics", timeout=5).text)
+    return samples.get(("coplay_refusals_total", (("why", why),)), 0.0)

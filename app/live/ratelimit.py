@@ -7,7 +7,8 @@ Opening a connection costs `Budget.connect_cost` tokens of the participant's buc
 Refusals are tallied per connection by reason and handed out as one `Report` at most every
 `Budget.report_every_s` (the first refusal after a quiet spell at once), so that a flood costs
 one log line a second, not one per message. A connection refused for `Budget.disconnect_after_s`
-with no quiet spell of `Budget.quiet_s` in between is told to go.
+with no quiet spell of `Budget.quiet_s` in between is told to go, and its participant's budget
+is left `Budget.penalty_s` in debt: no new connection, no message from another tab, until then.
 
 I/O-free: every method takes `now` (seconds, monotonic), so tests drive it with a fake clock.
 """
@@ -29,6 +30,7 @@ class Budget:
     report_every_s: float = 1.0       # at most one report of refusals a second per connection
     quiet_s: float = 1.0              # a flood ends after this long without a refusal for the rate
     disconnect_after_s: float = 2.0   # a flood that lasts longer than this ends the connection
+    penalty_s: float = 3.0            # ... and leaves the participant without budget for this long
 
 
 DEFAULT_BUDGET = Budget()
@@ -136,7 +138,10 @@ class RateLimit:
         disconnect = flooding_for > self.budget.disconnect_after_s
         if not disconnect and now - c.last_report < self.budget.report_every_s:
             return None
-        c.gone = disconnect
+        if disconnect:
+            c.gone = True
+            c.shared.refill(now)
+            c.shared.tokens = -self.budget.rate * self.budget.penalty_s
         return self._take(conn, c, now, disconnect)
 
     def due(self, now: float) -> Iterator[tuple[str, Report]]:

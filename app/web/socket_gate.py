@@ -76,7 +76,11 @@ class SocketGate:
             self.server.eio.send(eio_sid, ack.encode())
 
     def _unconnected(self, eio_sid: str, data: str | bytes) -> None:
-        """Before its CONNECT succeeds, a socket may only connect; anything else is dropped unread."""
+        """A socket not connected (yet, or any more: refused, or disconnected by the server) may only
+        connect. Anything else closes its Engine.IO session, unread, with what it had buffered."""
+        session = self.server.eio.sockets.get(eio_sid)
+        if session is None or session.closing or session.closed:
+            return   # what was in flight when it closed
         if type(data) is str and data[:1] == "0":
             try:
                 self.server.packet_class(encoded_packet=data)
@@ -87,6 +91,7 @@ class SocketGate:
                 if self.server.manager.sid_from_eio_sid(eio_sid, NAMESPACE) is not None:
                     return
         self.hub.metrics.refused("unconnected")
+        session.close(wait=False)
         self.sleep(REFUSED_PAUSE_S)
 
 
