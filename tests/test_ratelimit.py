@@ -100,11 +100,12 @@ def test_closing_hands_over_what_was_not_reported() -> None:
     limit.open("a", "p", 0.0)
     limit.refused("a", "malformed", 0.0)
     assert limit.report("a", 0.0) is not None
-    limit.refused("a", "malformed", 0.2)
-    limit.refused("a", "binary", 0.3)
+    limit.refused("a", "malformed", 0.2, "*: malformed frame")
+    limit.refused("a", "binary", 0.3, "*: binary frames are not accepted")
     assert limit.report("a", 0.3) is None
     report = limit.close("a", 0.4)
     assert report is not None and report.counts == {"malformed": 1, "binary": 1} and report.seconds == 0.2
+    assert report.example == "*: malformed frame"
     assert len(limit) == 0
 
 

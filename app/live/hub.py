@@ -157,7 +157,7 @@ class Hub(MatchHost):
             now = self.services.now()
             self.metrics.refused(why)
             self.services.emit("error", {"event": event, "reason": message}, to=sid)
-            self.rate_limit.refused(sid, why, now)
+            self.rate_limit.refused(sid, why, now, f"{event[:40]}: {message[:160]}")
             report = self.rate_limit.report(sid, now)
             if report is not None:
                 self._report_refusals(sid, report)
@@ -166,9 +166,10 @@ class Hub(MatchHost):
         """One log line and one database event for a burst of refusals; the socket, if given, is told
         about a rate limit, and disconnected when the report says so."""
         counts = ", ".join(f"{why} {n}" for why, n in sorted(report.counts.items()))
-        log.warning("participant %s: %d events refused in %.1f s (%s)%s", report.participant, report.total,
-                    report.seconds, counts, "; disconnected for flooding" if report.disconnect else "")
-        self.store.log_event("refused", {"counts": report.counts, "seconds": report.seconds,
+        log.warning("participant %s: %d events refused in %.1f s (%s)%s%s", report.participant, report.total,
+                    report.seconds, counts, f"; the first: {report.example!r}" if report.example else "",
+                    "; disconnected for flooding" if report.disconnect else "")
+        self.store.log_event("refused", {"counts": report.counts, "seconds": report.seconds, "first": report.example,
                                          "disconnected": report.disconnect}, participant_id=report.participant)
         if sid is None or RATE_LIMITED not in report.counts:
             return

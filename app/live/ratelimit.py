@@ -57,12 +57,14 @@ class TokenBucket:
 
 @dataclass
 class Report:
-    """Refusals of one connection since its last report: {reason: count}, over `seconds`."""
+    """Refusals of one connection since its last report: {reason: count}, over `seconds`;
+    `example` says what the first of them was, when the caller said."""
 
     participant: str
     counts: dict[str, int]
     seconds: float
     disconnect: bool = False
+    example: str = ""
 
     @property
     def total(self) -> int:
@@ -75,6 +77,7 @@ class _Connection:
     bucket: TokenBucket
     shared: TokenBucket                    # the participant's, shared by all its connections
     counts: dict[str, int] = field(default_factory=dict)
+    example: str = ""
     counting_since: float = 0.0
     last_report: float = float("-inf")
     flood_since: float | None = None
@@ -122,11 +125,12 @@ class RateLimit:
         self._count(conn, c, RATE_LIMITED, now)
         return False
 
-    def refused(self, conn: str, reason: str, now: float) -> None:
-        """Tally a message of `conn` refused for `reason` (a bounded set of words)."""
+    def refused(self, conn: str, reason: str, now: float, example: str = "") -> None:
+        """Tally a message of `conn` refused for `reason` (a bounded set of words); `example`
+        describes it, kept if it is the first of the next report."""
         c = self._connections.get(conn)
         if c is not None:
-            self._count(conn, c, reason, now)
+            self._count(conn, c, reason, now, example)
 
     def report(self, conn: str, now: float) -> Report | None:
         """The refusals of `conn` to report now: at most one report every `report_every_s`, and one
@@ -163,14 +167,15 @@ class RateLimit:
     def __len__(self) -> int:
         return len(self._connections)
 
-    def _count(self, conn: str, c: _Connection, reason: str, now: float) -> None:
+    def _count(self, conn: str, c: _Connection, reason: str, now: float, example: str = "") -> None:
         if not c.counts:
             c.counting_since = now
+            c.example = example
             self._counting.add(conn)
         c.counts[reason] = c.counts.get(reason, 0) + 1
 
     def _take(self, conn: str, c: _Connection, now: float, disconnect: bool) -> Report:
-        report = Report(c.participant, c.counts, round(max(0.0, now - c.counting_since), 3), disconnect)
+        report = Report(c.participant, c.counts, round(max(0.0, now - c.counting_since), 3), disconnect, c.example)
         c.counts = {}
         c.last_report = now
         self._counting.discard(conn)
