@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from typing import Callable
 
-from app.live.protocol import RateLimiter
+from app.live.ratelimit import TokenBucket
 
 PLATFORM_ID = re.compile(r"[A-Za-z0-9_.:@-]{1,100}")
 # Anonymous entries per client address: a burst of 5, then one every 10 s.
@@ -34,7 +34,7 @@ class AnonymousLimit:
         self.now = now
         self.burst = burst
         self.rate = rate
-        self._buckets: dict[str, RateLimiter] = {}
+        self._buckets: dict[str, TokenBucket] = {}
 
     def wait(self, client: str) -> float:
         """0 when `client` may enter now (and counts the entry), else the seconds until it may."""
@@ -43,8 +43,8 @@ class AnonymousLimit:
         if bucket is None:
             if len(self._buckets) >= MAX_TRACKED_CLIENTS:
                 self._forget_full(now)
-            bucket = self._buckets[client] = RateLimiter(self.rate, self.burst, now)
-        if bucket.allow(now):
+            bucket = self._buckets[client] = TokenBucket(self.rate, self.burst, now)
+        if bucket.take(now):
             return 0.0
         return (1 - bucket.tokens) / self.rate
 

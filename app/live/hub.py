@@ -21,16 +21,15 @@ from app.live.match_room import AI, HUMAN, MatchHost, MatchRoom, MatchSettings, 
 from app.live.metrics import Metrics
 from app.live.recovery import close_interrupted_matches
 from app.live.protocol import (
-    ProtocolError, RateLimiter, parse_advance, parse_client_error, parse_episode_done, parse_packet, parse_ready,
+    ProtocolError, parse_advance, parse_client_error, parse_episode_done, parse_packet, parse_ready,
 )
+from app.live.ratelimit import DEFAULT_BUDGET, RATE_LIMITED, Budget, RateLimit, Report
 from app.data.recording import RecordingWriter, make_header, recording_path
 from app.live.waiting import StartMatch, TimedOut, WaitingRoom
 from game.env import action_space_for
 from scenes.match import Match
 
 log = logging.getLogger("coplay.server")
-RATE_PER_SECOND = 240
-RATE_BURST = 480
 SILENT_AFTER_S = 10.0
 # In a relayed match the server decides when a seat is gone (and gives it to an AI, or ends
 # the match); a peer's own timeout must not fire first, or the peers' inputs would diverge.
@@ -56,7 +55,8 @@ class Services:
 class Hub(MatchHost):
     """Every connected participant, waiting room and match of one experiment."""
 
-    def __init__(self, flow: Flow, experiment_dir: str, services: Services, relay_delay_s: float = 0.0) -> None:
+    def __init__(self, flow: Flow, experiment_dir: str, services: Services, relay_delay_s: float = 0.0,
+                 budget: Budget = DEFAULT_BUDGET) -> None:
         self.flow = flow
         self.relay_delay_s = relay_delay_s
         self.store = flow.store
@@ -65,7 +65,10 @@ class Hub(MatchHost):
         self.lock = threading.RLock()
         self.sid_of: dict[str, str] = {}
         self.participant_of: dict[str, str] = {}
-        self.limits: dict[str, RateLimiter] = {}
+        self.rate_limit = RateLimit(budget)
+        self._handlers: dict[str, Callable[[str, Any], None]] = {
+            "advance": self._advance, "ready": self._ready, "packet": self._packet,
+            "episode_done": self._episode_done, "client_error": self._client_error}
         self.rooms: dict[str, WaitingRoom] = {}
         self.matches: dict[str, MatchRoom] = {}
         self.seat_of: dict[str, tuple[MatchRoom, Seat]] = {}
@@ -79,15 +82,20 @@ class Hub(MatchHost):
 
     # ------------------------------------------------------------ connections
 
-    def connect(self, participant: str, sid: str) -> None:
+    def connect(self, participant: str, sid: str) -> bool:
+        """Seat a new socket of `participant`; False, changing nothing, when the participant has
+        connected too often just now (its socket should be refused)."""
         with self.lock:
+            if not self.rate_limit.open(sid, participant, self.services.now()):
+                self.metrics.refused("connect_rate")
+                return False
             old = self.sid_of.get(participant)
             if old is not None and old != sid:
                 self.participant_of.pop(old, None)
+                self._close_budget(old)
                 self.services.disconnect(old)
             self.sid_of[participant] = sid
             self.participant_of[sid] = participant
-            self.limits[sid] = RateLimiter(RATE_PER_SECOND, RATE_BURST, self.services.now())
             self.metrics.connected(participant)
             self.store.log_event("connect", {"sid": sid}, participant_id=participant)
             seated = self.seat_of.get(participant)
@@ -96,11 +104,12 @@ class Hub(MatchHost):
             if seated is not None and (seated[1].kind != HUMAN or seated[1].participant != participant):
                 self._leave_match_scene(participant)
             self._send_scene(participant)
+            return True
 
     def disconnect(self, sid: str) -> None:
         with self.lock:
             self.metrics.socket_disconnects.inc()
-            self.limits.pop(sid, None)
+            self._close_budget(sid)
             participant = self.participant_of.pop(sid, None)
             if participant is None or self.sid_of.get(participant) != sid:
                 return
@@ -115,27 +124,72 @@ class Hub(MatchHost):
 
     # ------------------------------------------------------------ client events
 
-    def handle(self, event: str, sid: str, payload: Any) -> None:
-        """Dispatch one client event; a refused one gets an `error` event and changes nothing."""
+    def admit(self, sid: str) -> bool:
+        """Charge one incoming message of socket `sid` (any event, or a malformed frame) to its
+        budget, before anything else is done with it. False: refuse it unread (the Hub tallies it,
+        reports a flood at most once a second, and disconnects a socket flooding for too long)."""
         with self.lock:
-            participant = self.participant_of.get(sid)
+            now = self.services.now()
+            if self.rate_limit.charge(sid, now):
+                return True
+            self.metrics.refused(RATE_LIMITED)
+            report = self.rate_limit.report(sid, now)
+            if report is not None:
+                self._report_refusals(sid, report)
+            return False
+
+    def handle(self, event: str, sid: str, payload: Any) -> None:
+        """Dispatch one admitted client event; a refused one gets an `error` event and changes nothing."""
+        with self.lock:
+            handler = self._handlers.get(event)
             try:
+                participant = self.participant_of.get(sid)
                 if participant is None:
                     raise ProtocolError("this connection has no participant; reload the page")
-                limit = self.limits.get(sid)
-                if limit is not None and not limit.allow(self.services.now()):
-                    raise ProtocolError(f"too many events: at most {RATE_PER_SECOND} per second")
-                handler = {"advance": self._advance, "ready": self._ready, "packet": self._packet,
-                           "episode_done": self._episode_done, "client_error": self._client_error}.get(event)
                 if handler is None:
                     raise ProtocolError(f"unknown event {event!r}")
                 handler(participant, payload)
                 self.metrics.event(event)
             except ProtocolError as error:
                 self.metrics.event(event, refused=True)
-                self.services.emit("error", {"event": event, "reason": str(error)}, to=sid)
-                if participant is not None:
-                    self.store.log_event("refused", {"event": event, "reason": str(error)}, participant_id=participant)
+                self.refuse(sid, event, "invalid" if handler else "unknown_event", str(error))
+
+    def refuse(self, sid: str, event: str, why: str, message: str) -> None:
+        """Tell socket `sid` its `event` ("*" when unknown) was refused; tallied under `why`, a word
+        of a bounded set (metrics label), and logged with the others of its burst, never alone."""
+        with self.lock:
+            now = self.services.now()
+            self.metrics.refused(why)
+            self.services.emit("error", {"event": event, "reason": message}, to=sid)
+            self.rate_limit.refused(sid, why, now, f"{event[:40]}: {message[:160]}")
+            report = self.rate_limit.report(sid, now)
+            if report is not None:
+                self._report_refusals(sid, report)
+
+    def _report_refusals(self, sid: str | None, report: Report) -> None:
+        """One log line and one database event for a burst of refusals; the socket, if given, is told
+        about a rate limit, and disconnected when the report says so."""
+        counts = ", ".join(f"{why} {n}" for why, n in sorted(report.counts.items()))
+        log.warning("participant %s: %d events refused in %.1f s (%s)%s%s", report.participant, report.total,
+                    report.seconds, counts, f"; the first: {report.example!r}" if report.example else "",
+                    "; disconnected for flooding" if report.disconnect else "")
+        self.store.log_event("refused", {"counts": report.counts, "seconds": report.seconds, "first": report.example,
+                                         "disconnected": report.disconnect}, participant_id=report.participant)
+        if sid is None or RATE_LIMITED not in report.counts:
+            return
+        budget = self.rate_limit.budget
+        reason = f"too many events: at most {budget.rate:g} per second ({report.counts[RATE_LIMITED]} refused)"
+        if report.disconnect:
+            reason = f"disconnected: more than {budget.rate:g} events per second for over " \
+                     f"{budget.disconnect_after_s:g} s"
+        self.services.emit("error", {"event": "*", "reason": reason}, to=sid)
+        if report.disconnect:
+            self.services.disconnect(sid)
+
+    def _close_budget(self, sid: str) -> None:
+        report = self.rate_limit.close(sid, self.services.now())
+        if report is not None:
+            self._report_refusals(None, report)
 
     def _advance(self, participant: str, payload: Any) -> None:
         index, data = parse_advance(payload)
@@ -200,6 +254,8 @@ class Hub(MatchHost):
                         self._send_waiting(room, participant)
             for match in list(self.matches.values()):
                 match.check_silence(SILENT_AFTER_S)
+            for sid, report in self.rate_limit.due(now):
+                self._report_refusals(sid, report)
 
     def _poll_room(self, room: WaitingRoom) -> None:
         for action in room.poll(self.services.now()):

@@ -102,6 +102,8 @@ WAIT_BUCKETS = (0.1, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600)
 START_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60)
 MAX_PENDING_ENTRIES = 10_000
 EVENTS = ("advance", "ready", "packet", "episode_done", "client_error")
+# Why a client message was refused (app/live/hub.py, app/web/socket_gate.py).
+REFUSALS = ("rate_limited", "connect_rate", "invalid", "unknown_event", "malformed", "binary", "unconnected")
 
 
 class Metrics:
@@ -134,6 +136,8 @@ class Metrics:
                               registry=r)
         self.refused_events = Counter("coplay_refused_events_total", "Client socket events refused, by event.",
                                       ("event",), registry=r)
+        self.refusals = Counter("coplay_refusals_total", "Client messages refused, by why (rate_limited, ...).",
+                                ("why",), registry=r)
         self.relay_seconds = Histogram("coplay_relay_seconds",
                                        "Server time to validate, log and forward one packet, seconds.",
                                        buckets=RELAY_BUCKETS, registry=r)
@@ -184,6 +188,10 @@ class Metrics:
         self.events.labels(name).inc()
         if refused:
             self.refused_events.labels(name).inc()
+
+    def refused(self, why: str) -> None:
+        """A client message (or connection) refused, `why` being one of REFUSALS."""
+        self.refusals.labels(why if why in REFUSALS else "other").inc()
 
     def relayed(self, chars: int, started: float) -> None:
         """One packet forwarded, `started` being `clock()` when its relay began."""

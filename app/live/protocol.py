@@ -1,4 +1,4 @@
-"""Validation of client socket events, and the per-connection rate limit.
+"""Validation of client socket events.
 
 Each validator takes the raw payload (anything the network sent) and returns a clean
 dict or raises `ProtocolError` with a reason the client sees in an `error` event.
@@ -157,20 +157,3 @@ def parse_client_error(payload: Any) -> tuple[str, str]:
         raise ProtocolError(f"traceback must be a string of at most {MAX_CLIENT_ERROR_CHARS} characters")
     return message, traceback
 
-
-class RateLimiter:
-    """A token bucket: `rate` events per second, bursts of `burst`."""
-
-    def __init__(self, rate: float, burst: float, now: float) -> None:
-        self.rate = rate
-        self.burst = burst
-        self.tokens = burst
-        self.last = now
-
-    def allow(self, now: float) -> bool:
-        self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
-        self.last = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return True
-        return False

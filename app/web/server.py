@@ -30,6 +30,7 @@ from app.live.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from app.live.metrics import Metrics
 from app.web.replay_view import register_replay_routes
 from app.data.modes import env_flag, make_folder, tighten
+from app.web.socket_gate import SocketGate
 from app.data.store import Store, database_path
 from game.env import default_action_for
 from scenes.policies import Bot, resolve_policy
@@ -151,23 +152,15 @@ def create_server(
         participant = session.get("participant")
         if participant is None or store.get_participant(participant) is None:
             return False
-        hub.connect(participant, request.sid)  # type: ignore[attr-defined]
-        return True
+        return hub.connect(participant, request.sid)  # type: ignore[attr-defined]
 
     @socketio.on("disconnect")
     def on_disconnect(*_: Any) -> None:
         hub.disconnect(request.sid)  # type: ignore[attr-defined]
 
-    @socketio.on("*")
-    def on_any(event: str, payload: Any = None) -> None:
-        hub.handle(event, request.sid, payload)  # type: ignore[attr-defined]
-
-    def on_packet(sid: str, *args: Any) -> None:
-        hub.handle("packet", sid, args[0] if len(args) == 1 else list(args))
-
-    # The relay's hot path goes to python-socketio directly: Flask-SocketIO would build a Flask
-    # request context and open the signed session for every packet, which the Hub does not use.
-    socketio.server.on("packet", on_packet)
+    # Events (every name, `packet` included) go from Engine.IO through the gate to the Hub, without
+    # Flask-SocketIO's request context and signed session, which the Hub does not use.
+    SocketGate(socketio.server, hub, socketio.sleep)
 
     register_replay_routes(app, experiment_dir, store, replay_token, pause=lambda: socketio.sleep(0))
 
