@@ -16,10 +16,12 @@ from app.live.match_room import HUMAN, MatchRoom, MatchSettings, Seat
 from app.live.protocol import EpisodeDone, PacketEvent, ProtocolError
 from app.data.recording import RecordingWriter, make_header, read_recording
 from game.games.pong import Pong
+from game.lockstep import Lockstep
 from game.spaces import Discrete
+from tests.server_fixtures import SettlesAtOnce
 
 
-class Host:
+class Host(SettlesAtOnce):
     """Collects what the room sends; no server."""
 
     def __init__(self) -> None:
@@ -44,11 +46,11 @@ class Host:
         return self.clock
 
 
-def make_room(tmp_path: Path, episodes: int = 1) -> tuple[MatchRoom, Host]:
+def make_room(tmp_path: Path, episodes: int = 1, config: dict[str, Any] | None = None) -> tuple[MatchRoom, Host]:
     host = Host()
     seats = {"s0": Seat("s0", ("left",), HUMAN, participant="pa"), "s1": Seat("s1", ("right",), HUMAN, participant="pb")}
     settings = MatchSettings(
-        game="game.games.pong:Pong", config={}, players=("left", "right"),
+        game="game.games.pong:Pong", config=dict(config or {}), players=("left", "right"),
         action_spaces={"left": Discrete(3), "right": Discrete(3)}, episodes=episodes, fps=60, netcode={}, keys={},
         on_partner_drop="end", fill_policy="random",
     )
@@ -89,17 +91,39 @@ def test_differing_checksums_of_a_frame_are_a_recorded_desync(tmp_path: Path) ->
     assert host.events == [("desync", {"episode": 0, "frame": 20, "checksums": {"s1": "bbbb", "s0": "cccc"}})]
 
 
+def play(room: MatchRoom, frames: int) -> None:
+    """Both seats send `frames` more frames of the idle action (1)."""
+    for addr, player, to in (("s0", "left", "s1"), ("s1", "right", "s0")):
+        start = len(room.log.actions[player])
+        room.relay(room.seats[addr], PacketEvent("m1", room.episode, to, packet({player: [start, [1] * frames]})))
+
+
+def true_end(room: MatchRoom) -> tuple[int, str]:
+    """Where the current episode really ends with idle inputs, and the checksum of that state."""
+    sim = Lockstep(Pong(room.settings.config), room.episode_seed, room.settings.players, [[1, 1]] * 10_000)
+    while not sim.step()["truncated"]:
+        pass
+    return sim.frame, sim.checksum()
+
+
 def test_episodes_advance_when_every_seat_is_done_and_differing_ends_are_desyncs(tmp_path: Path) -> None:
-    room, host = make_room(tmp_path, episodes=2)
-    room.episode_done(room.seats["s0"], EpisodeDone("m1", 0, 90, "aaaa"))
+    """An episode ends where the server's re-simulation ends it; a seat claiming another final state
+    is the one at fault (desync_settled), and the seats' disagreement is still a desync."""
+    room, host = make_room(tmp_path, episodes=2, config={"max_frames": 30})
+    play(room, 35)
+    end, checksum = true_end(room)
+    room.episode_done(room.seats["s0"], EpisodeDone("m1", 0, end, checksum))
     assert room.episode == 0
-    room.episode_done(room.seats["s1"], EpisodeDone("m1", 0, 90, "aaaa"))
+    room.episode_done(room.seats["s1"], EpisodeDone("m1", 0, end, checksum))
     assert room.episode == 1 and room.episode_seed != 0 and host.events == []
-    room.episode_done(room.seats["s0"], EpisodeDone("m1", 1, 80, "aaaa"))
-    room.episode_done(room.seats["s1"], EpisodeDone("m1", 1, 80, "ffff"))
-    assert host.ended == ["completed"] and host.events[0][0] == "desync"
+    play(room, 35)
+    end, checksum = true_end(room)
+    room.episode_done(room.seats["s0"], EpisodeDone("m1", 1, end, checksum))
+    room.episode_done(room.seats["s1"], EpisodeDone("m1", 1, end, "ffff"))
+    assert host.ended == ["completed"] and [kind for kind, _ in host.events] == ["desync_settled", "desync"]
+    assert host.events[0][1]["seat"] == "s1" and host.events[0][1]["frame"] == end
     with pytest.raises(ProtocolError, match="episode_done is for match m1 episode 1"):
-        room.episode_done(room.seats["s1"], EpisodeDone("m1", 1, 80, "ffff"))
+        room.episode_done(room.seats["s1"], EpisodeDone("m1", 1, end, "ffff"))
 
 
 @pytest.mark.parametrize(("sender", "event", "reason"), [
