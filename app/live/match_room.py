@@ -101,6 +101,7 @@ class MatchRoom:
         self._owner = {p: seat for seat in self.seats.values() for p in seat.players}
         self.check_every = int(self.settings.netcode.get("desync_interval", SessionConfig.desync_interval))
         self._referee_due = False   # run the referee at the end of this relay
+        self._faults_recorded: set[tuple[str, str]] = set()   # (seat, reason) already in a desync_settled
 
     # ------------------------------------------------------------ episodes
 
@@ -112,6 +113,7 @@ class MatchRoom:
         self.checks.clear()
         self.desync_frames.clear()
         self.faults = {}
+        self._faults_recorded = set()
         self.referee = Referee(self.game_class(self.settings.config), self.episode_seed, self.settings.players,
                                self.check_every)
         self.recording.episode(self.episode, self.episode_seed)
@@ -327,10 +329,11 @@ class MatchRoom:
                 self._fault(addr, frame, "checksum", {"claimed": checksum, "server": server})
 
     def _fault(self, addr: str, frame: int, reason: str, details: dict[str, Any]) -> None:
-        """Count a wrong report of seat `addr`; the first of each seat in an episode is recorded and logged."""
+        """Count a wrong report of seat `addr`; the first of each seat and reason in an episode is recorded."""
         self.faults[addr] = self.faults.get(addr, 0) + 1
-        if self.faults[addr] > 1:
+        if (addr, reason) in self._faults_recorded:
             return
+        self._faults_recorded.add((addr, reason))
         seat = self.seats[addr]
         data = {"episode": self.episode, "frame": frame, "seat": addr, "players": list(seat.players),
                 "kind": seat.kind, "participant": seat.participant, "reason": reason, **details}
