@@ -37,7 +37,7 @@ SOLO_EXPERIMENT = '''
 from scenes import End, Experiment, Match
 
 EXPERIMENT = Experiment(id="solo", scenes=[
-    Match(id="solo", game="solo_game.py:SoloPong", config={"max_score": 1000, "max_frames": 150},
+    Match(id="solo", game="solo_game.py:SoloPong", config={"max_score": 1000, "max_frames": 400},
           humans=("left",), episodes=2, fps=60),
     End(id="end", html="<p>Thanks</p>", completion_code="SOLO"),
 ])
@@ -181,10 +181,10 @@ def test_a_single_player_match_records_every_frame_and_replays_with_checksums(so
     assert match["reason"] == "completed"
     recording = recording_of(solo, "solo", match["match"])
     ends = events(recording, "episode_end")
-    assert [e["frame"] for e in ends] == [150, 150]
-    assert all(len(recording.episodes[e]["inputs"]) >= 150 for e in (0, 1))
+    assert [e["frame"] for e in ends] == [400, 400]
+    assert all(len(recording.episodes[e]["inputs"]) >= 400 for e in (0, 1))
     replayed = replay(recording.path)
-    assert replayed.verdict == "ok" and replayed.passed and replayed.frames == 300
+    assert replayed.verdict == "ok" and replayed.passed and replayed.frames == 800
     seats = {seat for data in recording.episodes.values() for seats in data["checksums"].values() for seat in seats}
     assert seats == {"s0", "server"} and replayed.checked > 20
 
@@ -198,6 +198,6 @@ def test_a_lone_seat_cannot_end_an_episode_early(solo: Server) -> None:
     recording = recording_of(solo, "solo", match["match"])
     settled = events(recording, "desync_settled")
     assert {(e["episode"], e["data"]["reason"]) for e in settled} >= {(0, "episode_not_over")}
-    assert [e["frame"] for e in events(recording, "episode_end")] == [150, 150]
+    assert [e["frame"] for e in events(recording, "episode_end")] == [400, 400]
     replayed = replay(recording.path)
     assert replayed.passed and replayed.checked > 20 and {m.seat for m in replayed.client_mismatches} == {"s0"}

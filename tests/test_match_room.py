@@ -13,10 +13,11 @@ from hypothesis import strategies as st
 
 from app.live.input_log import InconsistentInput, InputLog
 from app.live.match_room import HUMAN, MatchRoom, MatchSettings, Seat
-from app.live.protocol import EpisodeDone, PacketEvent, ProtocolError
+from app.live.protocol import EpisodeDone, PacketEvent, ProtocolError, parse_episode_done
 from app.data.recording import RecordingWriter, make_header, read_recording
 from game.games.pong import Pong
 from game.lockstep import Lockstep
+from netcode.client import SERVER, MatchClient
 from game.spaces import Discrete
 from tests.server_fixtures import SettlesAtOnce
 
@@ -186,3 +187,55 @@ def test_input_log_refuses_a_changed_resend_and_ignores_gaps() -> None:
     assert log.take_complete() == [(0, [1, 0])] and log.take_complete() == []
     with pytest.raises(InconsistentInput):
         log.add("a", 1, [3])
+
+
+class LoneHost(Host):
+    """Hands the room's packets (the server's acks) to the lone seat's client."""
+
+    client: MatchClient | None = None
+
+    def send(self, seat: Seat, event: str, payload: dict[str, Any]) -> None:
+        super().send(seat, event, payload)
+        if event == "packet" and self.client is not None:
+            self.client.receive(payload["from"], payload["data"])
+
+
+def test_a_lone_seat_sends_every_input_to_the_server_which_acks_them(tmp_path: Path) -> None:
+    """No partner, no AI: the seat's client sends its confirmed inputs to "server" (acked, so more than
+    the 256 frames one packet carries), and the room records every frame with both checksums."""
+    host = LoneHost()
+    settings = MatchSettings(
+        game="game.games.pong:Pong", config={"max_frames": 600}, players=("left", "right"),
+        action_spaces={"left": Discrete(3), "right": Discrete(3)}, episodes=1, fps=60, netcode={}, keys={},
+        on_partner_drop="end", fill_policy="random")
+    header = make_header(match="m1", experiment="x", scene="pong", created_at="now", game=settings.game,
+                         game_source="", config=settings.config, players=["left", "right"], seats={}, netcode={},
+                         fps=60)
+    seat = Seat("s0", ("left", "right"), HUMAN, participant="pa")
+    room = MatchRoom("m1", "pong", settings, {"s0": seat}, host,
+                     RecordingWriter(str(tmp_path / "lone.jsonl"), header), seed=3, game_class=Pong)
+    room.start_next_episode()
+    [(_, _, start)] = [sent for sent in host.sent if sent[1] == "match_start"]
+    assert start["peers"] == {}
+    client = host.client = MatchClient(start, Pong, lambda: host.clock * 1000.0)
+    while client.done is None:
+        host.clock += 1 / 60
+        client.tick({"left": 2, "right": 0})
+        for out in client.outbox():
+            assert out["to"] == SERVER
+            room.relay(seat, PacketEvent(out["match"], out["episode"], out["to"], out["data"]))
+    room.episode_done(seat, parse_episode_done(client.done))
+    assert host.ended == ["completed"] and not host.events
+    room.recording.close()
+    recording = read_recording(room.recording.path)
+    assert len(recording.episodes[0]["inputs"]) == 600
+    assert [e["frame"] for e in recording.events if e["kind"] == "episode_end"] == [600]
+    checked = [seats for seats in recording.episodes[0]["checksums"].values() if set(seats) == {"s0", SERVER}]
+    assert len(checked) >= 50 and all(seats["s0"] == seats[SERVER] for seats in checked)
+
+
+def test_only_the_lone_seat_of_a_match_may_send_to_the_server(tmp_path: Path) -> None:
+    room, _ = make_room(tmp_path)
+    confirmed = packet({"left": [0, [1]]}, kind="confirmed")
+    with pytest.raises(ProtocolError, match="'to' must be another seat"):
+        room.relay(room.seats["s0"], PacketEvent("m1", 0, SERVER, confirmed))
