@@ -11,6 +11,7 @@ from typing import Any, Iterator
 import pytest
 
 from app.analysis.replay import replay
+from app.cli import main
 from app.data.recording import Recording, read_recording
 from app.data.store import DATABASE_NAME, Store
 from app.participant.headless import HeadlessParticipant, _Episode
@@ -124,7 +125,8 @@ def play_pair(server: Server, other: HeadlessParticipant) -> tuple[str, str, str
     return mine["match"], mine["seat"], theirs["seat"], recording_of(server, "e2e", mine["match"])
 
 
-def test_a_seat_with_fake_checksums_and_a_forged_end_is_named_and_the_honest_one_is_not(server: Server) -> None:
+def test_a_seat_with_fake_checksums_and_a_forged_end_is_named_and_the_honest_one_is_not(
+        server: Server, capsys: pytest.CaptureFixture[str]) -> None:
     liar = Liar(server.url, params={"PROLIFIC_PID": pid()}, seed=2)
     match, honest_seat, liar_seat, recording = play_pair(server, liar)
     assert events(recording, "desync"), "the seats' checksums disagree: the desync is still detected"
@@ -145,6 +147,10 @@ def test_a_seat_with_fake_checksums_and_a_forged_end_is_named_and_the_honest_one
     result = replay(recording.path)
     assert result.passed and result.verdict == "ok" and not result.mismatches, result
     assert result.client_mismatches and {m.seat for m in result.client_mismatches} == {liar_seat}
+    assert main(["replay", recording.path]) == 0
+    out = capsys.readouterr().out
+    assert f"client-reported mismatches: {len(result.client_mismatches)} checksums of seat(s) {liar_seat}" in out
+    assert "ok: every checksum that decides (the server's own, where it recorded one) matches" in out
     with Store(str(server.data_dir / "e2e" / DATABASE_NAME)) as store:
         logged = store.events(kind="desync_settled", match_id=match)
     assert logged and {e["data"]["seat"] for e in logged} == {liar_seat}
