@@ -239,3 +239,29 @@ def test_only_the_lone_seat_of_a_match_may_send_to_the_server(tmp_path: Path) ->
     confirmed = packet({"left": [0, [1]]}, kind="confirmed")
     with pytest.raises(ProtocolError, match="'to' must be another seat"):
         room.relay(room.seats["s0"], PacketEvent("m1", 0, SERVER, confirmed))
+
+
+def test_an_end_claimed_past_the_known_inputs_waits_for_them(tmp_path: Path) -> None:
+    room, host = make_room(tmp_path, config={"max_frames": 30})
+    play(room, 10)
+    end, checksum = true_end(room)
+    for addr in ("s0", "s1"):
+        room.episode_done(room.seats[addr], EpisodeDone("m1", 0, end, checksum))
+    assert host.ended == []   # the server has 10 frames; it cannot tell yet
+    play(room, 25)
+    assert host.ended == ["completed"] and host.events == []
+
+
+def test_an_end_claimed_where_the_game_did_not_end_is_refused_and_the_episode_goes_on(tmp_path: Path) -> None:
+    room, host = make_room(tmp_path, config={"max_frames": 30})
+    play(room, 20)
+    for addr in ("s0", "s1"):
+        room.episode_done(room.seats[addr], EpisodeDone("m1", 0, 10, "aaaa"))
+    assert host.ended == [] and all(seat.done is None for seat in room.seats.values())
+    assert [(kind, data["seat"], data["reason"]) for kind, data in host.events] == [
+        ("desync_settled", "s0", "episode_not_over"), ("desync_settled", "s1", "episode_not_over")]
+    play(room, 15)
+    end, checksum = true_end(room)
+    for addr in ("s0", "s1"):
+        room.episode_done(room.seats[addr], EpisodeDone("m1", 0, end, checksum))
+    assert host.ended == ["completed"]

@@ -285,8 +285,9 @@ class MatchRoom:
             self.recording.inputs(self.episode, frame, actions)
             if self.referee is not None:
                 self.referee.add_frame(actions)
-        if self.referee is not None and self.referee.behind >= REFEREE_LAG:
-            self._referee_due = True
+        behind = self.referee.behind if self.referee is not None else 0
+        if behind >= REFEREE_LAG or (behind and all(s.done is not None for s in self.seats.values() if not s.gone)):
+            self._referee_due = True   # far behind, or every seat claims the end: the inputs may settle it
 
     def _checksum(self, seat: Seat, frame: int, checksum: str) -> None:
         seen = self.checks.setdefault(frame, {})
