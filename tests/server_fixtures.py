@@ -102,7 +102,7 @@ class SettlesAtOnce:
             return
         self._settling = True
         try:
-            while room.referee_work():
+            while room.referee_work(10_000):
                 pass
         finally:
             self._settling = False

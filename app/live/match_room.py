@@ -5,7 +5,7 @@ The room is I/O-free: it talks to the outside through the `MatchHost` it is give
 to its recording. The server's socket handlers call `relay`, `episode_done` and `seat_lost`.
 
 Seats' reports are not trusted: the room's `Referee` re-simulates the confirmed inputs
-(in chunks, `referee_work`, which the host runs in a background task), records the
+(`referee_work`, a chunk at a time, which the host runs in a background task), records the
 server's own checksums, names a seat whose checksum differs from the server's
 (`desync_settled`), and ends an episode only at the frame where the re-simulated game ended.
 """
@@ -308,7 +308,7 @@ class MatchRoom:
 
     # ------------------------------------------------------------ the referee
 
-    def referee_work(self, max_steps: int = 256) -> bool:
+    def referee_work(self, max_steps: int) -> bool:
         """Re-simulate up to `max_steps` confirmed frames, record the server's checksums, judge the
         seats' reports and end the episode when it is due; True while there is more to do."""
         referee = self.referee
