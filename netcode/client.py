@@ -5,6 +5,8 @@ browser worker (in Pyodide) and the headless participant (in CPython) both drive
 hand it relayed packets with `receive`, call `tick` once per frame with the local
 players' actions, send what `outbox` returns, and when `done` is set send it as the
 `episode_done` event (with the frames of each remote player this seat ever predicted).
+A seat with no peers (a single-player match) sends its confirmed inputs and checksums to
+the server instead, as to a spectator (`SERVER`), which acks them; so every match is recorded.
 The server's AI seats (app/live/bots.py) are MatchClients too, fed by a policy.
 See docs/protocol.md. `receive` may be called from another thread
 than the one that ticks (the headless participant's Socket.IO reader does).
@@ -20,6 +22,8 @@ from netcode.episode import EpisodeRunner
 from netcode.events import DesyncDetected, Disconnected, Event, WaitRecommendation
 from netcode.frame_ranges import within_report_limit
 from netcode.p2p import P2PSession
+
+SERVER = "server"   # the address a lone seat sends its confirmed inputs to (never a seat's address)
 
 
 class RelayTransport:
@@ -70,7 +74,8 @@ class MatchClient:
         peers = {addr: list(ps) for addr, ps in (start.get("peers") or {}).items() if addr != self.seat}
         self.transport = RelayTransport()
         self.clock = clock
-        self.session = P2PSession(self.config, self.players, peers, self.transport, clock)
+        self.session = P2PSession(self.config, self.players, peers, self.transport, clock,
+                                  spectators=() if peers else (SERVER,))
         if preload:
             self.session.preload(preload)
         self._preloaded = max((len(actions) for actions in (preload or {}).values()), default=0)

@@ -16,6 +16,7 @@ import requests
 
 from app.participant.headless import HeadlessParticipant, ParticipantResult
 from app.analysis.replay import ReplayResult, replay
+from app.live.match_room import MatchRoom
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -89,3 +90,19 @@ def run_together(participants: list[HeadlessParticipant], timeout: float = 60) -
 def replay_recording(server: Server, experiment_id: str, match_id: str) -> ReplayResult:
     """Re-simulate a match the server recorded and check every checksum in it."""
     return replay(str(server.data_dir / experiment_id / "recordings" / f"{match_id}.jsonl"))
+
+
+class SettlesAtOnce:
+    """`MatchHost.settle` for test hosts without a server: run the room's referee to the end at once."""
+
+    _settling = False
+
+    def settle(self, room: MatchRoom) -> None:
+        if self._settling:   # asked again from inside the referee: the loop below carries on
+            return
+        self._settling = True
+        try:
+            while room.referee_work(10_000):
+                pass
+        finally:
+            self._settling = False

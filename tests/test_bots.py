@@ -18,6 +18,7 @@ from game.spaces import Discrete
 from netcode.client import MatchClient
 from netcode.scheduler import MAX_CATCH_UP
 from scenes.policies import Bot, resolve_policy
+from tests.server_fixtures import SettlesAtOnce
 
 FPS = 60
 PERIOD = 1.0 / FPS
@@ -28,7 +29,7 @@ def make_policy(spec: str, player: str, action_space: Any, env: Any, seed: int) 
                default_action=default_action_for(env, player), seed=seed)
 
 
-class Host:
+class Host(SettlesAtOnce):
     """A server stand-in: human seats are MatchClients it ticks itself; bots are BotPeers."""
 
     def __init__(self) -> None:

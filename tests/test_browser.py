@@ -12,6 +12,7 @@ from app.participant.headless import HeadlessParticipant
 from app.data.recording import read_recording
 from tests.browser_fixtures import Participant, open_participant
 from tests.server_fixtures import Server, pid, replay_recording
+from tests.test_arbitration import SOLO_EXPERIMENT, SOLO_GAME
 
 PONG_EXPERIMENT = '''
 from scenes import Consent, End, Experiment, Match, WaitingRoom
@@ -179,6 +180,29 @@ def test_without_web_workers_the_game_runs_in_the_page(browser: Any, tmp_path: P
         assert [s["worker"]["mode"] for s in states] == ["worker", "inline"]
         done = [{r["checksum"] for r in s["match"]["checksums"]} for s in states]
         assert done[0] == done[1] and len(done[0]) == 1
+    finally:
+        for page in pages:
+            page.close()
+        server.stop()
+
+
+def test_a_single_player_match_in_the_browser_is_recorded_and_verifies(browser: Any, tmp_path: Path) -> None:
+    """One page, no partner and no AI: its worker sends its inputs to the server, which records them
+    with checksums (it used to record none: replay compared 0 checksums)."""
+    (tmp_path / "solo_game.py").write_text(SOLO_GAME)
+    (tmp_path / "experiment.py").write_text(SOLO_EXPERIMENT)
+    server = Server(["serve", str(tmp_path / "experiment.py")], tmp_path / "data")
+    pages: list[Participant] = []
+    try:
+        pages = [open_participant(browser, server.url, f"PROLIFIC_PID={pid()}&autopilot=1")]
+        state = pages[0].wait_for(lambda s: s.get("scene", {}).get("kind") == "end", 120, "the end page")
+        assert state["worker"]["error"] is None and state["match"]["desyncs"] == 0
+        [match] = {report["match"] for report in state["match"]["checksums"]}
+        recording = read_recording(str(server.data_dir / "solo" / "recordings" / f"{match}.jsonl"))
+        assert [len(recording.episodes[e]["inputs"]) >= 400 for e in (0, 1)] == [True, True]
+        replayed = replay_recording(server, "solo", match)
+        assert replayed.verdict == "ok" and replayed.frames == 800 and replayed.checked > 20, replayed
+        assert not replayed.client_mismatches and pages[0].console_errors == []
     finally:
         for page in pages:
             page.close()

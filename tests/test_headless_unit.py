@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from app.commands import loadtest
-from app.participant.headless import HeadlessParticipant, ParticipantResult
+from app.participant.headless import SEAT_TAKEN_OVER, HeadlessParticipant, ParticipantResult, _Finished
 from app.participant.answers import Policy, generate_answers
 from app.participant.socket_client import PacketRouter, split_url
 from game.games.cooking import Cooking
@@ -297,3 +297,15 @@ def test_loadtest_summary_counts_and_reasons() -> None:
     assert len(summary["results"]) == 6
     text = loadtest.format_summary(summary)
     assert "6 started, 3 completed, 3 failed, 1 dropped" in text and "failed x1: timeout" in text
+
+
+def test_a_match_left_without_match_end_is_marked_seat_taken_over() -> None:
+    """The server gave this participant's seat to an AI and moved it on: no match_end came."""
+    participant = HeadlessParticipant("http://127.0.0.1:9/")
+    taken = {"match": "m1", "scene": 1, "reason": None}
+    ended = {"match": "m0", "scene": 0, "reason": "completed"}
+    participant.result.matches += [ended, taken]
+    participant._scene_index = 1
+    with pytest.raises(_Finished):
+        participant._on_scene({"index": 2, "scene": {"kind": "end", "outcome": "completed"}})
+    assert taken["reason"] == SEAT_TAKEN_OVER and ended["reason"] == "completed"

@@ -130,3 +130,45 @@ def test_loadtest_stops_itself_at_duration(server: Server) -> None:
     assert summary["failures"] == [{"participant": 0, "reason": "still running at --duration"}]
 
 
+
+
+CRASHING_AI_EXPERIMENT = '''
+from scenes import End, Experiment, Match, WaitingRoom
+
+EXPERIMENT = Experiment(id="e2e", scenes=[
+    Match(id="pong", game="game.games.pong:Pong", config={"max_score": 1, "max_frames": 600},
+          humans=("left",), ai={"right": "crash_policy.py:CrashesAfterAWhile"}, episodes=1, fps=60,
+          waiting_room=WaitingRoom(timeout_s=3, on_timeout="ai")),
+    End(id="end", html="<p>Thanks</p>", completion_code="E2E-CODE"),
+])
+'''
+CRASHING_POLICY = '''
+class CrashesAfterAWhile:
+    """Plays the default action, then (frame 30) answers with something outside the action space."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def act(self, observation):
+        self.calls += 1
+        return "no such action" if self.calls > 30 else None
+'''
+
+
+def test_loadtest_fails_a_participant_whose_match_ended_in_error(tmp_path: Path) -> None:
+    """The AI partner crashes mid-match, so the match ends in `error`; the participant still reaches
+    the end scene, but the load test counts it as failed and exits 1 (it used to say completed, exit 0)."""
+    (tmp_path / "experiment.py").write_text(CRASHING_AI_EXPERIMENT)
+    (tmp_path / "crash_policy.py").write_text(CRASHING_POLICY)
+    server = Server(["serve", str(tmp_path / "experiment.py")], tmp_path / "data")
+    try:
+        out = tmp_path / "summary.json"
+        done, _ = loadtest_cli(server, "--participants", "2", "--json", str(out), "--progress", "0")
+    finally:
+        server.stop()
+    assert done.returncode == 1, done.stdout + done.stderr
+    summary: dict[str, Any] = json.loads(out.read_text())
+    assert (summary["completed"], summary["failed"], summary["match_errors"]) == (2, 2, 2), summary["failures"]
+    assert summary["failure_reasons"] == {"match ended in error": 2}
+    assert summary["match_ends"] == {"error": 2}
+    assert "matches ended in error: 2" in done.stdout

@@ -7,12 +7,12 @@ import statistics
 import pytest
 
 from app.cli import main
-from app.participant.headless import ParticipantResult
+from app.participant.headless import SEAT_TAKEN_OVER, ParticipantResult
 from app.participant.link import LinkShaper, ShapedLink
 from app.loadtest.arrival import Arrival, arrival_offsets, parse_arrival
 from app.loadtest.run import LoadtestPlan
 from app.loadtest.server_metrics import MetricsUnavailable, ServerMetrics
-from app.loadtest.summary import distribution, result_from_json, summarise
+from app.loadtest.summary import distribution, failure_reason, format_summary, result_from_json, summarise
 from app.live.metrics import parse_metrics
 from game.rng import Rng
 from netcode.sim import PROFILES, NetworkProfile
@@ -160,6 +160,22 @@ def test_summary_rates_and_samples() -> None:
     assert summary["relay_rtt_ms"]["samples"] == 4 and summary["relay_rtt_ms"]["max"] == 40.0
     assert summary["samples"]["relay_rtt_ms"] == [10.0, 20.0, 30.0, 40.0]
     assert summary["server"] is None and summary["timeline"] == []
+
+
+def test_a_match_ended_in_error_or_a_seat_taken_over_fails_the_participant() -> None:
+    def finished(*reasons: str | None) -> ParticipantResult:
+        return ParticipantResult(completed=True, reason="completed",
+                                 matches=[{"match": f"m{i}", "reason": r} for i, r in enumerate(reasons)])
+
+    clean, errored, taken = finished("completed"), finished("completed", "error"), finished(SEAT_TAKEN_OVER)
+    assert failure_reason(clean) is None
+    assert failure_reason(errored) == "match ended in error"
+    assert failure_reason(taken) == "seat taken over"
+    summary = summarise("http://127.0.0.1:5000", [clean, errored, taken], 1.0)
+    assert (summary["completed"], summary["failed"]) == (3, 2)
+    assert summary["match_errors"] == 1 and summary["seats_taken_over"] == 1
+    assert summary["failure_reasons"] == {"match ended in error": 1, "seat taken over": 1}
+    assert "matches ended in error: 1" in format_summary(summary)
 
 
 # ----------------------------------------------------------------------------- server metrics

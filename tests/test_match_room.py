@@ -13,13 +13,16 @@ from hypothesis import strategies as st
 
 from app.live.input_log import InconsistentInput, InputLog
 from app.live.match_room import HUMAN, MatchRoom, MatchSettings, Seat
-from app.live.protocol import EpisodeDone, PacketEvent, ProtocolError
+from app.live.protocol import EpisodeDone, PacketEvent, ProtocolError, parse_episode_done
 from app.data.recording import RecordingWriter, make_header, read_recording
 from game.games.pong import Pong
+from game.lockstep import Lockstep
+from netcode.client import SERVER, MatchClient
 from game.spaces import Discrete
+from tests.server_fixtures import SettlesAtOnce
 
 
-class Host:
+class Host(SettlesAtOnce):
     """Collects what the room sends; no server."""
 
     def __init__(self) -> None:
@@ -44,11 +47,11 @@ class Host:
         return self.clock
 
 
-def make_room(tmp_path: Path, episodes: int = 1) -> tuple[MatchRoom, Host]:
+def make_room(tmp_path: Path, episodes: int = 1, config: dict[str, Any] | None = None) -> tuple[MatchRoom, Host]:
     host = Host()
     seats = {"s0": Seat("s0", ("left",), HUMAN, participant="pa"), "s1": Seat("s1", ("right",), HUMAN, participant="pb")}
     settings = MatchSettings(
-        game="game.games.pong:Pong", config={}, players=("left", "right"),
+        game="game.games.pong:Pong", config=dict(config or {}), players=("left", "right"),
         action_spaces={"left": Discrete(3), "right": Discrete(3)}, episodes=episodes, fps=60, netcode={}, keys={},
         on_partner_drop="end", fill_policy="random",
     )
@@ -89,17 +92,39 @@ def test_differing_checksums_of_a_frame_are_a_recorded_desync(tmp_path: Path) ->
     assert host.events == [("desync", {"episode": 0, "frame": 20, "checksums": {"s1": "bbbb", "s0": "cccc"}})]
 
 
+def play(room: MatchRoom, frames: int) -> None:
+    """Both seats send `frames` more frames of the idle action (1)."""
+    for addr, player, to in (("s0", "left", "s1"), ("s1", "right", "s0")):
+        start = len(room.log.actions[player])
+        room.relay(room.seats[addr], PacketEvent("m1", room.episode, to, packet({player: [start, [1] * frames]})))
+
+
+def true_end(room: MatchRoom) -> tuple[int, str]:
+    """Where the current episode really ends with idle inputs, and the checksum of that state."""
+    sim = Lockstep(Pong(room.settings.config), room.episode_seed, room.settings.players, [[1, 1]] * 10_000)
+    while not sim.step()["truncated"]:
+        pass
+    return sim.frame, sim.checksum()
+
+
 def test_episodes_advance_when_every_seat_is_done_and_differing_ends_are_desyncs(tmp_path: Path) -> None:
-    room, host = make_room(tmp_path, episodes=2)
-    room.episode_done(room.seats["s0"], EpisodeDone("m1", 0, 90, "aaaa"))
+    """An episode ends where the server's re-simulation ends it; a seat claiming another final state
+    is the one at fault (desync_settled), and the seats' disagreement is still a desync."""
+    room, host = make_room(tmp_path, episodes=2, config={"max_frames": 30})
+    play(room, 35)
+    end, checksum = true_end(room)
+    room.episode_done(room.seats["s0"], EpisodeDone("m1", 0, end, checksum))
     assert room.episode == 0
-    room.episode_done(room.seats["s1"], EpisodeDone("m1", 0, 90, "aaaa"))
+    room.episode_done(room.seats["s1"], EpisodeDone("m1", 0, end, checksum))
     assert room.episode == 1 and room.episode_seed != 0 and host.events == []
-    room.episode_done(room.seats["s0"], EpisodeDone("m1", 1, 80, "aaaa"))
-    room.episode_done(room.seats["s1"], EpisodeDone("m1", 1, 80, "ffff"))
-    assert host.ended == ["completed"] and host.events[0][0] == "desync"
+    play(room, 35)
+    end, checksum = true_end(room)
+    room.episode_done(room.seats["s0"], EpisodeDone("m1", 1, end, checksum))
+    room.episode_done(room.seats["s1"], EpisodeDone("m1", 1, end, "ffff"))
+    assert host.ended == ["completed"] and [kind for kind, _ in host.events] == ["desync_settled", "desync"]
+    assert host.events[0][1]["seat"] == "s1" and host.events[0][1]["frame"] == end
     with pytest.raises(ProtocolError, match="episode_done is for match m1 episode 1"):
-        room.episode_done(room.seats["s1"], EpisodeDone("m1", 1, 80, "ffff"))
+        room.episode_done(room.seats["s1"], EpisodeDone("m1", 1, end, "ffff"))
 
 
 @pytest.mark.parametrize(("sender", "event", "reason"), [
@@ -162,3 +187,81 @@ def test_input_log_refuses_a_changed_resend_and_ignores_gaps() -> None:
     assert log.take_complete() == [(0, [1, 0])] and log.take_complete() == []
     with pytest.raises(InconsistentInput):
         log.add("a", 1, [3])
+
+
+class LoneHost(Host):
+    """Hands the room's packets (the server's acks) to the lone seat's client."""
+
+    client: MatchClient | None = None
+
+    def send(self, seat: Seat, event: str, payload: dict[str, Any]) -> None:
+        super().send(seat, event, payload)
+        if event == "packet" and self.client is not None:
+            self.client.receive(payload["from"], payload["data"])
+
+
+def test_a_lone_seat_sends_every_input_to_the_server_which_acks_them(tmp_path: Path) -> None:
+    """No partner, no AI: the seat's client sends its confirmed inputs to "server" (acked, so more than
+    the 256 frames one packet carries), and the room records every frame with both checksums."""
+    host = LoneHost()
+    settings = MatchSettings(
+        game="game.games.pong:Pong", config={"max_frames": 600}, players=("left", "right"),
+        action_spaces={"left": Discrete(3), "right": Discrete(3)}, episodes=1, fps=60, netcode={}, keys={},
+        on_partner_drop="end", fill_policy="random")
+    header = make_header(match="m1", experiment="x", scene="pong", created_at="now", game=settings.game,
+                         game_source="", config=settings.config, players=["left", "right"], seats={}, netcode={},
+                         fps=60)
+    seat = Seat("s0", ("left", "right"), HUMAN, participant="pa")
+    room = MatchRoom("m1", "pong", settings, {"s0": seat}, host,
+                     RecordingWriter(str(tmp_path / "lone.jsonl"), header), seed=3, game_class=Pong)
+    room.start_next_episode()
+    [(_, _, start)] = [sent for sent in host.sent if sent[1] == "match_start"]
+    assert start["peers"] == {}
+    client = host.client = MatchClient(start, Pong, lambda: host.clock * 1000.0)
+    while client.done is None:
+        host.clock += 1 / 60
+        client.tick({"left": 2, "right": 0})
+        for out in client.outbox():
+            assert out["to"] == SERVER
+            room.relay(seat, PacketEvent(out["match"], out["episode"], out["to"], out["data"]))
+    room.episode_done(seat, parse_episode_done(client.done))
+    assert host.ended == ["completed"] and not host.events
+    room.recording.close()
+    recording = read_recording(room.recording.path)
+    assert len(recording.episodes[0]["inputs"]) == 600
+    assert [e["frame"] for e in recording.events if e["kind"] == "episode_end"] == [600]
+    checked = [seats for seats in recording.episodes[0]["checksums"].values() if set(seats) == {"s0", SERVER}]
+    assert len(checked) >= 50 and all(seats["s0"] == seats[SERVER] for seats in checked)
+
+
+def test_only_the_lone_seat_of_a_match_may_send_to_the_server(tmp_path: Path) -> None:
+    room, _ = make_room(tmp_path)
+    confirmed = packet({"left": [0, [1]]}, kind="confirmed")
+    with pytest.raises(ProtocolError, match="'to' must be another seat"):
+        room.relay(room.seats["s0"], PacketEvent("m1", 0, SERVER, confirmed))
+
+
+def test_an_end_claimed_past_the_known_inputs_waits_for_them(tmp_path: Path) -> None:
+    room, host = make_room(tmp_path, config={"max_frames": 30})
+    play(room, 10)
+    end, checksum = true_end(room)
+    for addr in ("s0", "s1"):
+        room.episode_done(room.seats[addr], EpisodeDone("m1", 0, end, checksum))
+    assert host.ended == []   # the server has 10 frames; it cannot tell yet
+    play(room, 25)
+    assert host.ended == ["completed"] and host.events == []
+
+
+def test_an_end_claimed_where_the_game_did_not_end_is_refused_and_the_episode_goes_on(tmp_path: Path) -> None:
+    room, host = make_room(tmp_path, config={"max_frames": 30})
+    play(room, 20)
+    for addr in ("s0", "s1"):
+        room.episode_done(room.seats[addr], EpisodeDone("m1", 0, 10, "aaaa"))
+    assert host.ended == [] and all(seat.done is None for seat in room.seats.values())
+    assert [(kind, data["seat"], data["reason"]) for kind, data in host.events] == [
+        ("desync_settled", "s0", "episode_not_over"), ("desync_settled", "s1", "episode_not_over")]
+    play(room, 15)
+    end, checksum = true_end(room)
+    for addr in ("s0", "s1"):
+        room.episode_done(room.seats[addr], EpisodeDone("m1", 0, end, checksum))
+    assert host.ended == ["completed"]

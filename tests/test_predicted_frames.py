@@ -23,6 +23,7 @@ from netcode.requests import PREDICTED, AdvanceFrame, Request
 from netcode.simmatch import run_sim_match
 from tests.netcode_fixtures import Pair
 from tests.tally import Tally
+from tests.server_fixtures import SettlesAtOnce
 
 # ----------------------------------------------------------------------------- FrameRanges
 
@@ -158,7 +159,7 @@ def test_bad_predicted_fields_are_refused_with_a_clear_reason(predicted: Any, me
 # ----------------------------------------------------------------------------- the match room
 
 
-class Host:
+class Host(SettlesAtOnce):
     """What the room asks of a server, collected; no bots."""
 
     def __init__(self) -> None:

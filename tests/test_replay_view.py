@@ -158,7 +158,8 @@ def test_a_checksum_that_does_not_match_is_marked(recorded: Recorded, tmp_path: 
     bad_frame = None
     for index, line in enumerate(lines):
         record = json.loads(line)
-        if record.get("type") == "checksum" and record["episode"] == 0 and record["frame"] > 0:
+        if record.get("type") == "checksum" and record["episode"] == 0 and record["frame"] > 0 \
+                and record["seat"] == "server":   # the server's checksums decide (seats' are only listed)
             record["checksum"] = "0" * 64
             lines[index], bad_frame = json.dumps(record, separators=(",", ":")), record["frame"]
             break

@@ -108,7 +108,10 @@ def test_tick_without_a_match_and_a_missing_player_action(glues: dict[str, Modul
         glue.tick("{}", "[]", False)
     glue.start(json.dumps(match_start("solo", ["left", "right"], {})), PONG)
     out = json.loads(glue.tick(json.dumps({"left": 1}), "[]", False))   # right plays the default action
-    assert out["frame"] == 1 and out["packets"] == [] and out["skip"] == 0
+    assert out["frame"] == 1 and out["skip"] == 0
+    # Alone (no peers), the seat sends its confirmed inputs to the server, which records them.
+    assert out["packets"] and {p["to"] for p in out["packets"]} == {"server"}
+    assert json.loads(out["packets"][-1]["data"])["kind"] == "confirmed"
     glue.stop()
     assert glue._match is None
 

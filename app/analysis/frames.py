@@ -21,7 +21,9 @@ from collections import OrderedDict
 from typing import Any, Callable
 
 from app.data.recording import Recording, read_recording, recording_path
-from app.analysis.replay import ReplayError, episode_lengths, episode_sim, recorded_game, resolve_game
+from app.analysis.replay import (
+    ReplayError, deciding, episode_lengths, episode_sim, faulty_seats, recorded_game, resolve_game,
+)
 from game.errors import CoplayError
 
 PAUSE_EVERY = 100   # frames between two pauses
@@ -54,11 +56,12 @@ class EpisodeFrames:
         self.length = length                 # steps; frames 0..length can be shown
         self.players = recording.players
         self._checksums: dict[int, dict[str, str]] = recording.episodes[episode]["checksums"]
+        self._faulty = faulty_seats(recording).get(episode, set())
         self._pause = pause
         self._lock = threading.Lock()
         self.entries: list[str] = []         # encoded frames 0..len-1
         self.checked = 0
-        self.mismatches: list[int] = []      # frames whose replayed checksum differs from a recorded one
+        self.mismatches: list[int] = []      # frames whose replayed checksum differs from a deciding one
         self._sim = episode_sim(recording, cls, episode, length)
         self._renders = callable(getattr(self._sim.env, "render", None))
 
@@ -90,7 +93,8 @@ class EpisodeFrames:
                 replayed = sim.checksum()
                 ok = all(c == replayed for c in recorded.values())
                 self.checked += len(recorded)
-                if not ok:
+                decide, _ = deciding(recorded, self._faulty)   # the episode's verdict, as `coplay replay` judges
+                if any(c != replayed for c in decide.values()):
                     self.mismatches.append(frame)
                 checksum = {"recorded": recorded, "replayed": replayed, "ok": ok}
             actions = rewards = None

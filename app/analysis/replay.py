@@ -1,5 +1,11 @@
 """Re-simulating a recorded match and checking every checksum the peers reported.
 
+The server's own checksums (seat "server", from its re-simulation) decide where they exist;
+the seats' checksums of those frames are compared too but a mismatch there is a
+client-reported one, listed apart (a lying seat or a diverged browser does not fail an
+honest match). Older recordings have no server checksums: every seat's decide, except a
+seat the server found at fault (`desync_settled`) in that episode.
+
 The game comes from its spec in the recording's header; its current source must hash
 to the recorded `game_source_sha256`, or the replay is refused. Pass a game class to
 replay with another source anyway, or `recorded_game` to run the exact source stored
@@ -18,6 +24,7 @@ from game.hashing import state_hash
 from game.errors import CoplayError
 from game.loader import class_from_source, load_class
 from game.lockstep import Lockstep
+from netcode.client import SERVER
 
 
 class ReplayError(CoplayError):
@@ -41,6 +48,7 @@ class ReplayResult:
     frames: int = 0
     checked: int = 0
     mismatches: list[Mismatch] = field(default_factory=list)
+    client_mismatches: list[Mismatch] = field(default_factory=list)   # seats' reports the server overrules
     truncated: bool = False
     last_frames: dict[int, int] = field(default_factory=dict)   # episode -> last frame replayed
     end_reason: str | None = None   # the recorded match_end's reason ("interrupted": its server died), or None
@@ -99,6 +107,24 @@ def episode_lengths(recording: Recording) -> dict[int, int]:
     return {e: min(len(d["inputs"]), ends.get(e, len(d["inputs"]))) for e, d in recording.episodes.items()}
 
 
+def faulty_seats(recording: Recording) -> dict[int, set[str]]:
+    """{episode: seats the server found at fault in it} from the `desync_settled` events."""
+    faulty: dict[int, set[str]] = {}
+    for event in recording.events:
+        data, episode = event.get("data"), event.get("episode")
+        if event.get("kind") == "desync_settled" and isinstance(data, dict) and isinstance(episode, int):
+            faulty.setdefault(episode, set()).add(str(data.get("seat")))
+    return faulty
+
+
+def deciding(recorded: dict[str, str], faulty: set[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """One frame's recorded checksums split into (those the replay must match, seats' reports it only lists)."""
+    if SERVER in recorded:
+        return {SERVER: recorded[SERVER]}, {s: c for s, c in recorded.items() if s != SERVER}
+    return ({s: c for s, c in recorded.items() if s not in faulty},
+            {s: c for s, c in recorded.items() if s in faulty})
+
+
 def episode_sim(recording: Recording, cls: type, episode: int, length: int | None = None) -> Lockstep:
     """A fresh `cls` env re-simulating `episode` of the recording, up to `length` steps."""
     data = recording.episodes[episode]
@@ -118,6 +144,7 @@ def replay(
     if last is not None:
         lengths = {e: min(n, last) for e, n in lengths.items()}
     total, done = sum(lengths.values()), 0
+    faulty = faulty_seats(recording)
     for episode, data in sorted(recording.episodes.items()):
         sim = episode_sim(recording, cls, episode, lengths[episode])
         checksums = data["checksums"]
@@ -126,11 +153,13 @@ def replay(
             if recorded_here:
                 state = sim.state()
                 replayed = state_hash(state)
-                for seat, recorded in recorded_here.items():
-                    result.checked += 1
-                    if replayed != recorded:
-                        result.mismatches.append(
-                            Mismatch(episode, frame, seat, recorded, replayed, state if keep_states else None))
+                decide, listed = deciding(recorded_here, faulty.get(episode, set()))
+                for mismatches, reports in ((result.mismatches, decide), (result.client_mismatches, listed)):
+                    for seat, recorded in reports.items():
+                        result.checked += 1
+                        if replayed != recorded:
+                            mismatches.append(
+                                Mismatch(episode, frame, seat, recorded, replayed, state if keep_states else None))
             if progress is not None and frame and (done + frame) % 2000 == 0:
                 progress(done + frame, total)
         done += sim.frame
@@ -174,4 +203,10 @@ def diff_states(expected: Any, actual: Any, path: str = "state", limit: int = 20
 def summary(result: ReplayResult) -> dict[str, Any]:
     return {"frames": result.frames, "checked": result.checked, "ok": result.passed, "verdict": result.verdict,
             "truncated": result.truncated, "end": result.end_reason,
-            "mismatches": [{k: v for k, v in m.__dict__.items() if k != "state"} for m in result.mismatches[:10]]}
+            "mismatches": [_plain(m) for m in result.mismatches[:10]],
+            "client_mismatches": len(result.client_mismatches),
+            "client_mismatches_first": [_plain(m) for m in result.client_mismatches[:10]]}
+
+
+def _plain(mismatch: Mismatch) -> dict[str, Any]:
+    return {k: v for k, v in mismatch.__dict__.items() if k != "state"}

@@ -34,6 +34,7 @@ SILENT_AFTER_S = 10.0
 # In a relayed match the server decides when a seat is gone (and gives it to an AI, or ends
 # the match); a peer's own timeout must not fire first, or the peers' inputs would diverge.
 PEER_TIMEOUT_MS = (SILENT_AFTER_S + 20) * 1000
+REFEREE_STEPS = 256   # frames a match's referee re-simulates before it lets the relay run again
 
 
 @dataclass
@@ -73,6 +74,7 @@ class Hub(MatchHost):
         self.matches: dict[str, MatchRoom] = {}
         self.seat_of: dict[str, tuple[MatchRoom, Seat]] = {}
         self.ended_matches: deque[str] = deque(maxlen=1024)
+        self.settling: set[str] = set()   # matches whose referee task is running
         self._last_waiting_update = 0.0
         self.metrics = services.metrics
         self.metrics.sockets_connected.set_function(lambda: len(self.participant_of))
@@ -361,6 +363,27 @@ class Hub(MatchHost):
                     return
             self.services.sleep(bot.schedule.delay(self.services.now()))
 
+    def settle(self, room: MatchRoom) -> None:
+        if room.id not in self.settling:
+            self.settling.add(room.id)
+            self.services.spawn(self._run_referee, room)
+
+    def _run_referee(self, room: MatchRoom) -> None:
+        """Re-simulate a match's confirmed inputs a chunk at a time, yielding to the relay in between."""
+        while True:
+            with self.lock:
+                try:
+                    more = room.referee_work(REFEREE_STEPS)
+                except Exception as error:  # a game bug must not take the server down
+                    log.exception("the referee of match %s failed", room.id)
+                    self.store.log_event("referee_error", {"error": repr(error)}, match_id=room.id)
+                    room.end("error")
+                    more = False
+                if not more:
+                    self.settling.discard(room.id)
+                    return
+            self.services.sleep(0)
+
     def match_ended(self, room: MatchRoom, reason: str) -> None:
         self.metrics.matches_ended.labels(reason).inc()
         room.recording.close()
@@ -386,7 +409,7 @@ class Hub(MatchHost):
             self.metrics.desyncs.inc()
         elif kind == "seat_changed":
             self.metrics.seats_lost.labels(str(data.get("why", "unknown"))).inc()
-        if kind in ("desync", "seat_changed"):
+        if kind in ("desync", "desync_settled", "seat_changed"):
             log.warning("match %s: %s %s", room.id, kind, log_text(data))
         self.store.log_event(kind, data, match_id=room.id)
 

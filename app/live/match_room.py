@@ -1,8 +1,13 @@
 """One match on the server: seats, episodes, the relay, the input log and checksums.
 
 The room is I/O-free: it talks to the outside through the `MatchHost` it is given
-(emit to a seat, start a bot, say the match ended, the clock) and writes to its
-recording. The server's socket handlers call `relay`, `episode_done` and `seat_lost`.
+(emit to a seat, start a bot, say the match ended, run the referee, the clock) and writes
+to its recording. The server's socket handlers call `relay`, `episode_done` and `seat_lost`.
+
+Seats' reports are not trusted: the room's `Referee` re-simulates the confirmed inputs
+(`referee_work`, a chunk at a time, which the host runs in a background task), records the
+server's own checksums, names a seat whose checksum differs from the server's
+(`desync_settled`), and ends an episode only at the frame where the re-simulated game ended.
 """
 from __future__ import annotations
 
@@ -12,13 +17,17 @@ from typing import Any, Protocol
 from app.live.input_log import InconsistentInput, InputLog
 from app.live.metrics import Metrics
 from app.live.protocol import EpisodeDone, PacketEvent, ProtocolError
+from app.live.referee import Referee
 from game.rng import Rng
 from game.spaces import Space
 from netcode import codec
+from netcode.client import SERVER
+from netcode.config import SessionConfig
 from netcode.errors import NetcodeError
 
 HUMAN, AI = "human", "ai"
 MAX_AHEAD_SECONDS = 10  # a seat's inputs may run at most this far past the last frame everyone has sent
+REFEREE_LAG = 120       # frames the referee may fall behind the confirmed inputs before it is run
 
 
 class Bot(Protocol):
@@ -45,6 +54,8 @@ class MatchHost(Protocol):
     def start_bot(self, room: MatchRoom, seat: Seat, preload: dict[str, list[Any]] | None) -> Bot: ...
     def match_ended(self, room: MatchRoom, reason: str) -> None: ...
     def log_event(self, room: MatchRoom, kind: str, data: dict[str, Any]) -> None: ...
+    def settle(self, room: MatchRoom) -> None:
+        """Call `room.referee_work()` soon, off the relay's path, until it returns False."""
     def now(self) -> float: ...
 
 
@@ -81,11 +92,16 @@ class MatchRoom:
     checks: dict[int, dict[str, str]] = field(default_factory=dict)
     desync_frames: set[int] = field(default_factory=set)
     metrics: Metrics = field(default_factory=lambda: Metrics(process=False))
+    referee: Referee | None = None
+    faults: dict[str, int] = field(default_factory=dict)   # seat -> frames this episode it reported wrongly
 
     def __post_init__(self) -> None:
         self._rng = Rng(self.seed)
         self.log = InputLog(self.settings.players)
         self._owner = {p: seat for seat in self.seats.values() for p in seat.players}
+        self.check_every = int(self.settings.netcode.get("desync_interval", SessionConfig.desync_interval))
+        self._referee_due = False   # run the referee at the end of this relay
+        self._faults_recorded: set[tuple[str, str]] = set()   # (seat, reason) already in a desync_settled
 
     # ------------------------------------------------------------ episodes
 
@@ -96,6 +112,10 @@ class MatchRoom:
         self.log = InputLog(self.settings.players)
         self.checks.clear()
         self.desync_frames.clear()
+        self.faults = {}
+        self._faults_recorded = set()
+        self.referee = Referee(self.game_class(self.settings.config), self.episode_seed, self.settings.players,
+                               self.check_every)
         self.recording.episode(self.episode, self.episode_seed)
         now = self.host.now()
         started = self.metrics.clock()
@@ -135,16 +155,40 @@ class MatchRoom:
         self.recording.checksum(self.episode, done.frame, done.checksum, seat.addr)
         if done.predicted is not None:
             self.recording.event("predicted", {"seat": seat.addr, "players": done.predicted}, self.episode, done.frame)
+        self._try_end_episode()
+
+    def _try_end_episode(self) -> None:
+        """Once every seat says the episode is over, end it where the re-simulated game ended.
+
+        A seat that claimed another end (frame or final checksum) is at fault. A claim at a frame
+        the re-simulation passed without the game ending is refused (the seat must report again);
+        a claim past the inputs the server has waits for them."""
         live = [s for s in self.seats.values() if not s.gone]
-        if any(s.done is None for s in live):
+        referee = self.referee
+        if self.ended or referee is None or any(s.done is None for s in live):
             return
+        if referee.behind:
+            self.host.settle(self)
+            return
+        end = referee.ended_at
+        if end is None:
+            for s in live:
+                if s.done is not None and s.done.frame <= referee.frame:
+                    self._fault(s.addr, s.done.frame, "episode_not_over", {"claimed": s.done.checksum})
+                    s.done = None
+            return
+        server = referee.checksums[end]
+        for s in live:
+            if s.done is not None and (s.done.frame, s.done.checksum) != (end, server):
+                self._fault(s.addr, end, "episode_end",
+                            {"claimed_frame": s.done.frame, "claimed": s.done.checksum, "server": server})
         ends = {(s.done.frame, s.done.checksum) for s in live if s.done}
         data = {"frames": {s.addr: s.done.frame for s in live if s.done},
                 "checksums": {s.addr: s.done.checksum for s in live if s.done}}
-        self._write_complete_frames()
-        self.recording.event("episode_end", data, self.episode, done.frame)
+        self.recording.event("episode_end", {**data, "server_checksum": server, "faults": dict(self.faults)},
+                             self.episode, end)
         if len(ends) > 1:
-            self.recording.event("desync", {"reason": "different final states", **data}, self.episode, done.frame)
+            self.recording.event("desync", {"reason": "different final states", **data}, self.episode, end)
             self.host.log_event(self, "desync", {"episode": self.episode, **data})
         if self.episode + 1 < self.settings.episodes:
             self.start_next_episode()
@@ -173,14 +217,20 @@ class MatchRoom:
         if event.episode != self.episode:
             return  # in flight across an episode change: expected, and harmless to drop
         target = self.seats.get(event.to)
-        if target is None or target is sender:
+        to_server = event.to == SERVER and len(self.seats) == 1
+        if not to_server and (target is None or target is sender):
             raise ProtocolError(f"'to' must be another seat of this match: {sorted(self.seats)}")
         try:
             packet = codec.decode(event.data)
         except NetcodeError as error:
             raise ProtocolError(str(error)) from None
-        if packet["kind"] != "input":
-            raise ProtocolError(f"seats send input packets, got {packet['kind']!r}")
+        if packet["kind"] != ("confirmed" if to_server else "input"):
+            sends = "the lone seat sends confirmed packets to the server" if to_server else "seats send input packets"
+            raise ProtocolError(f"{sends}, got {packet['kind']!r}")
+        for frame, _ in packet["checks"]:
+            if not (self.check_every and frame % self.check_every == 0):
+                raise ProtocolError(f"checksum of frame {frame}, which is not a check frame "
+                                    f"(every {self.check_every}th)")
         inputs = packet["inputs"]
         limit = self.log.complete + MAX_AHEAD_SECONDS * self.settings.fps
         for player, (start, actions) in inputs.items():
@@ -202,14 +252,19 @@ class MatchRoom:
         if sender.started_at is not None and sender.kind == HUMAN:
             self.metrics.first_packet_seconds.observe(began - sender.started_at)
             sender.started_at = None
-        if target.gone:
-            return
-        if target.bot is not None:
-            target.bot.deliver(sender.addr, event.data)
-        else:
-            self.host.send(target, "packet", {"match": self.id, "episode": self.episode, "from": sender.addr,
-                                              "data": event.data})
-        self.metrics.relayed(len(event.data), began)
+        if to_server:
+            self._ack(sender, packet["t"])
+            self.metrics.relayed(len(event.data), began)
+        elif target is not None and not target.gone:
+            if target.bot is not None:
+                target.bot.deliver(sender.addr, event.data)
+            else:
+                self.host.send(target, "packet", {"match": self.id, "episode": self.episode, "from": sender.addr,
+                                                  "data": event.data})
+            self.metrics.relayed(len(event.data), began)
+        if self._referee_due:   # last: a host may run the referee at once, and it may end the episode
+            self._referee_due = False
+            self.host.settle(self)
 
     def _check_actions(self, player: str, actions: list[Any]) -> None:
         """Raise ProtocolError unless every action is in `player`'s action space."""
@@ -219,9 +274,20 @@ class MatchRoom:
             if reason:
                 raise ProtocolError(f"action of {player!r} is not in the game's action space: {reason}")
 
+    def _ack(self, seat: Seat, t: float) -> None:
+        """Tell a lone seat which of its inputs the server has (it sends them as to a spectator)."""
+        ack = {p: len(self.log.actions[p]) - 1 for p in seat.players}
+        data = codec.encode({"v": codec.PROTOCOL_VERSION, "kind": "ack", "t": t, "ack": ack})
+        self.host.send(seat, "packet", {"match": self.id, "episode": self.episode, "from": SERVER, "data": data})
+
     def _write_complete_frames(self) -> None:
         for frame, actions in self.log.take_complete():
             self.recording.inputs(self.episode, frame, actions)
+            if self.referee is not None:
+                self.referee.add_frame(actions)
+        behind = self.referee.behind if self.referee is not None else 0
+        if behind >= REFEREE_LAG or (behind and all(s.done is not None for s in self.seats.values() if not s.gone)):
+            self._referee_due = True   # far behind, or every seat claims the end: the inputs may settle it
 
     def _checksum(self, seat: Seat, frame: int, checksum: str) -> None:
         seen = self.checks.setdefault(frame, {})
@@ -234,8 +300,46 @@ class MatchRoom:
             data = {"episode": self.episode, "frame": frame, "checksums": dict(seen)}
             self.recording.event("desync", data, self.episode, frame)
             self.host.log_event(self, "desync", data)
+            self._referee_due = True
+        if self.referee is not None and frame in self.referee.checksums:
+            self._judge(frame, {seat.addr: checksum})
         if len(self.checks) > 256:
             del self.checks[min(self.checks)]
+
+    # ------------------------------------------------------------ the referee
+
+    def referee_work(self, max_steps: int) -> bool:
+        """Re-simulate up to `max_steps` confirmed frames, record the server's checksums, judge the
+        seats' reports and end the episode when it is due; True while there is more to do."""
+        referee = self.referee
+        if self.ended or referee is None:
+            return False
+        for frame, checksum in referee.run(max_steps):
+            self.recording.checksum(self.episode, frame, checksum, SERVER)
+            if frame in self.checks:
+                self._judge(frame, self.checks[frame])
+        self._try_end_episode()
+        return not self.ended and self.referee is referee and referee.behind > 0
+
+    def _judge(self, frame: int, reported: dict[str, str]) -> None:
+        """Each seat whose checksum of `frame` differs from the server's is at fault."""
+        assert self.referee is not None
+        server = self.referee.checksums[frame]
+        for addr, checksum in reported.items():
+            if checksum != server:
+                self._fault(addr, frame, "checksum", {"claimed": checksum, "server": server})
+
+    def _fault(self, addr: str, frame: int, reason: str, details: dict[str, Any]) -> None:
+        """Count a wrong report of seat `addr`; the first of each seat and reason in an episode is recorded."""
+        self.faults[addr] = self.faults.get(addr, 0) + 1
+        if (addr, reason) in self._faults_recorded:
+            return
+        self._faults_recorded.add((addr, reason))
+        seat = self.seats[addr]
+        data = {"episode": self.episode, "frame": frame, "seat": addr, "players": list(seat.players),
+                "kind": seat.kind, "participant": seat.participant, "reason": reason, **details}
+        self.recording.event("desync_settled", data, self.episode, frame)
+        self.host.log_event(self, "desync_settled", data)
 
     # ------------------------------------------------------------ drops
 

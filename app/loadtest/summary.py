@@ -2,9 +2,11 @@
 
 Counting rules: a participant `completed` when it reached the end scene; `dropped` when
 it was told to vanish mid-match (`--drop-fraction`) and did (not a failure); every
-other one is `failed`, with its reason (a completed participant that saw a desync
-fails too). `disconnects` counts Socket.IO connections the server or the network
-closed on a participant; partners replaced by an AI are `partner_drops`.
+other one is `failed`, with its reason. A completed participant fails too when it saw
+a desync, when one of its matches ended in `error` (`match_errors`), or when the server
+gave its own seat to an AI and moved it on (`seats_taken_over`). `disconnects` counts
+Socket.IO connections the server or the network closed on a participant; partners
+replaced by an AI are `partner_drops` (expected when partners drop on purpose).
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import statistics
 from dataclasses import fields
 from typing import Any, Iterable, Mapping, Sequence
 
-from app.participant.headless import ParticipantResult
+from app.participant.headless import SEAT_TAKEN_OVER, ParticipantResult
 from app.loadtest.charts import percentile   # linear interpolation, as the report uses
 
 MAX_SAMPLES = 20_000   # raw values kept per metric for the report
@@ -43,18 +45,28 @@ def failure_reason(result: ParticipantResult) -> str | None:
         return result.reason
     if result.desyncs:
         return f"{len(result.desyncs)} desync(s)"
+    ends = [m.get("reason") for m in result.matches]
+    if "error" in ends:
+        return "match ended in error"
+    if SEAT_TAKEN_OVER in ends:
+        return "seat taken over"
     return None
 
 
 def outcome_counts(results: Iterable[ParticipantResult]) -> dict[str, int]:
-    """completed, failed, dropped (on purpose), disconnects and desyncs over `results`."""
-    out = {"completed": 0, "failed": 0, "dropped": 0, "disconnects": 0, "desyncs": 0}
+    """completed, failed, dropped (on purpose), disconnects, desyncs, match_errors and seats_taken_over
+    (participants with a match that ended so) over `results`."""
+    out = {"completed": 0, "failed": 0, "dropped": 0, "disconnects": 0, "desyncs": 0, "match_errors": 0,
+           "seats_taken_over": 0}
     for r in results:
+        ends = {m.get("reason") for m in r.matches}
         out["completed"] += r.completed
         out["failed"] += failure_reason(r) is not None
         out["dropped"] += r.dropped and not r.completed
         out["disconnects"] += r.reason.startswith("disconnected")
         out["desyncs"] += len(r.desyncs)
+        out["match_errors"] += "error" in ends
+        out["seats_taken_over"] += SEAT_TAKEN_OVER in ends
     return out
 
 
@@ -96,6 +108,8 @@ def summarise(url: str, results: Sequence[ParticipantResult], wall: float,
         "match_ends": _count(str(m.get("reason")) for r in results for m in r.matches),  # per participant-match
         "episodes": sum(1 for r in results for e in r.episodes if e["status"] == "done"),
         "desyncs": counts["desyncs"],
+        "match_errors": counts["match_errors"],
+        "seats_taken_over": counts["seats_taken_over"],
         "disconnects": counts["disconnects"],
         "partner_drops": len(seat_changes),
         "partner_drops_by": _count(str(d.get("by")) for d in seat_changes),
@@ -142,7 +156,9 @@ def format_summary(summary: Mapping[str, Any]) -> str:
         f"outcomes: {outcomes}",
         f"matches: {summary['matches']} played ({ends}), episodes finished {summary['episodes']}",
         f"desyncs: {summary['desyncs']}   Socket.IO disconnects: {summary['disconnects']}   "
-        f"partners replaced: {summary['partner_drops']}   errors: {summary['errors']}",
+        f"partners replaced: {summary['partner_drops']}   errors: {summary['errors']}   "
+        f"matches ended in error: {summary.get('match_errors', 0)}   "
+        f"own seat taken over: {summary.get('seats_taken_over', 0)}",
         f"rollbacks: {summary['rollbacks']} in {summary['frames']} frames "
         f"({'n/a' if per100 is None else f'{per100:g}'} per 100 frames, max depth {summary['max_rollback_depth']})"
         f"   stalls: {summary['stalls']} ({'n/a' if per_min is None else f'{per_min:g}'} per minute of play)",

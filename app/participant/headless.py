@@ -45,6 +45,7 @@ SERVER_EVENTS = ("scene", "waiting", "match_start", "seat_changed", "match_end",
 BUNDLE_PATH = "/bundle.json"
 RTT_SAMPLE_SECONDS = 0.5     # how often a playing participant samples its relay round trip (netcode ping)
 MAX_RTT_SAMPLES = 5000       # per participant
+SEAT_TAKEN_OVER = "seat_taken_over"   # a match's reason when the server moved us on without a match_end
 
 
 # ----------------------------------------------------------------------------- results
@@ -60,6 +61,7 @@ class ParticipantResult:
     completion_code: str | None = None
     scenes: list[dict[str, Any]] = field(default_factory=list)       # {index, kind, id}
     matches: list[dict[str, Any]] = field(default_factory=list)      # {match, scene, seat, players, episodes, reason}
+    #   reason: match_end's ("completed", "error", ...), SEAT_TAKEN_OVER, or None (still running / run ended)
     episodes: list[dict[str, Any]] = field(default_factory=list)     # {match, episode, status, end_frame, checksum..}
     desyncs: list[dict[str, Any]] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)       # `error` events received
@@ -349,6 +351,8 @@ class HeadlessParticipant:
             self.result.scenes.append({"index": index, "kind": kind, "id": scene.get("id")})
         if kind != "match":
             self._close_episode("left the match scene")
+        if not resent:
+            self._note_seats_taken_over(index)
         if index == self.reload_at_scene and not self._reloaded:
             self._reloaded = True
             self.result.reloads += 1
@@ -369,6 +373,13 @@ class HeadlessParticipant:
             raise _Finished("completed", completed=True)
         else:  # page, or a scene kind this client does not know: just go on
             self._emit("advance", {"index": index, "data": {}})
+
+    def _note_seats_taken_over(self, index: int) -> None:
+        """Matches of an earlier scene that never sent us `match_end`: the server gave our seat to
+        someone else (an AI) and moved us on, so they end as `seat_taken_over`."""
+        for record in self.result.matches:
+            if record["reason"] is None and record["scene"] != index:
+                record["reason"] = SEAT_TAKEN_OVER
 
     def _enter_match_scene(self, index: int, scene: dict[str, Any]) -> None:
         self._load_bundle()   # as the browser LOADs it before `ready`
