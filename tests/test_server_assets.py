@@ -92,7 +92,8 @@ def test_bundle_json_revalidates_by_etag_and_serves_plain_json_too(server: Serve
 
 def test_config_json_points_to_the_self_hosted_pyodide_by_default(server: Server) -> None:
     response = get(server, "/config.json")
-    assert response.status_code == 200 and response.json() == {"pyodide_url": "/static/vendor/pyodide/"}
+    version = json.loads((NODE_MODULES / "pyodide" / "package.json").read_text())["version"]
+    assert response.status_code == 200 and response.json() == {"pyodide_url": f"/static/vendor/pyodide@{version}/"}
     assert "no-cache" in response.headers["Cache-Control"]
 
 
@@ -108,7 +109,7 @@ def test_config_json_points_to_the_self_hosted_pyodide_by_default(server: Server
 ])
 def test_pyodide_files_are_served_with_their_mime_types_and_long_caching(server: Server, name: str,
                                                                           mime: str) -> None:
-    with get(server, f"/static/vendor/pyodide/{name}", stream=True) as response:
+    with get(server, f"/static/vendor/pyodide/{name}", stream=True, headers={"Accept-Encoding": "identity"}) as response:
         assert response.status_code == 200
         assert response.headers["Content-Type"].split(";")[0] == mime
         assert int(response.headers["Content-Length"]) == (NODE_MODULES / "pyodide" / name).stat().st_size
@@ -137,7 +138,7 @@ def test_nothing_else_is_served_from_node_modules(server: Server, path: str) -> 
 
 
 def test_the_socket_io_client_is_served(server: Server) -> None:
-    response = get(server, "/static/vendor/socket.io.min.js")
+    response = get(server, "/static/vendor/socket.io.min.js", headers={"Accept-Encoding": "identity"})
     assert response.status_code == 200
     assert response.headers["Content-Type"].split(";")[0] == "text/javascript"
     dist = NODE_MODULES / "socket.io-client" / "dist"

@@ -1,19 +1,27 @@
 """What the page loads besides static/: Pyodide and the Socket.IO client from node_modules/.
 
-`scripts/setup` installs both with npm (package.json). The server serves them under
-`/static/vendor/`, so a study needs no CDN; `--pyodide-url` may point browsers at
-another Pyodide index URL instead (the page reads it from `/config.json`).
+`scripts/setup` installs both with npm (package.json) and makes their brotli/gzip copies
+(app/web/precompress.py). The server serves them under `/static/vendor/`, so a study needs no
+CDN; `--pyodide-url` may point browsers at another Pyodide index URL instead (the page reads it
+from `/config.json`). By default the page loads Pyodide from a URL naming its version,
+`/static/vendor/pyodide@0.27.7/`, which browsers may cache for good (an upgrade changes the URL).
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Callable
 
 from app.pyodide.node import node_modules_dir, pyodide_dir
+from app.web.precompress import ENCODINGS, Encoding, current_copy, precompressed_dir
 
-DEFAULT_PYODIDE_URL = "/static/vendor/pyodide/"
+UNVERSIONED_PYODIDE_URL = "/static/vendor/pyodide/"
+DEFAULT_PYODIDE_URL = UNVERSIONED_PYODIDE_URL   # when no local Pyodide tells its version
 SOCKET_IO_FILES = ("socket.io.min.js", "socket.io.min.js.map")
-# The vendored files change only with package-lock.json; browsers revalidate (ETag) after a week.
+# Unversioned URLs: the files change only with package-lock.json; browsers revalidate (ETag) after a week.
 VENDOR_MAX_AGE = 7 * 24 * 3600
+# Versioned URLs never change content: a year, `immutable` (no revalidation on reload).
+IMMUTABLE_MAX_AGE = 365 * 24 * 3600
 SETUP_HINT = "run scripts/setup in the coplay checkout (it installs the npm packages into node_modules/)"
 
 MIME_TYPES = {
@@ -44,6 +52,24 @@ def pyodide_folder() -> Path | None:
     return folder if (folder / "pyodide.mjs").is_file() else None
 
 
+def pyodide_version() -> str | None:
+    """The installed Pyodide's version (from its package.json), or None when it is not installed."""
+    folder = pyodide_folder()
+    if folder is None:
+        return None
+    try:
+        version = json.loads((folder / "package.json").read_text())["version"]
+    except (OSError, ValueError, KeyError):
+        return None
+    return version if isinstance(version, str) and version.replace(".", "").isalnum() else None
+
+
+def default_pyodide_url() -> str:
+    """Where the page loads Pyodide from by default: this server's copy, under its version when known."""
+    version = pyodide_version()
+    return f"/static/vendor/pyodide@{version}/" if version else UNVERSIONED_PYODIDE_URL
+
+
 def socket_io_folder() -> Path | None:
     """The Socket.IO client's dist/ folder, or None when it is not installed."""
     folder = node_modules_dir() / "socket.io-client" / "dist"
@@ -69,3 +95,34 @@ def missing_assets(self_hosted_pyodide: bool = True) -> list[str]:
     if socket_io_folder() is None:
         missing.append(f"the Socket.IO client ({node_modules_dir() / 'socket.io-client'})")
     return missing
+
+
+def vendor_folders() -> dict[str, tuple[Path, list[str] | None]]:
+    """The installed vendored packages: group name -> (folder, the files served or None for all)."""
+    folders: dict[str, tuple[Path, list[str] | None]] = {}
+    pyodide = pyodide_folder()
+    if pyodide is not None:
+        folders["pyodide"] = (pyodide, None)
+    socket_io = socket_io_folder()
+    if socket_io is not None:
+        folders["socket.io"] = (socket_io, list(SOCKET_IO_FILES))
+    return folders
+
+
+def compressed_copy(group: str, folder: Path, name: str,
+                    accepts: Callable[[str], float]) -> tuple[Path, Encoding] | None:
+    """The best up-to-date precompressed copy of `folder/name` the client accepts (`accepts` gives the
+    quality of a content coding, as werkzeug's `request.accept_encodings.quality`), or None."""
+    wanted = sorted((encoding for encoding in ENCODINGS if accepts(encoding.name) > 0),
+                    key=lambda encoding: -accepts(encoding.name))   # stable: ties keep ENCODINGS' order
+    for encoding in wanted:
+        copy = current_copy(folder, precompressed_dir() / group, name, encoding)
+        if copy is not None:
+            return copy, encoding
+    return None
+
+
+def missing_copies() -> list[str]:
+    """The vendored packages with no precompressed copies at all (served uncompressed)."""
+    return [group for group in vendor_folders()
+            if not any((precompressed_dir() / group).glob("*" + ENCODINGS[-1].suffix))]

@@ -17,10 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response, render_template, request, send_from_directory, session
+from flask import Flask, Response, abort, render_template, request, send_from_directory, session
 from flask_socketio import SocketIO
+from werkzeug.security import safe_join
+from werkzeug.wsgi import FileWrapper
 
 from app.web import assets, security
+from app.web.precompress import precompressed_dir
 from app.web.admin import admin_token, generated_secret, token_location
 from app.pyodide.bundle import EncodedBundle, build_bundle, encode_bundle
 from app.live.flow import Flow
@@ -37,6 +40,7 @@ from scenes.policies import Bot, resolve_policy
 
 STATIC_DIR = Path(__file__).resolve().parents[2] / "static"
 TICK_SECONDS = 0.25
+VENDOR_CHUNK_BYTES = 256 * 1024
 
 
 def secret_key(experiment_dir: str) -> str:
@@ -74,7 +78,7 @@ def create_server(
     resolve = GameLoader(os.path.dirname(os.path.abspath(experiment_file)) if experiment_file else None)
     experiment.validate(resolve)
     bundle = encode_bundle(build_bundle(experiment, resolve.absolute))
-    page_config = {"pyodide_url": assets.check_pyodide_url(pyodide_url or assets.DEFAULT_PYODIDE_URL)}
+    page_config = {"pyodide_url": assets.check_pyodide_url(pyodide_url or assets.default_pyodide_url())}
     experiment_dir = os.path.join(data_dir, experiment.id)
     make_folder(experiment_dir)
     _tighten(experiment_dir)
@@ -130,12 +134,19 @@ def create_server(
 
     @app.get("/static/vendor/pyodide/<path:name>")
     def pyodide_files(name: str) -> Any:
-        return _vendor_file(assets.pyodide_folder(), name, "Pyodide")
+        return _vendor_file("pyodide", assets.pyodide_folder(), name, "Pyodide")
+
+    @app.get("/static/vendor/pyodide@<version>/<path:name>")
+    def versioned_pyodide_files(version: str, name: str) -> Any:
+        if assets.pyodide_folder() is not None and version != assets.pyodide_version():
+            return "No such Pyodide version on this server.\n", 404, {"Content-Type": "text/plain; charset=utf-8"}
+        return _vendor_file("pyodide", assets.pyodide_folder(), name, "Pyodide", immutable=True)
 
     @app.get("/static/vendor/socket.io.min.js")
     @app.get("/static/vendor/socket.io.min.js.map")
     def socket_io_client() -> Any:
-        return _vendor_file(assets.socket_io_folder(), request.path.rpartition("/")[2], "The Socket.IO client")
+        return _vendor_file("socket.io", assets.socket_io_folder(), request.path.rpartition("/")[2],
+                            "The Socket.IO client")
 
     @app.get("/health")
     def health() -> Any:
@@ -198,13 +209,32 @@ def _bundle_response(bundle: EncodedBundle) -> Response:
     return response
 
 
-def _vendor_file(folder: Path | None, name: str, what: str) -> Any:
-    """A file of an npm package, or 503 saying how to install it when the package is missing."""
+def _vendor_file(group: str, folder: Path | None, name: str, what: str, immutable: bool = False) -> Any:
+    """A file of an npm package, or 503 saying how to install it when the package is missing.
+
+    Sent as its best precompressed copy the request accepts (app/web/precompress.py), else as it is;
+    the ETag differs per encoding (werkzeug derives it from the file sent), and ranges count the
+    encoded bytes, as HTTP says."""
     if folder is None:
         return assets.missing_message(what), 503, {"Content-Type": "text/plain; charset=utf-8",
                                                    "Cache-Control": "no-store"}
-    response = send_from_directory(folder, name, mimetype=assets.mime_type(name), max_age=assets.VENDOR_MAX_AGE)
+    if safe_join(str(folder), name) is None or not (folder / name).is_file():
+        abort(404)
+    max_age = assets.IMMUTABLE_MAX_AGE if immutable else assets.VENDOR_MAX_AGE
+    copy = assets.compressed_copy(group, folder, name, request.accept_encodings.quality)
+    if copy is None:
+        response = send_from_directory(folder, name, mimetype=assets.mime_type(name), max_age=max_age)
+    else:
+        path, encoding = copy
+        response = send_from_directory(path.parent, path.name, mimetype=assets.mime_type(name), max_age=max_age)
+        response.headers["Content-Encoding"] = encoding.name
+    response.vary.add("Accept-Encoding")
     response.cache_control.public = True
+    response.cache_control.immutable = immutable
+    # werkzeug reads files in 8 KiB blocks, one socket write each: ~1,700 writes for Pyodide's wasm.
+    body = getattr(response.response, "iterable", response.response)   # under a range, the wrapped file
+    if isinstance(body, FileWrapper):
+        body.buffer_size = VENDOR_CHUNK_BYTES
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response
 
@@ -223,6 +253,10 @@ def serve(experiment: Any, host: str, port: int, data_dir: str, options: ServerO
     if missing:
         print(f"coplay: warning: not installed: {', '.join(missing)}; browsers cannot play until you "
               f"{assets.SETUP_HINT}", file=sys.stderr, flush=True)
+    uncompressed = assets.missing_copies()
+    if uncompressed:
+        print(f"coplay: note: no precompressed copies of {', '.join(uncompressed)} in {precompressed_dir()}; "
+              f"sending them uncompressed (scripts/setup makes them)", file=sys.stderr, flush=True)
     run_options: dict[str, Any] = {"max_size": 100_000} if async_mode == "eventlet" else {}
     if async_mode == "threading":
         run_options["allow_unsafe_werkzeug"] = True
