@@ -54,7 +54,10 @@ class MatchClient:
     """The local seat of one episode: session, env and the end-of-episode report.
 
     `preload` ({player: actions from frame 0}) is the input log of an episode already
-    running, for a seat taken over mid-episode: while `catching_up`, tick at full speed."""
+    running, for a seat taken over mid-episode: while `catching_up`, tick at full speed; the
+    packets of those ticks are not sent (the first tick after them resends every input), so a
+    rejoining page does not flood the relay and peers see only frames played in real time.
+    `start["gen"]` is the seat's holder generation (netcode.codec)."""
 
     def __init__(
         self, start: Mapping[str, Any], game_class: type, clock: Callable[[], float],
@@ -70,7 +73,8 @@ class MatchClient:
         peers = {addr: list(ps) for addr, ps in (start.get("peers") or {}).items() if addr != self.seat}
         self.transport = RelayTransport()
         self.clock = clock
-        self.session = P2PSession(self.config, self.players, peers, self.transport, clock)
+        self.session = P2PSession(self.config, self.players, peers, self.transport, clock,
+                                  generation=start.get("gen", 0))
         if preload:
             self.session.preload(preload)
         self._preloaded = max((len(actions) for actions in (preload or {}).values()), default=0)
@@ -91,6 +95,8 @@ class MatchClient:
             self.session.poll()
         else:
             self.runner.tick(actions)
+            if self.catching_up:
+                self.transport.take_outgoing()
             if self.runner.done:
                 self.done = {"match": self.match, "episode": self.episode, "frame": self.session.current_frame,
                              "checksum": self.runner.final_checksum(),
