@@ -57,7 +57,9 @@ class MatchClient:
     running, for a seat taken over mid-episode: while `catching_up`, tick at full speed; the
     packets of those ticks are not sent (the first tick after them resends every input), so a
     rejoining page does not flood the relay and peers see only frames played in real time.
-    `start["gen"]` is the seat's holder generation (netcode.codec)."""
+    `start["gen"]` is the seat's holder generation (netcode.codec). A participant who takes their seat
+    back gets `start["resume"]` = {"frame": F, "inputs": the input log}: it is the preload, and their
+    own inputs count from frame F (call `catch_up`)."""
 
     def __init__(
         self, start: Mapping[str, Any], game_class: type, clock: Callable[[], float],
@@ -73,6 +75,8 @@ class MatchClient:
         peers = {addr: list(ps) for addr, ps in (start.get("peers") or {}).items() if addr != self.seat}
         self.transport = RelayTransport()
         self.clock = clock
+        if preload is None and start.get("resume"):
+            preload = start["resume"]["inputs"]
         self.session = P2PSession(self.config, self.players, peers, self.transport, clock,
                                   generation=start.get("gen", 0))
         if preload:
@@ -102,6 +106,15 @@ class MatchClient:
                              "checksum": self.runner.final_checksum(),
                              "predicted": within_report_limit(self.session.predicted_frames())}
         self._take_events(self.session.events())
+
+    def catch_up(self, actions: Mapping[str, Any]) -> int:
+        """Re-simulate the preloaded frames at once (new frames of the local players get `actions`);
+        returns the ticks run."""
+        ticks = 0
+        while self.catching_up:
+            self.tick(actions)
+            ticks += 1
+        return ticks
 
     @property
     def catching_up(self) -> bool:

@@ -30,7 +30,8 @@ from scenes.match import Match
 log = logging.getLogger("coplay.server")
 RATE_PER_SECOND = 240
 RATE_BURST = 480
-SILENT_AFTER_S = 10.0
+SILENT_AFTER_S = 10.0   # no first packet of an episode from a human seat for this long: its holder is absent
+ABSENT_AFTER_S = 1.0    # packets from a human seat stopped this long ago: a stand-in plays it, partners go on
 # In a relayed match the server decides when a seat is gone (and gives it to an AI, or ends
 # the match); a peer's own timeout must not fire first, or the peers' inputs would diverge.
 PEER_TIMEOUT_MS = (SILENT_AFTER_S + 20) * 1000
@@ -91,7 +92,7 @@ class Hub(MatchHost):
             self.store.log_event("connect", {"sid": sid}, participant_id=participant)
             seated = self.seat_of.get(participant)
             if old is not None and seated is not None and seated[1].participant == participant:
-                seated[0].seat_lost(seated[1], "reconnected")  # the new page has no game state to go on with
+                seated[0].seat_absent(seated[1], "reconnected")  # the new page has no game state to go on with
             if seated is not None and (seated[1].kind != HUMAN or seated[1].participant != participant):
                 self._leave_match_scene(participant)
             self._send_scene(participant)
@@ -110,7 +111,7 @@ class Hub(MatchHost):
             seated = self.seat_of.get(participant)
             if seated is not None:
                 match_room, seat = seated
-                match_room.seat_lost(seat, "disconnected")
+                match_room.seat_absent(seat, "disconnected")
 
     # ------------------------------------------------------------ client events
 
@@ -144,7 +145,11 @@ class Hub(MatchHost):
     def _ready(self, participant: str, payload: Any) -> None:
         index = parse_ready(payload)
         scene = self.flow.expect_match(participant, index)
-        if participant in self.seat_of:
+        seated = self.seat_of.get(participant)
+        if seated is not None and seated[1].participant == participant:
+            seated[0].rejoin(seated[1])   # back (reconnect, reload) while their seat is held
+            return
+        if seated is not None:
             raise ProtocolError("already in a match")
         room = self.rooms.get(scene.id)
         if room is None:
@@ -177,6 +182,8 @@ class Hub(MatchHost):
                     f" in match {match}" if match else "", message, traceback)
         self.store.log_event("client_error", {"message": message, "traceback": traceback},
                              participant_id=participant, match_id=match)
+        if seated is not None and seated[1].participant == participant:
+            seated[0].seat_lost(seated[1], "client_error")   # the game failed in their page: no point holding it
 
     def _seat(self, participant: str) -> tuple[MatchRoom, Seat]:
         seated = self.seat_of.get(participant)
@@ -198,7 +205,7 @@ class Hub(MatchHost):
                     for participant in room.waiting:
                         self._send_waiting(room, participant)
             for match in list(self.matches.values()):
-                match.check_silence(SILENT_AFTER_S)
+                match.check_seats(ABSENT_AFTER_S, SILENT_AFTER_S)
 
     def _poll_room(self, room: WaitingRoom) -> None:
         for action in room.poll(self.services.now()):
@@ -246,7 +253,8 @@ class Hub(MatchHost):
             action_spaces={p: action_space_for(env, p) for p in players}, episodes=scene.episodes, fps=scene.fps,
             netcode=_relayed_netcode(scene.netcode), keys=dict(scene.keys or {}),
             on_partner_drop=scene.on_partner_drop,
-            fill_policy=_spec(scene.fill_policy),
+            fill_policy=_spec(scene.fill_policy), grace_s=scene.grace_s, stand_in=_spec(scene.stand_in),
+            reveal_ai=scene.reveal_ai,
         )
         seed = secrets.randbelow(1 << 31)
         seat_info = {a: {"players": list(s.players), "kind": s.kind, "participant": s.participant, "policy": s.policy}
@@ -327,7 +335,7 @@ class Hub(MatchHost):
     def log_event(self, room: MatchRoom, kind: str, data: dict[str, Any]) -> None:
         if kind == "desync":
             self.metrics.desyncs.inc()
-        elif kind == "seat_changed":
+        elif kind == "seat_changed" and data.get("by") in ("stand_in", "ai", "gone") and data.get("why") != "grace_expired":
             self.metrics.seats_lost.labels(str(data.get("why", "unknown"))).inc()
         if kind in ("desync", "seat_changed"):
             log.warning("match %s: %s %s", room.id, kind, data)

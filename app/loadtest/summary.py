@@ -4,7 +4,8 @@ Counting rules: a participant `completed` when it reached the end scene; `droppe
 it was told to vanish mid-match (`--drop-fraction`) and did (not a failure); every
 other one is `failed`, with its reason (a completed participant that saw a desync
 fails too). `disconnects` counts Socket.IO connections the server or the network
-closed on a participant; partners replaced by an AI are `partner_drops`.
+closed on a participant; partners' seats that dropped (held for them, or given to an AI) are
+`partner_drops`.
 """
 from __future__ import annotations
 
@@ -97,8 +98,8 @@ def summarise(url: str, results: Sequence[ParticipantResult], wall: float,
         "episodes": sum(1 for r in results for e in r.episodes if e["status"] == "done"),
         "desyncs": counts["desyncs"],
         "disconnects": counts["disconnects"],
-        "partner_drops": len(seat_changes),
-        "partner_drops_by": _count(str(d.get("by")) for d in seat_changes),
+        "partner_drops": len({(d.get("match"), d.get("seat")) for d in seat_changes}),
+        "partner_drops_by": _count(str(d.get("by") or d.get("status")) for d in seat_changes),
         "errors": sum(len(r.errors) for r in results),
         "error_reasons": _count(f"{e.get('event')}: {e.get('reason')}" for r in results for e in r.errors),
         "frames": frames,
