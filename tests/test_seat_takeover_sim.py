@@ -17,8 +17,12 @@ from game.games.pong import Pong
 from game.rng import Rng
 from netcode import codec
 from netcode.client import MatchClient
+from netcode.p2p import P2PSession
 from netcode.scheduler import FixedStep
 from netcode.sim import VirtualClock
+from netcode.timesync import MAX_WAIT_FRAMES, TimeSync
+from netcode.transport import MemoryHub
+from tests.netcode_fixtures import tally_config
 
 FPS = 60
 FRAME_MS = 1000 / FPS
@@ -125,3 +129,32 @@ def test_a_survivor_never_freezes_when_its_partner_seat_changes_holder() -> None
     worst = max(gap for gap, _ in gaps.values())
     assert worst < MAX_GAP_MS, f"survivor's largest gap between frames: {gaps}"
     assert all(frame == 1500 for _, frame in gaps.values())
+
+
+def test_a_new_holder_resets_ping_and_time_sync_and_stale_echoes_are_ignored() -> None:
+    """Unit level: what the receiver keeps of a remote seat when its holder changes."""
+    now = [1000.0]
+    hub = MemoryHub()
+    config = tally_config(2)
+    survivor = P2PSession(config, ["p0"], {"b": ["p1"]}, hub.endpoint("a"), lambda: now[0])
+
+    def packet(gen: int, peer_gen: int, frame: int, t: float, echo: float, adv: float) -> str:
+        return codec.encode({"v": codec.PROTOCOL_VERSION, "kind": "input", "gen": gen, "peer_gen": peer_gen,
+                             "frame": frame, "adv": adv, "t": t, "echo": echo, "hold": 0, "inputs": {},
+                             "ack": {}, "checks": [], "gone": {}})
+
+    survivor.handle_packet("b", packet(0, 0, 0, t=5e8, echo=990.0, adv=0))
+    remote = survivor.remotes["b"]
+    assert remote.gen == 0 and remote.ping_ms == 10.0 and remote.last_t == 5e8
+    # A new holder whose clock starts near 0, still echoing what it never sent: the old holder's
+    # clock and our stale echo are forgotten, not mixed with the new ones.
+    survivor.handle_packet("b", packet(1, -1, 0, t=3.0, echo=-1, adv=-5000))
+    assert remote.gen == 1 and remote.ping_ms is None and remote.last_t == 3.0
+    assert list(remote.timesync.remote) == []
+    survivor.handle_packet("b", packet(0, 0, 0, t=6e8, echo=999.0, adv=-5000))   # the old holder, in flight
+    assert remote.last_t == 3.0 and remote.ping_ms is None
+    survivor.handle_packet("b", packet(1, 0, 0, t=4.0, echo=995.0, adv=0))
+    assert remote.ping_ms == 5.0
+    sync = TimeSync()
+    sync.update(5000, -5000)
+    assert sync.wait_frames() == MAX_WAIT_FRAMES

@@ -269,7 +269,11 @@ class MatchRoom:
     def seat_absent(self, seat: Seat, why: str) -> None:
         """A human seat's participant dropped (closed connection, silence, a second page): a stand-in
         plays the seat while it is held for them (`grace_s`; with 0, `seat_lost` at once)."""
-        if seat.gone or seat.kind != HUMAN or self.ended or seat.absent_since is not None:
+        if seat.gone or seat.kind != HUMAN or self.ended:
+            return
+        if seat.absent_since is not None:
+            if seat.rejoining:   # came back for the next episode, and dropped again before it
+                seat.rejoining, seat.absent_since = False, self.host.now()
             return
         if self.settings.grace_s <= 0:
             self.seat_lost(seat, why)
