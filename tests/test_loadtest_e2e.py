@@ -97,7 +97,9 @@ def test_loadtest_fault_drop(tmp_path: Path) -> None:
                              for d in taken)
         assert [e["status"] for e in partner["episodes"]] == ["done", "done"]
     assert summary["partner_drops"] == len(partners)
-    assert summary["partner_drops_by"] == ({"absent": len(partners)} if partners else {})   # held for them
+    # Held for them (a stand-in plays), then an AI once the grace period is over if the match is still on.
+    drops_by = summary["partner_drops_by"]
+    assert drops_by.get("absent", 0) == len(partners) and set(drops_by) <= {"absent", "replaced"}, drops_by
     # Nothing recorded is lost: every match replays up to where it is; every participant and answer is stored.
     matches = {m["match"] for r in results for m in r["matches"]}
     assert len(matches) >= 10

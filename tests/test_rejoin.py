@@ -103,3 +103,26 @@ def test_after_the_grace_period_the_seat_goes_to_an_ai_unnamed(tmp_path: Path) -
         assert replay_recording(server, "rejoin", stayed.matches[0]["match"]).ok
     finally:
         server.stop()
+
+
+def test_a_page_silent_past_the_grace_period_is_told_and_sent_on(tmp_path: Path) -> None:
+    """The socket stays open but nothing comes from it: the seat is held, then given to an AI, and the
+    page hears why (match_end "away") and goes on."""
+    server = start(tmp_path, grace_s=1)
+    try:
+        frozen = HeadlessParticipant(server.url, {"PROLIFIC_PID": pid()}, seed=5)
+        stayer = HeadlessParticipant(server.url, {"PROLIFIC_PID": pid()}, seed=6)
+        original = frozen._service_episode
+
+        def freeze_at_frame_60(ep: Any, now: float) -> None:
+            if ep.client.session.current_frame < 60:
+                original(ep, now)
+
+        frozen._service_episode = freeze_at_frame_60   # type: ignore[method-assign]
+        silent, stayed = run_together([frozen, stayer], timeout=90)
+        assert stayed.completed and [m["reason"] for m in stayed.matches] == ["completed"], stayed.reason
+        assert silent.completed and [m["reason"] for m in silent.matches] == ["away"], silent.reason
+        events = seat_events(server, stayed.matches[0]["match"])
+        assert [(e["by"], e["why"]) for e in events] == [("stand_in", "silent"), ("ai", "grace_expired")]
+    finally:
+        server.stop()

@@ -340,6 +340,20 @@ class Hub(MatchHost):
         if kind in ("desync", "seat_changed"):
             log.warning("match %s: %s %s", room.id, kind, data)
         self.store.log_event(kind, data, match_id=room.id)
+        if kind == "seat_changed" and data.get("why") == "grace_expired" and data.get("participant"):
+            self._send_on(room, data["participant"])
+
+    def _send_on(self, room: MatchRoom, participant: str) -> None:
+        """A participant away for longer than the grace period (their seat went to an AI) goes on past
+        the match; a page still connected (it fell silent) is told why."""
+        if self.seat_of.get(participant, (None,))[0] is not room:
+            return
+        sid = self.sid_of.get(participant)
+        if sid is not None:
+            self.services.emit("match_end", {"match": room.id, "reason": "away", "message": _END_MESSAGES["away"]},
+                               to=sid)
+        self._leave_match_scene(participant)
+        self._send_scene(participant)
 
     def now(self) -> float:
         return self.services.now()
@@ -350,6 +364,7 @@ _END_MESSAGES = {
     "partner_dropped": "Your partner left, so the game ended early.",
     "abandoned": "Everyone left the game.",
     "error": "The game stopped because of an error on our side.",
+    "away": "You were away too long, so the game went on without you.",
 }
 
 
