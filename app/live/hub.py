@@ -32,6 +32,7 @@ RATE_PER_SECOND = 240
 RATE_BURST = 480
 SILENT_AFTER_S = 10.0   # no first packet of an episode from a human seat for this long: its holder is absent
 ABSENT_AFTER_S = 1.0    # packets from a human seat stopped this long ago: a stand-in plays it, partners go on
+LATE_TICK_S = 0.5       # a tick this late means the server itself stalled: packets may be waiting unread
 # In a relayed match the server decides when a seat is gone (and gives it to an AI, or ends
 # the match); a peer's own timeout must not fire first, or the peers' inputs would diverge.
 PEER_TIMEOUT_MS = (SILENT_AFTER_S + 20) * 1000
@@ -71,6 +72,7 @@ class Hub(MatchHost):
         self.seat_of: dict[str, tuple[MatchRoom, Seat]] = {}
         self.ended_matches: deque[str] = deque(maxlen=1024)
         self._last_waiting_update = 0.0
+        self._last_tick = services.now()
         self.metrics = services.metrics
         self.metrics.sockets_connected.set_function(lambda: len(self.participant_of))
         self.metrics.matches_active.set_function(lambda: len(self.matches))
@@ -204,6 +206,9 @@ class Hub(MatchHost):
                 for room in self.rooms.values():
                     for participant in room.waiting:
                         self._send_waiting(room, participant)
+            late, self._last_tick = now - self._last_tick > LATE_TICK_S, now
+            if late:
+                return   # seats look silent after a server stall; judge them at the next tick, packets read
             for match in list(self.matches.values()):
                 match.check_seats(ABSENT_AFTER_S, SILENT_AFTER_S)
 
