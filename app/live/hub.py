@@ -95,7 +95,7 @@ class Hub(MatchHost):
             seated = self.seat_of.get(participant)
             if old is not None and seated is not None and seated[1].participant == participant:
                 seated[0].seat_absent(seated[1], "reconnected")  # the new page has no game state to go on with
-            if seated is not None and (seated[1].kind != HUMAN or seated[1].participant != participant):
+            if seated is not None and (seated[0].ended or seated[1].kind != HUMAN or seated[1].participant != participant):
                 self._leave_match_scene(participant)
             self._send_scene(participant)
 
@@ -327,13 +327,15 @@ class Hub(MatchHost):
             participant = seat.participant
             if participant is None or self.seat_of.get(participant, (None,))[0] is not room:
                 continue
+            if seat.absent_since is not None:
+                continue   # away when it ended (a stand-in played): they go on past it if they come back
             del self.seat_of[participant]
             self.send(seat, "match_end", {"match": room.id, "reason": reason, "message": _END_MESSAGES[reason]})
             self.flow.finish_match(participant)
             self._send_scene(participant)
 
     def _leave_match_scene(self, participant: str) -> None:
-        """A participant whose seat an AI took (they dropped) goes on past the match."""
+        """A participant whose seat an AI took, or whose match ended while they were away, goes on past it."""
         self.seat_of.pop(participant, None)
         self.flow.finish_match(participant)
 
@@ -349,14 +351,12 @@ class Hub(MatchHost):
             self._send_on(room, data["participant"])
 
     def _send_on(self, room: MatchRoom, participant: str) -> None:
-        """A participant away for longer than the grace period (their seat went to an AI) goes on past
-        the match; a page still connected (it fell silent) is told why."""
-        if self.seat_of.get(participant, (None,))[0] is not room:
-            return
+        """A participant still connected but silent for longer than the grace period (their seat went to an
+        AI) is told why and goes on past the match."""
         sid = self.sid_of.get(participant)
-        if sid is not None:
-            self.services.emit("match_end", {"match": room.id, "reason": "away", "message": _END_MESSAGES["away"]},
-                               to=sid)
+        if sid is None or self.seat_of.get(participant, (None,))[0] is not room:
+            return   # not connected: they go on past the match if they come back (connect)
+        self.services.emit("match_end", {"match": room.id, "reason": "away", "message": _END_MESSAGES["away"]}, to=sid)
         self._leave_match_scene(participant)
         self._send_scene(participant)
 
