@@ -86,7 +86,7 @@ def packets(count: int, window: int) -> list[tuple[str, PacketEvent]]:
                                    else actions[player][-1])
         start = max(0, frame - window + 1)
         check_frames = [f for f in range(max(0, frame - 2) // 10 * 10, -1, -10)][:4]
-        body = {"v": 1, "kind": "input", "frame": frame, "adv": 0.5, "t": 1000.0 + frame * 16.7, "echo": 990.25,
+        body = {"v": 2, "kind": "input", "gen": 0, "peer_gen": 0, "frame": frame, "adv": 0.5, "t": 1000.0 + frame * 16.7, "echo": 990.25,
                 "hold": 3.5, "inputs": {player: [start, actions[player][start:frame + 1]]},
                 "ack": {other: max(-1, frame - 3)}, "checks": [[f, f"{f * 2654435761 % (1 << 64):016x}"]
                                                                for f in check_frames], "gone": {}}

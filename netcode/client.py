@@ -58,7 +58,12 @@ class MatchClient:
     """The local seat of one episode: session, env and the end-of-episode report.
 
     `preload` ({player: actions from frame 0}) is the input log of an episode already
-    running, for a seat taken over mid-episode: while `catching_up`, tick at full speed."""
+    running, for a seat taken over mid-episode: while `catching_up`, tick at full speed; the
+    packets of those ticks are not sent (the first tick after them resends every input), so a
+    rejoining page does not flood the relay and peers see only frames played in real time.
+    `start["gen"]` is the seat's holder generation (netcode.codec). A participant who takes their seat
+    back gets `start["resume"]` = {"frame": F, "inputs": the input log}: it is the preload, and their
+    own inputs count from frame F (call `catch_up`)."""
 
     def __init__(
         self, start: Mapping[str, Any], game_class: type, clock: Callable[[], float],
@@ -74,8 +79,10 @@ class MatchClient:
         peers = {addr: list(ps) for addr, ps in (start.get("peers") or {}).items() if addr != self.seat}
         self.transport = RelayTransport()
         self.clock = clock
+        if preload is None and start.get("resume"):
+            preload = start["resume"]["inputs"]
         self.session = P2PSession(self.config, self.players, peers, self.transport, clock,
-                                  spectators=() if peers else (SERVER,))
+                                  spectators=() if peers else (SERVER,), generation=start.get("gen", 0))
         if preload:
             self.session.preload(preload)
         self._preloaded = max((len(actions) for actions in (preload or {}).values()), default=0)
@@ -96,11 +103,22 @@ class MatchClient:
             self.session.poll()
         else:
             self.runner.tick(actions)
+            if self.catching_up:
+                self.transport.take_outgoing()
             if self.runner.done:
                 self.done = {"match": self.match, "episode": self.episode, "frame": self.session.current_frame,
                              "checksum": self.runner.final_checksum(),
                              "predicted": within_report_limit(self.session.predicted_frames())}
         self._take_events(self.session.events())
+
+    def catch_up(self, actions: Mapping[str, Any]) -> int:
+        """Re-simulate the preloaded frames at once (new frames of the local players get `actions`);
+        returns the ticks run."""
+        ticks = 0
+        while self.catching_up:
+            self.tick(actions)
+            ticks += 1
+        return ticks
 
     @property
     def catching_up(self) -> bool:

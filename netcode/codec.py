@@ -2,7 +2,7 @@
 
 Three kinds:
 
-    input      peer -> peer   {"v", "kind": "input", "frame", "adv", "t", "echo", "hold",
+    input      peer -> peer   {"v", "kind": "input", "gen", "peer_gen", "frame", "adv", "t", "echo", "hold",
                                "inputs": {player: [start_frame, [action, ...]]},
                                "ack": {player: last frame received contiguously},
                                "checks": [[frame, checksum], ...], "gone": {player: frame}}
@@ -12,6 +12,12 @@ Three kinds:
 `decode` checks structure, types and sizes and raises NetcodeError("invalid_packet")
 on anything else; what the actions mean is checked by the session, which knows the
 action spaces.
+
+A seat may change holder mid-episode (an AI or a stand-in takes a dropped seat, the
+participant takes it back); each holder reads its own clock. `gen` is the sender's holder
+generation (the server's count of the seat's holders), `peer_gen` the receiver's generation
+that `echo` and `adv` are about (-1: none heard yet), so ping and time sync only ever
+combine timestamps of one holder.
 """
 from __future__ import annotations
 
@@ -20,7 +26,7 @@ from typing import Any
 
 from netcode.errors import NetcodeError
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 MAX_PACKET_BYTES = 64 * 1024
 MAX_PLAYERS = 16
 MAX_INPUTS_PER_PLAYER = 256
@@ -60,7 +66,7 @@ def validate(packet: Any) -> None:
     if kind not in _KINDS:
         raise _bad(f"kind must be one of {_KINDS}, got {kind!r:.40}")
     allowed = {"v", "kind", "t", "ack"} if kind == "ack" else {
-        "v", "kind", "frame", "adv", "t", "echo", "hold", "inputs", "ack", "checks", "gone"}
+        "v", "kind", "gen", "peer_gen", "frame", "adv", "t", "echo", "hold", "inputs", "ack", "checks", "gone"}
     extra = set(packet) - allowed
     if extra:
         raise _bad(f"unexpected fields {sorted(extra)} in a {kind} packet")
@@ -68,6 +74,8 @@ def validate(packet: Any) -> None:
     _frame_map(packet, "ack", low=-1)
     if kind == "ack":
         return
+    _frame(packet, "gen")
+    _generation(packet, "peer_gen")
     _frame(packet, "frame")
     _number(packet, "adv")
     _number(packet, "echo")
@@ -102,6 +110,12 @@ def _is_frame(value: Any) -> bool:
 def _frame(packet: dict, key: str) -> None:
     if not _is_frame(packet.get(key)):
         raise _bad(f"{key} must be an int in [0, {MAX_FRAME}), got {packet.get(key)!r:.40}")
+
+
+def _generation(packet: dict, key: str) -> None:
+    value = packet.get(key)
+    if type(value) is not int or not -1 <= value < MAX_FRAME:
+        raise _bad(f"{key} must be an int >= -1, got {value!r:.40}")
 
 
 def _number(packet: dict, key: str) -> None:

@@ -34,6 +34,7 @@ class _Remote:
     addr: str
     players: tuple[str, ...]
     last_heard: float
+    gen: int = -1   # the holder generation of the seat's current holder, -1 before it is heard from
     acked: dict[str, int] = field(default_factory=dict)
     remote_frame: int = 0
     ping_ms: float | None = None
@@ -58,7 +59,8 @@ class P2PSession:
 
     `remotes` maps each remote peer's address to the players it owns; every player of
     the config is either local or owned by exactly one remote. Spectator addresses
-    receive every player's confirmed inputs.
+    receive every player's confirmed inputs. `generation` is this holder's generation of
+    its seat (see netcode.codec): a session that takes over a seat gets a higher one.
     """
 
     def __init__(
@@ -70,6 +72,7 @@ class P2PSession:
         clock: Clock,
         spectators: Iterable[str] = (),
         keep_confirmed_log: bool = False,
+        generation: int = 0,
     ) -> None:
         owned = list(local_players) + [p for players in remotes.values() for p in players]
         if sorted(owned) != sorted(config.players):
@@ -78,6 +81,7 @@ class P2PSession:
                 f"local and remote players {owned} must cover the config's players {list(config.players)} exactly once",
             )
         self.config = config
+        self.generation = generation
         self.local_players = tuple(local_players)
         self.transport = transport
         self.clock = clock
@@ -253,7 +257,9 @@ class P2PSession:
             self._validate_input_packet(remote, packet)
             self.stats.packets_received += 1
             self.stats.bytes_received += len(data)
-            if not remote.disconnected:
+            if packet["gen"] > remote.gen:
+                self._new_holder(remote, packet["gen"])
+            if not remote.disconnected and packet["gen"] == remote.gen:  # an older holder's packet is stale
                 self._apply_input_packet(remote, packet, self.clock() if received_at is None else received_at)
         elif addr in self.spectators:
             if packet["kind"] != "ack" or not set(packet["ack"]) <= set(self.config.players):
@@ -264,6 +270,11 @@ class P2PSession:
                 spectator.acked = max(spectator.acked, min(acked, self.confirmed_frame))
         else:
             raise NetcodeError("unknown_peer", f"packet from {addr!r}, which is not a peer or spectator of this session", peer=addr)
+
+    def _new_holder(self, remote: _Remote, gen: int) -> None:
+        """The remote seat has a new holder: forget what its predecessor's clock and frame said."""
+        remote.gen, remote.ping_ms, remote.last_t, remote.last_t_at = gen, None, -1.0, 0.0
+        remote.remote_frame, remote.timesync = 0, TimeSync()
 
     def _validate_input_packet(self, remote: _Remote, packet: dict[str, Any]) -> None:
         def bad(message: str) -> NetcodeError:
@@ -304,10 +315,11 @@ class P2PSession:
         remote.remote_frame = packet["frame"]
         if packet["t"] > remote.last_t:
             remote.last_t, remote.last_t_at = packet["t"], now
-        if packet["echo"] >= 0:
-            rtt = max(0.0, now - packet["echo"] - packet["hold"])
-            remote.ping_ms = rtt if remote.ping_ms is None else 0.9 * remote.ping_ms + 0.1 * rtt
-        remote.timesync.update(self._advantage_over(remote), packet["adv"])
+        if packet["peer_gen"] == self.generation:   # else echo and adv are about another holder of our seat
+            if packet["echo"] >= 0:
+                rtt = max(0.0, now - packet["echo"] - packet["hold"])
+                remote.ping_ms = rtt if remote.ping_ms is None else 0.9 * remote.ping_ms + 0.1 * rtt
+            remote.timesync.update(self._advantage_over(remote), packet["adv"])
         if packet["checks"]:
             remote.checks.update(packet["checks"])
             self._compare_checks(remote)
@@ -342,7 +354,8 @@ class P2PSession:
             end = min(queue.last_confirmed, start + codec.MAX_INPUTS_PER_PLAYER - 1)
             inputs[player] = [start, [queue.confirmed[f] for f in range(start, end + 1)]]
         return {
-            "v": codec.PROTOCOL_VERSION, "kind": "input", "frame": self.current_frame,
+            "v": codec.PROTOCOL_VERSION, "kind": "input", "gen": self.generation, "peer_gen": remote.gen,
+            "frame": self.current_frame,
             "adv": round(self._advantage_over(remote), 3), "t": now,
             "echo": remote.last_t, "hold": now - remote.last_t_at if remote.last_t >= 0 else 0,
             "inputs": inputs,
@@ -355,7 +368,8 @@ class P2PSession:
         start = spectator.acked + 1
         end = min(self.confirmed_frame, self.current_frame - 1, start + codec.MAX_INPUTS_PER_PLAYER - 1)
         return {
-            "v": codec.PROTOCOL_VERSION, "kind": "confirmed", "frame": self.current_frame, "adv": 0, "t": now,
+            "v": codec.PROTOCOL_VERSION, "kind": "confirmed", "gen": self.generation, "peer_gen": -1,
+            "frame": self.current_frame, "adv": 0, "t": now,
             "echo": -1, "hold": 0,
             "inputs": {p: [start, [self.queues[p].final_input(f) for f in range(start, end + 1)]] for p in self.config.players},
             "ack": {}, "checks": self._recent_checks(),

@@ -5,6 +5,7 @@ from collections import deque
 
 WINDOW = 40            # samples averaged
 MIN_WAIT_FRAMES = 2    # recommend waiting only when at least this far ahead
+MAX_WAIT_FRAMES = 9    # never more at once (GGPO's bound): a wrong estimate costs a hiccup, not a freeze
 RECOMMEND_EVERY = 60   # frames between two wait recommendations
 
 
@@ -33,4 +34,4 @@ class TimeSync:
 
     def wait_frames(self) -> int:
         ahead = self.frames_ahead()
-        return int(ahead) if ahead >= MIN_WAIT_FRAMES else 0
+        return min(int(ahead), MAX_WAIT_FRAMES) if ahead >= MIN_WAIT_FRAMES else 0

@@ -87,6 +87,7 @@ def start(start_json: str, game_spec: str) -> str:
     _match = None
     payload = json.loads(start_json)
     _match = MatchClient(payload, load_class(game_spec), _clock)
+    _match.catch_up({p: default_action_for(_match.env, p) for p in _match.players})   # a seat taken back
     _last = (game_spec, payload.get("config") or {}, payload["seed"])
     return _dumps({"frame": _match.session.current_frame, "players": list(_match.players)})
 

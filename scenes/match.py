@@ -56,7 +56,12 @@ class Match(Scene):
     netcode          SessionConfig settings: input_delay, max_prediction, desync_interval,
                      disconnect_notify_ms, disconnect_timeout_ms, keepalive_ms
     waiting_room     a WaitingRoom (default: WaitingRoom())
-    on_partner_drop  "ai": a fill_policy bot takes the dropped seat; "end": the match ends
+    grace_s          seconds a dropped participant's seat is held for them (0 to 600, default 15): meanwhile
+                     the `stand_in` policy plays it and the participant may come back (reconnect, reload)
+    stand_in         the policy playing a held seat (default "idle": the game's default action)
+    reveal_ai        tell participants when an AI takes a seat (default False: partners only ever see a
+                     neutral "connection dropped" notice)
+    on_partner_drop  after the grace period: "ai": a fill_policy bot takes the seat; "end": the match ends
     on_interrupted   what participants do after the server stopped (crashed) mid-match: "continue"
                      past this scene (the match stays recorded as interrupted) or "rerun" it (a new match)
     fill_policy      the policy for empty or dropped human seats
@@ -71,7 +76,8 @@ class Match(Scene):
                  netcode: Mapping[str, Any] | None = None, waiting_room: WaitingRoom | None = None,
                  on_partner_drop: str = "ai", fill_policy: Any = "random", keys: Mapping[str, Any] | None = None,
                  title: str = "", html: str = "", markdown: str | None = None,
-                 packages: Sequence[str] = (), on_interrupted: str = "continue") -> None:
+                 packages: Sequence[str] = (), on_interrupted: str = "continue", grace_s: float = 15,
+                 stand_in: Any = "idle", reveal_ai: bool = False) -> None:
         super().__init__(id, title)
         self.game = game
         self.config = config
@@ -84,6 +90,9 @@ class Match(Scene):
         self.on_partner_drop = on_partner_drop
         self.on_interrupted = on_interrupted
         self.fill_policy = fill_policy
+        self.grace_s = grace_s
+        self.stand_in = stand_in
+        self.reveal_ai = reveal_ai
         self.keys = {} if keys is None else keys
         self.html = html
         self.markdown = markdown
@@ -120,6 +129,10 @@ class Match(Scene):
         self.waiting_room.check()
         if self.on_partner_drop not in ("ai", "end"):
             raise ExperimentError(f"on_partner_drop must be 'ai' or 'end', got {self.on_partner_drop!r}")
+        if type(self.grace_s) not in (int, float) or not 0 <= self.grace_s <= 600:
+            raise ExperimentError(f"grace_s must be a number of seconds from 0 to 600, got {self.grace_s!r}")
+        if type(self.reveal_ai) is not bool:
+            raise ExperimentError(f"reveal_ai must be True or False, got {self.reveal_ai!r}")
         if self.on_interrupted not in INTERRUPTED_CHOICES:
             raise ExperimentError(f"on_interrupted must be 'continue' or 'rerun', got {self.on_interrupted!r}")
         self._check_json()
@@ -134,7 +147,8 @@ class Match(Scene):
         env = self._check_against_game() if self.game_class is not None else None
         self._check_netcode(env)
         if resolve is not None:
-            for where, policy in [*((f"ai[{p!r}]", v) for p, v in self.ai.items()), ("fill_policy", self.fill_policy)]:
+            for where, policy in [*((f"ai[{p!r}]", v) for p, v in self.ai.items()), ("fill_policy", self.fill_policy),
+                                  ("stand_in", self.stand_in)]:
                 try:
                     resolve_policy(policy, resolve)
                 except Exception as exc:
@@ -161,9 +175,10 @@ class Match(Scene):
             reason = why_not_policy(policy)
             if reason:
                 raise ExperimentError(f"ai[{player!r}]: {reason}")
-        reason = why_not_policy(self.fill_policy)
-        if reason:
-            raise ExperimentError(f"fill_policy: {reason}")
+        for where, policy in (("fill_policy", self.fill_policy), ("stand_in", self.stand_in)):
+            reason = why_not_policy(policy)
+            if reason:
+                raise ExperimentError(f"{where}: {reason}")
 
     def _check_json(self) -> None:
         if self.config is not None and not isinstance(self.config, dict):

@@ -8,6 +8,7 @@ import {coplay, options} from "./state.js";
 
 const HUD_EVERY_MS = 250;
 const AUTOPILOT_EVERY_MS = 300;
+const NOTICE_MS = 3000;     // how long "your partner is back" stays
 
 export class MatchView {
   /**
@@ -153,16 +154,29 @@ export class MatchView {
     else this.worker.post({type: "PACKET", from: payload.from, data: payload.data});
   }
 
+  /** A partner's seat changed holder: a short neutral notice; an AI is named only when the server
+   *  says so (`by`, sent when the scene reveals AI seats). */
   onSeatChanged(payload) {
-    this.hudNote = `seat ${payload.seat} taken by ${payload.by} at frame ${payload.frame}`;
+    clearTimeout(this.noticeTimer);
+    const notices = {absent: "Your partner's connection dropped; waiting…", back: "Your partner is back."};
+    const text = payload.by === "ai" ? "An AI now plays for your partner." : (notices[payload.status] || "");
+    this.hudNote = text;
+    if (this.current) this.setStatus(text);
+    if (payload.status !== "absent") this.noticeTimer = setTimeout(() => this.clearNotice(text), NOTICE_MS);
   }
 
-  /** The connection dropped: the server has already given this seat away, so stop playing. */
+  clearNotice(text) {
+    if (this.hudNote === text) this.hudNote = "";
+    if (this.current && this.status.textContent === text) this.setStatus("");
+  }
+
+  /** The connection dropped: the server holds this seat for a while; on reconnect the page sends
+   *  `ready` again and the server resumes the match (a `match_start` with `resume`). */
   onDisconnect() {
     this.readySent = false;
     if (this.current) {
       this.stopEpisode();
-      this.setStatus("The connection was lost, so the game stopped.");
+      this.setStatus("The connection was lost. Reconnecting…");
     }
   }
 
@@ -208,6 +222,7 @@ export class MatchView {
   /** Leaving the scene: stop the episode, the loops and the listeners; give the stage back. */
   leave() {
     this.stopEpisode();
+    clearTimeout(this.noticeTimer);
     clearInterval(this.countdown);
     clearInterval(this.hudTimer);
     cancelAnimationFrame(this.raf);

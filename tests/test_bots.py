@@ -39,8 +39,10 @@ class Host(SettlesAtOnce):
         self.ended: list[str] = []
         self.events: list[tuple[str, dict[str, Any]]] = []
         self.room: MatchRoom | None = None
+        self.sent: list[tuple[str, str, dict[str, Any]]] = []
 
     def send(self, seat: Seat, event: str, payload: dict[str, Any]) -> None:
+        self.sent.append((seat.addr, event, payload))
         if event == "match_start":
             assert self.room is not None
             self.humans[seat.addr] = MatchClient(payload, self.room.game_class, lambda: self.clock * 1000.0)
@@ -73,10 +75,11 @@ class Host(SettlesAtOnce):
                 room.episode_done(seat, parse_episode_done(client.done))
 
 
-def make_room(tmp_path: Path, seats: dict[str, Seat], on_partner_drop: str = "ai") -> tuple[MatchRoom, Host]:
+def make_room(tmp_path: Path, seats: dict[str, Seat], on_partner_drop: str = "ai",
+              config: dict[str, Any] | None = None) -> tuple[MatchRoom, Host]:
     host = Host()
     settings = MatchSettings(
-        game="game.games.pong:Pong", config={"max_score": 1, "max_frames": 240}, players=("left", "right"),
+        game="game.games.pong:Pong", config=config or {"max_score": 1, "max_frames": 240}, players=("left", "right"),
         action_spaces={"left": Discrete(3), "right": Discrete(3)}, episodes=1, fps=FPS, netcode={"input_delay": 1},
         keys={}, on_partner_drop=on_partner_drop, fill_policy="random",
     )

@@ -93,9 +93,13 @@ def test_loadtest_fault_drop(tmp_path: Path) -> None:
     for partner in partners:
         assert partner["completed"] and partner["outcome"] == "completed", partner["reason"]
         taken = [d for d in partner["disconnects"] if d["source"] == "server"]
-        assert taken and all(d["by"] == "ai" and (d["match"], d["seat"]) in dropped_seats for d in taken)
+        assert taken and all(d["status"] in ("absent", "replaced") and (d["match"], d["seat"]) in dropped_seats
+                             for d in taken)
         assert [e["status"] for e in partner["episodes"]] == ["done", "done"]
-    assert summary["partner_drops"] == len(partners) and summary["partner_drops_by"] == {"ai": len(partners)}
+    assert summary["partner_drops"] == len(partners)
+    # Held for them (a stand-in plays), then an AI once the grace period is over if the match is still on.
+    drops_by = summary["partner_drops_by"]
+    assert drops_by.get("absent", 0) == len(partners) and set(drops_by) <= {"absent", "replaced"}, drops_by
     # Nothing recorded is lost: every match replays up to where it is; every participant and answer is stored.
     matches = {m["match"] for r in results for m in r["matches"]}
     assert len(matches) >= 10

@@ -65,7 +65,7 @@ def make_room(tmp_path: Path, episodes: int = 1, config: dict[str, Any] | None =
 
 
 def packet(inputs: dict[str, Any], checks: list[Any] | None = None, **fields: Any) -> str:
-    body = {"v": 1, "kind": "input", "frame": 3, "adv": 0, "t": 1.0, "echo": -1, "hold": 0, "inputs": inputs,
+    body = {"v": 2, "kind": "input", "gen": 0, "peer_gen": 0, "frame": 3, "adv": 0, "t": 1.0, "echo": -1, "hold": 0, "inputs": inputs,
             "ack": {}, "checks": checks or [], "gone": {}, **fields}
     return json.dumps(body)
 

@@ -15,7 +15,8 @@ from tests.netcode_fixtures import Pair
 
 
 def input_packet(**overrides: Any) -> dict[str, Any]:
-    packet = {"v": 1, "kind": "input", "frame": 3, "adv": 0.5, "t": 100.0, "echo": 50.0, "hold": 2.0,
+    packet = {"v": 2, "kind": "input", "gen": 0, "peer_gen": -1, "frame": 3, "adv": 0.5, "t": 100.0, "echo": 50.0,
+              "hold": 2.0,
               "inputs": {"p1": [0, [1, 2, 3]]}, "ack": {"p0": -1}, "checks": [[0, "abcdef0123456789"]], "gone": {}}
     packet.update(overrides)
     return packet
@@ -24,14 +25,16 @@ def input_packet(**overrides: Any) -> dict[str, Any]:
 def test_round_trip() -> None:
     packet = input_packet()
     assert codec.decode(codec.encode(packet)) == packet
-    ack = {"v": 1, "kind": "ack", "t": 1, "ack": {"p0": 4}}
+    ack = {"v": 2, "kind": "ack", "t": 1, "ack": {"p0": 4}}
     assert codec.decode(codec.encode(ack).encode()) == ack
 
 
 @pytest.mark.parametrize(("data", "message"), [
     ("{", "[invalid_packet] not JSON"),
     ("[]", "[invalid_packet] a packet must be a JSON object, got list"),
-    (json.dumps(input_packet(v=2)), "[invalid_packet] protocol version 2 is not 1; both sides must run the same coplay"),
+    (json.dumps(input_packet(v=1)), "[invalid_packet] protocol version 1 is not 2; both sides must run the same coplay"),
+    (json.dumps(input_packet(gen=-1)), "[invalid_packet] gen must be an int in [0, 2147483648), got -1"),
+    (json.dumps(input_packet(peer_gen=-2)), "[invalid_packet] peer_gen must be an int >= -1, got -2"),
     (json.dumps(input_packet(kind="chat")), "[invalid_packet] kind must be one of ('input', 'confirmed', 'ack'), got 'chat'"),
     (json.dumps(input_packet(extra=1)), "[invalid_packet] unexpected fields ['extra'] in a input packet"),
     (json.dumps(input_packet(frame=-1)), "[invalid_packet] frame must be an int in [0, 2147483648), got -1"),

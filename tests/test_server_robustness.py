@@ -29,7 +29,7 @@ EXPERIMENT = Experiment(id="robust", scenes=[
     Survey(id="mood", title="Mood", questions=[Likert("mood", "How are you?", scale=5)]),
     Match(id="pong", game="game.games.pong:Pong", config={"max_score": 1000, "max_frames": FRAMES},
           humans=("left", "right"), fps=60, waiting_room=WaitingRoom(timeout_s=30, on_timeout="leave"),
-          on_partner_drop="end"),
+          on_partner_drop="end", grace_s=0),
     End(id="end", html="<p>Thanks</p>", completion_code="ROBUST"),
 ])
 '''

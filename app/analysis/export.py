@@ -221,20 +221,31 @@ def _steps_table(name: str, folder: str, referenced: list[str], events: Table, r
                 "frame": event.get("frame"), "kind": event.get("kind"), "data": json_text(event.get("data", {}))})
 
 
-def _seat_timeline(recording: Recording) -> tuple[dict[str, tuple[str, str, str | None]], list[tuple[int, int, str]]]:
-    """{player: (seat, kind, participant)} at the start, and [(episode, frame, seat)] where an AI took a seat."""
-    start: dict[str, tuple[str, str, str | None]] = {}
+Holder = tuple[str, str, str | None]   # (seat, seat_kind, participant)
+# seat_changed `by` -> the seat_kind of the frames from there on: an absent participant's seat keeps their id
+_SEAT_KINDS = {"ai": "ai", "stand_in": "stand_in", "participant": "human"}
+
+
+def _seat_timeline(recording: Recording) -> tuple[dict[str, Holder], list[tuple[int, int, Holder]]]:
+    """{player: holder} at the start, and [(episode, frame, holder)] from where a seat changed holder
+    (the recording's seat segments), in order."""
+    start: dict[str, Holder] = {}
     for seat, info in (recording.header.get("seats") or {}).items():
         for player in info.get("players", []):
             start[player] = (seat, info.get("kind", ""), info.get("participant"))
-    changes: list[tuple[int, int, str]] = []
+    changes: list[tuple[int, int, Holder]] = []
     for event in recording.events:
         data = event.get("data") or {}
-        seat = data.get("seat")
-        if (event.get("kind") == "seat_changed" and data.get("by") == "ai" and event.get("episode") is not None
+        seat, by = data.get("seat"), data.get("by")
+        if (event.get("kind") == "seat_changed" and by in _SEAT_KINDS and event.get("episode") is not None
                 and isinstance(seat, str)):
-            changes.append((event["episode"], event.get("frame") or 0, seat))
+            participant = None if by == "ai" else data.get("participant")
+            changes.append((event["episode"], event.get("frame") or 0, (seat, _SEAT_KINDS[by], participant)))
     return start, sorted(changes, key=lambda change: (change[0], change[1]))
+
+
+def _hand_over(holders: dict[str, Holder], holder: Holder) -> None:
+    holders.update({p: holder for p, (seat, _kind, _pid) in holders.items() if seat == holder[0]})
 
 
 def _simulate_episode(name: str, recording: Recording, game_class: type,
@@ -244,10 +255,10 @@ def _simulate_episode(name: str, recording: Recording, game_class: type,
     players = recording.players
     start, changes = _seat_timeline(recording)
     holders = dict(start)
-    for change_episode, _frame, seat in changes:
+    for change_episode, _frame, holder in changes:
         if change_episode < episode:
-            holders.update({p: (seat, "ai", None) for p, (s, _k, _pid) in holders.items() if s == seat})
-    pending = [(frame, seat) for change_episode, frame, seat in changes if change_episode == episode]
+            _hand_over(holders, holder)
+    pending = [(frame, holder) for change_episode, frame, holder in changes if change_episode == episode]
     predicted = PredictedLookup(recording, episode, {player: seat for player, (seat, _k, _pid) in start.items()})
 
     sim = episode_sim(recording, game_class, episode, episode_lengths(recording)[episode])
@@ -256,8 +267,7 @@ def _simulate_episode(name: str, recording: Recording, game_class: type,
     while not sim.done:
         frame, observations, actions = sim.frame, sim.observations, data["inputs"][sim.frame]
         while pending and pending[0][0] <= frame:
-            _, seat = pending.pop(0)
-            holders.update({p: (seat, "ai", None) for p, (s, _k, _pid) in holders.items() if s == seat})
+            _hand_over(holders, pending.pop(0)[1])
         result = sim.step()
         for player, action in zip(players, actions):
             seat, kind, participant = holders.get(player, ("", "", None))

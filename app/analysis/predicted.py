@@ -11,9 +11,10 @@ of one player the answer is:
 - None (unknown) otherwise: a seat left before reporting, an older client sent no report,
   or the report left the player out.
 
-An AI that took a seat over mid-episode replayed the frames before the takeover from the
-input log, so its report says nothing about what the human before it predicted there: it
-covers frames from the takeover on (a frame it did predict still counts as True).
+A holder that took a seat over mid-episode (an AI, a stand-in, the participant coming back)
+replayed the frames before the takeover from the input log, so its report says nothing about
+what the holder before it predicted there: it covers frames from the takeover on (a frame it
+did predict still counts as True).
 """
 from __future__ import annotations
 
@@ -44,7 +45,8 @@ class PredictedLookup:
                 continue
             data = event.get("data") or {}
             kind = event.get("kind")
-            if kind == "seat_changed" and data.get("by") == "ai" and isinstance(data.get("seat"), str):
+            if (kind == "seat_changed" and data.get("by") in ("ai", "stand_in", "participant")
+                    and isinstance(data.get("seat"), str)):
                 takeover[data["seat"]] = event.get("frame") or 0
             elif kind == "predicted" and isinstance(data.get("seat"), str) and isinstance(event.get("frame"), int):
                 self.reports.append(_Report(data["seat"], takeover.get(data["seat"], 0), event["frame"],

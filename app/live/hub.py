@@ -30,7 +30,9 @@ from game.env import action_space_for
 from scenes.match import Match
 
 log = logging.getLogger("coplay.server")
-SILENT_AFTER_S = 10.0
+SILENT_AFTER_S = 10.0   # no first packet of an episode from a human seat for this long: its holder is absent
+ABSENT_AFTER_S = 1.0    # packets from a human seat stopped this long ago: a stand-in plays it, partners go on
+LATE_TICK_S = 0.5       # a tick this late means the server itself stalled: packets may be waiting unread
 # In a relayed match the server decides when a seat is gone (and gives it to an AI, or ends
 # the match); a peer's own timeout must not fire first, or the peers' inputs would diverge.
 PEER_TIMEOUT_MS = (SILENT_AFTER_S + 20) * 1000
@@ -76,6 +78,7 @@ class Hub(MatchHost):
         self.ended_matches: deque[str] = deque(maxlen=1024)
         self.settling: set[str] = set()   # matches whose referee task is running
         self._last_waiting_update = 0.0
+        self._last_tick = services.now()
         self.metrics = services.metrics
         self.metrics.sockets_connected.set_function(lambda: len(self.participant_of))
         self.metrics.matches_active.set_function(lambda: len(self.matches))
@@ -102,8 +105,8 @@ class Hub(MatchHost):
             self.store.log_event("connect", {"sid": sid}, participant_id=participant)
             seated = self.seat_of.get(participant)
             if old is not None and seated is not None and seated[1].participant == participant:
-                seated[0].seat_lost(seated[1], "reconnected")  # the new page has no game state to go on with
-            if seated is not None and (seated[1].kind != HUMAN or seated[1].participant != participant):
+                seated[0].seat_absent(seated[1], "reconnected")  # the new page has no game state to go on with
+            if seated is not None and (seated[0].ended or seated[1].kind != HUMAN or seated[1].participant != participant):
                 self._leave_match_scene(participant)
             self._send_scene(participant)
             return True
@@ -122,7 +125,7 @@ class Hub(MatchHost):
             seated = self.seat_of.get(participant)
             if seated is not None:
                 match_room, seat = seated
-                match_room.seat_lost(seat, "disconnected")
+                match_room.seat_absent(seat, "disconnected")
 
     # ------------------------------------------------------------ client events
 
@@ -201,7 +204,11 @@ class Hub(MatchHost):
     def _ready(self, participant: str, payload: Any) -> None:
         index = parse_ready(payload)
         scene = self.flow.expect_match(participant, index)
-        if participant in self.seat_of:
+        seated = self.seat_of.get(participant)
+        if seated is not None and seated[1].participant == participant:
+            seated[0].rejoin(seated[1])   # back (reconnect, reload) while their seat is held
+            return
+        if seated is not None:
             raise ProtocolError("already in a match")
         room = self.rooms.get(scene.id)
         if room is None:
@@ -234,6 +241,8 @@ class Hub(MatchHost):
                     f" in match {match}" if match else "", log_text(message), log_text(traceback, 4000))
         self.store.log_event("client_error", {"message": message, "traceback": traceback},
                              participant_id=participant, match_id=match)
+        if seated is not None and seated[1].participant == participant:
+            seated[0].seat_lost(seated[1], "client_error")   # the game failed in their page: no point holding it
 
     def _seat(self, participant: str) -> tuple[MatchRoom, Seat]:
         seated = self.seat_of.get(participant)
@@ -254,8 +263,11 @@ class Hub(MatchHost):
                 for room in self.rooms.values():
                     for participant in room.waiting:
                         self._send_waiting(room, participant)
+            late, self._last_tick = now - self._last_tick > LATE_TICK_S, now
+            if late:
+                return   # seats look silent after a server stall; judge them at the next tick, packets read
             for match in list(self.matches.values()):
-                match.check_silence(SILENT_AFTER_S)
+                match.check_seats(ABSENT_AFTER_S, SILENT_AFTER_S)
             for sid, report in self.rate_limit.due(now):
                 self._report_refusals(sid, report)
 
@@ -305,7 +317,8 @@ class Hub(MatchHost):
             action_spaces={p: action_space_for(env, p) for p in players}, episodes=scene.episodes, fps=scene.fps,
             netcode=_relayed_netcode(scene.netcode), keys=dict(scene.keys or {}),
             on_partner_drop=scene.on_partner_drop,
-            fill_policy=_spec(scene.fill_policy),
+            fill_policy=_spec(scene.fill_policy), grace_s=scene.grace_s, stand_in=_spec(scene.stand_in),
+            reveal_ai=scene.reveal_ai,
         )
         seed = secrets.randbelow(1 << 31)
         seat_info = {a: {"players": list(s.players), "kind": s.kind, "participant": s.participant, "policy": s.policy}
@@ -394,24 +407,38 @@ class Hub(MatchHost):
             participant = seat.participant
             if participant is None or self.seat_of.get(participant, (None,))[0] is not room:
                 continue
+            if seat.absent_since is not None:
+                continue   # away when it ended (a stand-in played): they go on past it if they come back
             del self.seat_of[participant]
             self.send(seat, "match_end", {"match": room.id, "reason": reason, "message": _END_MESSAGES[reason]})
             self.flow.finish_match(participant)
             self._send_scene(participant)
 
     def _leave_match_scene(self, participant: str) -> None:
-        """A participant whose seat an AI took (they dropped) goes on past the match."""
+        """A participant whose seat an AI took, or whose match ended while they were away, goes on past it."""
         self.seat_of.pop(participant, None)
         self.flow.finish_match(participant)
 
     def log_event(self, room: MatchRoom, kind: str, data: dict[str, Any]) -> None:
         if kind == "desync":
             self.metrics.desyncs.inc()
-        elif kind == "seat_changed":
+        elif kind == "seat_changed" and data.get("by") in ("stand_in", "ai", "gone") and data.get("why") != "grace_expired":
             self.metrics.seats_lost.labels(str(data.get("why", "unknown"))).inc()
         if kind in ("desync", "desync_settled", "seat_changed"):
             log.warning("match %s: %s %s", room.id, kind, log_text(data))
         self.store.log_event(kind, data, match_id=room.id)
+        if kind == "seat_changed" and data.get("why") == "grace_expired" and data.get("participant"):
+            self._send_on(room, data["participant"])
+
+    def _send_on(self, room: MatchRoom, participant: str) -> None:
+        """A participant still connected but silent for longer than the grace period (their seat went to an
+        AI) is told why and goes on past the match."""
+        sid = self.sid_of.get(participant)
+        if sid is None or self.seat_of.get(participant, (None,))[0] is not room:
+            return   # not connected: they go on past the match if they come back (connect)
+        self.services.emit("match_end", {"match": room.id, "reason": "away", "message": _END_MESSAGES["away"]}, to=sid)
+        self._leave_match_scene(participant)
+        self._send_scene(participant)
 
     def now(self) -> float:
         return self.services.now()
@@ -422,6 +449,7 @@ _END_MESSAGES = {
     "partner_dropped": "Your partner left, so the game ended early.",
     "abandoned": "Everyone left the game.",
     "error": "The game stopped because of an error on our side.",
+    "away": "You were away too long, so the game went on without you.",
 }
 
 

@@ -2,12 +2,21 @@
 
 The room is I/O-free: it talks to the outside through the `MatchHost` it is given
 (emit to a seat, start a bot, say the match ended, run the referee, the clock) and writes
-to its recording. The server's socket handlers call `relay`, `episode_done` and `seat_lost`.
+to its recording. The server's socket handlers call `relay`, `episode_done`, `seat_absent` and `rejoin`.
 
 Seats' reports are not trusted: the room's `Referee` re-simulates the confirmed inputs
 (`referee_work`, a chunk at a time, which the host runs in a background task), records the
 server's own checksums, names a seat whose checksum differs from the server's
 (`desync_settled`), and ends an episode only at the frame where the re-simulated game ended.
+
+Seats outlive connections. A human seat whose participant drops is held for `grace_s`: a
+stand-in bot (the scene's `stand_in` policy) plays it from the next frame the server has not
+logged for it, so partners never wait; when the participant comes back, `rejoin` stops the
+stand-in, names the next unlogged frame, and sends their page the episode's input log to
+re-simulate before it plays on. After the grace period `seat_lost` gives the seat to an AI or
+ends the match. Every change of holder bumps the seat's holder generation (`Seat.gen`, in
+every packet; netcode.codec) and is recorded as a `seat_changed` event at the frame the new
+holder plays first: the seat segments.
 """
 from __future__ import annotations
 
@@ -47,6 +56,10 @@ class Seat:
     last_heard: float = 0.0
     done: EpisodeDone | None = None
     started_at: float | None = None  # metrics clock at this episode's match_start, until the seat's first packet
+    gen: int = 0                     # holder generation: +1 at every change of holder
+    heard: bool = False              # a packet of this episode came from the seat's holder
+    absent_since: float | None = None  # a human seat held for its participant, who dropped (a stand-in plays it)
+    rejoining: bool = False          # its participant came back after the seat's episode ended: next episode
 
 
 class MatchHost(Protocol):
@@ -73,6 +86,9 @@ class MatchSettings:
     keys: dict[str, Any]
     on_partner_drop: str
     fill_policy: str
+    grace_s: float = 15.0
+    stand_in: str = "idle"
+    reveal_ai: bool = False
 
 
 @dataclass
@@ -122,10 +138,13 @@ class MatchRoom:
         for seat in self.seats.values():
             seat.done = None
             seat.last_heard = now
+            seat.heard = False
             seat.started_at = started if seat.kind == HUMAN else None
             if seat.gone:
                 continue
-            if seat.kind == HUMAN:
+            if seat.rejoining:
+                self._return_to(seat)
+            if seat.kind == HUMAN and seat.absent_since is None:
                 self.host.send(seat, "match_start", self.start_payload(seat))
             else:
                 if seat.bot is not None:
@@ -136,7 +155,7 @@ class MatchRoom:
         s = self.settings
         return {
             "match": self.id, "episode": self.episode, "episodes": s.episodes, "seed": self.episode_seed,
-            "seat": seat.addr, "players": list(seat.players),
+            "seat": seat.addr, "gen": seat.gen, "players": list(seat.players),
             "peers": {a: list(o.players) for a, o in self.seats.items() if a != seat.addr},
             "game": s.game, "config": s.config, "fps": s.fps, "netcode": s.netcode, "keys": s.keys,
         }
@@ -231,6 +250,13 @@ class MatchRoom:
             if not (self.check_every and frame % self.check_every == 0):
                 raise ProtocolError(f"checksum of frame {frame}, which is not a check frame "
                                     f"(every {self.check_every}th)")
+        if packet["gen"] != sender.gen:
+            if packet["gen"] > sender.gen:
+                raise ProtocolError(f"holder generation {packet['gen']} of seat {sender.addr!r} was never given "
+                                    f"(it is {sender.gen})")
+            if sender.absent_since is not None:
+                self.rejoin(sender)   # a page that fell silent plays on: it takes its seat back, re-simulating
+            return   # a previous holder's packet, in flight when the seat changed hands
         inputs = packet["inputs"]
         limit = self.log.complete + MAX_AHEAD_SECONDS * self.settings.fps
         for player, (start, actions) in inputs.items():
@@ -246,6 +272,7 @@ class MatchRoom:
         except InconsistentInput as error:
             raise ProtocolError(str(error)) from None
         sender.last_heard = self.host.now()
+        sender.heard = True
         self._write_complete_frames()
         for frame, checksum in packet["checks"]:
             self._checksum(sender, frame, checksum)
@@ -341,32 +368,94 @@ class MatchRoom:
         self.recording.event("desync_settled", data, self.episode, frame)
         self.host.log_event(self, "desync_settled", data)
 
-    # ------------------------------------------------------------ drops
+    # ------------------------------------------------------------ drops and returns
+
+    def seat_absent(self, seat: Seat, why: str) -> None:
+        """A human seat's participant dropped (closed connection, silence, a second page): a stand-in
+        plays the seat while it is held for them (`grace_s`; with 0, `seat_lost` at once)."""
+        if seat.gone or seat.kind != HUMAN or self.ended:
+            return
+        if seat.absent_since is not None:
+            if seat.rejoining:   # came back for the next episode, and dropped again before it
+                seat.rejoining, seat.absent_since = False, self.host.now()
+            return
+        if self.settings.grace_s <= 0:
+            self.seat_lost(seat, why)
+            return
+        seat.absent_since, seat.rejoining, seat.policy = self.host.now(), False, self.settings.stand_in
+        frame = self._hand_over(seat, "stand_in", why)
+        seat.bot = self.host.start_bot(self, seat, self.log.snapshot())
+        self._tell_partners(seat, "absent", frame)
+
+    def rejoin(self, seat: Seat) -> None:
+        """The seat's participant is back (a new page, or one that fell silent): their page plays the seat
+        again from the next frame the server has not logged for it, after re-simulating the log."""
+        if seat.gone or seat.kind != HUMAN or self.ended:
+            raise ProtocolError("this match has no seat to take back")
+        if seat.done is not None:
+            seat.rejoining = True   # this episode is over for the seat: it is theirs from the next one
+            return
+        frame = self._return_to(seat)
+        seat.last_heard, seat.heard = self.host.now(), False
+        self.host.send(seat, "match_start", {**self.start_payload(seat),
+                                             "resume": {"frame": frame, "inputs": self.log.snapshot()}})
+        self._tell_partners(seat, "back", frame)
+
+    def _return_to(self, seat: Seat) -> int:
+        seat.absent_since, seat.rejoining, seat.policy = None, False, None
+        return self._hand_over(seat, "participant", "rejoined")
 
     def seat_lost(self, seat: Seat, why: str) -> None:
-        """A human seat disconnected or went silent: an AI takes it, or the match ends."""
+        """A human seat is given up (grace period over, or the page failed): an AI takes it, or the match ends."""
         if seat.gone or seat.kind != HUMAN or self.ended:
             return
         humans_left = [s for s in self.seats.values() if s.kind == HUMAN and not s.gone and s is not seat]
-        data = {"seat": seat.addr, "players": list(seat.players), "participant": seat.participant, "why": why}
+        seat.absent_since = None
         if self.settings.on_partner_drop == "ai" and humans_left:
-            seat.kind, seat.policy, seat.participant = AI, self.settings.fill_policy, None
+            seat.policy = self.settings.fill_policy
+            frame = self._hand_over(seat, "ai", why)
+            seat.kind, seat.participant = AI, None
             seat.bot = self.host.start_bot(self, seat, self.log.snapshot())
-            frame = min(len(self.log.actions[p]) for p in seat.players)
-            self.recording.event("seat_changed", {**data, "by": "ai"}, self.episode, frame)
-            self.host.log_event(self, "seat_changed", {**data, "by": "ai"})
-            for other in humans_left:
-                self.host.send(other, "seat_changed", {"match": self.id, "seat": seat.addr,
-                                                       "players": list(seat.players), "by": "ai", "frame": frame})
+            self._tell_partners(seat, "replaced", frame)
             return
+        self._hand_over(seat, "gone", why)
         seat.gone = True
-        self.recording.event("seat_changed", {**data, "by": "gone"}, self.episode)
-        self.host.log_event(self, "seat_changed", {**data, "by": "gone"})
         self.end("partner_dropped" if humans_left else "abandoned")
 
-    def check_silence(self, silent_after_s: float) -> None:
-        """Treat human seats that sent nothing for `silent_after_s` as lost."""
+    def _hand_over(self, seat: Seat, by: str, why: str) -> int:
+        """The seat changes holder (`by`: stand_in, participant, ai, gone): stop its bot, bump its holder
+        generation, record the segment. Returns the first frame the new holder plays."""
+        if seat.bot is not None:
+            seat.bot.stop()
+            seat.bot = None
+        seat.gen += 1
+        frame = min(len(self.log.actions[p]) for p in seat.players)
+        data = {"seat": seat.addr, "players": list(seat.players), "participant": seat.participant, "why": why,
+                "by": by, "policy": seat.policy if by in ("stand_in", "ai") else None, "gen": seat.gen}
+        self.recording.event("seat_changed", data, self.episode, frame)
+        self.host.log_event(self, "seat_changed", data)
+        return frame
+
+    def _tell_partners(self, seat: Seat, status: str, frame: int) -> None:
+        """Tell the other participants, neutrally: "absent", "back", or "replaced" (naming the AI only
+        when the scene reveals AI seats)."""
+        payload: dict[str, Any] = {"match": self.id, "seat": seat.addr, "players": list(seat.players),
+                                   "status": status, "frame": frame}
+        if status == "replaced" and self.settings.reveal_ai:
+            payload["by"] = "ai"
+        for other in self.seats.values():
+            if other is not seat and other.kind == HUMAN and not other.gone and other.absent_since is None:
+                self.host.send(other, "seat_changed", payload)
+
+    def check_seats(self, absent_after_s: float, silent_after_s: float) -> None:
+        """Hold the seats of participants who fell silent (`absent_after_s` once they sent a packet this
+        episode, else `silent_after_s`); give up seats held longer than the grace period."""
         now = self.host.now()
         for seat in list(self.seats.values()):
-            if seat.kind == HUMAN and not seat.gone and seat.done is None and now - seat.last_heard > silent_after_s:
-                self.seat_lost(seat, "silent")
+            if seat.kind != HUMAN or seat.gone:
+                continue
+            if seat.absent_since is not None:
+                if not seat.rejoining and now - seat.absent_since > self.settings.grace_s:
+                    self.seat_lost(seat, "grace_expired")
+            elif seat.done is None and now - seat.last_heard > (absent_after_s if seat.heard else silent_after_s):
+                self.seat_absent(seat, "silent")

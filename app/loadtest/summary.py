@@ -6,7 +6,8 @@ other one is `failed`, with its reason. A completed participant fails too when i
 a desync, when one of its matches ended in `error` (`match_errors`), or when the server
 gave its own seat to an AI and moved it on (`seats_taken_over`). `disconnects` counts
 Socket.IO connections the server or the network closed on a participant; partners
-replaced by an AI are `partner_drops` (expected when partners drop on purpose).
+whose seats dropped (held for them, or given to an AI) are `partner_drops` (expected when
+partners drop on purpose).
 """
 from __future__ import annotations
 
@@ -111,8 +112,8 @@ def summarise(url: str, results: Sequence[ParticipantResult], wall: float,
         "match_errors": counts["match_errors"],
         "seats_taken_over": counts["seats_taken_over"],
         "disconnects": counts["disconnects"],
-        "partner_drops": len(seat_changes),
-        "partner_drops_by": _count(str(d.get("by")) for d in seat_changes),
+        "partner_drops": len({(d.get("match"), d.get("seat")) for d in seat_changes}),
+        "partner_drops_by": _count(str(d.get("by") or d.get("status")) for d in seat_changes),
         "errors": sum(len(r.errors) for r in results),
         "error_reasons": _count(f"{e.get('event')}: {e.get('reason')}" for r in results for e in r.errors),
         "frames": frames,

@@ -31,6 +31,7 @@ import socketio
 from app.participant.answers import Policy, PolicyFn, generate_answers
 from app.participant.socket_client import OrderedClient, PacketRouter, split_url
 from app.participant.link import ShapedLink
+from game.env import default_action_for
 from game.loader import LoadError, load_class
 from game.rng import Rng
 from netcode.client import MatchClient
@@ -72,6 +73,7 @@ class ParticipantResult:
     first_frame_seconds: list[float] = field(default_factory=list)   # `match_start` to frame 1, per episode
     total_seconds: float = 0.0
     reloads: int = 0
+    rejoins: list[int | None] = field(default_factory=list)          # frames the server resumed this seat at
     resumed_scenes: list[int] = field(default_factory=list)          # scene indexes the server resent after a reload
     dropped: bool = False
     relay_rtt_ms: list[float] = field(default_factory=list)          # netcode ping through the relay, sampled
@@ -131,6 +133,8 @@ class HeadlessParticipant:
     on_event        on_event(name, payload) for every server event but `packet` (on the run thread)
     drop_at_frame   disconnect abruptly once a match reaches this frame (the run ends, `dropped`)
     reload_at_scene disconnect and reconnect with the same cookie on first entering this scene index
+    rejoin_at_frame vanish once a match reaches this frame (the first time), come back `rejoin_after_s`
+                    later with the same cookie and take the seat back (the server resumes the match)
     link            a ShapedLink that delays, drops, duplicates and reorders netcode packets both ways
                     (app/participant/link.py); scene events are not shaped
     """
@@ -145,6 +149,8 @@ class HeadlessParticipant:
         on_event: EventCallback | None = None,
         drop_at_frame: int | None = None,
         reload_at_scene: int | None = None,
+        rejoin_at_frame: int | None = None,
+        rejoin_after_s: float = 2.0,
         connect_timeout: float = 10.0,
         transports: Sequence[str] = ("websocket",),
         link: ShapedLink | None = None,
@@ -160,6 +166,8 @@ class HeadlessParticipant:
         self.on_event = on_event
         self.drop_at_frame = drop_at_frame
         self.reload_at_scene = reload_at_scene
+        self.rejoin_at_frame = rejoin_at_frame
+        self.rejoin_after_s = rejoin_after_s
         self.connect_timeout = connect_timeout
         self.transports = list(transports)
         self.link = link
@@ -422,9 +430,10 @@ class HeadlessParticipant:
         if not isinstance(match, str) or not isinstance(episode, int):
             raise _Finished("error: malformed match_start")
         current = self._episode
-        if current is not None and (current.client.match, current.client.episode) == (match, episode):
+        resume = payload.get("resume")
+        if current is not None and (current.client.match, current.client.episode) == (match, episode) and not resume:
             return  # resent after a reconnect: our session carries on
-        self._close_episode("next episode")
+        self._close_episode("taken back" if resume else "next episode")
         game = payload.get("game")
         if self._bundle_games is not None and game not in self._bundle_games:
             raise _Finished(f"error: match_start names game {game!r}, which the bundle cannot start")
@@ -438,7 +447,10 @@ class HeadlessParticipant:
                       "players": list(payload.get("players") or []), "episodes": 0, "reason": None, "message": None}
             self._matches[match] = record
             self.result.matches.append(record)
-        record["episodes"] += 1
+        if isinstance(resume, dict):
+            self.result.rejoins.append(resume.get("frame"))
+        else:
+            record["episodes"] += 1
         try:
             self._episode = self._start_episode(payload, now)
         except (LoadError, NetcodeError, TypeError, ValueError, KeyError) as error:
@@ -448,6 +460,7 @@ class HeadlessParticipant:
 
     def _start_episode(self, payload: dict[str, Any], now: float) -> _Episode:
         client = MatchClient(payload, load_class(payload["game"]), clock=lambda: time.monotonic() * 1000.0)
+        client.catch_up({p: default_action_for(client.env, p) for p in client.players})   # a seat taken back
         self._router.attach(client)
         policy = Policy(self.policy, client.env, client.players, self.rng.randbelow(1 << 31))
         return _Episode(client, policy, started=now, schedule=FixedStep(client.config.frame_ms / 1000.0, now))
@@ -476,6 +489,13 @@ class HeadlessParticipant:
                 self.result.dropped = True
                 self._drop()
                 raise _Finished(f"dropped at frame {frame}")
+            if not ep.reported and self.rejoin_at_frame is not None and frame >= self.rejoin_at_frame:
+                self.rejoin_at_frame = None
+                self._drop()
+                self._close_episode("vanished")
+                time.sleep(self.rejoin_after_s)
+                self._connect()   # the server resends the match scene; `ready` takes the seat back
+                return
             if not ep.reported and client.done is not None:
                 self._finish_episode(ep)
 
@@ -547,7 +567,8 @@ class HeadlessParticipant:
         match, frame, by = payload.get("match"), payload.get("frame"), payload.get("by")
         players = [p for p in payload.get("players") or [] if isinstance(p, str)]
         self.result.disconnects.append({"source": "server", "match": match, "seat": payload.get("seat"),
-                                        "players": players, "by": by, "frame": frame})
+                                        "players": players, "status": payload.get("status"), "by": by,
+                                        "frame": frame})
 
     def _on_match_end(self, payload: dict[str, Any]) -> None:
         match = payload.get("match")
