@@ -148,8 +148,8 @@ def _play_episode(match: _Match, episode: int, seed: int, offset: int, limit: in
             config, owned, {f"peer{j}{suffix}": match.owners[j] for j in range(peers) if j != i},
             match.network.endpoint(addr), clock, keep_confirmed_log=True,
         )
-        on_requests = match.on_requests
-        hook = (lambda requests, i=i, s=session: on_requests(i, s, requests)) if on_requests else None
+        hook = (lambda requests, i=i, s=session, f=match.on_requests: f(i, s, requests)) if match.on_requests \
+            else None
         runner = EpisodeRunner(session, env, observations, capacity=config.max_prediction + 4, on_requests=hook)
         tick_ms = config.frame_ms * (1 + 0.004 * (2 * match.rng.random() - 1))
         sim_peers.append(_Peer(i, addr, owned, session, runner, tick_ms, clock.now_ms + 3 * config.frame_ms *
