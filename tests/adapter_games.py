@@ -54,6 +54,7 @@ class Race(ParallelEnv):
 
     def __init__(self, max_cycles: int = 60) -> None:
         self.possible_agents = ["red", "blue"]
+        self.render_mode = None
         self.max_cycles = max_cycles
         self.agents: list[str] = []
         self.position = np.zeros(2, dtype=np.int64)

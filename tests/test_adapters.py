@@ -170,3 +170,12 @@ def test_adapters_stay_lazy() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                           cwd=Path(__file__).resolve().parents[1])
     assert done.stdout.strip() == "[]"
+
+
+def test_an_aec_only_pettingzoo_module_is_converted() -> None:
+    cls = load_class("pettingzoo:tests.adapter_games_aec")
+    assert cls(None).players == ("red", "blue")
+    report = check_env(cls, {"max_cycles": 30}, frames=150, seed=2)
+    assert report.episodes >= 5
+    simulated = run_sim_match(lambda _peer: cls({"max_cycles": 30}), peers=2, profile="wifi", frames=300, seed=2)
+    assert simulated.converged, simulated.reason
