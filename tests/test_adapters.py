@@ -179,3 +179,10 @@ def test_an_aec_only_pettingzoo_module_is_converted() -> None:
     assert report.episodes >= 5
     simulated = run_sim_match(lambda _peer: cls({"max_cycles": 30}), peers=2, profile="wifi", frames=300, seed=2)
     assert simulated.converged, simulated.reason
+
+
+def test_check_env_pyodide_refuses_adapter_specs_clearly(
+    coplay: Callable[..., int], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert coplay(["check-env", GYM, "--runtime", "pyodide"]) == 2
+    assert "--runtime pyodide does not take adapter specs yet (gymnasium:CartPole-v1)" in capsys.readouterr().err

@@ -23,7 +23,7 @@ import tempfile
 import traceback
 from pathlib import Path
 
-from game.loader import LoadError, load_class, parse_config
+from game.loader import ADAPTERS, LoadError, load_class, parse_config
 from app.pyodide.node import PyodideError, PyodideNode, PyodideUnavailable
 from game.checker import CheckReport, EnvCheckError, check_env
 from game.trajectory import checker_hashes, first_divergence
@@ -58,6 +58,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.runtime == "pyodide" and args.spec.partition(":")[0] in ADAPTERS:
+        print(f"check-env: --runtime pyodide does not take adapter specs yet ({args.spec}): adapter games run "
+              "in CPython only (server bots, headless participants, simulate, replay)", file=sys.stderr)
+        return 2
     env_class = load_class(args.spec)
     config = parse_config(args.config)
     try:
