@@ -1,7 +1,7 @@
 """`gymnasium:ENV_ID`: a registered single-agent Gymnasium env, e.g. `gymnasium:CartPole-v1`.
 
-The match config is passed to `gymnasium.make(ENV_ID, **config)` (the env checker is off
-unless `disable_env_checker` is given), except `default_action`, which the adapter keeps: the
+The match config is passed to `gymnasium.make(ENV_ID, **config)` (Gymnasium's env checker is off
+unless the config sets `disable_env_checker=False`), except `default_action`, which the adapter keeps: the
 action of "no key pressed" (default: Discrete's first value, Box's value nearest 0).
 
 - One player, "player". Action spaces Discrete, Box (finite bounds; per-item bounds become the
