@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from game.checks import EnvCheckError, check_jsonable, check_reset_result, check_step_result
 from game.hashing import state_hash
-from game.snapshot import PickleSnapshots
+from game.snapshot import DeepSnapshots
 
 _RANDOM_HINT = (
     "Games must not call random.random(), random.randint(), random.seed() and the like; "
@@ -65,8 +65,8 @@ def construct(env_class: type, config: dict | None) -> Any:
 class Record:
     """What the checker compares between two runs at one frame."""
 
-    state: Any  # get_state(); None under the pickle fallback, whose pickles are not comparable
-    outcome: dict  # observations, rewards, terminated, truncated (and reset_observations)
+    state: Any  # get_state()
+    outcome: dict  # observations, rewards, terminated, truncated (and reset_observations, last_frame_state)
     digest: str
 
 
@@ -74,14 +74,15 @@ class Run:
     """Plays one env instance through the checker's inputs, validating every result.
 
     `frame` counts the steps taken; when an episode ends the env is reset at once with
-    seed + episode, so a snapshot is (state, frame, episode).
+    seed + episode, so a snapshot is (state, frame, episode). The state at an episode's last
+    frame (before that reset) goes into the outcome, so the checks compare it too.
     """
 
     def __init__(self, env: Any, inputs: list[dict[str, Any]], seed: int) -> None:
         self.env = env
         self.inputs = inputs
         self.seed = seed
-        self.native = not isinstance(env, PickleSnapshots)
+        self.generic = isinstance(env, DeepSnapshots)
         self.frame = 0
         self.episode = 0
         self.episodes = 0
@@ -108,6 +109,7 @@ class Run:
         check_step_result(self.env, result, self.frame)
         self.outcome = {key: result[key] for key in ("observations", "rewards", "terminated", "truncated")}
         if result["terminated"] or result["truncated"]:
+            self.outcome["last_frame_state"] = self.get_state()
             self.episode += 1
             self.reset()
 
@@ -117,7 +119,7 @@ class Run:
         return state
 
     def record(self) -> Record:
-        state = self.get_state() if self.native else None
+        state = self.get_state()
         outcome = copy.deepcopy(self.outcome)  # the game may reuse the objects it returned
         return Record(state, outcome, state_hash([state, outcome]))
 

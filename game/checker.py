@@ -23,9 +23,11 @@ Every call into the game also checks that it leaves the global `random` module a
 (`global_random`); an exception raised by the game becomes `env_raised`, with the
 original exception as `__cause__`. Episodes that end early restart with seed + episode.
 
-Games without get_state/set_state are checked through the pickle fallback
-(game/snapshot.py); the report says so. States are compared with `state_hash`, and
-the observations, rewards and end flags of every frame are compared too.
+Games without get_state/set_state are checked through the generic snapshot
+(game/snapshot.py); the report says so, and a game even that cannot copy fails at once
+with `not_snapshottable`. States are compared with `state_hash`, and the observations,
+rewards and end flags of every frame are compared too, as is the full state at the last
+frame of every episode (before the reset that starts the next one).
 """
 from __future__ import annotations
 
@@ -48,7 +50,7 @@ from game.env import action_space_for, default_action_for
 from game.hashing import state_hash
 from game.render import why_not_primitives
 from game.rng import Rng
-from game.snapshot import PickleSnapshots, with_snapshots
+from game.snapshot import DeepSnapshots, SnapshotError, with_snapshots
 
 __all__ = ["CheckReport", "EnvCheckError", "check_env", "sample_inputs", "trajectory_checksums"]
 
@@ -64,7 +66,7 @@ class CheckReport:
     frames: int
     seed: int
     episodes: int
-    pickle_fallback: bool
+    generic_snapshot: bool
     step_us: float
     get_state_us: float
     state_hash_us: float
@@ -87,6 +89,8 @@ def check_env(env_class: type, config: dict | None = None, frames: int = 300, se
 
     def make() -> Any:
         return with_snapshots(construct(env_class, config))
+
+    _check_snapshottable(make(), seed)
 
     inputs = sample_inputs(probe, frames, seed)
     report = _check_results(make(), inputs, seed)
@@ -130,6 +134,20 @@ def trajectory_checksums(env_class: type, config: dict | None = None, frames: in
 # ---------------------------------------------------------------- the checks
 
 
+def _check_snapshottable(env: Any, seed: int) -> None:
+    """A game without get_state/set_state must be one the generic snapshot can copy."""
+    if not isinstance(env, DeepSnapshots):
+        return
+    call(f"reset({seed})", env.reset, seed)
+    try:
+        env.get_state()
+    except SnapshotError as exc:
+        raise EnvCheckError(
+            "not_snapshottable",
+            f"{_name(env)} has no get_state/set_state, and the generic snapshot cannot copy it: {exc}",
+        ) from None
+
+
 def _check_results(env: Any, inputs: list[dict[str, Any]], seed: int) -> CheckReport:
     """Play the inputs once, validating every result and render(), and time the snapshot calls."""
     run = Run(env, inputs, seed)
@@ -152,7 +170,7 @@ def _check_results(env: Any, inputs: list[dict[str, Any]], seed: int) -> CheckRe
         frames=frames,
         seed=seed,
         episodes=run.episodes,
-        pickle_fallback=not run.native,
+        generic_snapshot=run.generic,
         step_us=run.step_seconds / frames * 1e6,
         get_state_us=get_state_seconds / frames * 1e6,
         state_hash_us=hash_seconds / frames * 1e6,
@@ -164,14 +182,14 @@ def _check_render(run: Run) -> None:
     render = getattr(run.env, "render", None)
     if render is None:
         return
-    before = run.record() if run.native else None
+    before = run.record()
     primitives = call(f"render() at frame {run.frame}", render)
     reason = why_not_primitives(primitives)
     if reason:
         raise EnvCheckError(
             "bad_render", f"{reason} (at frame {run.frame}). See game/render.py for the primitives and their fields."
         )
-    if before is not None and compare(before, run.record()):
+    if compare(before, run.record()):
         raise EnvCheckError(
             "render_changes_state",
             f"render() at frame {run.frame} changed get_state(). render() must only read the game: "
@@ -286,4 +304,4 @@ def _check_rollback(env: Any, inputs: list[dict[str, Any]], seed: int) -> None:
 
 
 def _name(env: Any) -> str:
-    return type(env.unwrapped if isinstance(env, PickleSnapshots) else env).__name__
+    return type(env.unwrapped if isinstance(env, DeepSnapshots) else env).__name__

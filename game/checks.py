@@ -67,7 +67,7 @@ def check_methods(env_class: type) -> None:
         raise EnvCheckError(
             "missing_member",
             f"{name} has {present}() but no {absent}(). Implement both, or neither to use the "
-            f"(much slower) pickle fallback of game/snapshot.py.",
+            f"(slower) generic snapshot of game/snapshot.py.",
         )
 
 

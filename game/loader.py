@@ -8,6 +8,8 @@ Spec forms (the same strings everywhere: check-env, simulate, replay --game, `Ma
   imported as module `coplay_user_<stem>`.
 - `package.module:Class`: the class from an importable module (`import_class`, which is also
   what the browser worker calls with the bundle's `games` entry).
+- `seeds:FILE.py:Class`, `seeds:module:Class`, `gymnasium:ENV_ID`, `pettingzoo:MODULE`: a game
+  written to another contract, wrapped by its adapter in game/adapters/ (see `ADAPTERS`).
 - A recording's stored source: `class_from_source(source, spec)` runs the exact text recorded.
 
 Loaded classes are cached, thread-safely: a game imports once per process, however many
@@ -33,10 +35,24 @@ from game.errors import CoplayError
 USER_MODULE_PREFIX = "coplay_user_"          # module name of an imported FILE.py
 RECORDED_MODULE_PREFIX = "coplay_recorded_"  # module name of a recording's stored source
 
+
+
+def _adapter(module: str) -> Callable[[str], type]:
+    """The `adapt` of game/adapters/<module>.py, imported on first use (it imports its library lazily)."""
+    def adapt(rest: str) -> type:
+        adapted: type = importlib.import_module(f"game.adapters.{module}").adapt(rest)
+        return adapted
+    return adapt
+
+
 # Adapter specs ("seeds:FILE.py:Class", "gymnasium:ENV_ID", "pettingzoo:MODULE") plug in here:
 # the prefix before the first ":" -> a function from the rest of the spec to a class that follows
 # the Environment contract. A spec whose prefix is not listed is a plain FILE.py / module spec.
-ADAPTERS: dict[str, Callable[[str], type]] = {}
+ADAPTERS: dict[str, Callable[[str], type]] = {
+    "seeds": _adapter("seeds"),
+    "gymnasium": _adapter("gymnasium_env"),
+    "pettingzoo": _adapter("pettingzoo_env"),
+}
 
 _cache: dict[str, tuple[type, types.ModuleType | None]] = {}   # key -> (class, the FILE.py module it came from)
 _lock = threading.RLock()   # reentrant: an adapter may load the spec it wraps
@@ -53,6 +69,9 @@ def absolute_spec(spec: str | type, base_dir: str | None = None) -> str:
     """The spec with a relative FILE.py joined to `base_dir`; a class becomes `module:qualname`."""
     if isinstance(spec, type):
         return f"{spec.__module__}:{spec.__qualname__}"
+    prefix, sep, rest = spec.partition(":")
+    if sep and prefix in ADAPTERS:   # an adapter whose rest is itself a spec (seeds:FILE.py:Class)
+        return f"{prefix}:{absolute_spec(rest, base_dir)}" if ":" in rest else spec
     target, _, name = spec.rpartition(":")
     if target.endswith(".py") and base_dir and not os.path.isabs(target):
         target = os.path.join(base_dir, target)
@@ -64,7 +83,8 @@ def load_class(spec: str, base_dir: str | None = None) -> type:
     prefix, sep, rest = spec.partition(":")
     adapter = ADAPTERS.get(prefix) if sep else None
     if adapter is not None:
-        return _cached(spec, lambda: (adapter(rest), None))
+        rest = absolute_spec(rest, base_dir) if ":" in rest else rest
+        return _cached(f"{prefix}:{rest}", lambda: (adapter(rest), None))
     target, sep, class_name = spec.rpartition(":")
     if not sep or not target or not class_name:
         raise LoadError(f"{spec!r} is not of the form FILE.py:Class or package.module:Class")

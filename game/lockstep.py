@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from game.hashing import state_hash
+from game.snapshot import with_snapshots
 
 # One frame's inputs: an action per player in `players` order, or {player: action}.
 FrameInputs = Sequence[Any] | dict[str, Any]
@@ -28,13 +29,13 @@ class Lockstep:
 
     def __init__(self, env: Any, seed: int, players: Sequence[str], inputs: Sequence[FrameInputs],
                  length: int | None = None) -> None:
-        self.env = env
+        self.env = with_snapshots(env)   # an env without get_state gets the generic snapshot
         self.players = tuple(players)
         self.inputs = inputs
         self.length = len(inputs) if length is None else min(length, len(inputs))
         self.frame = 0
         self.result: Any = None                  # what the last step returned (None before the first)
-        self._reset_observations = env.reset(seed)
+        self._reset_observations = self.env.reset(seed)
 
     @property
     def done(self) -> bool:

@@ -2,10 +2,13 @@
 
 Each peer has its own env, P2P session and executor; each ticks on its own schedule
 (start offset and slight clock drift) on one virtual clock. Inputs come from seeded
-`RandomPolicy`s (a player holds an action for a while, as people do). At the end
-the confirmed inputs are replayed in plain lockstep on a fresh env: the run has
-converged when every peer confirmed the same inputs and every checksum a peer
-confirmed equals the lockstep checksum of that frame.
+`RandomPolicy`s (a player holds an action for a while, as people do). The match is
+played episode by episode, as served matches are: an episode ends where the game says
+(terminated or truncated; no peer steps past it) and the next starts on fresh envs
+reset with seed + episode, until `frames` frames have been played. After each episode
+the confirmed inputs are replayed in plain lockstep on a fresh env: the run has converged
+when every peer confirmed the same inputs and every checksum a peer confirmed equals the
+lockstep checksum of that frame. One peer (a 1-player game) is fine.
 """
 from __future__ import annotations
 
@@ -16,10 +19,10 @@ from game.lockstep import Lockstep, checksums
 from game.policies import RandomPolicy
 from game.rng import Rng
 from netcode.config import SessionConfig
+from netcode.episode import EpisodeRunner
 from netcode.events import DesyncDetected, Disconnected, WaitRecommendation
 from netcode.p2p import P2PSession
 from netcode.requests import Request
-from netcode.runner import SessionRunner
 from netcode.sim import SimNetwork, VirtualClock, get_profile
 from netcode.stats import SessionStats
 
@@ -44,6 +47,7 @@ class SimReport:
     checked_frames: int
     disconnects: int
     virtual_seconds: float
+    episodes: int = 1
     desync_events: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -56,13 +60,33 @@ class _Peer:
     addr: str
     players: tuple[str, ...]
     session: P2PSession
-    runner: SessionRunner
+    runner: EpisodeRunner
     tick_ms: float
     next_tick: float
     alive: bool = True
     skip: int = 0
     log: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     checksums: dict[int, str] = field(default_factory=dict)
+
+
+@dataclass
+class _Match:
+    """What lasts across the episodes of one simulated match."""
+
+    make_env: EnvFactory
+    config: SessionConfig
+    owners: dict[int, tuple[str, ...]]
+    network: SimNetwork
+    clock: VirtualClock
+    rng: Rng
+    policies: dict[str, RandomPolicy]
+    drop: dict[int, int]
+    on_requests: Callable[[int, P2PSession, list[Request]], None] | None
+    alive: dict[int, bool]
+    stats: SessionStats = field(default_factory=SessionStats)
+    desync_events: list[dict[str, Any]] = field(default_factory=list)
+    disconnects: int = 0
+    checked: int = 0
 
 
 def run_sim_match(
@@ -79,37 +103,62 @@ def run_sim_match(
     """Play `frames` frames with `peers` peers; `drop` maps a peer index to the frame it vanishes at."""
     reference = make_env(-1)
     players = tuple(reference.players)
-    if not 2 <= peers <= len(players):
-        raise ValueError(f"this game has {len(players)} players, so peers must be between 2 and {len(players)}, got {peers}")
+    if not 1 <= peers <= len(players):
+        raise ValueError(f"this game has {len(players)} player(s), so peers must be between 1 and {len(players)}, "
+                         f"got {peers}")
     config = SessionConfig.for_env(reference, **(settings or {}))
     clock = VirtualClock()
-    network = SimNetwork(get_profile(profile), seed, clock)
-    rng = Rng(seed ^ 0x5EED)
-    owners = {i: players[i::peers] for i in range(peers)}
-    inputs = {p: RandomPolicy() for p in players}
+    policies = {p: RandomPolicy() for p in players}
     for k, player in enumerate(players):
-        inputs[player].setup(player, config.action_spaces[player], seed * 7919 + k)
+        policies[player].setup(player, config.action_spaces[player], seed * 7919 + k)
+    match = _Match(make_env, config, {i: players[i::peers] for i in range(peers)},
+                   SimNetwork(get_profile(profile), seed, clock), clock, Rng(seed ^ 0x5EED), policies, drop or {},
+                   on_requests, {i: True for i in range(peers)})
+    played, episode, reason = 0, 0, ""
+    while played < frames and not reason:
+        length, reason = _play_episode(match, episode, seed + episode, played, frames - played)
+        played += length
+        episode += 1
+    if not reason and match.desync_events:
+        reason = f"{len(match.desync_events)} desync events"
+    totals = match.stats
+    return SimReport(
+        converged=not reason, reason=reason or "ok", frames=played, peers=peers, profile=profile, seed=seed,
+        rollbacks=totals.rollbacks,
+        rollbacks_per_100_frames=round(100 * totals.rollbacks / max(1, played * peers), 2),
+        max_rollback_depth=max(totals.depth_counts, default=0), p99_rollback_depth=totals.depth_percentile(0.99),
+        stalls=totals.stalls, desyncs=totals.desyncs, bad_packets=totals.bad_packets, checked_frames=match.checked,
+        disconnects=match.disconnects, virtual_seconds=round(clock.now_ms / 1000, 3), episodes=episode,
+        desync_events=match.desync_events,
+    )
+
+
+def _play_episode(match: _Match, episode: int, seed: int, offset: int, limit: int) -> tuple[int, str]:
+    """Play one episode of at most `limit` frames; (its length, a reason it did not converge or "")."""
+    config, clock, peers = match.config, match.clock, len(match.owners)
+    # Each episode's sessions get addresses of their own: packets of an earlier episode still
+    # in flight must not reach them (served matches tag packets with the episode likewise).
+    suffix = f"/{episode}" if episode else ""
     sim_peers = []
-    for i in range(peers):
-        env = make_env(i)
-        env.reset(seed)
-        addr = f"peer{i}"
+    for i, owned in match.owners.items():
+        env = match.make_env(i)
+        observations = env.reset(seed)
+        addr = f"peer{i}{suffix}"
         session = P2PSession(
-            config, owners[i], {f"peer{j}": owners[j] for j in range(peers) if j != i},
-            network.endpoint(addr), clock, keep_confirmed_log=True,
+            config, owned, {f"peer{j}{suffix}": match.owners[j] for j in range(peers) if j != i},
+            match.network.endpoint(addr), clock, keep_confirmed_log=True,
         )
-        hook = (lambda requests, i=i, s=session: on_requests(i, s, requests)) if on_requests else None
-        runner = SessionRunner(session, env, capacity=config.max_prediction + 4, on_requests=hook)
-        tick_ms = config.frame_ms * (1 + 0.004 * (2 * rng.random() - 1))
-        sim_peers.append(_Peer(i, addr, owners[i], session, runner, tick_ms, next_tick=3 * config.frame_ms * rng.random()))
-    drop = drop or {}
-    desync_events: list[dict[str, Any]] = []
-    disconnects = 0
-    limit_ms = frames * config.frame_ms * 20 + 20_000
+        hook = (lambda requests, i=i, s=session, f=match.on_requests: f(i, s, requests)) if match.on_requests \
+            else None
+        runner = EpisodeRunner(session, env, observations, capacity=config.max_prediction + 4, on_requests=hook)
+        tick_ms = config.frame_ms * (1 + 0.004 * (2 * match.rng.random() - 1))
+        sim_peers.append(_Peer(i, addr, owned, session, runner, tick_ms, clock.now_ms + 3 * config.frame_ms *
+                               match.rng.random(), alive=match.alive[i]))
+    limit_ms = clock.now_ms + limit * config.frame_ms * 20 + 20_000
 
     def finished() -> bool:
-        live = [p for p in sim_peers if p.alive]
-        return all(p.session.current_frame >= frames and p.session.confirmed_frame >= frames - 1 for p in live)
+        return all(p.runner.done or (p.session.current_frame >= limit and p.session.confirmed_frame >= limit - 1)
+                   for p in sim_peers if p.alive)
 
     while not finished():
         peer = min((p for p in sim_peers if p.alive), key=lambda p: (p.next_tick, p.index))
@@ -117,32 +166,46 @@ def run_sim_match(
             break
         clock.advance_to(peer.next_tick)
         peer.next_tick += peer.tick_ms
-        if peer.index in drop and peer.session.current_frame >= drop[peer.index]:
-            network.mute(peer.addr)
-            peer.alive = False
+        if peer.index in match.drop and offset + peer.session.current_frame >= match.drop[peer.index]:
+            match.network.mute(peer.addr)
+            peer.alive = match.alive[peer.index] = False
             continue
-        peer.session.poll()
         if peer.skip:
             peer.skip -= 1
+            peer.session.poll()
         else:
-            peer.runner.tick({p: inputs[p].act(None) for p in peer.players})
+            peer.runner.tick({p: match.policies[p].act(None) for p in peer.players})
         for event in peer.session.events():
             if isinstance(event, WaitRecommendation):
                 peer.skip += event.skip_frames
             elif isinstance(event, DesyncDetected):
-                desync_events.append({"reporter": peer.addr, **asdict(event)})
+                match.desync_events.append({"reporter": peer.addr, **asdict(event)})
             elif isinstance(event, Disconnected):
-                disconnects += 1
+                match.disconnects += 1
         if peer.session.current_frame % 32 == 0:
             _collect(peer)
-
     for peer in sim_peers:
         _collect(peer)
+        _add_stats(match.stats, peer.session.stats)
+    live = [p for p in sim_peers if p.alive]
+    if not live:
+        return limit, "every peer dropped"
+    ends = {p.session.end_frame for p in live}
+    length = min(limit, live[0].session.end_frame or limit)
+    if not finished():
+        return length, f"timed out before every peer confirmed {length} frames"
+    if len(ends) > 1:
+        return length, f"the peers saw the episode end at different frames {sorted(map(str, ends))}"
+    return length, _check_convergence(match, live, seed, length)
 
-    return _report(
-        sim_peers, reference, seed, config, frames, profile, desync_events, disconnects, clock.now_ms,
-        timed_out=not finished(),
-    )
+
+def _add_stats(totals: SessionStats, stats: SessionStats) -> None:
+    totals.rollbacks += stats.rollbacks
+    totals.stalls += stats.stalls
+    totals.desyncs += stats.desyncs
+    totals.bad_packets += stats.bad_packets
+    for depth, count in stats.depth_counts.items():
+        totals.depth_counts[depth] = totals.depth_counts.get(depth, 0) + count
 
 
 def _collect(peer: _Peer) -> None:
@@ -151,55 +214,27 @@ def _collect(peer: _Peer) -> None:
     peer.log += peer.session.drain_confirmed()
 
 
-def _report(
-    sim_peers: list[_Peer], reference: Any, seed: int, config: SessionConfig, frames: int, profile: str,
-    desync_events: list[dict[str, Any]], disconnects: int, now_ms: float, timed_out: bool,
-) -> SimReport:
-    live = [p for p in sim_peers if p.alive]
-    totals = SessionStats()
-    for peer in sim_peers:
-        stats = peer.session.stats
-        totals.rollbacks += stats.rollbacks
-        totals.stalls += stats.stalls
-        totals.desyncs += stats.desyncs
-        totals.bad_packets += stats.bad_packets
-        for depth, count in stats.depth_counts.items():
-            totals.depth_counts[depth] = totals.depth_counts.get(depth, 0) + count
-    reason, checked = _check_convergence(live, reference, seed, config, frames, timed_out)
-    if not reason and desync_events:
-        reason = f"{len(desync_events)} desync events"
-    return SimReport(
-        converged=not reason, reason=reason or "ok", frames=frames, peers=len(sim_peers), profile=profile, seed=seed,
-        rollbacks=totals.rollbacks,
-        rollbacks_per_100_frames=round(100 * totals.rollbacks / max(1, frames * len(sim_peers)), 2),
-        max_rollback_depth=max(totals.depth_counts, default=0), p99_rollback_depth=totals.depth_percentile(0.99),
-        stalls=totals.stalls, desyncs=totals.desyncs, bad_packets=totals.bad_packets, checked_frames=checked,
-        disconnects=disconnects, virtual_seconds=round(now_ms / 1000, 3), desync_events=desync_events,
-    )
-
-
-def _check_convergence(
-    live: list[_Peer], reference: Any, seed: int, config: SessionConfig, frames: int, timed_out: bool,
-) -> tuple[str, int]:
-    """A reason the run did not converge ("" if it did) and how many checksums were compared."""
-    if timed_out:
-        return f"timed out before every peer confirmed {frames} frames", 0
-    short = [p.addr for p in live if len(p.log) < frames]
+def _check_convergence(match: _Match, live: list[_Peer], seed: int, length: int) -> str:
+    """A reason the episode did not converge ("" if it did); counts the compared checksums in `match`."""
+    short = [p.addr for p in live if len(p.log) < length]
     if short:
-        return f"{short} confirmed fewer than {frames} frames", 0
-    truth_inputs = [inputs for _, inputs in live[0].log[:frames]]
+        return f"{short} confirmed fewer than {length} frames"
+    truth_inputs = [inputs for _, inputs in live[0].log[:length]]
     for peer in live[1:]:
-        if [inputs for _, inputs in peer.log[:frames]] != truth_inputs:
-            return f"{peer.addr} confirmed different inputs than {live[0].addr}", 0
-    lockstep = Lockstep(reference, seed, config.players, truth_inputs)
-    truth = checksums(lockstep, at=lambda frame: frame < frames and config.is_check_frame(frame))
+        if [inputs for _, inputs in peer.log[:length]] != truth_inputs:
+            return f"{peer.addr} confirmed different inputs than {live[0].addr}"
+    config = match.config
+    lockstep = Lockstep(match.make_env(-1), seed, config.players, truth_inputs)
+    truth = checksums(lockstep, at=lambda frame: frame < length and config.is_check_frame(frame))
     checked = 0
     for peer in live:
         for frame, checksum in peer.checksums.items():
             if frame in truth:
                 checked += 1
                 if checksum != truth[frame]:
-                    return f"{peer.addr} confirmed checksum {checksum} at frame {frame}, lockstep gives {truth[frame]}", checked
+                    match.checked += checked
+                    return f"{peer.addr} confirmed checksum {checksum} at frame {frame}, lockstep gives {truth[frame]}"
+    match.checked += checked
     if truth and checked < len(live):
-        return "no confirmed checksums were compared", checked
-    return "", checked
+        return "no confirmed checksums were compared"
+    return ""

@@ -105,14 +105,14 @@ def test_cli_passing_game(coplay: Callable[..., int], tmp_path: Path, capsys: py
     assert "  hash seed:  same trajectory with PYTHONHASHSEED=1 and 2\n" in out
 
 
-def test_cli_reports_the_pickle_fallback(
+def test_cli_reports_the_generic_snapshot(
     coplay: Callable[..., int], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "no_snapshots.py"
     path.write_text(textwrap.dedent(TOY_FILE) + "\ndel Toy.get_state, Toy.set_state\n")
     assert coplay(["check-env", f"{path}:Toy", "--frames", "30", "--no-hash-seed-check"]) == 0
     out = capsys.readouterr().out
-    assert "  snapshots:  pickle fallback (no get_state/set_state): much slower" in out
+    assert "  snapshots:  generic snapshot (no get_state/set_state): slower than your own get_state" in out
     assert "hash seed" not in out
 
 
@@ -205,3 +205,16 @@ def test_cli_pyodide_runtime_catches_transcendental_floats(
     err = capsys.readouterr().err
     assert err.startswith("check-env: Sine FAILED [runtime_mismatch]\nCPython and Pyodide diverge at frame 0 (checksum ")
     assert "use integer or + - * / sqrt arithmetic instead." in err
+
+
+def test_cli_hash_seed_check_ignores_what_the_game_prints(
+    coplay: Callable[..., int], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 13: the children's checksums come back in a file, so a library that prints at import
+    (or a game that prints while it plays) no longer fails with hash_seed_check_failed."""
+    path = tmp_path / "chatty.py"
+    path.write_text('print("chatty library 1.0 loaded [", flush=True)\n' + textwrap.dedent(TOY_FILE)
+                    + '\nclass Chatty(Toy):\n    def step(self, actions):\n        print("step", actions)\n'
+                      '        return super().step(actions)\n')
+    assert coplay(["check-env", f"{path}:Chatty", "--frames", "20"]) == 0
+    assert "  hash seed:  same trajectory with PYTHONHASHSEED=1 and 2\n" in capsys.readouterr().out

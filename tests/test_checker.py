@@ -16,7 +16,7 @@ from game.rng import Rng
 from game.spaces import Box, Dict, Discrete
 
 from tests.fake_envs import (
-    JSON_HINT, MISSING, check_fails, make_env, replaced, toy_get_state, toy_init, toy_reset, toy_step,
+    JSON_HINT, MISSING, check_fails, make_env, replaced, toy_get_state, toy_init, toy_reset, toy_set_state, toy_step,
 )
 
 # ---------------------------------------------------------------- envs that pass
@@ -29,7 +29,7 @@ def test_toy_env_passes_and_reports() -> None:
     assert report.players == ("a", "b")
     assert (report.frames, report.seed) == (100, 3)
     assert report.episodes == 3  # 40-frame episodes: frames 0-40, 40-80, 80-100
-    assert report.pickle_fallback is False
+    assert report.generic_snapshot is False
     assert report.step_us > 0 and report.get_state_us > 0 and report.state_hash_us > 0
 
 
@@ -59,9 +59,9 @@ def test_one_frame_is_enough() -> None:
     assert check_env(make_env(), frames=1).frames == 1
 
 
-def test_env_without_snapshots_passes_through_pickle_fallback() -> None:
+def test_env_without_snapshots_passes_through_the_generic_snapshot() -> None:
     report = check_env(make_env(get_state=MISSING, set_state=MISSING), frames=100)
-    assert report.pickle_fallback is True
+    assert report.generic_snapshot is True
 
 
 def test_checker_leaves_global_random_alone() -> None:
@@ -100,8 +100,8 @@ def test_missing_method(method: str) -> None:
 
 def test_get_state_without_set_state() -> None:
     assert check_fails(make_env(set_state=MISSING), "missing_member") == (
-        "FakeEnv has get_state() but no set_state(). Implement both, or neither to use the (much slower) "
-        "pickle fallback of game/snapshot.py."
+        "FakeEnv has get_state() but no set_state(). Implement both, or neither to use the (slower) "
+        "generic snapshot of game/snapshot.py."
     )
 
 
@@ -395,6 +395,38 @@ def test_set_state_keeping_the_snapshot_is_aliasing() -> None:
         "restore one snapshot several times, so set_state() must copy what it keeps, e.g. "
         "self.pos = list(state['pos'])."
     )
+
+
+def test_state_at_the_last_frame_of_an_episode_is_compared_across_set_state() -> None:
+    """Issue 13: a set_state that aliases one list into two attributes differs only in the state at an
+    episode's last frame (the reset right after wipes it); the checker used to compare only after that reset."""
+    def init(self: Any, config: dict | None = None) -> None:
+        toy_init(self, config)
+        self.trail, self.history = [], []
+
+    def reset(self: Any, seed: int) -> dict:
+        self.trail, self.history = [], []
+        return toy_reset(self, seed)
+
+    def step(self: Any, actions: dict) -> dict:
+        result = toy_step(self, actions)
+        if result["terminated"]:
+            self.trail.append(self.frame)
+        return result
+
+    def get_state(self: Any) -> dict:
+        return {**toy_get_state(self), "trail": list(self.trail), "history": list(self.history)}
+
+    def set_state(self: Any, state: dict) -> None:
+        toy_set_state(self, state)
+        self.trail = list(state["trail"])
+        self.history = self.trail   # the bug: from now on both names are one list
+
+    message = check_fails(make_env(__init__=init, reset=reset, step=step, get_state=get_state,
+                                   set_state=set_state), "set_state_diverges")
+    assert message.startswith(
+        "A fresh instance given set_state() of the frame-150 snapshot diverged from the original at frame 160: "
+        "len(last_frame_state['history']) is 0 in the original and 1 in the restored copy.")
 
 
 def test_cache_outside_the_state_breaks_rollback() -> None:

@@ -135,7 +135,7 @@ def test_env_checker_passes(cls, config):
     from game.checker import check_env
 
     report = check_env(cls, config=config, frames=400, seed=3)
-    assert report.players == cls.players and not report.pickle_fallback
+    assert report.players == cls.players and not report.generic_snapshot
 
 
 # -- Pong -----------------------------------------------------------------------------------

@@ -105,3 +105,25 @@ def test_same_seed_same_run() -> None:
     first = run_sim_match(lambda _: Tally({"players": 2}), profile="bad", frames=300, seed=11)
     second = run_sim_match(lambda _: Tally({"players": 2}), profile="bad", frames=300, seed=11)
     assert first == second
+
+
+class EndingTally(Tally):
+    """A Tally whose episode ends when p0's counter reaches 3 (so the end depends on inputs) and which,
+    like a PettingZoo env whose agents are gone, raises when stepped past its end."""
+
+    def step(self, actions: dict[str, Any]) -> dict[str, Any]:
+        if self.pos[0] >= 3:
+            raise KeyError("p0")
+        result = super().step(actions)
+        result["terminated"] = self.pos[0] >= 3
+        return result
+
+
+@pytest.mark.parametrize("profile", ["wifi", "bad"])
+@pytest.mark.parametrize("peers", [1, 2])
+def test_episodes_end_and_restart_without_stepping_past_the_end(profile: str, peers: int) -> None:
+    """Issue 13: simulate used to step past an episode's end (KeyError) and refused 1-player games. A
+    rollback that reveals an earlier end re-simulates frames after it: the game is not stepped there."""
+    report = run_sim_match(lambda _: EndingTally({"players": 2}), peers=peers, profile=profile, frames=400, seed=4)
+    assert report.converged, report.reason
+    assert report.frames == 400 and report.episodes >= 3

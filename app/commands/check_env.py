@@ -19,10 +19,11 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import traceback
 from pathlib import Path
 
-from game.loader import LoadError, load_class, parse_config
+from game.loader import ADAPTERS, LoadError, load_class, parse_config
 from app.pyodide.node import PyodideError, PyodideNode, PyodideUnavailable
 from game.checker import CheckReport, EnvCheckError, check_env
 from game.trajectory import checker_hashes, first_divergence
@@ -57,6 +58,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.runtime == "pyodide" and args.spec.partition(":")[0] in ADAPTERS:
+        print(f"check-env: --runtime pyodide does not take adapter specs yet ({args.spec}): adapter games run "
+              "in CPython only (server bots, headless participants, simulate, replay)", file=sys.stderr)
+        return 2
     env_class = load_class(args.spec)
     config = parse_config(args.config)
     try:
@@ -109,9 +114,16 @@ def check_pyodide(spec: str, config: dict | None, frames: int, seed: int) -> Non
 
 
 def check_hash_seed(spec: str, config: str | None, frames: int, seed: int) -> None:
-    """Play the trajectory under each of HASH_SEEDS in a subprocess; raise EnvCheckError if they differ."""
-    runs = {hash_seed: _start_child(spec, config, frames, seed, hash_seed) for hash_seed in HASH_SEEDS}
-    checksums = {hash_seed: _child_checksums(child, hash_seed) for hash_seed, child in runs.items()}
+    """Play the trajectory under each of HASH_SEEDS in a subprocess; raise EnvCheckError if they differ.
+
+    Each child writes its checksums to a file of its own, not to stdout, which the game (or a
+    library it imports) may print to."""
+    with tempfile.TemporaryDirectory(prefix="coplay-hash-seed-") as folder:
+        outputs = {hash_seed: Path(folder, f"checksums-{hash_seed}.json") for hash_seed in HASH_SEEDS}
+        runs = {hash_seed: _start_child(spec, config, frames, seed, hash_seed, outputs[hash_seed])
+                for hash_seed in HASH_SEEDS}
+        checksums = {hash_seed: _child_checksums(child, hash_seed, outputs[hash_seed])
+                     for hash_seed, child in runs.items()}
     (seed_a, a), (seed_b, b) = checksums.items()
     frame = first_divergence(a, b)
     if frame is not None:
@@ -124,8 +136,10 @@ def check_hash_seed(spec: str, config: str | None, frames: int, seed: int) -> No
         )
 
 
-def _start_child(spec: str, config: str | None, frames: int, seed: int, hash_seed: str) -> subprocess.Popen:
-    command = [sys.executable, "-m", "app.commands.check_env", spec, "--frames", str(frames), "--seed", str(seed)]
+def _start_child(spec: str, config: str | None, frames: int, seed: int, hash_seed: str,
+                 output: Path) -> subprocess.Popen:
+    command = [sys.executable, "-m", "app.commands.check_env", spec, "--frames", str(frames), "--seed", str(seed),
+               "--output", str(output)]
     if config is not None:
         command += ["--config", config]
     path = os.pathsep.join(filter(None, [str(_REPO_ROOT), os.environ.get("PYTHONPATH")]))
@@ -133,18 +147,18 @@ def _start_child(spec: str, config: str | None, frames: int, seed: int, hash_see
     return subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _child_checksums(child: subprocess.Popen, hash_seed: str) -> list[str]:
+def _child_checksums(child: subprocess.Popen, hash_seed: str, output: Path) -> list[str]:
     try:
-        out, err = child.communicate(timeout=CHILD_TIMEOUT)
+        _, err = child.communicate(timeout=CHILD_TIMEOUT)
     except subprocess.TimeoutExpired:
         child.kill()
         child.communicate()
-        out, err = "", f"timed out after {CHILD_TIMEOUT} s"
+        err = f"timed out after {CHILD_TIMEOUT} s"
     if child.returncode == 0:
         try:
-            return json.loads(out)
-        except json.JSONDecodeError:
-            err = f"unreadable output {out[-200:]!r}"
+            return json.loads(output.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            err = f"unreadable result file {output.name}: {exc}"
     raise EnvCheckError(
         "hash_seed_check_failed",
         f"Re-running the game in a subprocess with PYTHONHASHSEED={hash_seed} failed: {err.strip()[-1000:]} "
@@ -161,10 +175,9 @@ def _print_failure(name: str, error: EnvCheckError) -> None:
 
 
 def _print_success(report: CheckReport, hash_seed_checked: bool) -> None:
-    if report.pickle_fallback:
+    if report.generic_snapshot:
         snapshots = (
-            "pickle fallback (no get_state/set_state): much slower, and its checksums are only "
-            "comparable within one Python version; see game/snapshot.py"
+            "generic snapshot (no get_state/set_state): slower than your own get_state; see game/snapshot.py"
         )
     else:
         snapshots = "get_state/set_state"
@@ -197,19 +210,20 @@ def _positive_int(text: str) -> int:
 
 
 def _child_main(argv: list[str]) -> int:
-    """The subprocess side of the hash-seed check: print the trajectory checksums as JSON."""
+    """The subprocess side of the hash-seed check: write the trajectory checksums as JSON to --output."""
     parser = argparse.ArgumentParser(prog="python -m app.commands.check_env")
     parser.add_argument("spec")
     parser.add_argument("--config")
     parser.add_argument("--frames", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output", required=True)
     args = parser.parse_args(argv)
     try:
         checksums = checker_hashes(args.spec, parse_config(args.config), args.frames, args.seed)
     except (LoadError, EnvCheckError) as exc:
         print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
-    print(json.dumps(checksums))
+    Path(args.output).write_text(json.dumps(checksums))
     return 0
 
 

@@ -16,8 +16,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Play a match with seeded random inputs over a simulated network and check that every "
         "peer converged to the same confirmed states as a plain lockstep run.",
     )
-    parser.add_argument("spec", metavar="FILE.py:Class", help="the game class (or package.module:Class)")
-    parser.add_argument("--peers", type=int, default=2, help="number of peers (default 2)")
+    parser.add_argument("spec", metavar="SPEC", help="the game: FILE.py:Class, package.module:Class or an adapter "
+                        "spec (seeds:FILE.py:Class, gymnasium:ENV_ID, pettingzoo:MODULE)")
+    parser.add_argument("--peers", type=int, help="number of peers (default 2, or 1 for a 1-player game)")
     parser.add_argument("--profile", choices=sorted(PROFILES), default="wifi", help="network profile (default wifi)")
     parser.add_argument("--frames", type=int, default=600, help="frames to play (default 600)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the game, the inputs and the network")
@@ -34,9 +35,10 @@ def run(args: argparse.Namespace) -> int:
         game_class = load_class(args.spec)
         config = parse_config(args.config)
         settings = {"input_delay": args.input_delay, "max_prediction": args.max_prediction, "fps": args.fps}
+        peers = args.peers if args.peers is not None else min(2, len(game_class(config).players))
         started = time.perf_counter()
         report = run_sim_match(
-            lambda _peer: game_class(config), peers=args.peers, profile=args.profile, frames=args.frames,
+            lambda _peer: game_class(config), peers=peers, profile=args.profile, frames=args.frames,
             seed=args.seed, settings=settings,
         )
         wall = time.perf_counter() - started
@@ -49,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(
             f"converged: {'yes' if report.converged else 'NO'} ({report.reason})\n"
-            f"frames: {report.frames} x {report.peers} peers, profile {report.profile}, seed {report.seed}\n"
+            f"frames: {report.frames} in {report.episodes} episode(s) x {report.peers} peer(s), "
+            f"profile {report.profile}, seed {report.seed}\n"
             f"rollbacks: {report.rollbacks} ({report.rollbacks_per_100_frames} per 100 frames), "
             f"depth max {report.max_rollback_depth}, p99 {report.p99_rollback_depth}\n"
             f"stalls: {report.stalls}   desyncs: {report.desyncs}   checksums compared: {report.checked_frames}\n"

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from game.loader import USER_MODULE_PREFIX
+from game.loader import ADAPTERS, USER_MODULE_PREFIX
 from scenes.errors import ExperimentError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -119,6 +119,8 @@ class _Builder:
 
     def game(self, spec: str) -> str:
         """The `module:Class` the worker imports for the absolute spec `spec`."""
+        if spec.partition(":")[0] in ADAPTERS:
+            return spec   # adapter games (game/adapters/) are not sent to browsers yet: headless and bots only
         target, sep, name = spec.rpartition(":")
         if not sep or not target or not name:
             raise BundleError(f"game {spec!r} is not of the form FILE.py:Class or package.module:Class")
