@@ -53,6 +53,12 @@ class CountingHost:
     def log_event(self, room: MatchRoom, kind: str, data: dict[str, Any]) -> None:
         pass
 
+    def settle(self, room: MatchRoom) -> None:
+        """The server runs its re-simulation (the referee) in a background task; here it runs inline,
+        so its cost counts in the figures."""
+        while room.referee_work(256):
+            pass
+
     def now(self) -> float:
         return 0.0
 
