@@ -153,7 +153,15 @@ def test_a_seat_with_fake_checksums_and_a_forged_end_is_named_and_the_honest_one
     assert "ok: every checksum that decides (the server's own, where it recorded one) matches" in out
     with Store(str(server.data_dir / "e2e" / DATABASE_NAME)) as store:
         logged = store.events(kind="desync_settled", match_id=match)
+        first = store.events(kind="desync", match_id=match)
+        repeated = store.events(kind="desyncs_repeated", match_id=match)
     assert logged and {e["data"]["seat"] for e in logged} == {liar_seat}
+    # Lying at every check frame costs the store one desync row and one summary per episode; the recording keeps all.
+    recorded = events(recording, "desync")
+    assert len(recorded) > 2 * len(recording.episodes)
+    assert sorted(e["data"]["episode"] for e in first) == sorted(recording.episodes)
+    assert len(first) + sum(e["data"]["count"] for e in repeated) == len(recorded)
+    assert len(repeated) <= len(recording.episodes)
 
 
 def test_a_corrupted_peer_is_caught_by_desync_detection_and_named(server: Server) -> None:

@@ -420,11 +420,9 @@ class Hub(MatchHost):
         self.flow.finish_match(participant)
 
     def log_event(self, room: MatchRoom, kind: str, data: dict[str, Any]) -> None:
-        if kind == "desync":
-            self.metrics.desyncs.inc()
-        elif kind == "seat_changed" and data.get("by") in ("stand_in", "ai", "gone") and data.get("why") != "grace_expired":
+        if kind == "seat_changed" and data.get("by") in ("stand_in", "ai", "gone") and data.get("why") != "grace_expired":
             self.metrics.seats_lost.labels(str(data.get("why", "unknown"))).inc()
-        if kind in ("desync", "desync_settled", "seat_changed"):
+        if kind in ("desync", "desyncs_repeated", "desync_settled", "seat_changed"):
             log.warning("match %s: %s %s", room.id, kind, log_text(data))
         self.store.log_event(kind, data, match_id=room.id)
         if kind == "seat_changed" and data.get("why") == "grace_expired" and data.get("participant"):

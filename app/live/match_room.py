@@ -106,7 +106,7 @@ class MatchRoom:
     ended: bool = False
     log: InputLog = field(init=False)
     checks: dict[int, dict[str, str]] = field(default_factory=dict)
-    desync_frames: set[int] = field(default_factory=set)
+    desync_frames: set[int] = field(default_factory=set)   # this episode's check frames whose checksums differ
     metrics: Metrics = field(default_factory=lambda: Metrics(process=False))
     referee: Referee | None = None
     faults: dict[str, int] = field(default_factory=dict)   # seat -> frames this episode it reported wrongly
@@ -118,6 +118,8 @@ class MatchRoom:
         self.check_every = int(self.settings.netcode.get("desync_interval", SessionConfig.desync_interval))
         self._referee_due = False   # run the referee at the end of this relay
         self._faults_recorded: set[tuple[str, str]] = set()   # (seat, reason) already in a desync_settled
+        self._desyncs = 0            # desyncs recorded this episode
+        self._unlogged_desyncs = 0   # of those, the ones after the first not yet told to the host
 
     # ------------------------------------------------------------ episodes
 
@@ -133,6 +135,7 @@ class MatchRoom:
         self.referee = Referee(self.game_class(self.settings.config), self.episode_seed, self.settings.players,
                                self.check_every)
         self.recording.episode(self.episode, self.episode_seed)
+        self._desyncs = self._unlogged_desyncs = 0
         now = self.host.now()
         started = self.metrics.clock()
         for seat in self.seats.values():
@@ -207,8 +210,8 @@ class MatchRoom:
         self.recording.event("episode_end", {**data, "server_checksum": server, "faults": dict(self.faults)},
                              self.episode, end)
         if len(ends) > 1:
-            self.recording.event("desync", {"reason": "different final states", **data}, self.episode, end)
-            self.host.log_event(self, "desync", {"episode": self.episode, **data})
+            self._desync(end, {"reason": "different final states", **data}, {"episode": self.episode, **data})
+        self._log_repeated_desyncs()
         if self.episode + 1 < self.settings.episodes:
             self.start_next_episode()
         else:
@@ -218,6 +221,7 @@ class MatchRoom:
         if self.ended:
             return
         self.ended = True
+        self._log_repeated_desyncs()
         for seat in self.seats.values():
             if seat.bot is not None:
                 seat.bot.stop()
@@ -325,13 +329,31 @@ class MatchRoom:
         if len(set(seen.values())) > 1 and frame not in self.desync_frames:
             self.desync_frames.add(frame)
             data = {"episode": self.episode, "frame": frame, "checksums": dict(seen)}
-            self.recording.event("desync", data, self.episode, frame)
-            self.host.log_event(self, "desync", data)
+            self._desync(frame, data, data)
             self._referee_due = True
         if self.referee is not None and frame in self.referee.checksums:
             self._judge(frame, {seat.addr: checksum})
         if len(self.checks) > 256:
             del self.checks[min(self.checks)]
+
+    def _desync(self, frame: int, recorded: dict[str, Any], logged: dict[str, Any]) -> None:
+        """Record a desync; the host hears of an episode's first at once and of the rest once, at its end,
+        so a seat that lies at every check frame costs the store and the log one line, not six a second."""
+        self.recording.event("desync", recorded, self.episode, frame)
+        self.metrics.desyncs.inc()
+        self._desyncs += 1
+        if self._desyncs == 1:
+            self.host.log_event(self, "desync", logged)
+        else:
+            self._unlogged_desyncs += 1
+
+    def _log_repeated_desyncs(self) -> None:
+        if self._unlogged_desyncs:
+            frames = sorted(self.desync_frames)
+            self.host.log_event(self, "desyncs_repeated", {
+                "episode": self.episode, "count": self._unlogged_desyncs,
+                "check_frames": [frames[0], frames[-1]] if frames else []})
+            self._unlogged_desyncs = 0
 
     # ------------------------------------------------------------ the referee
 
