@@ -26,6 +26,7 @@ let view = null;          // the current scene's view
 let terminated = false;   // the study is over and the worker told to close: its errors no longer matter
 let pendingReport = null; // a client_error waiting for the connection
 let advanceTimer = null;  // an `advance` the server has not answered yet
+let awayNotice = null;    // {text, scene}: why the page skipped a match, shown above the next scene (scene null till then)
 
 const now = () => Math.round(performance.now());
 
@@ -152,7 +153,7 @@ socket.onAny((name) => noteEvent(name));
 
 socket.on("connect", () => {
   coplay.connected = true;
-  showNotice("");
+  showNotice(awayNotice?.text || "");
   if (pendingReport) sendReport();
 });
 
@@ -199,6 +200,11 @@ socket.on("scene", ({index, count, scene}) => {
     socket, worker, bundle, stage: ui.stage, fatal,
   });
   ui.main.replaceChildren(view.el);
+  if (awayNotice && awayNotice.scene === null) awayNotice.scene = index;
+  else if (awayNotice) {
+    awayNotice = null;
+    showNotice("");
+  }
   window.scrollTo(0, 0);
   (ui.main.querySelector("h1") || ui.main).focus({preventScroll: true});
   view.maybeReady?.();
@@ -220,6 +226,10 @@ socket.on("seat_changed", (payload) => view?.onSeatChanged?.(payload));
 socket.on("match_end", (payload) => {
   coplay.match.end_reason = payload.reason;
   view?.onMatchEnd?.(payload);
+  if (payload.away) {   // the page moves on at once: say why above the next scene
+    awayNotice = {text: payload.message, scene: null};
+    showNotice(awayNotice.text);
+  }
 });
 
 socket.on("error", (payload = {}) => {

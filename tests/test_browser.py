@@ -44,10 +44,11 @@ class Broken(Pong):
 
 
 def start_server(folder: Path, max_frames: int, game: str = "game.games.pong:Pong", max_score: int = 1,
-                 extra: tuple[str, ...] = ()) -> Server:
+                 extra: tuple[str, ...] = (), grace_s: float = 15) -> Server:
     (folder / "broken_game.py").write_text(BROKEN_GAME)
     experiment = (PONG_EXPERIMENT.replace("MAX_FRAMES", str(max_frames)).replace("game.games.pong:Pong", game)
-                  .replace('"max_score": 1', f'"max_score": {max_score}'))
+                  .replace('"max_score": 1', f'"max_score": {max_score}')
+                  .replace('on_partner_drop="ai",', f'on_partner_drop="ai", grace_s={grace_s},'))
     (folder / "experiment.py").write_text(experiment)
     return Server(["serve", str(folder / "experiment.py"), *extra], folder / "data")
 

@@ -102,3 +102,26 @@ def play_with_a_gap(browser: Any, tmp_path: Path, interrupt: Callable[[Participa
 def test_a_page_that_drops_mid_match_takes_its_seat_back(browser: Any, tmp_path: Path,
                                                          interrupt: Callable[[Participant], None]) -> None:
     play_with_a_gap(browser, tmp_path, interrupt)
+
+
+def test_a_page_back_after_the_grace_period_is_told_why_it_moved_on(browser: Any, tmp_path: Path) -> None:
+    """Page A reloads mid-match and comes back only after its 1 s grace period: an AI took its seat, so
+    the page skips the match and says why above the next scene; page B plays on and completes."""
+    server = start_server(tmp_path, max_frames=FRAMES, max_score=1000, grace_s=1)
+    pages: list[Participant] = []
+    try:
+        a = open_participant(browser, server.url, f"PROLIFIC_PID={pid()}&autopilot=1")
+        b = open_participant(browser, server.url, f"PROLIFIC_PID={pid()}&autopilot=1")
+        pages = [a, b]
+        a.wait_for(lambda s: frame_of(s) >= GAP_AT_FRAME, 150, f"page A to reach frame {GAP_AT_FRAME}")
+        a.context.set_offline(True)
+        time.sleep(4)   # 1 s to be marked absent, 1 s of grace, then the seat is an AI's
+        a.context.set_offline(False)
+        a.wait_for(lambda s: s.get("scene", {}).get("kind") == "end", 120, "page A to move on to the end page")
+        notice = a.page.locator("#notice")
+        assert notice.is_visible() and "away too long" in notice.inner_text()
+        b.wait_for(lambda s: s.get("scene", {}).get("kind") == "end", 120, "page B to finish its match")
+    finally:
+        for page in pages:
+            page.close()
+        server.stop()

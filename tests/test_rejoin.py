@@ -98,6 +98,8 @@ def test_after_the_grace_period_the_seat_goes_to_an_ai_unnamed(tmp_path: Path) -
         told = [d for d in stayed.disconnects if d["source"] == "server"]
         assert [d["status"] for d in told] == ["absent", "replaced"] and all(d["by"] is None for d in told)
         assert came_late.completed and came_late.rejoins == [], came_late.reason   # sent on past the match
+        assert [(m["reason"], m["message"]) for m in came_late.matches] == [
+            ("away", "You were away too long, so the game went on without you.")]   # and told why
         events = seat_events(server, stayed.matches[0]["match"])
         assert [(e["by"], e["why"]) for e in events] == [("stand_in", "disconnected"), ("ai", "grace_expired")]
         assert replay_recording(server, "rejoin", stayed.matches[0]["match"]).ok

@@ -107,6 +107,7 @@ class Hub(MatchHost):
             if old is not None and seated is not None and seated[1].participant == participant:
                 seated[0].seat_absent(seated[1], "reconnected")  # the new page has no game state to go on with
             if seated is not None and (seated[0].ended or seated[1].kind != HUMAN or seated[1].participant != participant):
+                self._tell_what_happened_while_away(sid, seated[0])
                 self._leave_match_scene(participant)
             self._send_scene(participant)
             return True
@@ -414,6 +415,13 @@ class Hub(MatchHost):
             self.flow.finish_match(participant)
             self._send_scene(participant)
 
+    def _tell_what_happened_while_away(self, sid: str, room: MatchRoom) -> None:
+        """A participant back after their match ended, or after an AI took their seat, hears which before the
+        page moves on past the match."""
+        reason = room.end_reason if room.ended and room.end_reason else "away"
+        message = _END_MESSAGES["ended_while_away"] if room.ended else _END_MESSAGES["away"]
+        self.services.emit("match_end", {"match": room.id, "reason": reason, "message": message, "away": True}, to=sid)
+
     def _leave_match_scene(self, participant: str) -> None:
         """A participant whose seat an AI took, or whose match ended while they were away, goes on past it."""
         self.seat_of.pop(participant, None)
@@ -434,7 +442,7 @@ class Hub(MatchHost):
         sid = self.sid_of.get(participant)
         if sid is None or self.seat_of.get(participant, (None,))[0] is not room:
             return   # not connected: they go on past the match if they come back (connect)
-        self.services.emit("match_end", {"match": room.id, "reason": "away", "message": _END_MESSAGES["away"]}, to=sid)
+        self._tell_what_happened_while_away(sid, room)
         self._leave_match_scene(participant)
         self._send_scene(participant)
 
@@ -448,6 +456,7 @@ _END_MESSAGES = {
     "abandoned": "Everyone left the game.",
     "error": "The game stopped because of an error on our side.",
     "away": "You were away too long, so the game went on without you.",
+    "ended_while_away": "The game ended while you were away.",
 }
 
 

@@ -104,6 +104,7 @@ class MatchRoom:
     episode: int = -1
     episode_seed: int = 0
     ended: bool = False
+    end_reason: str | None = None
     log: InputLog = field(init=False)
     checks: dict[int, dict[str, str]] = field(default_factory=dict)
     desync_frames: set[int] = field(default_factory=set)   # this episode's check frames whose checksums differ
@@ -220,7 +221,7 @@ class MatchRoom:
     def end(self, reason: str) -> None:
         if self.ended:
             return
-        self.ended = True
+        self.ended, self.end_reason = True, reason
         self._log_repeated_desyncs()
         for seat in self.seats.values():
             if seat.bot is not None:

@@ -49,7 +49,7 @@ def failure_reason(result: ParticipantResult) -> str | None:
     ends = [m.get("reason") for m in result.matches]
     if "error" in ends:
         return "match ended in error"
-    if SEAT_TAKEN_OVER in ends:
+    if SEAT_TAKEN_OVER in ends or "away" in ends:
         return "seat taken over"
     return None
 
@@ -67,7 +67,7 @@ def outcome_counts(results: Iterable[ParticipantResult]) -> dict[str, int]:
         out["disconnects"] += r.reason.startswith("disconnected")
         out["desyncs"] += len(r.desyncs)
         out["match_errors"] += "error" in ends
-        out["seats_taken_over"] += SEAT_TAKEN_OVER in ends
+        out["seats_taken_over"] += SEAT_TAKEN_OVER in ends or "away" in ends
     return out
 
 
