@@ -169,3 +169,23 @@ def test_record_writes_a_recording_that_coplay_replay_verifies(browser: Any, tmp
     result = subprocess.run([sys.executable, "-m", "app.cli", "replay", str(path)], cwd=ROOT, capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0 and "ok: every checksum matches" in result.stdout, result
+
+
+def test_a_seeds_style_game_plays_in_the_browser(browser: Any, tmp_path: Path) -> None:
+    from tests.test_play_glue import SEEDS_WALKER
+
+    (tmp_path / "walker.py").write_text(SEEDS_WALKER)
+    server = Server(["play", f"seeds:{tmp_path / 'walker.py'}:Walker"], tmp_path / "data")
+    page = open_play(browser, server)
+    try:
+        start = wait_frames(page, 10)["players"]["player"]["observation"]
+        page.page.keyboard.down("ArrowDown")   # action 2: x + 1 a frame
+        page.page.wait_for_timeout(400)
+        page.page.keyboard.up("ArrowDown")
+        frame = pause(page)
+        x, t = play_state(page)["players"]["player"]["observation"]
+        assert t == frame and x > start[0], "the walker walked right while ArrowDown was held"
+        assert page.console_errors == []
+    finally:
+        page.close()
+        server.stop()

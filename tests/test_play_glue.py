@@ -189,3 +189,37 @@ def test_missing_imports_follow_module_level_imports_through_the_bundle() -> Non
     }}
     assert missing_imports(bundle, "mygame") == {"numpy": "helpers.util"}
     assert missing_imports(bundle, "unused") == {"tensorflow": "unused"}
+
+
+SEEDS_WALKER = '''
+import random
+
+
+class Walker:
+    """A seeds-style game: Environment(config), reset() -> state, step(action) -> {state, reward, done}."""
+
+    action_space = 3
+    default_action = 1
+
+    def __init__(self, config):
+        self.rng = random.Random(config.get("seed", 0))
+        self.x = self.t = 0
+
+    def reset(self):
+        self.x, self.t = self.rng.randint(0, 10), 0
+        return [self.x, self.t]
+
+    def step(self, action):
+        self.x += action - 1
+        self.t += 1
+        return {"state": [self.x, self.t], "reward": float(self.x), "done": self.t >= 500}
+'''
+
+
+def test_a_seeds_game_is_bundled_from_its_file_and_loaded_through_the_adapter(tmp_path: Path) -> None:
+    (tmp_path / "walker.py").write_text(SEEDS_WALKER)
+    setup = build_setup(args(f"seeds:{tmp_path / 'walker.py'}:Walker"))
+    bundle = json.loads(setup.bundle.body)
+    assert setup.worker_game == "seeds:walker:Walker" and bundle["files"]["user/0/walker.py"] == SEEDS_WALKER
+    assert setup.players == ["player"] and setup.keys == {"player": {"ArrowUp": 1, "ArrowDown": 2}}
+    assert setup.game == f"seeds:{tmp_path / 'walker.py'}:Walker"
