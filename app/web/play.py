@@ -1,7 +1,7 @@
 """The `coplay play` server: one page where a game runs in the browser worker with every seat local.
 
 It reuses the study server's pieces: the game bundle (app/pyodide/bundle.py), the vendored
-Pyodide (app/web/assets.py, served by app/web/server.py's `_vendor_file`), the page shell
+Pyodide (app/web/assets.py, served by app/web/server.py's `register_pyodide_routes`), the page shell
 (templates/page.html) and the security headers (app/web/security.py). No Socket.IO: the page
 (static/play.js) reads its settings from `/play.json`, and with `--record` posts the recording
 records its worker queued (netcode/playground.py) to `/record`, one recording per page load.
@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response, abort, jsonify, render_template, request, send_from_directory
+from flask import Flask, Response, jsonify, render_template, request, send_from_directory
 
 from app.data.modes import make_folder
 from app.data.recording import RecordingWriter, make_header, recording_path
 from app.pyodide.bundle import EncodedBundle
-from app.web import assets, security
-from app.web.server import STATIC_DIR, _bundle_response, _vendor_file
+from app.web import security
+from app.web.server import STATIC_DIR, _bundle_response, register_pyodide_routes
 
 EXPERIMENT_ID = "play"                 # recordings go to DATA/play/recordings/
 SEAT = "s0"                            # the page: it reports every checksum
@@ -177,15 +177,7 @@ def create_play_app(setup: PlaySetup) -> tuple[Flask, PlayRecorder | None]:
     def static_files(name: str) -> Any:
         return send_from_directory(STATIC_DIR, name)
 
-    @app.get("/static/vendor/pyodide/<path:name>")
-    def pyodide_files(name: str) -> Any:
-        return _vendor_file("pyodide", assets.pyodide_folder(), name, "Pyodide")
-
-    @app.get("/static/vendor/pyodide@<version>/<path:name>")
-    def versioned_pyodide_files(version: str, name: str) -> Any:
-        if assets.pyodide_folder() is not None and version != assets.pyodide_version():
-            abort(404)
-        return _vendor_file("pyodide", assets.pyodide_folder(), name, "Pyodide", immutable=True)
+    register_pyodide_routes(app)
 
     @app.get("/health")
     def health() -> Any:
