@@ -36,7 +36,9 @@ class Playground:
 
     def __init__(self, game_class: type, config: Mapping[str, Any] | None, seed: int,
                  policies: Mapping[str, type] | None = None, record: bool = False) -> None:
-        self.env = with_snapshots(game_class(dict(config or {})))
+        self.game_class = game_class
+        self.config = dict(config or {})
+        self.env = with_snapshots(game_class(dict(self.config)))
         self.players = tuple(self.env.players)
         unknown = sorted(set(policies or {}) - set(self.players))
         if unknown:
@@ -53,6 +55,8 @@ class Playground:
             raise PlayError(f"the seed must be an int in [0, 2**63), got {seed!r:.40}")
         if self.episode >= 0 and not self.done:
             self._checksum_record()
+        if self.episode >= 0:   # a fresh env per episode, as matches and replays build them
+            self.env = with_snapshots(self.game_class(dict(self.config)))
         self.episode += 1
         self.seed = seed
         self.frame = 0

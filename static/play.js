@@ -66,6 +66,8 @@ async function main() {
   for (const control of [ui.pause, ui.reset]) control.disabled = false;
   ui.pause.addEventListener("click", () => setPaused(!coplay.play.paused));
   ui.step.addEventListener("click", stepOne);
+  // After a click the game keys belong to the game again (a focused button would take the space bar).
+  for (const button of [ui.pause, ui.step, ui.reset]) button.addEventListener("click", focusGame);
   ui.speed.addEventListener("change", () => {
     coplay.play.speed = Number(ui.speed.value);
     nextAt = performance.now();
@@ -80,6 +82,10 @@ async function main() {
   new ResizeObserver(resize).observe(ui.canvas.parentElement);
   ui.canvas.focus({preventScroll: true});
   setPaused(false);
+}
+
+function focusGame() {
+  ui.canvas.focus({preventScroll: true});
 }
 
 async function fetchJson(url) {
@@ -180,6 +186,8 @@ function setPaused(paused) {
   if (!paused) {
     nextAt = performance.now();
     timer = setTimeout(tick, 0);
+  } else if (view) {
+    inspect(view);   // the last running answer may have been left out (INSPECT_EVERY_MS)
   }
   showStatus();
 }

@@ -120,6 +120,15 @@ def test_an_ai_seat_plays_in_the_worker(browser: Any, tmp_path: Path) -> None:
         assert right["ai"] and not state["players"]["left"]["ai"]
         assert right["observation"]["paddle"] != 300, "the tracker moved its paddle from the middle"
         assert f"AI: {TRACKER}" in page.page.inner_text("#seats")
+        frames = {}
+        for speed in ("0.25", "4"):
+            page.page.select_option("#speed", speed)
+            page.page.wait_for_timeout(300)
+            before = play_state(page)["frame"]
+            page.page.wait_for_timeout(2000)
+            frames[speed] = play_state(page)["frame"] - before
+        # 15 against 240 frames a second asked for: a wide margin for a busy machine.
+        assert 10 <= frames["0.25"] <= 60 and frames["4"] > 4 * frames["0.25"], frames
         assert page.coplay()["record"]["sent"] == 0
     finally:
         page.close()

@@ -61,6 +61,7 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ([PONG, "--config", "[1]"], "--config must be a JSON object"),
     ([PONG, "--fps", "0"], "--fps must be from 1 to 240"),
     ([PONG, "--host", "0.0.0.0"], "add --allow-remote if you mean it"),
+    ([PONG, "--pyodide-url", "ftp://example.org/pyodide/"], "--pyodide-url: 'ftp://example.org/pyodide/' is not"),
 ])
 def test_bad_input_is_refused_with_a_clear_message_and_exit_code_2(folder: Path, argv: list[str],
                                                                     message: str) -> None:

@@ -85,6 +85,26 @@ def test_a_policy_that_cannot_be_imported_says_which_player_and_what_to_do() -> 
         call(op="start", game=PONG, config={}, seed=0, ai={"right": "no_such_module_xyz:Policy"})
 
 
+def test_every_episode_gets_a_fresh_env_as_matches_and_replays_do() -> None:
+    class Leaky(Pong):
+        """Its reset forgets to clear a counter that is part of its state."""
+
+        resets = 0
+
+        def reset(self, seed: int) -> dict:
+            self.resets += 1
+            return super().reset(seed)
+
+        def get_state(self) -> dict:
+            return {**super().get_state(), "resets": self.resets}
+
+    bench = Playground(Leaky, {}, 5)
+    first = bench.checksum()
+    bench.run(3, {})
+    bench.reset(5)
+    assert bench.checksum() == first and bench.episode == 1
+
+
 def test_an_invalid_ai_action_names_the_policy() -> None:
     class Wild:
         def act(self, observation: Any) -> int:

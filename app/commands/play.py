@@ -176,7 +176,10 @@ def build_setup(args: argparse.Namespace) -> Any:
                             f"make {name} optional there, or try the game headless with coplay simulate")
     if prefix == "seeds" and sep:
         worker_game = f"seeds:{worker_game}"
-    pyodide_url = assets.check_pyodide_url(args.pyodide_url or assets.default_pyodide_url())
+    try:
+        pyodide_url = assets.check_pyodide_url(args.pyodide_url or assets.default_pyodide_url())
+    except ValueError as error:
+        raise PlayError(f"--pyodide-url: {error}") from None
     return PlaySetup(
         spec=spec, game=loader.absolute(spec), game_source=game_source(cls), worker_game=worker_game,
         config=config, seed=args.seed, fps=args.fps, players=players, keys=keys, ai=ai_specs,
