@@ -110,6 +110,11 @@ def test_record_takes_json_from_the_page_only(recording_server: Server) -> None:
     foreign = requests.post(url, data=body, timeout=10,
                             headers={"Content-Type": "application/json", "Origin": "http://evil.example"})
     assert foreign.status_code == 403
+    rebound = requests.post(url, json={"session": "abcdef012345", "records": records}, timeout=10,
+                            headers={"Host": f"evil.example:{recording_server.port}"})
+    assert rebound.status_code == 400 and "127.0.0.1 and localhost only" in rebound.json()["error"]
+    assert requests.get(recording_server.url + "/play.json", headers={"Host": "evil.example"},
+                        timeout=10).status_code == 400
     bad = requests.post(url, json={"session": "abcdef012345", "records": [{"type": "nope"}]}, timeout=10)
     assert bad.status_code == 400 and "not a recording record" in bad.json()["error"]
     recordings = recording_server.data_dir / "play" / "recordings"

@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
 
     setup = build_setup(args)
     check_host(args.host, args.allow_remote)
-    app, recorder = create_play_app(setup)
+    app, recorder = create_play_app(setup, loopback_only=not args.allow_remote)
     from werkzeug.serving import make_server
 
     try:

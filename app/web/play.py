@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response, jsonify, render_template, request, send_from_directory
+from werkzeug.sansio.utils import host_is_trusted
 
 from app.data.modes import make_folder
 from app.data.recording import RecordingWriter, make_header, recording_path
@@ -26,6 +27,7 @@ from app.web.server import STATIC_DIR, _bundle_response, register_pyodide_routes
 EXPERIMENT_ID = "play"                 # recordings go to DATA/play/recordings/
 SEAT = "s0"                            # the page: it reports every checksum
 MAX_RECORD_BYTES = 4 * 1024 * 1024     # one POST of records (a few seconds of frames at most)
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 _SESSION = re.compile(r"[a-z0-9-]{8,64}")
 _MAX_CHECKSUM_CHARS = 64
 
@@ -152,10 +154,18 @@ def _write(writer: RecordingWriter, record: dict[str, Any]) -> None:
         writer.event(record["kind"], record["data"], record["episode"], record["frame"])
 
 
-def create_play_app(setup: PlaySetup) -> tuple[Flask, PlayRecorder | None]:
-    """The play page's Flask app, and its recorder when `setup.record` is on."""
+def create_play_app(setup: PlaySetup, loopback_only: bool = True) -> tuple[Flask, PlayRecorder | None]:
+    """The play page's Flask app, and its recorder when `setup.record` is on. `loopback_only` answers
+    requests for loopback host names only (a site that rebinds its DNS name to 127.0.0.1 gets 400)."""
     app = Flask(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = MAX_RECORD_BYTES
+    if loopback_only:
+        @app.before_request
+        def loopback_names_only() -> Any:
+            if not host_is_trusted(request.host, LOOPBACK_HOSTS):
+                return _refuse(f"this play server answers for 127.0.0.1 and localhost only, not {request.host}",
+                               400)
+            return None
     security.install(app, setup.pyodide_url, behind_proxy=False)
     recorder = PlayRecorder(setup) if setup.record else None
 
