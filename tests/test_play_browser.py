@@ -13,6 +13,7 @@ import pytest
 from app.data.recording import read_recording
 from tests.browser_fixtures import Participant, open_participant
 from tests.server_fixtures import ROOT, Server
+from tests.test_browser_csp import VIOLATIONS_SCRIPT
 
 PONG = "game.games.pong:Pong"
 TRACKER = "game.games.policies:PongTracker"
@@ -28,7 +29,7 @@ class Policy:
 
 
 def open_play(browser: Any, server: Server) -> Participant:
-    page = open_participant(browser, server.url, "")
+    page = open_participant(browser, server.url, "", init_script=VIOLATIONS_SCRIPT)
     page.wait_for(lambda s: s.get("play", {}).get("started") or s.get("worker", {}).get("error"), LOAD_TIMEOUT,
                   "the play page to start the game")
     return page
@@ -106,7 +107,7 @@ def test_keys_move_both_players_and_pause_step_and_reset_are_exact(browser: Any,
         page.page.click("#pause")   # resume
         resumed = wait_frames(page, 20)
         assert not resumed["paused"] and resumed["seed"] == 43
-        assert page.console_errors == []
+        assert page.console_errors == [] and page.page.evaluate("() => window.__cspViolations") == []
     finally:
         page.close()
 
