@@ -19,12 +19,18 @@ import os
 import signal
 from collections.abc import Mapping
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from app.pyodide.bundle import BundleError, build_bundle, encode_bundle
+from app.pyodide.imports import missing_imports
 
 from game.env import action_space_for
 from game.errors import CoplayError
 from game.loader import GameLoader, LoadError, parse_config
 from game.spaces import Discrete
+
+if TYPE_CHECKING:
+    from app.web.play import PlaySetup
 
 # The 1st, 2nd, 3rd and 4th human player's keys when neither --keys nor the game names any:
 # actions 1, 2, 3, 4, 5 (up, down, left, right, act, as the demo's games number them) of a Discrete space.
@@ -118,15 +124,12 @@ def check_host(host: str, allow_remote: bool) -> None:
                         "code this server sends; use 127.0.0.1, or add --allow-remote if you mean it")
 
 
-def build_setup(args: argparse.Namespace) -> Any:
+def build_setup(args: argparse.Namespace) -> PlaySetup:
     """Everything the play server needs, checked in CPython first: a bad spec, config, key map or policy
     raises a PlayError / LoadError (exit code 2) before anything is served."""
-    from app.pyodide.bundle import BundleError, build_bundle, encode_bundle
-    from app.pyodide.imports import missing_imports
     from app.web import assets
     from app.web.play import PlaySetup, play_seats
     from app.web.server import game_source
-    from scenes.policies import resolve_policy
 
     spec = args.spec
     prefix, sep, rest = spec.partition(":")
@@ -140,6 +143,10 @@ def build_setup(args: argparse.Namespace) -> Any:
         raise PlayError(f"--fps must be from 1 to {MAX_FPS}, got {args.fps}")
     if not 0 <= args.seed < 2**63:
         raise PlayError(f"--seed must be in [0, 2**63), got {args.seed}")
+    try:
+        pyodide_url = assets.check_pyodide_url(args.pyodide_url or assets.default_pyodide_url())
+    except ValueError as error:
+        raise PlayError(f"--pyodide-url: {error}") from None
     loader = GameLoader(os.getcwd())
     config = parse_config(args.config) or {}
     cls = loader(spec)
@@ -150,41 +157,51 @@ def build_setup(args: argparse.Namespace) -> Any:
         raise PlayError(f"{spec} cannot be built with config {json.dumps(config)}: "
                         f"{type(error).__name__}: {error}") from None
     ai_specs = _pairs(args.ai, "--ai", players)
+    policies = policy_specs(ai_specs, loader)
+    humans = [p for p in players if p not in ai_specs]
+    keys = human_keys(env, humans, _pairs(args.keys, "--keys", humans, ai_specs))
+    # A seeds: game's own file is what the browser needs; the worker wraps it again (seeds:module:Class).
+    seeds = prefix == "seeds" and bool(sep)
+    inner = loader.absolute(rest if seeds else spec)
+    bundle = play_bundle(spec, inner, policies)
+    worker_game = ("seeds:" if seeds else "") + bundle["games"][inner]
+    return PlaySetup(
+        spec=spec, game=loader.absolute(spec), game_source=game_source(cls), worker_game=worker_game,
+        config=config, seed=args.seed, fps=args.fps, players=players, keys=keys, ai=ai_specs,
+        worker_ai={p: bundle["games"][s] for p, s in policies.items()}, bundle=encode_bundle(bundle),
+        pyodide_url=pyodide_url, record=args.record, data_dir=args.data, seats=play_seats(players, ai_specs))
+
+
+def policy_specs(ai_specs: dict[str, str], loader: GameLoader) -> dict[str, str]:
+    """{AI player: the policy class's absolute spec}; `random` and `idle` become game.policies' classes."""
+    from scenes.policies import resolve_policy
+
     policies = {}
     for player, policy in ai_specs.items():
         try:
             policies[player] = loader.absolute(resolve_policy(policy, loader))
         except (ValueError, LoadError) as error:
             raise PlayError(f"--ai {player}={policy}: {error}") from None
-    humans = [p for p in players if p not in ai_specs]
-    keys = human_keys(env, humans, _pairs(args.keys, "--keys", humans, ai_specs))
+    return policies
 
-    inner = loader.absolute(rest) if prefix == "seeds" and sep else loader.absolute(spec)
-    scenes = [SimpleNamespace(id=spec, game=inner, packages=()),
+
+def play_bundle(spec: str, game: str, policies: dict[str, str]) -> dict[str, Any]:
+    """The worker's bundle with the game and the policies, built as a served experiment's is (they stand
+    in for its match scenes); refused when a module they import at load time is not in it."""
+    scenes = [SimpleNamespace(id=spec, game=game, packages=()),
               *(SimpleNamespace(id=f"--ai {p}", game=s, packages=()) for p, s in policies.items())]
     try:
-        bundle = build_bundle(SimpleNamespace(match_scenes=lambda: scenes), lambda spec: spec)
+        bundle = build_bundle(SimpleNamespace(match_scenes=lambda: scenes), lambda given: given)
     except BundleError as error:
         raise PlayError(str(error)) from None
-    worker_game = bundle["games"][inner]
-    for what, module in [(spec, worker_game), *((f"--ai {p}", bundle["games"][s]) for p, s in policies.items())]:
-        missing = missing_imports(bundle, module.rpartition(":")[0])
+    for scene in scenes:
+        missing = missing_imports(bundle, bundle["games"][scene.game].rpartition(":")[0])
         if missing:
             name, where = next(iter(missing.items()))
-            raise PlayError(f"{what}: module {where} imports {name!r}, which the browser worker does not have "
+            raise PlayError(f"{scene.id}: module {where} imports {name!r}, which the browser worker does not have "
                             "(it has the standard library, game, netcode and the files beside the game); "
                             f"make {name} optional there, or try the game headless with coplay simulate")
-    if prefix == "seeds" and sep:
-        worker_game = f"seeds:{worker_game}"
-    try:
-        pyodide_url = assets.check_pyodide_url(args.pyodide_url or assets.default_pyodide_url())
-    except ValueError as error:
-        raise PlayError(f"--pyodide-url: {error}") from None
-    return PlaySetup(
-        spec=spec, game=loader.absolute(spec), game_source=game_source(cls), worker_game=worker_game,
-        config=config, seed=args.seed, fps=args.fps, players=players, keys=keys, ai=ai_specs,
-        worker_ai={p: bundle["games"][s] for p, s in policies.items()}, bundle=encode_bundle(bundle),
-        pyodide_url=pyodide_url, record=args.record, data_dir=args.data, seats=play_seats(players, ai_specs))
+    return bundle
 
 
 def _pairs(items: list[str], option: str, players: list[str],
