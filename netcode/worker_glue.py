@@ -19,19 +19,21 @@ import time
 from typing import Any
 
 from game.env import default_action_for
-from game.loader import load_class
+from game.loader import LoadError, load_class
 from game.snapshot import with_snapshots
 from netcode.client import MatchClient
 from netcode.errors import NetcodeError
 from netcode.executor import Executor
+from netcode.playground import Playground
 from netcode.requests import AdvanceFrame, LoadState, Request, SaveState
 
-FUNCTIONS = ("prepare", "load", "start", "tick", "stop", "step", "batch", "evaluate", "terminate")
+FUNCTIONS = ("prepare", "load", "start", "tick", "stop", "step", "batch", "evaluate", "terminate", "play")
 
 _root: str | None = None                        # the bundle folder `load` was given
 _match: MatchClient | None = None               # the running match
 _last: tuple[str, dict[str, Any], int] | None = None   # (game, config, seed) of the last START
 _bench: tuple[Any, Executor] | None = None      # the env (and its Executor) STEP and BATCH run against
+_play: Playground | None = None                 # `coplay play`'s bench (PLAY)
 
 
 def _clock() -> float:
@@ -53,8 +55,8 @@ def _jsonable(value: Any) -> Any:
 def prepare() -> None:
     """Before another bundle replaces this one: forget the match and every module imported from
     the bundle folder (this one included), so the new files are imported afresh."""
-    global _match, _last, _bench
-    _match = _last = _bench = None
+    global _match, _last, _bench, _play
+    _match = _last = _bench = _play = None
     if _root is None:
         return
     for name, module in list(sys.modules.items()):
@@ -172,7 +174,40 @@ def evaluate(code: str) -> str:
     return _dumps(namespace.get("result"))
 
 
+def play(call_json: str) -> str:
+    """`coplay play`'s page (static/play.js): one call on the bench of netcode/playground.py.
+
+    {"op": "start", "game": module:Class, "config", "seed", "ai": {player: module:Class}, "record"},
+    {"op": "run", "frames", "actions": {player: action}, "draw"} or {"op": "reset", "seed"};
+    answers the bench's view, with the recording records queued since the last call."""
+    global _play
+    call = json.loads(call_json)
+    op = call.get("op")
+    if op == "start":
+        _play = None
+        policies = {player: _policy_class(player, spec) for player, spec in (call.get("ai") or {}).items()}
+        _play = Playground(load_class(call["game"]), call.get("config"), call.get("seed", 0), policies,
+                           bool(call.get("record")))
+    elif _play is None:
+        raise RuntimeError("no game: send PLAY start first")
+    elif op == "run":
+        _play.run(call.get("frames", 1), call.get("actions") or {})
+    elif op == "reset":
+        _play.reset(call.get("seed", 0))
+    else:
+        raise ValueError(f"unknown PLAY op {op!r:.40}: start, run or reset")
+    return _dumps({**_play.view(bool(call.get("draw", True))), "records": _play.take_records()})
+
+
+def _policy_class(player: str, spec: str) -> type:
+    try:
+        return load_class(spec)
+    except LoadError as error:
+        raise LoadError(f"the policy of {player!r} ({spec}) cannot run in the browser: {error}; a policy here may "
+                        "import only the standard library, game, netcode and the files beside it") from error
+
+
 def terminate() -> None:
-    global _match, _last, _bench
-    _match = _last = _bench = None
+    global _match, _last, _bench, _play
+    _match = _last = _bench = _play = None
     gc.collect()

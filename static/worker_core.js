@@ -13,7 +13,7 @@
 
 const ROOT = "/home/pyodide/coplay";           // bundle files go under here (on sys.path)
 const GLUE_MODULE = "netcode.worker_glue";
-const GLUE_FUNCTIONS = ["prepare", "load", "start", "tick", "stop", "step", "batch", "evaluate", "terminate"];
+const GLUE_FUNCTIONS = ["prepare", "load", "start", "tick", "stop", "step", "batch", "evaluate", "terminate", "play"];
 // The loop's schedule mirrors netcode/scheduler.py (FixedStep) with the same constants
 // (tests/test_scheduler.py checks that they agree).
 const MAX_CATCH_UP = 4;     // ticks run back to back in one round when the loop fell behind
@@ -277,6 +277,12 @@ export function createCore(post, { close } = {}) {
       need("bundle");
       if (!Array.isArray(list)) throw new Error("BATCH needs requests (a list)");
       return JSON.parse(py.batch(JSON.stringify(list), game ? JSON.stringify({ game, config, seed }) : ""));
+    },
+
+    // `coplay play`'s bench (static/play.js): {op: start | run | reset, ...}, see worker_glue.play.
+    PLAY({ call }) {
+      need("bundle");
+      return JSON.parse(py.play(JSON.stringify(call || {})));
     },
 
     EVAL({ code }) {

@@ -132,15 +132,7 @@ def create_server(
         response.cache_control.no_cache = True
         return response
 
-    @app.get("/static/vendor/pyodide/<path:name>")
-    def pyodide_files(name: str) -> Any:
-        return _vendor_file("pyodide", assets.pyodide_folder(), name, "Pyodide")
-
-    @app.get("/static/vendor/pyodide@<version>/<path:name>")
-    def versioned_pyodide_files(version: str, name: str) -> Any:
-        if assets.pyodide_folder() is not None and version != assets.pyodide_version():
-            return "No such Pyodide version on this server.\n", 404, {"Content-Type": "text/plain; charset=utf-8"}
-        return _vendor_file("pyodide", assets.pyodide_folder(), name, "Pyodide", immutable=True)
+    register_pyodide_routes(app)
 
     @app.get("/static/vendor/socket.io.min.js")
     @app.get("/static/vendor/socket.io.min.js.map")
@@ -185,6 +177,20 @@ def create_server(
     socketio.start_background_task(ticker)
     app.extensions["coplay.store"] = store
     return app, socketio, hub
+
+
+def register_pyodide_routes(app: Flask) -> None:
+    """Serve the vendored Pyodide under /static/vendor/pyodide/ and /static/vendor/pyodide@VERSION/."""
+
+    @app.get("/static/vendor/pyodide/<path:name>")
+    def pyodide_files(name: str) -> Any:
+        return _vendor_file("pyodide", assets.pyodide_folder(), name, "Pyodide")
+
+    @app.get("/static/vendor/pyodide@<version>/<path:name>")
+    def versioned_pyodide_files(version: str, name: str) -> Any:
+        if assets.pyodide_folder() is not None and version != assets.pyodide_version():
+            return "No such Pyodide version on this server.\n", 404, {"Content-Type": "text/plain; charset=utf-8"}
+        return _vendor_file("pyodide", assets.pyodide_folder(), name, "Pyodide", immutable=True)
 
 
 def _tighten(experiment_dir: str) -> None:
