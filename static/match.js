@@ -119,6 +119,7 @@ export class MatchView {
                                  rollbacks: 0, max_rollback_depth: 0, stalls: 0, ping_ms: null, desyncs: 0,
                                  done: false, end_reason: null});
     this.setStatus("");
+    if (start.ai_peers?.length) this.onSeatChanged({status: "ai_partner"});   // seats the scene reveals as AI
     this.episodeLabel.hidden = !(start.episodes > 1);
     this.episodeLabel.textContent = `Round ${start.episode + 1} of ${start.episodes}`;
     document.body.classList.add("playing");
@@ -158,7 +159,8 @@ export class MatchView {
    *  says so (`by`, sent when the scene reveals AI seats). */
   onSeatChanged(payload) {
     clearTimeout(this.noticeTimer);
-    const notices = {absent: "Your partner's connection dropped; waiting…", back: "Your partner is back."};
+    const notices = {absent: "Your partner's connection dropped; waiting…", back: "Your partner is back.",
+                     ai_partner: "Your partner is an AI."};
     const text = payload.by === "ai" ? "An AI now plays for your partner." : (notices[payload.status] || "");
     this.hudNote = text;
     if (this.current) this.setStatus(text);

@@ -1,12 +1,14 @@
 """ONNX policies: a trained network played as a coplay policy, with onnxruntime in CPython.
 
     ai={"right": "onnx:models/pong.onnx"}                     # defaults for pre- and post-processing
+    ai={"right": OnnxPolicy("models/pong.onnx", observation_keys=["ball.1", "paddle"])}
     ai={"right": OnnxPolicy("models/pong.onnx", preprocess=to_tensor, postprocess=to_action)}
 
 A relative path is taken from the experiment file's folder. `preprocess(observation)` returns
 the model's input: an array-like fed to its first input, or a dict {input name: array-like}.
 The default flattens the observation (dicts in key order, nested lists) to a float32 tensor of
-shape [1, n]. `postprocess(outputs, action_space)` gets the model's outputs (a list of numpy arrays)
+shape [1, n]; `observation_keys` (a declared mapping) flattens only those parts, in that order,
+each a dotted path into the observation ("ball.1" is observation["ball"][1]). `postprocess(outputs, action_space)` gets the model's outputs (a list of numpy arrays)
 and returns an action. The default reads the first output: for a Discrete space, an integer output
 holding one value is the action's index (a model ending in ArgMax), otherwise its argmax is; for a
 Box, the output reshaped to the space's shape and clipped to its bounds.
@@ -20,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from game.errors import CoplayError
@@ -44,9 +46,11 @@ class OnnxPolicy:
     """A model file plus optional pre/post-processing functions (see the module docstring)."""
 
     def __init__(self, path: str, *, preprocess: Callable[[Any], Any] | None = None,
-                 postprocess: Callable[[list[Any], Any], Any] | None = None) -> None:
+                 postprocess: Callable[[list[Any], Any], Any] | None = None,
+                 observation_keys: Sequence[str] | None = None) -> None:
         self.path = path
         self.preprocess = preprocess
+        self.observation_keys = None if observation_keys is None else tuple(observation_keys)
         self.postprocess = postprocess
         self.sha256: str | None = None     # of the model file, once loaded
         self.session: Any = None
@@ -65,6 +69,12 @@ class OnnxPolicy:
         for name, function in (("preprocess", self.preprocess), ("postprocess", self.postprocess)):
             if function is not None and not callable(function):
                 return f"OnnxPolicy {name} must be a function, got {type(function).__name__}"
+        keys = self.observation_keys
+        if keys is not None:
+            if self.preprocess is not None:
+                return "OnnxPolicy takes preprocess= or observation_keys=, not both"
+            if not keys or not all(isinstance(k, str) and k for k in keys):
+                return f"OnnxPolicy observation_keys must be a non-empty list of dotted paths, got {keys!r:.80}"
         return None
 
     def load(self, base_dir: str | None = None) -> OnnxPolicy:
@@ -128,8 +138,13 @@ class OnnxPlayer:
     def act(self, observation: Any) -> Any:
         import numpy as np
 
-        pre = self.model.preprocess
-        tensor = pre(observation) if pre is not None else flatten_observation(observation)
+        pre, keys = self.model.preprocess, self.model.observation_keys
+        if pre is not None:
+            tensor = pre(observation)
+        elif keys is not None:
+            tensor = [x for key in keys for x in flatten_observation(pick(observation, key), key)]
+        else:
+            tensor = flatten_observation(observation)
         if isinstance(tensor, Mapping):
             feeds = {name: np.asarray(value, dtype=np.float32) for name, value in tensor.items()}
         else:
@@ -140,27 +155,40 @@ class OnnxPlayer:
         return post(outputs, self.action_space) if post is not None else default_action_of(outputs, self.action_space)
 
 
-def flatten_observation(observation: Any) -> list[float]:
+def pick(observation: Any, key: str) -> Any:
+    """The part of `observation` at a dotted path: "ball.1" is observation["ball"][1]."""
+    item = observation
+    for part in key.split("."):
+        try:
+            item = item[int(part)] if isinstance(item, (list, tuple)) else item[part]
+        except (KeyError, IndexError, ValueError, TypeError):
+            raise OnnxPolicyError(f"observation_keys: the observation has nothing at {key!r} (no {part!r} in "
+                                  f"{type(item).__name__} {str(item)[:60]})") from None
+    return item
+
+
+def flatten_observation(observation: Any, where: str = "observation") -> list[float]:
     """Every number of an observation in order (dict values in key order, lists in index order);
     bools count as 0/1."""
     flat: list[float] = []
 
-    def walk(item: Any) -> None:
+    def walk(item: Any, path: str) -> None:
         if isinstance(item, Mapping):
-            for value in item.values():
-                walk(value)
+            for key, value in item.items():
+                walk(value, f"{path}.{key}")
         elif isinstance(item, (list, tuple)):
-            for value in item:
-                walk(value)
+            for index, value in enumerate(item):
+                walk(value, f"{path}.{index}")
         elif isinstance(item, (bool, int, float)):
             flat.append(float(item))
         elif hasattr(item, "tolist"):
-            walk(item.tolist())
+            walk(item.tolist(), path)
         else:
-            raise OnnxPolicyError(f"the default ONNX preprocess takes numbers, lists and dicts; got "
-                                  f"{type(item).__name__}: pass OnnxPolicy(path, preprocess=...)")
+            raise OnnxPolicyError(f"the default ONNX preprocess takes numbers, lists and dicts, but {path} is a "
+                                  f"{type(item).__name__}; pass OnnxPolicy(path, observation_keys=[...]) or "
+                                  f"preprocess=...")
 
-    walk(observation)
+    walk(observation, where)
     return flat
 
 
