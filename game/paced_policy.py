@@ -56,6 +56,10 @@ class PacedPolicy:
         if played < 0:
             return self.default_action
         decided = played - played % self.repeat
-        for old in [f for f in self.decisions if f < decided]:
-            del self.decisions[old]
-        return self.decisions.get(decided, self.default_action)
+        decisions = self.decisions
+        while decisions:   # decisions are kept in frame order: drop those no frame plays any more
+            oldest = next(iter(decisions))
+            if oldest >= decided:
+                break
+            del decisions[oldest]
+        return decisions.get(decided, self.default_action)

@@ -15,6 +15,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from app.analysis.export import export
+from app.analysis.policy_replay import agreement, policy_steps
 from app.data.recording import read_recording
 from app.analysis.replay import episode_lengths, episode_sim, resolve_game
 from app.participant.headless import HeadlessParticipant
@@ -268,6 +269,20 @@ def test_the_export_lists_the_ai_seats_kind_policy_runs_and_seed(played: dict[st
     with open(tmp_path / "out" / "matches.csv", newline="") as file:
         matches = list(csv.DictReader(file))
     assert json.loads(matches[0]["seats"])["s1"]["ai"]["seed"] == SEED   # the store keeps it too
+
+
+def test_replay_time_analysis_runs_the_onnx_policy_on_the_recorded_observations(played: dict[str, Any]) -> None:
+    folder: Path = played["folder"]
+    path = str(folder / "data" / "onnx" / "recordings" / f"{played['match']}.jsonl")
+    model = OnnxPolicy(str(folder / "tracker.onnx"), observation_keys=TRACKER_KEYS)
+    own = list(policy_steps(path, AISeat(model, reaction_delay_frames=DELAY, action_repeat=REPEAT), "right"))
+    assert len(own) > 100 and {s.episode for s in own} == {0, 1}
+    assert agreement(own) == 1.0   # the seat's own settings reproduce every recorded input of the bot
+    undelayed = list(policy_steps(path, model, "right"))
+    assert [s.chosen for s in undelayed] == [expected_tracker(s.observation) for s in undelayed]
+    assert agreement(undelayed) < 1.0   # without the delay and repeat it would have played otherwise
+    with pytest.raises(ValueError, match=r"the recording has no player 'top'; its players are \['left', 'right'\]"):
+        next(policy_steps(path, model, "top"))
 
 
 def test_paced_onnx_policy_matches_a_python_reference_offline(tmp_path: Path) -> None:
