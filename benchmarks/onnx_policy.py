@@ -8,11 +8,13 @@ collect the right player's observations, then times act() over them R times for:
 - PongTracker (game/games/policies.py), the Python policy the demo's bots use;
 - the tiny Gemm+ArgMax tracker of tests/test_onnx_policy.py as an OnnxPolicy with
   `observation_keys` (the declared mapping), and with a numpy `preprocess` function;
+- the same model in a session with onnxruntime's default options (a thread pool as wide as the
+  machine, spinning after each run) instead of coplay's one thread without spinning;
 - each wrapped in PacedPolicy (reaction delay 6, action repeat 2), as a server bot plays it.
 
-Prints the best of R runs in µs per act() and the share of one core an AI seat's policy
-costs at 60 fps. Timings on a shared machine are noisy: re-run on a quiet one and read them
-as relative.
+Prints the best of R runs in µs per act(), wall clock and process CPU time (all threads: the
+spinning of a thread pool shows there), and the share of one core an AI seat's policy costs at
+60 fps. Timings on a shared machine are noisy: re-run on a quiet one and read them as relative.
 """
 from __future__ import annotations
 
@@ -48,21 +50,31 @@ def observations(frames: int) -> list[dict[str, Any]]:
     return seen
 
 
-def per_act_us(make: Any, seen: list[dict[str, Any]], repeats: int, paced: bool) -> float:
-    best = float("inf")
+def per_act_us(make: Any, seen: list[dict[str, Any]], repeats: int, paced: bool) -> tuple[float, float]:
+    """The best (wall, CPU) µs per act() over `repeats` runs."""
+    wall = cpu = float("inf")
     for _ in range(repeats):
         policy = make()
+        wrapped = PacedPolicy(policy, reaction_delay_frames=6, action_repeat=2, default_action=0)
+        started, started_cpu = time.perf_counter(), time.process_time()
         if paced:
-            wrapped = PacedPolicy(policy, reaction_delay_frames=6, action_repeat=2, default_action=0)
-            started = time.perf_counter()
             for frame, obs in enumerate(seen):
                 wrapped.act(obs, frame)
         else:
-            started = time.perf_counter()
             for obs in seen:
                 policy.act(obs)
-        best = min(best, time.perf_counter() - started)
-    return best / len(seen) * 1e6
+        wall = min(wall, time.perf_counter() - started)
+        cpu = min(cpu, time.process_time() - started_cpu)
+    return wall / len(seen) * 1e6, cpu / len(seen) * 1e6
+
+
+def default_session(factory: OnnxPolicy, path: str) -> OnnxPolicy:
+    """`factory` with a session of onnxruntime's default options (what coplay's loader does not use)."""
+    import onnxruntime
+
+    copy = OnnxPolicy(factory.path, observation_keys=factory.observation_keys)
+    copy.session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    return copy
 
 
 def main() -> None:
@@ -87,16 +99,20 @@ def main() -> None:
             player.setup("right", Discrete(3), 3)
             return player
 
+        default = default_session(keyed, model)
         rows = [("PongTracker (Python)", tracker),
                 ("OnnxPolicy, observation_keys", lambda: onnx_player(keyed)),
-                ("OnnxPolicy, numpy preprocess", lambda: onnx_player(numpy_pre))]
+                ("OnnxPolicy, numpy preprocess", lambda: onnx_player(numpy_pre)),
+                ("  same, onnxruntime default threads", lambda: onnx_player(default))]
         print(f"act() cost over {len(seen)} Pong observations, best of {args.repeats} runs")
         print("paced: in PacedPolicy with reaction delay 6 and action repeat 2 (the model runs every 2nd frame)")
-        print(f"{'policy':34} {'µs/act':>8} {'paced µs/act':>13} {'core share at 60 fps, paced':>28}")
+        print(f"{'policy':36} {'wall µs':>8} {'CPU µs':>8} {'paced wall':>11} {'paced CPU':>10} "
+              f"{'core share at 60 fps, paced':>28}")
         for name, make in rows:
-            plain = per_act_us(make, seen, args.repeats, paced=False)
-            paced = per_act_us(make, seen, args.repeats, paced=True)
-            print(f"{name:34} {plain:8.1f} {paced:13.1f} {paced * 60 / 1e4:27.3f}%")
+            wall, cpu = per_act_us(make, seen, args.repeats, paced=False)
+            paced_wall, paced_cpu = per_act_us(make, seen, args.repeats, paced=True)
+            print(f"{name:36} {wall:8.1f} {cpu:8.1f} {paced_wall:11.1f} {paced_cpu:10.1f} "
+                  f"{paced_cpu * 60 / 1e4:27.3f}%")
 
 
 if __name__ == "__main__":

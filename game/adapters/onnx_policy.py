@@ -111,8 +111,13 @@ def _open_session(model: bytes, name: str) -> Any:
     except ImportError:
         raise OnnxPolicyError(f"ONNX policy {name} needs onnxruntime, which is not installed; "
                               f"{INSTALL_HINT}") from None
+    options = onnxruntime.SessionOptions()
+    # One thread, no spinning: a policy model is small, and the server's event loop must keep its core
+    # (onnxruntime's default thread pool spins after every run).
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
-        session = onnxruntime.InferenceSession(model, providers=["CPUExecutionProvider"])
+        session = onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own exception types for bad models
         raise OnnxPolicyError(f"{name} is not a usable ONNX model ({type(exc).__name__}: "
                               f"{str(exc).strip()[:300]}); export the policy again (e.g. torch.onnx.export) "
