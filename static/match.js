@@ -156,7 +156,7 @@ export class MatchView {
   }
 
   /** A partner's seat changed holder: a short neutral notice; an AI is named only when the server
-   *  says so (`by`, sent when the scene reveals AI seats). */
+   *  says so (`by`, or `ai_peers` in match_start: sent for the AI seats the scene reveals). */
   onSeatChanged(payload) {
     clearTimeout(this.noticeTimer);
     const notices = {absent: "Your partner's connection dropped; waiting…", back: "Your partner is back.",
