@@ -19,6 +19,9 @@ string specs ("FILE.py:Class") are loaded by a `resolve` callable the caller pas
 """
 from __future__ import annotations
 
+from game.adapters.onnx_policy import OnnxPolicy
+
+from scenes.ai_seat import AISeat
 from scenes.base import ClientContext, Scene
 from scenes.errors import AnswerError, ExperimentError
 from scenes.experiment import Experiment
@@ -30,8 +33,8 @@ from scenes.scene_types import OUTCOMES, Consent, End, Outcome, Page
 from scenes.survey import Choice, FreeText, Likert, Question, Survey
 
 __all__ = [
-    "NETCODE_KEYS", "OUTCOMES", "AnswerError", "Bot", "Choice", "ClientContext", "Conditions", "Consent",
-    "End", "Experiment", "ExperimentError", "FreeText", "IdlePolicy", "Likert", "Match", "Outcome", "Page",
-    "Question", "RandomOrder", "RandomPolicy", "Repeat", "Scene", "Survey", "WaitingRoom", "choose_arm",
+    "NETCODE_KEYS", "OUTCOMES", "AISeat", "AnswerError", "Bot", "Choice", "ClientContext", "Conditions", "Consent",
+    "End", "Experiment", "ExperimentError", "FreeText", "IdlePolicy", "Likert", "Match", "OnnxPolicy", "Outcome",
+    "Page", "Question", "RandomOrder", "RandomPolicy", "Repeat", "Scene", "Survey", "WaitingRoom", "choose_arm",
     "markdown_to_html", "resolve_policy",
 ]

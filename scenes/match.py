@@ -10,9 +10,9 @@ from game.spaces import Discrete
 from netcode.config import SessionConfig
 from netcode.errors import NetcodeError
 
+from scenes.ai_seat import AISeat, as_ai_seat
 from scenes.base import ClientContext, Resolver, Scene, body_html, check_body, check_text
 from scenes.errors import AnswerError, ExperimentError
-from scenes.policies import resolve_policy, why_not_policy
 
 # SessionConfig settings a Match may set in netcode= (fps has its own argument)
 NETCODE_KEYS = tuple(f.name for f in fields(SessionConfig)
@@ -48,7 +48,7 @@ class WaitingRoom:
 
 
 class Match(Scene):
-    """A game with `humans` (one participant each) and `ai` players ({player: policy}).
+    """A game with `humans` (one participant each) and `ai` players ({player: policy or AISeat(...)}).
 
     game             "FILE.py:Class", "package.module:Class", or the class itself
     config           the game's JSON-able config dict
@@ -59,12 +59,14 @@ class Match(Scene):
     grace_s          seconds a dropped participant's seat is held for them (0 to 600, default 15): meanwhile
                      the `stand_in` policy plays it and the participant may come back (reconnect, reload)
     stand_in         the policy playing a held seat (default "idle": the game's default action)
-    reveal_ai        tell participants when an AI takes a seat (default False: partners only ever see a
-                     neutral "connection dropped" notice)
+    reveal_ai        tell participants which seats an AI plays, and when an AI takes a seat (default False:
+                     partners only ever see a neutral "connection dropped" notice); an AISeat's `reveal`
+                     overrides it for its seat
     on_partner_drop  after the grace period: "ai": a fill_policy bot takes the seat; "end": the match ends
     on_interrupted   what participants do after the server stopped (crashed) mid-match: "continue"
                      past this scene (the match stays recorded as interrupted) or "rerun" it (a new match)
     fill_policy      the policy for empty or dropped human seats
+                     (ai values, fill_policy and stand_in each take a policy spec or an AISeat: scenes/ai_seat.py)
     keys             {browser key name (KeyboardEvent.key): action} for the human players
     packages         extra Pyodide packages (e.g. "numpy") the browser loads before play
     """
@@ -99,6 +101,7 @@ class Match(Scene):
         self.packages = packages
         self.game_class: type | None = game if isinstance(game, type) else None
         self._game_players: tuple[str, ...] | None = None
+        self._seat_settings: tuple[dict[str, AISeat], AISeat, AISeat] | None = None
 
     @property
     def game_spec(self) -> str:
@@ -106,6 +109,18 @@ class Match(Scene):
         if isinstance(self.game, type):
             return f"{self.game.__module__}:{self.game.__qualname__}"
         return self.game
+
+    def seat_settings(self) -> tuple[dict[str, AISeat], AISeat, AISeat]:
+        """The AI settings of the `ai` players, of `fill_policy` and of `stand_in`, each as an AISeat
+        (made once, so the policies `check` resolved stay resolved)."""
+        if self._seat_settings is None:
+            self._seat_settings = ({p: as_ai_seat(v) for p, v in self.ai.items()}, as_ai_seat(self.fill_policy),
+                                   as_ai_seat(self.stand_in))
+        return self._seat_settings
+
+    def revealed_ai(self) -> list[str]:
+        """The `ai` players participants are told about (their seat's reveal, else the scene's reveal_ai)."""
+        return [p for p, seat in self.seat_settings()[0].items() if seat.reveals(self.reveal_ai)]
 
     @property
     def players(self) -> tuple[str, ...]:
@@ -147,12 +162,13 @@ class Match(Scene):
         env = self._check_against_game() if self.game_class is not None else None
         self._check_netcode(env)
         if resolve is not None:
-            for where, policy in [*((f"ai[{p!r}]", v) for p, v in self.ai.items()), ("fill_policy", self.fill_policy),
-                                  ("stand_in", self.stand_in)]:
+            ai, fill, stand_in = self.seat_settings()
+            for where, seat in [*((f"ai[{p!r}]", v) for p, v in ai.items()), ("fill_policy", fill),
+                                ("stand_in", stand_in)]:
                 try:
-                    resolve_policy(policy, resolve)
+                    seat.resolve(resolve)
                 except Exception as exc:
-                    raise ExperimentError(f"{where}: policy {policy!r} could not be loaded: {exc}") from None
+                    raise ExperimentError(f"{where}: policy {seat.policy!r} could not be loaded: {exc}") from None
 
     def _check_game_spec(self) -> None:
         if isinstance(self.game, type):
@@ -168,15 +184,13 @@ class Match(Scene):
         if len(set(humans)) != len(humans):
             raise ExperimentError(f"humans lists a player twice: {list(humans)!r}")
         if not isinstance(self.ai, Mapping) or not all(isinstance(p, str) for p in self.ai):
-            raise ExperimentError(f"ai must be a dict {{player id: policy}}, got {self.ai!r:.80}")
-        for player, policy in self.ai.items():
+            raise ExperimentError(f"ai must be a dict {{player id: policy or AISeat(...)}}, got {self.ai!r:.80}")
+        for player in self.ai:
             if player in humans:
                 raise ExperimentError(f"player {player!r} is in both humans and ai")
-            reason = why_not_policy(policy)
-            if reason:
-                raise ExperimentError(f"ai[{player!r}]: {reason}")
-        for where, policy in (("fill_policy", self.fill_policy), ("stand_in", self.stand_in)):
-            reason = why_not_policy(policy)
+        for where, value in [*((f"ai[{p!r}]", v) for p, v in self.ai.items()), ("fill_policy", self.fill_policy),
+                             ("stand_in", self.stand_in)]:
+            reason = as_ai_seat(value).why_not()
             if reason:
                 raise ExperimentError(f"{where}: {reason}")
 
@@ -259,8 +273,7 @@ class Match(Scene):
             "html": body_html(self.html or None, self.markdown),
             "game": self.game_spec,
             "players": list(self.players),
-            "humans": list(self.humans),
-            "ai": list(self.ai),
+            "ai": self.revealed_ai(),
             "keys": dict(self.keys),
             "fps": self.fps,
             "episodes": self.episodes,

@@ -119,6 +119,7 @@ export class MatchView {
                                  rollbacks: 0, max_rollback_depth: 0, stalls: 0, ping_ms: null, desyncs: 0,
                                  done: false, end_reason: null});
     this.setStatus("");
+    if (start.ai_peers?.length) this.onSeatChanged({status: "ai_partner"});   // seats the scene reveals as AI
     this.episodeLabel.hidden = !(start.episodes > 1);
     this.episodeLabel.textContent = `Round ${start.episode + 1} of ${start.episodes}`;
     document.body.classList.add("playing");
@@ -155,10 +156,11 @@ export class MatchView {
   }
 
   /** A partner's seat changed holder: a short neutral notice; an AI is named only when the server
-   *  says so (`by`, sent when the scene reveals AI seats). */
+   *  says so (`by`, or `ai_peers` in match_start: sent for the AI seats the scene reveals). */
   onSeatChanged(payload) {
     clearTimeout(this.noticeTimer);
-    const notices = {absent: "Your partner's connection dropped; waiting…", back: "Your partner is back."};
+    const notices = {absent: "Your partner's connection dropped; waiting…", back: "Your partner is back.",
+                     ai_partner: "Your partner is an AI."};
     const text = payload.by === "ai" ? "An AI now plays for your partner." : (notices[payload.status] || "");
     this.hudNote = text;
     if (this.current) this.setStatus(text);

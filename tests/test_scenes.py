@@ -112,7 +112,8 @@ def test_scene_messages(scene, message):
     (pong_match(ai={"right": RandomPolicy()}),
      "ai['right']: pass the policy class RandomPolicy, not an instance (each match builds a fresh one)"),
     (pong_match(ai={"right": "smart"}),
-     "ai['right']: 'smart' is not a policy; use 'random', 'idle', a class with act(observation), or 'FILE.py:Class'"),
+     "ai['right']: 'smart' is not a policy; use 'random', 'idle', a class with act(observation), 'FILE.py:Class' or "
+     "'onnx:FILE.onnx'"),
     (pong_match(fill_policy=object), "fill_policy: policy class object has no act(observation) method"),
     (pong_match(config={"width": -1}),
      "game Pong refused its config: ValueError: Pong config 'width' must be >= 1, got -1"),

@@ -11,7 +11,10 @@ Tables, one file each per experiment:
   flattened when it is a dict/list of scalars of stable shape across the episode;
   otherwise the `observation` column holds it as JSON text. `predicted` says whether a
   peer ever simulated that input as a prediction: True, False, or empty when unknown
-  (`app.analysis.predicted`).
+  (`app.analysis.predicted`). `seat_kind` says who played the step (human, ai, stand_in); for
+  an AI (or a stand-in) `policy` is its policy spec, `policy_runs` where it ran ("server") and
+  `policy_seed` the seed its policy got in that episode (`game.paced_policy.policy_seed` of the
+  seat's recorded seed). Per-step metadata of remote agents will come as one more column.
 - `participants`, `answers`, `matches`, `match_participants`: the store's rows.
 - `events`: the store's events and every recording's events (with episode and frame).
 
@@ -29,11 +32,12 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from app.analysis.export_columns import ExportError, Table, json_text, plain_value, write_table
 from app.analysis.export_spool import StepSpool, write_steps
 from game.loader import LoadError
+from game.paced_policy import policy_seed
 from app.analysis.predicted import PredictedLookup
 from app.data.recording import Recording, RecordingError, read_recording
 from app.analysis.replay import ReplayError, episode_lengths, episode_sim, resolve_game
@@ -43,7 +47,7 @@ from app.data.store import DATABASE_NAME, Store
 FORMATS = ("csv", "npz", "parquet")
 TABLES = ("steps", "participants", "answers", "events", "matches", "match_participants")
 STEP_COLUMNS = ("experiment", "match", "episode", "seed", "frame", "player", "seat", "participant", "seat_kind",
-                "action", "reward", "terminated", "truncated", "info", "predicted")
+                "action", "reward", "terminated", "truncated", "info", "predicted", "policy", "policy_runs", "policy_seed")
 PARTICIPANT_COLUMNS = ("experiment", "id", "platform_id", "url_params", "created_at", "status", "outcome_at",
                        "seed", "condition", "scene_index", "plan")
 ANSWER_COLUMNS = ("experiment", "participant_id", "scene_id", "question_id", "value", "answered_at")
@@ -221,9 +225,27 @@ def _steps_table(name: str, folder: str, referenced: list[str], events: Table, r
                 "frame": event.get("frame"), "kind": event.get("kind"), "data": json_text(event.get("data", {}))})
 
 
-Holder = tuple[str, str, str | None]   # (seat, seat_kind, participant)
+class Holder(NamedTuple):
+    """Who plays a seat's frames: the seat, its kind, the participant, and the AI's settings (AISeat.record)."""
+
+    seat: str
+    kind: str
+    participant: str | None
+    players: tuple[str, ...] = ()
+    ai: dict[str, Any] | None = None
+
+
+_NOBODY = Holder("", "", None)
 # seat_changed `by` -> the seat_kind of the frames from there on: an absent participant's seat keeps their id
 _SEAT_KINDS = {"ai": "ai", "stand_in": "stand_in", "participant": "human"}
+
+
+def _ai_settings(info: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A seat's AI settings from its header entry or seat_changed data (older recordings name only the policy)."""
+    ai = info.get("ai")
+    if isinstance(ai, Mapping):
+        return dict(ai)
+    return {"policy": info["policy"]} if isinstance(info.get("policy"), str) else None
 
 
 def _seat_timeline(recording: Recording) -> tuple[dict[str, Holder], list[tuple[int, int, Holder]]]:
@@ -231,8 +253,9 @@ def _seat_timeline(recording: Recording) -> tuple[dict[str, Holder], list[tuple[
     (the recording's seat segments), in order."""
     start: dict[str, Holder] = {}
     for seat, info in (recording.header.get("seats") or {}).items():
-        for player in info.get("players", []):
-            start[player] = (seat, info.get("kind", ""), info.get("participant"))
+        players = tuple(info.get("players", []))
+        for player in players:
+            start[player] = Holder(seat, info.get("kind", ""), info.get("participant"), players, _ai_settings(info))
     changes: list[tuple[int, int, Holder]] = []
     for event in recording.events:
         data = event.get("data") or {}
@@ -240,12 +263,23 @@ def _seat_timeline(recording: Recording) -> tuple[dict[str, Holder], list[tuple[
         if (event.get("kind") == "seat_changed" and by in _SEAT_KINDS and event.get("episode") is not None
                 and isinstance(seat, str)):
             participant = None if by == "ai" else data.get("participant")
-            changes.append((event["episode"], event.get("frame") or 0, (seat, _SEAT_KINDS[by], participant)))
+            ai = _ai_settings(data) if by != "participant" else None
+            holder = Holder(seat, _SEAT_KINDS[by], participant, tuple(data.get("players") or ()), ai)
+            changes.append((event["episode"], event.get("frame") or 0, holder))
     return start, sorted(changes, key=lambda change: (change[0], change[1]))
 
 
 def _hand_over(holders: dict[str, Holder], holder: Holder) -> None:
-    holders.update({p: holder for p, (seat, _kind, _pid) in holders.items() if seat == holder[0]})
+    holders.update({p: holder for p, old in holders.items() if old.seat == holder.seat})
+
+
+def _policy_columns(holder: Holder, player: str, episode: int) -> dict[str, Any]:
+    """The policy, policy_runs and policy_seed of a step (empty when a person played it)."""
+    ai = holder.ai or {}
+    seed = ai.get("seed")
+    index = holder.players.index(player) if player in holder.players else 0
+    return {"policy": ai.get("policy"), "policy_runs": ai.get("runs"),
+            "policy_seed": policy_seed(seed, episode, index) if type(seed) is int else None}
 
 
 def _simulate_episode(name: str, recording: Recording, game_class: type,
@@ -259,7 +293,7 @@ def _simulate_episode(name: str, recording: Recording, game_class: type,
         if change_episode < episode:
             _hand_over(holders, holder)
     pending = [(frame, holder) for change_episode, frame, holder in changes if change_episode == episode]
-    predicted = PredictedLookup(recording, episode, {player: seat for player, (seat, _k, _pid) in start.items()})
+    predicted = PredictedLookup(recording, episode, {player: holder.seat for player, holder in start.items()})
 
     sim = episode_sim(recording, game_class, episode, episode_lengths(recording)[episode])
     rows: list[dict[str, Any]] = []
@@ -270,11 +304,12 @@ def _simulate_episode(name: str, recording: Recording, game_class: type,
             _hand_over(holders, pending.pop(0)[1])
         result = sim.step()
         for player, action in zip(players, actions):
-            seat, kind, participant = holders.get(player, ("", "", None))
+            holder = holders.get(player, _NOBODY)
             observation = _get(observations, player)
             rows.append({
                 "experiment": name, "match": recording.header.get("match"), "episode": episode, "seed": data["seed"],
-                "frame": frame, "player": player, "seat": seat, "participant": participant, "seat_kind": kind,
+                "frame": frame, "player": player, "seat": holder.seat, "participant": holder.participant,
+                "seat_kind": holder.kind, **_policy_columns(holder, player, episode),
                 "action": _scalar_orjson_text(action), "reward": _scalar_orjson_text(_get(result.get("rewards"), player)),
                 "terminated": _scalar_orjson_text(_get(result.get("terminated"), player)),
                 "truncated": _scalar_orjson_text(_get(result.get("truncated"), player)),

@@ -64,7 +64,9 @@ def make_header(*, match: str, experiment: str, scene: str, created_at: str, gam
     """A complete header; fills in coplay and Python versions and the game source's SHA-256.
 
     `seats` maps each seat address to {"players": [...], "kind": "human" | "ai",
-    "participant": id | None, "policy": spec | None}.
+    "participant": id | None, "policy": spec | None, "ai": settings | None}; an AI seat's settings
+    (scenes/ai_seat.py AISeat.record) are its policy spec, where it runs, its seed, reaction delay,
+    action repeat, reveal, and its model file's sha256 for an ONNX policy.
     """
     return {"match": match, "experiment": experiment, "scene": scene, "created_at": created_at,
             "coplay_version": coplay_version(), "python": platform.python_version(), "game": game,

@@ -11,9 +11,11 @@ from typing import Any, Callable
 
 from app.live.match_room import MatchRoom, Seat
 from app.live.protocol import PacketEvent, parse_episode_done
-from game.env import action_space_for
+from game.env import action_space_for, default_action_for
+from game.paced_policy import PacedPolicy, policy_seed
 from netcode.client import MatchClient
 from netcode.scheduler import FixedStep
+from scenes.ai_seat import as_ai_seat
 
 Policy = Any  # an object with act(observation) -> action
 MAX_REPLAY_TICKS = 100_000  # ticks of one round spent replaying an episode taken over mid-way
@@ -22,8 +24,10 @@ MAX_REPLAY_TICKS = 100_000  # ticks of one round spent replaying an episode take
 class BotPeer:
     """Plays `seat` of `room` for the current episode with one policy per player.
 
-    `make_policy(spec, player, action_space, env, seed)` builds a player's policy; `now()` is the
-    server's clock in seconds; `preload` is the episode's input log when the bot takes over a seat.
+    `make_policy(spec, player, action_space, env, seed)` builds a player's policy from the seat's policy
+    (a spec or an AISeat), which plays with the seat's reaction delay and action repeat (PacedPolicy); its
+    seed comes from the seat's recorded seed (game.paced_policy.policy_seed). `now()` is the server's clock in
+    seconds; `preload` is the episode's input log when the bot takes over a seat.
     """
 
     def __init__(self, room: MatchRoom, seat: Seat, make_policy: Callable[..., Policy], now: Callable[[], float],
@@ -32,7 +36,12 @@ class BotPeer:
         self.seat = seat
         self.client = MatchClient(room.start_payload(seat), room.game_class, lambda: now() * 1000.0, preload)
         env = self.client.env
-        self.policies = {p: make_policy(seat.policy, p, action_space_for(env, p), env, room.episode_seed + i)
+        ai = as_ai_seat(seat.policy)
+        base_seed = ai.seat_seed(room.seed, seat.addr)
+        self.policies = {p: PacedPolicy(make_policy(seat.policy, p, action_space_for(env, p), env,
+                                                    policy_seed(base_seed, room.episode, i)),
+                                        reaction_delay_frames=ai.reaction_delay_frames, action_repeat=ai.action_repeat,
+                                        default_action=default_action_for(env, p))
                          for i, p in enumerate(seat.players)}
         self.schedule = FixedStep(1.0 / self.client.config.fps, now())
         self.stopped = False
@@ -59,8 +68,8 @@ class BotPeer:
 
     def _tick(self) -> None:
         client = self.client
-        observations = client.observations
-        actions = {} if client.done is not None else {p: self.policies[p].act(observations.get(p))
+        observations, frame = client.observations, client.session.current_frame
+        actions = {} if client.done is not None else {p: self.policies[p].act(observations.get(p), frame)
                                                       for p in self.seat.players}
         client.tick(actions)
         for packet in client.outbox():

@@ -304,26 +304,26 @@ class Hub(MatchHost):
         players = tuple(env.players)
         seats: dict[str, Seat] = {}
         humans = list(start.participants)
+        ai_seats, fill, stand_in = scene.seat_settings()
         for player in scene.humans:
             addr = f"s{len(seats)}"
             if humans:
                 seats[addr] = Seat(addr, (player,), HUMAN, participant=humans.pop(0))
             else:
-                seats[addr] = Seat(addr, (player,), AI, policy=_spec(scene.fill_policy))
-        for player, policy in (scene.ai or {}).items():
+                seats[addr] = Seat(addr, (player,), AI, policy=fill)
+        for player, ai in ai_seats.items():
             addr = f"s{len(seats)}"
-            seats[addr] = Seat(addr, (player,), AI, policy=_spec(policy))
+            seats[addr] = Seat(addr, (player,), AI, policy=ai)
         settings = MatchSettings(
             game=self.services.game_spec(scene.game), config=dict(scene.config or {}), players=players,
             action_spaces={p: action_space_for(env, p) for p in players}, episodes=scene.episodes, fps=scene.fps,
             netcode=_relayed_netcode(scene.netcode), keys=dict(scene.keys or {}),
             on_partner_drop=scene.on_partner_drop,
-            fill_policy=_spec(scene.fill_policy), grace_s=scene.grace_s, stand_in=_spec(scene.stand_in),
+            fill_policy=fill, grace_s=scene.grace_s, stand_in=stand_in,
             reveal_ai=scene.reveal_ai,
         )
         seed = secrets.randbelow(1 << 31)
-        seat_info = {a: {"players": list(s.players), "kind": s.kind, "participant": s.participant, "policy": s.policy}
-                     for a, s in seats.items()}
+        seat_info = {a: s.info(seed) for a, s in seats.items()}
         match_id = self.store.create_match(scene_id, seat_info, seed)
         path = recording_path(self.experiment_dir, match_id)
         header = make_header(
@@ -467,9 +467,3 @@ def _relayed_netcode(settings: Mapping[str, Any] | None) -> dict[str, Any]:
     netcode.setdefault("disconnect_notify_ms", 1000)
     return netcode
 
-
-def _spec(value: Any) -> str:
-    """A policy or game as it is recorded: its spec string, or module:qualname for a class."""
-    if isinstance(value, str):
-        return value
-    return f"{value.__module__}:{value.__qualname__}"

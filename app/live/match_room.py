@@ -33,6 +33,7 @@ from netcode import codec
 from netcode.client import SERVER
 from netcode.config import SessionConfig
 from netcode.errors import NetcodeError
+from scenes.ai_seat import as_ai_seat
 
 HUMAN, AI = "human", "ai"
 MAX_AHEAD_SECONDS = 10  # a seat's inputs may run at most this far past the last frame everyone has sent
@@ -50,7 +51,7 @@ class Seat:
     players: tuple[str, ...]
     kind: str
     participant: str | None = None
-    policy: str | None = None
+    policy: Any = None               # while an AI plays the seat: its policy spec or AISeat (scenes/ai_seat.py)
     bot: Bot | None = None
     gone: bool = False
     last_heard: float = 0.0
@@ -60,6 +61,16 @@ class Seat:
     heard: bool = False              # a packet of this episode came from the seat's holder
     absent_since: float | None = None  # a human seat held for its participant, who dropped (a stand-in plays it)
     rejoining: bool = False          # its participant came back after the seat's episode ended: next episode
+
+    def ai_info(self, match_seed: int) -> dict[str, Any] | None:
+        """The settings of the AI playing the seat, with its seed in the match (AISeat.record); None for none."""
+        return None if self.policy is None else as_ai_seat(self.policy).record(match_seed, self.addr)
+
+    def info(self, match_seed: int) -> dict[str, Any]:
+        """The seat as the recording header and the store list it."""
+        ai = self.ai_info(match_seed)
+        return {"players": list(self.players), "kind": self.kind, "participant": self.participant,
+                "policy": ai["policy"] if ai else None, "ai": ai}
 
 
 class MatchHost(Protocol):
@@ -85,9 +96,9 @@ class MatchSettings:
     netcode: dict[str, Any]
     keys: dict[str, Any]
     on_partner_drop: str
-    fill_policy: str
+    fill_policy: Any                 # a policy spec or AISeat, as `Seat.policy`
     grace_s: float = 15.0
-    stand_in: str = "idle"
+    stand_in: Any = "idle"
     reveal_ai: bool = False
 
 
@@ -161,6 +172,8 @@ class MatchRoom:
             "match": self.id, "episode": self.episode, "episodes": s.episodes, "seed": self.episode_seed,
             "seat": seat.addr, "gen": seat.gen, "players": list(seat.players),
             "peers": {a: list(o.players) for a, o in self.seats.items() if a != seat.addr},
+            "ai_peers": [a for a, o in self.seats.items() if a != seat.addr and o.kind == AI and not o.gone
+                         and as_ai_seat(o.policy).reveals(s.reveal_ai)],
             "game": s.game, "config": s.config, "fps": s.fps, "netcode": s.netcode, "keys": s.keys,
         }
 
@@ -453,8 +466,9 @@ class MatchRoom:
             seat.bot = None
         seat.gen += 1
         frame = min(len(self.log.actions[p]) for p in seat.players)
+        ai = seat.ai_info(self.seed) if by in ("stand_in", "ai") else None
         data = {"seat": seat.addr, "players": list(seat.players), "participant": seat.participant, "why": why,
-                "by": by, "policy": seat.policy if by in ("stand_in", "ai") else None, "gen": seat.gen}
+                "by": by, "policy": ai["policy"] if ai else None, "gen": seat.gen, "ai": ai}
         self.recording.event("seat_changed", data, self.episode, frame)
         self.host.log_event(self, "seat_changed", data)
         return frame
@@ -464,7 +478,7 @@ class MatchRoom:
         when the scene reveals AI seats)."""
         payload: dict[str, Any] = {"match": self.id, "seat": seat.addr, "players": list(seat.players),
                                    "status": status, "frame": frame}
-        if status == "replaced" and self.settings.reveal_ai:
+        if status == "replaced" and as_ai_seat(seat.policy).reveals(self.settings.reveal_ai):
             payload["by"] = "ai"
         for other in self.seats.values():
             if other is not seat and other.kind == HUMAN and not other.gone and other.absent_since is None:

@@ -36,7 +36,8 @@ from app.data.modes import env_flag, make_folder, tighten
 from app.web.socket_gate import SocketGate
 from app.data.store import Store, database_path
 from game.env import default_action_for
-from scenes.policies import Bot, resolve_policy
+from scenes.ai_seat import as_ai_seat
+from scenes.policies import Bot
 
 STATIC_DIR = Path(__file__).resolve().parents[2] / "static"
 TICK_SECONDS = 0.25
@@ -95,7 +96,7 @@ def create_server(
     flow = Flow(experiment, store, metrics)
 
     def make_policy(spec: Any, player: str, action_space: Any, env: Any, seed: int) -> Bot:
-        return Bot(resolve_policy(spec, resolve), player=player, action_space=action_space,
+        return Bot(as_ai_seat(spec).resolve(resolve), player=player, action_space=action_space,
                    default_action=default_action_for(env, player), seed=seed)
 
     hub = Hub(flow, experiment_dir, Services(

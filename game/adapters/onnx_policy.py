@@ -1,0 +1,216 @@
+"""ONNX policies: a trained network played as a coplay policy, with onnxruntime in CPython.
+
+    ai={"right": "onnx:models/pong.onnx"}                     # defaults for pre- and post-processing
+    ai={"right": OnnxPolicy("models/pong.onnx", observation_keys=["ball.1", "paddle"])}
+    ai={"right": OnnxPolicy("models/pong.onnx", preprocess=to_tensor, postprocess=to_action)}
+
+A relative path is taken from the experiment file's folder. `preprocess(observation)` returns
+the model's input: an array-like fed to its first input, or a dict {input name: array-like}.
+The default flattens the observation (dicts in key order, nested lists) to a float32 tensor of
+shape [1, n]; `observation_keys` (a declared mapping) flattens only those parts, in that order,
+each a dotted path into the observation ("ball.1" is observation["ball"][1]). `postprocess(outputs, action_space)` gets the model's outputs (a list of numpy arrays)
+and returns an action. The default reads the first output: for a Discrete space, an integer output
+holding one value is the action's index (a model ending in ArgMax), otherwise its argmax is; for a
+Box, the output reshaped to the space's shape and clipped to its bounds.
+
+An `OnnxPolicy` is a policy factory: `load()` reads and checks the model once (the file's sha256
+is what recordings name), and each call makes a fresh player policy (`setup`, `act`). numpy and
+onnxruntime are imported only when a model is loaded (`pip install 'coplay[onnx]'`).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from game.errors import CoplayError
+from game.spaces import Box, Discrete
+
+ONNX_PREFIX = "onnx:"
+INSTALL_HINT = "install onnxruntime: pip install 'coplay[onnx]'  (or: pip install onnxruntime)"
+
+
+class OnnxPolicyError(CoplayError, ValueError):
+    """An ONNX policy cannot be used: missing model file, not a model, onnxruntime missing."""
+
+    code = "onnx_policy"
+
+
+_sessions: dict[tuple[str, str], Any] = {}   # (absolute path, sha256) -> onnxruntime.InferenceSession
+_lock = threading.Lock()
+
+
+class OnnxPolicy:
+    """A model file plus optional pre/post-processing functions (see the module docstring)."""
+
+    def __init__(self, path: str, *, preprocess: Callable[[Any], Any] | None = None,
+                 postprocess: Callable[[list[Any], Any], Any] | None = None,
+                 observation_keys: Sequence[str] | None = None) -> None:
+        self.path = path
+        self.preprocess = preprocess
+        self.observation_keys = None if observation_keys is None else tuple(observation_keys)
+        self.postprocess = postprocess
+        self.sha256: str | None = None     # of the model file, once loaded
+        self.session: Any = None
+
+    @property
+    def spec(self) -> str:
+        return ONNX_PREFIX + str(self.path)
+
+    def __repr__(self) -> str:
+        return f"OnnxPolicy({self.path!r})"
+
+    def why_not(self) -> str | None:
+        """What is wrong with the settings themselves (None when nothing); `load` checks the file."""
+        if not isinstance(self.path, str) or not self.path.endswith(".onnx"):
+            return f"an ONNX policy needs a path ending in .onnx, got {self.path!r:.80}"
+        for name, function in (("preprocess", self.preprocess), ("postprocess", self.postprocess)):
+            if function is not None and not callable(function):
+                return f"OnnxPolicy {name} must be a function, got {type(function).__name__}"
+        keys = self.observation_keys
+        if keys is not None:
+            if self.preprocess is not None:
+                return "OnnxPolicy takes preprocess= or observation_keys=, not both"
+            if not keys or not all(isinstance(k, str) and k for k in keys):
+                return f"OnnxPolicy observation_keys must be a non-empty list of dotted paths, got {keys!r:.80}"
+        return None
+
+    def load(self, base_dir: str | None = None) -> OnnxPolicy:
+        """Read the model (relative paths from `base_dir`), hash it and open an onnxruntime session;
+        raises OnnxPolicyError saying what to do when it cannot."""
+        reason = self.why_not()
+        if reason:
+            raise OnnxPolicyError(reason)
+        path = os.path.abspath(os.path.join(base_dir or "", self.path))
+        try:
+            with open(path, "rb") as file:
+                model = file.read()
+        except OSError as exc:
+            raise OnnxPolicyError(f"ONNX model {self.path} cannot be read ({exc.strerror}: {path}); "
+                                  f"put the .onnx file there or fix the path") from None
+        sha256 = hashlib.sha256(model).hexdigest()
+        with _lock:
+            session = _sessions.get((path, sha256))
+            if session is None:
+                session = _sessions[(path, sha256)] = _open_session(model, self.path)
+        self.session, self.sha256 = session, sha256
+        return self
+
+    def __call__(self) -> OnnxPlayer:
+        """A fresh player policy (after `load`)."""
+        if self.session is None:
+            raise OnnxPolicyError(f"{self!r} was not loaded; call load() first")
+        return OnnxPlayer(self)
+
+
+def _open_session(model: bytes, name: str) -> Any:
+    try:
+        import onnxruntime
+    except ImportError:
+        raise OnnxPolicyError(f"ONNX policy {name} needs onnxruntime, which is not installed; "
+                              f"{INSTALL_HINT}") from None
+    options = onnxruntime.SessionOptions()
+    # One thread, no spinning: a policy model is small, and the server's event loop must keep its core
+    # (onnxruntime's default thread pool spins after every run).
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    try:
+        session = onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types for bad models
+        raise OnnxPolicyError(f"{name} is not a usable ONNX model ({type(exc).__name__}: "
+                              f"{str(exc).strip()[:300]}); export the policy again (e.g. torch.onnx.export) "
+                              f"and check it with onnx.checker.check_model") from None
+    if not session.get_inputs() or not session.get_outputs():
+        raise OnnxPolicyError(f"{name} has no inputs or no outputs; a policy model maps an observation "
+                              f"tensor to an action tensor")
+    return session
+
+
+class OnnxPlayer:
+    """One player's ONNX policy: observation -> preprocess -> model -> postprocess -> action."""
+
+    def __init__(self, model: OnnxPolicy) -> None:
+        self.model = model
+        self.session = model.session
+        self.input_name = self.session.get_inputs()[0].name
+        self.action_space: Any = None
+
+    def setup(self, player: str, action_space: Any, seed: int) -> None:
+        self.action_space = action_space
+
+    def act(self, observation: Any) -> Any:
+        import numpy as np
+
+        pre, keys = self.model.preprocess, self.model.observation_keys
+        if pre is not None:
+            tensor = pre(observation)
+        elif keys is not None:
+            tensor = [x for key in keys for x in flatten_observation(pick(observation, key), key)]
+        else:
+            tensor = flatten_observation(observation)
+        if isinstance(tensor, Mapping):
+            feeds = {name: np.asarray(value, dtype=np.float32) for name, value in tensor.items()}
+        else:
+            array = np.asarray(tensor, dtype=np.float32)
+            feeds = {self.input_name: array.reshape(1, -1) if pre is None else array}
+        outputs = self.session.run(None, feeds)
+        post = self.model.postprocess
+        return post(outputs, self.action_space) if post is not None else default_action_of(outputs, self.action_space)
+
+
+def pick(observation: Any, key: str) -> Any:
+    """The part of `observation` at a dotted path: "ball.1" is observation["ball"][1]."""
+    item = observation
+    for part in key.split("."):
+        try:
+            item = item[int(part)] if isinstance(item, (list, tuple)) else item[part]
+        except (KeyError, IndexError, ValueError, TypeError):
+            raise OnnxPolicyError(f"observation_keys: the observation has nothing at {key!r} (no {part!r} in "
+                                  f"{type(item).__name__} {str(item)[:60]})") from None
+    return item
+
+
+def flatten_observation(observation: Any, where: str = "observation") -> list[float]:
+    """Every number of an observation in order (dict values in key order, lists in index order);
+    bools count as 0/1."""
+    flat: list[float] = []
+
+    def walk(item: Any, path: str) -> None:
+        if isinstance(item, Mapping):
+            for key, value in item.items():
+                walk(value, f"{path}.{key}")
+        elif isinstance(item, (list, tuple)):
+            for index, value in enumerate(item):
+                walk(value, f"{path}.{index}")
+        elif isinstance(item, (bool, int, float)):
+            flat.append(float(item))
+        elif hasattr(item, "tolist"):
+            walk(item.tolist(), path)
+        else:
+            raise OnnxPolicyError(f"the default ONNX preprocess takes numbers, lists and dicts, but {path} is a "
+                                  f"{type(item).__name__}; pass OnnxPolicy(path, observation_keys=[...]) or "
+                                  f"preprocess=...")
+
+    walk(observation, where)
+    return flat
+
+
+def default_action_of(outputs: list[Any], action_space: Any) -> Any:
+    """The default postprocess: the action the model's first output names (see the module docstring)."""
+    import numpy as np
+
+    first = np.asarray(outputs[0])
+    if isinstance(action_space, Discrete):
+        if first.size == 1 and np.issubdtype(first.dtype, np.integer):
+            return int(first.reshape(-1)[0]) + action_space.start
+        return int(np.argmax(first.reshape(-1))) + action_space.start
+    if isinstance(action_space, Box):
+        values = np.clip(first.reshape(action_space.shape), action_space.low, action_space.high)
+        if action_space.integer:
+            values = np.rint(values).astype(np.int64)
+        result: Any = values.tolist()
+        return result
+    raise OnnxPolicyError(f"the default ONNX postprocess handles Discrete and Box action spaces, not "
+                          f"{type(action_space).__name__}: pass OnnxPolicy(path, postprocess=...)")

@@ -1,0 +1,101 @@
+"""AI seat settings: which policy plays a seat, where it runs, its timing, seed and reveal.
+
+    Match("pong", "game.games.pong:Pong", humans=["left"],
+          ai={"right": AISeat("game.games.policies:PongTracker", reaction_delay_frames=12, seed=7)})
+
+A plain policy spec ("random", a class, "FILE.py:Class", "onnx:FILE.onnx", an OnnxPolicy) is
+the same as `AISeat(spec)` with every setting at its default; `Match(ai=...)`, `fill_policy=` and
+`stand_in=` take either.
+
+- `runs`: where the policy runs. "server" (a bot in the server process) is supported; "browser"
+  (in a participant's worker) and "remote" (an agent process) are not yet, and are refused.
+- `reaction_delay_frames`, `action_repeat`: human-like timing, applied by `game.paced_policy.PacedPolicy`.
+- `seed`: the seed the policy gets; None draws one from the match seed (`game.paced_policy.seat_seed`).
+  Either way it is recorded in the seat's info (recording header, store, `seat_changed` events).
+- `reveal`: whether participants are told this seat is an AI; None follows the scene's `reveal_ai`.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from game.adapters.onnx_policy import OnnxPolicy
+from game.paced_policy import seat_seed
+
+from scenes.base import Resolver
+from scenes.policies import policy_spec, resolve_policy, why_not_policy
+
+RUNS = ("server", "browser", "remote")
+SUPPORTED_RUNS = ("server",)
+MAX_DELAY_FRAMES = 3600
+MAX_REPEAT = 3600
+
+
+class AISeat:
+    """The settings of one AI seat (see the module docstring)."""
+
+    def __init__(self, policy: Any, *, runs: str = "server", reaction_delay_frames: int = 0, action_repeat: int = 1,
+                 seed: int | None = None, reveal: bool | None = None) -> None:
+        self.policy = policy
+        self.runs = runs
+        self.reaction_delay_frames = reaction_delay_frames
+        self.action_repeat = action_repeat
+        self.seed = seed
+        self.reveal = reveal
+        self.factory: Any = None   # the resolved policy factory (a class or a loaded OnnxPolicy)
+
+    def __repr__(self) -> str:
+        return (f"AISeat({self.policy!r}, runs={self.runs!r}, reaction_delay_frames={self.reaction_delay_frames!r}, "
+                f"action_repeat={self.action_repeat!r}, seed={self.seed!r}, reveal={self.reveal!r})")
+
+    def why_not(self) -> str | None:
+        """What is wrong with these settings, or None."""
+        if isinstance(self.policy, AISeat):
+            return "AISeat(policy=...) takes a policy spec, not another AISeat"
+        reason = why_not_policy(self.policy)
+        if reason:
+            return reason
+        if self.runs not in RUNS:
+            return f"runs must be one of {', '.join(map(repr, RUNS))}, got {self.runs!r:.40}"
+        if self.runs not in SUPPORTED_RUNS:
+            return (f"runs={self.runs!r} is not yet supported (AI seats run on the server for now); "
+                    f"use runs='server'")
+        for name, value, low, high in (("reaction_delay_frames", self.reaction_delay_frames, 0, MAX_DELAY_FRAMES),
+                                       ("action_repeat", self.action_repeat, 1, MAX_REPEAT)):
+            if type(value) is not int or not low <= value <= high:
+                return f"{name} must be an int from {low} to {high} (frames), got {value!r:.40}"
+        if self.seed is not None and (type(self.seed) is not int or not 0 <= self.seed < 1 << 63):
+            return f"seed must be None or an int from 0 to 2**63-1, got {self.seed!r:.40}"
+        if self.reveal is not None and type(self.reveal) is not bool:
+            return f"reveal must be None (follow the scene's reveal_ai), True or False, got {self.reveal!r:.40}"
+        return None
+
+    def resolve(self, resolve: Resolver | None = None) -> Any:
+        """The policy factory (a class, or a loaded OnnxPolicy), resolved once and kept."""
+        if self.factory is None:
+            self.factory = resolve_policy(self.policy, resolve)
+        return self.factory
+
+    @property
+    def spec(self) -> str:
+        """The policy as it is recorded: its spec string."""
+        return policy_spec(self.policy)
+
+    def reveals(self, scene_reveal_ai: bool) -> bool:
+        return scene_reveal_ai if self.reveal is None else self.reveal
+
+    def seat_seed(self, match_seed: int, seat: str) -> int:
+        """The seed of this seat in a match: the given one, or one drawn from the match seed."""
+        return seat_seed(match_seed, seat) if self.seed is None else self.seed
+
+    def record(self, match_seed: int, seat: str) -> dict[str, Any]:
+        """The seat's AI settings as recordings and the store keep them (JSON-able)."""
+        factory = self.factory if self.factory is not None else self.policy
+        sha256 = factory.sha256 if isinstance(factory, OnnxPolicy) else None
+        return {"policy": self.spec, "runs": self.runs, "seed": self.seat_seed(match_seed, seat),
+                "reaction_delay_frames": self.reaction_delay_frames, "action_repeat": self.action_repeat,
+                "reveal": self.reveal, "model_sha256": sha256}
+
+
+def as_ai_seat(value: Any) -> AISeat:
+    """`value` itself when it is an AISeat, else AISeat(value) (a plain policy spec)."""
+    return value if isinstance(value, AISeat) else AISeat(value)
