@@ -1,10 +1,13 @@
 """Admission control decides from measured lag, with hysteresis; waiting rooms hold matches while closed."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from app.live.admission import (
-    Admission, AdmissionError, AdmissionSettings, Closed, Figures, Opened, parse_max_lag_ms, settings_for,
+    MAX_LAG_ENV, Admission, AdmissionError, AdmissionSettings, Closed, Figures, Opened, parse_max_lag_ms,
+    settings_for,
 )
 from app.live.waiting import SERVER_BUSY, Held, StartMatch, TimedOut, WaitingRoom
 
@@ -168,3 +171,32 @@ def test_a_participant_held_too_long_leaves_with_the_reason_server_busy() -> Non
     assert room.poll(379, admit=False, max_hold_s=120) == []
     assert room.poll(380, admit=False, max_hold_s=120) == [TimedOut("d", SERVER_BUSY)]
     assert room.waiting == {} and room.held_s == {}
+
+
+# ------------------------------------------------------------------ the command line
+
+
+def test_serve_takes_the_max_lag_from_the_flag_or_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.cli import build_parser
+
+    assert build_parser().parse_args(["demo"]).max_relay_lag_ms == 100
+    assert build_parser().parse_args(["demo", "--max-relay-lag-ms", "0"]).max_relay_lag_ms == 0
+    monkeypatch.setenv(MAX_LAG_ENV, "250")
+    assert build_parser().parse_args(["demo"]).max_relay_lag_ms == 250
+    assert build_parser().parse_args(["demo", "--max-relay-lag-ms", "40"]).max_relay_lag_ms == 40
+
+
+@pytest.mark.parametrize("flag, env", [(["--max-relay-lag-ms", "5"], None), ([], "lots")])
+def test_serve_refuses_a_bad_max_lag_before_starting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str], flag: list[str],
+                                                     env: str | None) -> None:
+    from app.cli import main
+
+    if env is not None:
+        monkeypatch.setenv(MAX_LAG_ENV, env)
+    with pytest.raises(SystemExit) as exit:
+        main(["demo", "--data", str(tmp_path / "data"), "--async-mode", "threading", "--port", "1", *flag])
+    err = capsys.readouterr().err
+    assert exit.value.code == 2 and "--max-relay-lag-ms" in err and MAX_LAG_ENV in err
+    assert ("must be 10 to 60000 ms, got 5.0" if flag else "must be a number of milliseconds") in err
+    assert not (tmp_path / "data").exists()

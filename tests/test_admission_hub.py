@@ -119,7 +119,8 @@ def test_a_lagging_server_holds_new_matches_and_starts_them_in_arrival_order_onc
 
 def test_running_matches_relay_rejoin_and_get_ai_takeovers_while_closed(setup: tuple[Hub, Server, Store]) -> None:
     hub, server, store = setup
-    a1, a2 = arrive(hub, "a1"), arrive(hub, "a2")
+    a1 = arrive(hub, "a1")
+    arrive(hub, "a2")
     [room] = hub.matches.values()
     run_probe(hub, server, 2, loop_lag=0.3)
     assert not hub.admission.open

@@ -71,7 +71,7 @@ class AdmissionSettings:
         if self.max_lag_s == 0:
             return self
         _check_number("max relay lag", self.max_lag_s * 1000, MIN_MAX_LAG_MS, MAX_MAX_LAG_MS, "ms",
-                      f"; give 0 to turn admission control off (set with --max-relay-lag-ms or {MAX_LAG_ENV})")
+                      "; give 0 to turn admission control off")
         if not 0 <= self.low_water_s < self.max_lag_s:
             raise AdmissionError(f"the reopening lag must be at least 0 and below the max relay lag "
                                  f"({self.max_lag_s * 1000:g} ms), got {self.low_water_s * 1000:g} ms")
