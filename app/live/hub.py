@@ -275,8 +275,7 @@ class Hub(MatchHost):
                 self._report_refusals(sid, report)
 
     def _poll_room(self, room: WaitingRoom) -> None:
-        now = self.services.now()
-        for action in room.poll(now, self.admission.open, self.admission.settings.max_hold_s):
+        for action in room.poll(self.services.now(), self.admission.open, self.admission.settings.max_hold_s):
             if isinstance(action, StartMatch):
                 self._start_match(room.scene_id, action)
             elif isinstance(action, Held):
@@ -292,8 +291,9 @@ class Hub(MatchHost):
         sid = self.sid_of.get(participant)
         if sid is not None:
             index, _ = self.flow.current(participant)
+            seconds_left = round(room.seconds_left(participant, self.services.now()))
             payload: dict[str, Any] = {"scene": index, "present": len(room.waiting), "needed": room.needed,
-                       "seconds_left": round(room.seconds_left(participant, self.services.now()))}
+                                       "seconds_left": seconds_left}
             if not self.admission.open:
                 payload.update(busy=True, message=BUSY_MESSAGE)
             self.services.emit("waiting", payload, to=sid)
@@ -303,7 +303,11 @@ class Hub(MatchHost):
     def run_lag_probe(self) -> None:
         """Measure the server's lag for admission control, forever (a background task)."""
         while True:
-            self.probe_lag()
+            try:
+                self.probe_lag()
+            except Exception:  # a failing probe must not leave admission stuck: log it and measure on
+                log.exception("the admission lag probe failed")
+                self.services.sleep(1.0)
 
     def probe_lag(self) -> None:
         """Sleep one probe interval and feed how late it woke, and the longest relay since, to admission."""
