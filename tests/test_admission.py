@@ -1,6 +1,7 @@
 """Admission control decides from measured lag, with hysteresis; waiting rooms hold matches while closed."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -95,6 +96,24 @@ def test_a_stall_longer_than_the_window_is_one_late_sample() -> None:
     assert feed(admission, 2.05, 5, loop_lag_s=0.001) == [] and admission.open
 
 
+def test_after_reopening_match_starts_ramp_up_and_a_server_that_never_closed_is_not_limited() -> None:
+    admission = Admission(SETTINGS)
+    assert admission.start_budget(0) == math.inf
+    feed(admission, 0, 2, loop_lag_s=0.3)
+    assert admission.start_budget(2) == 0
+    [(reopened, _)] = feed(admission, 2, 10, loop_lag_s=0.001)
+    assert admission.start_budget(reopened) == 1
+    admission.started(1)
+    assert admission.start_budget(reopened + 0.9) == 0
+    assert admission.start_budget(reopened + 1) == 2        # 3 in all by the end of the second step
+    admission.started(2)
+    assert admission.start_budget(reopened + 2.5) == 4 and admission.start_budget(reopened + 3) == 12
+    feed(admission, 10, 12, loop_lag_s=0.3)                   # closed again: nothing; then a new slow start
+    assert not admission.open and admission.start_budget(12) == 0
+    [(again, _)] = feed(admission, 12, 20, loop_lag_s=0.001)
+    assert admission.start_budget(again) == 1
+
+
 def test_zero_turns_admission_control_off_but_figures_are_still_kept() -> None:
     admission = Admission(settings_for(0))
     assert feed(admission, 0, 20, loop_lag_s=5.0) == [] and admission.open
@@ -133,6 +152,16 @@ def test_a_closed_room_holds_its_matches_and_starts_them_in_arrival_order_when_o
     assert list(room.waiting) == ["a", "b", "c", "d", "e"]
     assert room.poll(20) == [StartMatch(("a", "b"), 0), StartMatch(("c", "d"), 0)]
     assert list(room.waiting) == ["e"]
+
+
+def test_an_open_room_starts_at_most_max_starts_and_the_rest_wait_in_order() -> None:
+    room = WaitingRoom("pong", needed=2, timeout_s=30, on_timeout="ai")
+    for name, at in (("a", 0), ("b", 0), ("c", 1), ("d", 1), ("e", 2), ("f", 2), ("g", 3)):
+        room.join(name, at)
+    assert room.poll(4, max_starts=1) == [StartMatch(("a", "b"), 0), Held(2)]
+    assert room.poll(5, max_starts=0) == []
+    assert room.poll(40, max_starts=1) == [StartMatch(("c", "d"), 0)]   # g timed out, but e and f go first
+    assert room.poll(41, max_starts=2) == [StartMatch(("e", "f"), 0), StartMatch(("g",), 1)]
 
 
 def test_the_timeout_clock_pauses_while_closed_so_no_ai_fill_and_no_timeout() -> None:

@@ -63,7 +63,7 @@ def setup(tmp_path: Path) -> Iterator[tuple[Hub, Server, Store]]:
 
 def arrive(hub: Hub, name: str) -> str:
     """A new participant connects as socket `name` and is ready in the match scene."""
-    participant = hub.flow.enter({}, "10.0.0.1").participant
+    participant = hub.flow.enter({"PROLIFIC_PID": name}, "10.0.0.1").participant
     assert participant is not None
     hub.connect(participant, name)
     hub.handle("ready", name, {"index": 0})
@@ -179,3 +179,19 @@ def test_a_participant_held_longer_than_the_limit_leaves_with_the_reason_server_
     [visit] = store.scene_visits(held)[:1]
     assert visit["data"] == {"reason": "server_busy"}
     assert server.to("c1", "scene")[-1]["scene"]["id"] == "end:waiting_timeout"
+
+
+def test_held_matches_start_in_a_slow_start_after_reopening(setup: tuple[Hub, Server, Store]) -> None:
+    hub, server, store = setup
+    run_probe(hub, server, 2, loop_lag=0.3)
+    pairs = [(arrive(hub, f"p{i}a"), arrive(hub, f"p{i}b")) for i in range(5)]
+    assert value(hub, "coplay_admission_held_starts_total") == 5
+    server.loop_lag = 0.0
+    while not hub.admission.open:
+        hub.probe_lag()
+    started_by = []
+    for _ in range(3):   # 1 match at once, 3 in all a second later, then the rest
+        started_by.append([tuple(s.participant for s in m.seats.values()) for m in hub.matches.values()])
+        run_probe(hub, server, 1.0, loop_lag=0.0)
+    assert started_by == [pairs[:1], pairs[:3], pairs[:5]]
+    assert server.to("p4a", "waiting")[-1].get("busy") is None   # waiting for its turn, not told "busy"

@@ -13,6 +13,12 @@ Hysteresis keeps the decision from flapping: admission closes once the lag has s
 `reopen_lag_s` (half of it unless given) for the longer `reopen_after_s`. `observe` returns a
 `Closed` or `Opened` when the state changes, else None: the Hub logs, records and acts on it.
 
+The lag shows a match's load only once it runs, so after reopening the held matches start in a slow
+start, not all at once (on a busy 2-core machine, 15 Pong matches of the demo released together took
+the server from 15 ms to 3.7 s of lag): `start_budget` allows 1 match start in the first `ramp_step_s`, 3 in all by the end
+of the second, 7 by the third, doubling, until admission closes again. A server that never closed
+starts every match at once, as without admission control.
+
 What is held while admission is closed (app/live/waiting.py, app/live/hub.py): every match a
 waiting room would start, the AI fill of a timed-out wait included (it adds load too); participants
 stay in the waiting room and are told the server is busy; held matches start in arrival order once
@@ -57,6 +63,7 @@ class AdmissionSettings:
     window_s: float = 0.5               # the lag figure is the worst sample of this window
     probe_interval_s: float = 0.05      # how long the lag probe sleeps between samples
     max_hold_s: float = 300.0           # a participant held longer than this leaves the waiting room
+    ramp_step_s: float = 1.0            # after reopening, the allowed match starts double every this long
 
     @property
     def enabled(self) -> bool:
@@ -77,7 +84,7 @@ class AdmissionSettings:
                                  f"({self.max_lag_s * 1000:g} ms), got {self.low_water_s * 1000:g} ms")
         for name, value in (("close_after_s", self.close_after_s), ("reopen_after_s", self.reopen_after_s),
                             ("window_s", self.window_s), ("probe_interval_s", self.probe_interval_s),
-                            ("max_hold_s", self.max_hold_s)):
+                            ("max_hold_s", self.max_hold_s), ("ramp_step_s", self.ramp_step_s)):
             _check_number(name, value, 0.001, 86_400, "s")
         return self
 
@@ -143,6 +150,21 @@ class Admission:
         self._samples: deque[tuple[float, float, float]] = deque()   # (at, loop lag, relay time)
         self._since: float | None = None    # since when the lag has been past the mark that would change the state
         self._closed_at = 0.0
+        self._reopened_at: float | None = None   # the slow start after reopening runs since
+        self._ramp_starts = 0                     # matches started in it
+
+    def start_budget(self, now: float) -> float:
+        """How many more matches may start now: 0 while closed, limited in the slow start after reopening."""
+        if not self.open:
+            return 0
+        if self._reopened_at is None:
+            return math.inf
+        steps = min(62, int((now - self._reopened_at) / self.settings.ramp_step_s + 1e-9))
+        return max(0, (1 << (steps + 1)) - 1 - self._ramp_starts)
+
+    def started(self, matches: int) -> None:
+        """`matches` new matches started (they count against the slow start's budget)."""
+        self._ramp_starts += matches
 
     def observe(self, now: float, loop_lag_s: float, relay_s: float) -> Closed | Opened | None:
         """Take one probe's sample (`relay_s`: the longest relay since the previous sample)."""
@@ -164,9 +186,9 @@ class Admission:
             self._since = now
         held = now - self._since
         if self.open and held >= self.settings.close_after_s:
-            self.open, self._since, self._closed_at = False, None, now
+            self.open, self._since, self._closed_at, self._reopened_at = False, None, now, None
             return Closed(self.figures, held)
         if not self.open and held >= self.settings.reopen_after_s:
-            self.open, self._since = True, None
+            self.open, self._since, self._reopened_at, self._ramp_starts = True, None, now, 0
             return Opened(self.figures, now - self._closed_at)
         return None

@@ -275,8 +275,11 @@ class Hub(MatchHost):
                 self._report_refusals(sid, report)
 
     def _poll_room(self, room: WaitingRoom) -> None:
-        for action in room.poll(self.services.now(), self.admission.open, self.admission.settings.max_hold_s):
+        now = self.services.now()
+        for action in room.poll(now, self.admission.open, self.admission.settings.max_hold_s,
+                                self.admission.start_budget(now)):
             if isinstance(action, StartMatch):
+                self.admission.started(1)
                 self._start_match(room.scene_id, action)
             elif isinstance(action, Held):
                 self.metrics.admission_held_starts.inc(action.matches)

@@ -3,9 +3,10 @@
 `poll(now)` says what to do: start a match with these participants (AI filling the
 empty human seats when the wait timed out and the scene allows it), or send someone
 on because the wait timed out. `poll(now, admit=False)` while admission is closed
-(app/live/admission.py) starts nothing: it says how many more matches it holds, the
-room's timeout clock pauses, and only a participant held longer than `max_hold_s` is
-sent on (reason "server_busy").
+(app/live/admission.py) starts nothing: the room's timeout clock pauses, and only a
+participant held longer than `max_hold_s` is sent on (reason "server_busy"). Open, at
+most `max_starts` matches start (the slow start after reopening); the rest wait, in
+arrival order. Either way `Held` counts the matches that could have started but wait.
 """
 from __future__ import annotations
 
@@ -70,20 +71,30 @@ class WaitingRoom:
         """Seconds of waiting that count towards the timeout: all but the time held."""
         return now - self.waiting[participant] - self.held(participant, now)
 
-    def poll(self, now: float, admit: bool = True, max_hold_s: float = math.inf) -> list[StartMatch | TimedOut | Held]:
-        if not admit:
-            return self._hold(now, max_hold_s)
+    def poll(self, now: float, admit: bool = True, max_hold_s: float = math.inf,
+             max_starts: float = math.inf) -> list[StartMatch | TimedOut | Held]:
+        actions = self._open(now, max_starts) if admit else self._hold(now, max_hold_s)
+        waiting_groups = len(self.waiting) // self.needed
+        if waiting_groups > self._held_matches:
+            actions.append(Held(waiting_groups - self._held_matches))
+        self._held_matches = waiting_groups
+        return actions
+
+    def _open(self, now: float, max_starts: float) -> list[StartMatch | TimedOut | Held]:
         self._reopen(now)
         actions: list[StartMatch | TimedOut | Held] = []
-        while len(self.waiting) >= self.needed:
+        while len(self.waiting) >= self.needed and len(actions) < max_starts:
             group = tuple(list(self.waiting)[: self.needed])
             waited = tuple(now - self._pop(participant) for participant in group)
             actions.append(StartMatch(group, 0, waited))
+        if len(self.waiting) >= self.needed:
+            return actions   # no more starts allowed just now: the timeouts wait too
         expired = [p for p in self.waiting if self._counted(p, now) >= self.timeout_s]
         if expired and self.on_timeout == "ai":
-            group = tuple(self.waiting)
-            waited = tuple(now - self._pop(participant) for participant in group)
-            actions.append(StartMatch(group, self.needed - len(group), waited))
+            if len(actions) < max_starts:
+                group = tuple(self.waiting)
+                waited = tuple(now - self._pop(participant) for participant in group)
+                actions.append(StartMatch(group, self.needed - len(group), waited))
         else:
             for participant in expired:
                 self._pop(participant)
@@ -97,10 +108,6 @@ class WaitingRoom:
         for participant in [p for p in self.waiting if self.held(p, now) >= max_hold_s]:
             self._pop(participant)
             actions.append(TimedOut(participant, SERVER_BUSY))
-        would_start = len(self.waiting) // self.needed
-        if would_start > self._held_matches:
-            actions.append(Held(would_start - self._held_matches))
-        self._held_matches = would_start
         return actions
 
     def _reopen(self, now: float) -> None:
@@ -109,7 +116,7 @@ class WaitingRoom:
             return
         for participant in self.waiting:
             self.held_s[participant] = self.held(participant, now)
-        self.closed_at, self._held_matches = None, 0
+        self.closed_at = None
 
     def _pop(self, participant: str) -> float:
         self.held_s.pop(participant, None)
