@@ -185,6 +185,7 @@ def test_held_matches_start_in_a_slow_start_after_reopening(setup: tuple[Hub, Se
     hub, server, store = setup
     run_probe(hub, server, 2, loop_lag=0.3)
     pairs = [(arrive(hub, f"p{i}a"), arrive(hub, f"p{i}b")) for i in range(5)]
+    arrive(hub, "lone")
     assert value(hub, "coplay_admission_held_starts_total") == 5
     server.loop_lag = 0.0
     while not hub.admission.open:
@@ -192,6 +193,8 @@ def test_held_matches_start_in_a_slow_start_after_reopening(setup: tuple[Hub, Se
     started_by = []
     for _ in range(3):   # 1 match at once, 3 in all a second later, then the rest
         started_by.append([tuple(s.participant for s in m.seats.values()) for m in hub.matches.values()])
+        if len(started_by) == 2:   # still waiting for their turn: told the server is busy; the lone one is not
+            assert server.to("p4a", "waiting")[-1]["message"] == BUSY_MESSAGE
+            assert "busy" not in server.to("lone", "waiting")[-1]
         run_probe(hub, server, 1.0, loop_lag=0.0)
     assert started_by == [pairs[:1], pairs[:3], pairs[:5]]
-    assert server.to("p4a", "waiting")[-1].get("busy") is None   # waiting for its turn, not told "busy"

@@ -8,6 +8,7 @@ same logic runs under eventlet, gevent or threads, and in tests.
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 import threading
 from collections import deque
@@ -297,7 +298,8 @@ class Hub(MatchHost):
             seconds_left = round(room.seconds_left(participant, self.services.now()))
             payload: dict[str, Any] = {"scene": index, "present": len(room.waiting), "needed": room.needed,
                                        "seconds_left": seconds_left}
-            if not self.admission.open:
+            if not self.admission.open or (self.admission.start_budget(self.services.now()) < math.inf
+                                           and participant in room.grouped()):   # waits for its turn to start
                 payload.update(busy=True, message=BUSY_MESSAGE)
             self.services.emit("waiting", payload, to=sid)
 

@@ -64,6 +64,10 @@ class WaitingRoom:
             held += now - max(self.waiting[participant], self.closed_at)
         return held
 
+    def grouped(self) -> list[str]:
+        """The participants in full groups, whose matches could start now."""
+        return list(self.waiting)[: len(self.waiting) // self.needed * self.needed]
+
     def seconds_left(self, participant: str, now: float) -> float:
         return max(0.0, self.timeout_s - self._counted(participant, now))
 
