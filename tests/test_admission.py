@@ -108,9 +108,13 @@ def test_after_reopening_match_starts_ramp_up_and_a_server_that_never_closed_is_
     assert admission.start_budget(reopened + 1) == 2        # 3 in all by the end of the second step
     admission.started(2)
     assert admission.start_budget(reopened + 2.5) == 4 and admission.start_budget(reopened + 3) == 12
-    feed(admission, 10, 12, loop_lag_s=0.3)                   # closed again: nothing; then a new slow start
-    assert not admission.open and admission.start_budget(12) == 0
-    [(again, _)] = feed(admission, 12, 20, loop_lag_s=0.001)
+    feed(admission, 10, reopened + 9.9, loop_lag_s=0.001)
+    assert admission.start_budget(reopened + 9.9) == 1023 - 3
+    admission.observe(reopened + 10, 0.001, 0)               # ten steps on, the slow start is over
+    assert admission.start_budget(reopened + 10) == math.inf
+    feed(admission, 20, 22, loop_lag_s=0.3)                   # closed again: nothing; then a new slow start
+    assert not admission.open and admission.start_budget(22) == 0
+    [(again, _)] = feed(admission, 22, 30, loop_lag_s=0.001)
     assert admission.start_budget(again) == 1
 
 

@@ -43,6 +43,7 @@ DEFAULT_MAX_LAG_MS = 100.0
 MIN_MAX_LAG_MS = 10.0      # below this a healthy server's own scheduling noise would close admission
 MAX_MAX_LAG_MS = 60_000.0
 MAX_LAG_ENV = "COPLAY_MAX_RELAY_LAG_MS"
+RAMP_STEPS = 10           # the slow start ends after this many steps (2047 starts allowed by then)
 BUSY_MESSAGE = "Many people are playing right now; your game will start in a moment."
 
 
@@ -159,7 +160,7 @@ class Admission:
             return 0
         if self._reopened_at is None:
             return math.inf
-        steps = min(62, int((now - self._reopened_at) / self.settings.ramp_step_s + 1e-9))
+        steps = min(RAMP_STEPS, int((now - self._reopened_at) / self.settings.ramp_step_s + 1e-9))
         return max(0, (1 << (steps + 1)) - 1 - self._ramp_starts)
 
     def started(self, matches: int) -> None:
@@ -175,6 +176,8 @@ class Admission:
         self.figures = Figures(lag_s=max(loop + relay for _, loop, relay in samples),
                                loop_lag_s=max(loop for _, loop, _ in samples),
                                relay_s=max(relay for _, _, relay in samples))
+        if self._reopened_at is not None and now - self._reopened_at >= RAMP_STEPS * self.settings.ramp_step_s:
+            self._reopened_at = None   # the slow start is over
         if not self.settings.enabled:
             return None
         lag = self.figures.lag_s
