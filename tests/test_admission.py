@@ -212,7 +212,7 @@ def test_a_participant_held_too_long_leaves_with_the_reason_server_busy() -> Non
 def test_serve_takes_the_max_lag_from_the_flag_or_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     from app.cli import build_parser
 
-    assert build_parser().parse_args(["demo"]).max_relay_lag_ms == 100
+    assert build_parser().parse_args(["demo"]).max_relay_lag_ms == 150
     assert build_parser().parse_args(["demo", "--max-relay-lag-ms", "0"]).max_relay_lag_ms == 0
     monkeypatch.setenv(MAX_LAG_ENV, "250")
     assert build_parser().parse_args(["demo"]).max_relay_lag_ms == 250

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 from game.errors import CoplayError
 
-DEFAULT_MAX_LAG_MS = 100.0
+DEFAULT_MAX_LAG_MS = 150.0   # ~ the 8 frames at 60 fps a peer predicts through before it stalls
 MIN_MAX_LAG_MS = 10.0      # below this a healthy server's own scheduling noise would close admission
 MAX_MAX_LAG_MS = 60_000.0
 MAX_LAG_ENV = "COPLAY_MAX_RELAY_LAG_MS"
@@ -60,7 +60,7 @@ class AdmissionSettings:
     max_lag_s: float = DEFAULT_MAX_LAG_MS / 1000
     reopen_lag_s: float | None = None   # the low-water mark; None: half of max_lag_s
     close_after_s: float = 1.0          # the lag must stay above max_lag_s this long to close
-    reopen_after_s: float = 5.0         # ... and below the low-water mark this long to reopen
+    reopen_after_s: float = 3.0         # ... and below the low-water mark this long to reopen
     window_s: float = 0.5               # the lag figure is the worst sample of this window
     probe_interval_s: float = 0.05      # how long the lag probe sleeps between samples
     max_hold_s: float = 300.0           # a participant held longer than this leaves the waiting room
@@ -104,7 +104,7 @@ def parse_max_lag_ms(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise AdmissionError(f"the max relay lag must be a number of milliseconds (e.g. 100, or 0 for off), "
+        raise AdmissionError(f"the max relay lag must be a number of milliseconds (e.g. 150, or 0 for off), "
                              f"got {text!r}") from None
     settings_for(value)
     return value
