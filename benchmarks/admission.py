@@ -2,7 +2,7 @@
 
     python benchmarks/admission.py [--participants N] [--arrival burst|ramp:S] [--max-relay-lag-ms MS]
 
-Runs `coplay demo` twice, with admission control (`--max-relay-lag-ms`, default 100) and with it off
+Runs `coplay demo` twice, with admission control (`--max-relay-lag-ms`, default 150) and with it off
 (0), each under the same load test of N headless participants, and prints side by side: participants
 completed, Socket.IO disconnects, partner seats lost mid-match, relay round trip p50/p99, time in the
 waiting room p50/p99, and the server's admission figures from GET /metrics (times closed, match starts
@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app.commands.loadtest import run_loadtest  # noqa: E402
+from app.live.admission import DEFAULT_MAX_LAG_MS  # noqa: E402
 from app.live.metrics import parse_metrics  # noqa: E402
 from app.loadtest.arrival import parse_arrival  # noqa: E402
 from tests.server_fixtures import Server  # noqa: E402
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--participants", "-n", type=int, default=30)
     parser.add_argument("--arrival", default="burst", help="burst (default) or ramp:SECONDS")
-    parser.add_argument("--max-relay-lag-ms", type=float, default=100.0)
+    parser.add_argument("--max-relay-lag-ms", type=float, default=DEFAULT_MAX_LAG_MS)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as folder:
         rows = [(f"admission {args.max_relay_lag_ms:g} ms", run(args.max_relay_lag_ms, args.participants,
