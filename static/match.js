@@ -87,14 +87,15 @@ export class MatchView {
   }
 
   tickCountdown() {
-    if (this.secondsLeft === null || this.current) return;
+    if (this.secondsLeft === null || this.current || this.waiting?.busy) return;  // busy: the clock is paused
     this.secondsLeft = Math.max(0, this.secondsLeft - 1);
     this.renderWaiting();
   }
 
   renderWaiting() {
     if (!this.waiting || this.current) return;
-    const {present, needed} = this.waiting;
+    const {present, needed, busy} = this.waiting;
+    if (busy) return this.setStatus(this.waiting.message);  // the server is starting no new match just now
     const message = this.scene.waiting_message || "Waiting for other participants to join…";
     this.setStatus(`${message} ${present} of ${needed} here. Time left: ${clock(this.secondsLeft)}.`);
   }

@@ -9,6 +9,7 @@ from pathlib import Path
 
 
 from app.data.modes import GROUP_ACCESS_ENV
+from app.live.admission import DEFAULT_MAX_LAG_MS, MAX_LAG_ENV, AdmissionError, parse_max_lag_ms
 from app.web.asyncmode import ASYNC_MODES, requested_mode
 from scenes import Experiment, ExperimentError
 
@@ -39,6 +40,12 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--relay-delay-ms", type=float, default=0.0, metavar="MS",
                         help="delay every relayed packet to participants by MS (pilot a study at internet "
                              "latency on one machine; default 0)")
+    parser.add_argument("--max-relay-lag-ms", type=_max_lag_ms, metavar="MS",
+                        default=os.environ.get(MAX_LAG_ENV, f"{DEFAULT_MAX_LAG_MS:g}"),
+                        help="start no new match while packets spend more than MS in the server (event-loop "
+                             "lag plus relay time, held for a second); participants wait with a message and "
+                             f"running matches go on (default {DEFAULT_MAX_LAG_MS:g}; 0 turns admission control "
+                             f"off; same as {MAX_LAG_ENV}=MS)")
     parser.add_argument("--proxy-fix", action="store_true",
                         help="behind a reverse proxy (nginx, Caddy...) that terminates https: honour its "
                              "X-Forwarded-For/-Proto/-Host headers and send the session cookie as Secure "
@@ -55,6 +62,13 @@ def _pyodide_url(text: str) -> str:
         return check_pyodide_url(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _max_lag_ms(text: str) -> float:
+    try:
+        return parse_max_lag_ms(text)
+    except AdmissionError as error:
+        raise argparse.ArgumentTypeError(f"{error.message} (from --max-relay-lag-ms or {MAX_LAG_ENV})") from None
 
 
 def load_experiment(path: str) -> Experiment:
@@ -92,7 +106,7 @@ def _serve(experiment: Experiment, args: argparse.Namespace, experiment_file: st
     try:
         options = ServerOptions(async_mode=args.async_mode, experiment_file=experiment_file,
                                 pyodide_url=args.pyodide_url, relay_delay_ms=args.relay_delay_ms,
-                                proxy_fix=args.proxy_fix)
+                                proxy_fix=args.proxy_fix, max_relay_lag_ms=args.max_relay_lag_ms)
         serve(experiment, args.host, args.port, args.data, options)
     except KeyboardInterrupt:
         pass

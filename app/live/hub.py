@@ -8,12 +8,14 @@ same logic runs under eventlet, gevent or threads, and in tests.
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 import threading
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
+from app.live.admission import BUSY_MESSAGE, DEFAULT_ADMISSION, Admission, AdmissionSettings, Closed, Opened
 from app.live.bots import BotPeer
 from app.live.flow import Flow
 from app.live.log_text import log_text
@@ -25,7 +27,7 @@ from app.live.protocol import (
 )
 from app.live.ratelimit import DEFAULT_BUDGET, RATE_LIMITED, Budget, RateLimit, Report
 from app.data.recording import RecordingWriter, make_header, recording_path
-from app.live.waiting import StartMatch, TimedOut, WaitingRoom
+from app.live.waiting import Held, StartMatch, TimedOut, WaitingRoom
 from game.env import action_space_for
 from scenes.match import Match
 
@@ -59,7 +61,7 @@ class Hub(MatchHost):
     """Every connected participant, waiting room and match of one experiment."""
 
     def __init__(self, flow: Flow, experiment_dir: str, services: Services, relay_delay_s: float = 0.0,
-                 budget: Budget = DEFAULT_BUDGET) -> None:
+                 budget: Budget = DEFAULT_BUDGET, admission: AdmissionSettings = DEFAULT_ADMISSION) -> None:
         self.flow = flow
         self.relay_delay_s = relay_delay_s
         self.store = flow.store
@@ -82,6 +84,8 @@ class Hub(MatchHost):
         self.metrics = services.metrics
         self.metrics.sockets_connected.set_function(lambda: len(self.participant_of))
         self.metrics.matches_active.set_function(lambda: len(self.matches))
+        self.admission = Admission(admission)
+        self._watch_admission()
         interrupted = close_interrupted_matches(flow)  # matches a crash of the previous server left running
         self.metrics.matches_ended.labels("interrupted").inc(len(interrupted))
 
@@ -273,21 +277,82 @@ class Hub(MatchHost):
                 self._report_refusals(sid, report)
 
     def _poll_room(self, room: WaitingRoom) -> None:
-        for action in room.poll(self.services.now()):
+        now = self.services.now()
+        for action in room.poll(now, self.admission.open, self.admission.settings.max_hold_s,
+                                self.admission.start_budget(now)):
             if isinstance(action, StartMatch):
+                self.admission.started(1)
                 self._start_match(room.scene_id, action)
+            elif isinstance(action, Held):
+                self.metrics.admission_held_starts.inc(action.matches)
             elif isinstance(action, TimedOut):
-                self.store.log_event("waiting_timeout", {"scene": room.scene_id}, participant_id=action.participant)
-                self.flow.set_outcome(action.participant, "waiting_timeout")
+                reason = {"reason": action.reason}
+                self.store.log_event("waiting_timeout", {"scene": room.scene_id, **reason},
+                                     participant_id=action.participant)
+                self.flow.set_outcome(action.participant, "waiting_timeout", reason)
                 self._send_scene(action.participant)
 
     def _send_waiting(self, room: WaitingRoom, participant: str) -> None:
         sid = self.sid_of.get(participant)
         if sid is not None:
             index, _ = self.flow.current(participant)
-            self.services.emit("waiting", {"scene": index, "present": len(room.waiting), "needed": room.needed,
-                                           "seconds_left": round(room.seconds_left(participant, self.services.now()))},
-                               to=sid)
+            seconds_left = round(room.seconds_left(participant, self.services.now()))
+            payload: dict[str, Any] = {"scene": index, "present": len(room.waiting), "needed": room.needed,
+                                       "seconds_left": seconds_left}
+            if not self.admission.open or (self.admission.start_budget(self.services.now()) < math.inf
+                                           and participant in room.grouped()):   # waits for its turn to start
+                payload.update(busy=True, message=BUSY_MESSAGE)
+            self.services.emit("waiting", payload, to=sid)
+
+    # ------------------------------------------------------------ admission control
+
+    def run_lag_probe(self) -> None:
+        """Measure the server's lag for admission control, forever (a background task)."""
+        while True:
+            try:
+                self.probe_lag()
+            except Exception:  # a failing probe must not leave admission stuck: log it and measure on
+                log.exception("the admission lag probe failed")
+                self.services.sleep(1.0)
+
+    def probe_lag(self) -> None:
+        """Sleep one probe interval and feed how late it woke, and the longest relay since, to admission."""
+        interval = self.admission.settings.probe_interval_s
+        before = self.services.now()
+        self.services.sleep(interval)
+        woke = self.services.now()
+        with self.lock:
+            change = self.admission.observe(woke, woke - before - interval, self.metrics.take_relay_max())
+            if change is not None:
+                self._admission_changed(change)
+
+    def _admission_changed(self, change: Closed | Opened) -> None:
+        """Log and record a close or reopen once; tell the waiting, or start the matches held."""
+        waiting = sum(len(room.waiting) for room in self.rooms.values())
+        figures = {**change.figures.as_ms(), "max_lag_ms": round(self.admission.settings.max_lag_s * 1000, 1),
+                   "matches": len(self.matches), "waiting": waiting}
+        if isinstance(change, Closed):
+            self.metrics.admission_closes.inc()
+            log.warning("admission closed: new matches wait (lag %.1f ms over %.1f ms for %.1f s: event loop "
+                        "%.1f ms, relay %.2f ms; %d matches running, %d waiting)", figures["lag_ms"],
+                        figures["max_lag_ms"], change.above_s, figures["loop_lag_ms"], figures["relay_ms"],
+                        len(self.matches), waiting)
+            self.store.log_event("admission", {"open": False, **figures, "above_s": round(change.above_s, 2)})
+        else:
+            log.warning("admission reopened after %.1f s (lag %.1f ms; %d matches running, %d waiting)",
+                        change.closed_s, figures["lag_ms"], len(self.matches), waiting)
+            self.store.log_event("admission", {"open": True, **figures, "closed_s": round(change.closed_s, 2)})
+        for room in list(self.rooms.values()):
+            self._poll_room(room)   # closed: counts the held starts; open: starts them, in arrival order
+            for participant in room.waiting:
+                self._send_waiting(room, participant)
+
+    def _watch_admission(self) -> None:
+        self.metrics.admission_open.set_function(lambda: float(self.admission.open))
+        for part, read in (("total", lambda: self.admission.figures.lag_s),
+                           ("event_loop", lambda: self.admission.figures.loop_lag_s),
+                           ("relay", lambda: self.admission.figures.relay_s)):
+            self.metrics.lag_seconds.labels(part).set_function(read)
 
     def _send_scene(self, participant: str) -> None:
         sid = self.sid_of.get(participant)

@@ -164,9 +164,22 @@ class Metrics:
                                          buckets=START_BUCKETS, registry=r)
         self.client_errors = Counter("coplay_client_errors_total", "Errors reported by participants' pages.",
                                      registry=r)
+        # Admission control (app/live/admission.py); the Hub sets the gauges' functions.
+        self.admission_open = CallbackGauge("coplay_admission_open",
+                                            "1 while new matches may start, 0 while they wait (overload).", registry=r)
+        self.admission_closes = Counter("coplay_admission_closes_total",
+                                        "Times admission closed because the server lagged.", registry=r)
+        self.admission_held_starts = Counter("coplay_admission_held_starts_total",
+                                             "Match starts held in a waiting room while admission was closed.",
+                                             registry=r)
+        self.lag_seconds = CallbackGauge("coplay_lag_seconds",
+                                         "Worst time a packet could spend in the server (event-loop lag plus "
+                                         "relay time) over the last admission window, seconds.", ("part",),
+                                         registry=r)
         r.register(callbacks)
         self._entered_at: dict[str, float] = {}
         self._lock = threading.Lock()
+        self._relay_max = 0.0
 
     def entered(self, participant: str) -> None:
         """A new participant entered (their page loads next; `connected` times the gap)."""
@@ -195,8 +208,16 @@ class Metrics:
 
     def relayed(self, chars: int, started: float) -> None:
         """One packet forwarded, `started` being `clock()` when its relay began."""
-        self.relay_seconds.observe(self.clock() - started)
+        elapsed = self.clock() - started
+        self.relay_seconds.observe(elapsed)
         self.relayed_bytes.inc(chars)
+        if elapsed > self._relay_max:
+            self._relay_max = elapsed
+
+    def take_relay_max(self) -> float:
+        """The longest relay (seconds) since the previous call: the admission probe's relay figure."""
+        longest, self._relay_max = self._relay_max, 0.0
+        return longest
 
     def value(self, name: str, **labels: str) -> float | None:
         """One sample's value as /metrics shows it (e.g. `coplay_relay_seconds_count`); None when absent."""

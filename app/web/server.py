@@ -26,6 +26,7 @@ from app.web import assets, security
 from app.web.precompress import precompressed_dir
 from app.web.admin import admin_token, generated_secret, token_location
 from app.pyodide.bundle import EncodedBundle, build_bundle, encode_bundle
+from app.live.admission import DEFAULT_MAX_LAG_MS, settings_for
 from app.live.flow import Flow
 from app.live.hub import Hub, Services
 from game.loader import GameLoader
@@ -59,13 +60,15 @@ class ServerOptions:
     """How to serve: the async mode, where the experiment file is (relative game files are
     found beside it), where browsers load Pyodide from (default: this server's copy), an
     optional delay added to every relayed packet (to pilot a study at internet latency), and
-    whether a reverse proxy is in front (`proxy_fix`, or COPLAY_PROXY_FIX=1; see app/web/security.py)."""
+    whether a reverse proxy is in front (`proxy_fix`, or COPLAY_PROXY_FIX=1; see app/web/security.py), and the
+    lag above which new matches wait (`max_relay_lag_ms`, 0: never; see app/live/admission.py)."""
 
     async_mode: str = "eventlet"
     experiment_file: str | None = None
     pyodide_url: str | None = None
     relay_delay_ms: float = 0.0
     proxy_fix: bool = False
+    max_relay_lag_ms: float = DEFAULT_MAX_LAG_MS
 
 
 def create_server(
@@ -73,8 +76,10 @@ def create_server(
 ) -> tuple[Flask, SocketIO, Hub]:
     """Build the app for `experiment`, storing data in `data_dir/<experiment.id>/`.
 
-    Raises ExperimentError (or its BundleError) when the experiment cannot be served.
+    Raises ExperimentError (or its BundleError) when the experiment cannot be served, AdmissionError when
+    `options.max_relay_lag_ms` is out of range.
     """
+    admission = settings_for(options.max_relay_lag_ms)
     experiment_file, pyodide_url, async_mode = options.experiment_file, options.pyodide_url, options.async_mode
     resolve = GameLoader(os.path.dirname(os.path.abspath(experiment_file)) if experiment_file else None)
     experiment.validate(resolve)
@@ -104,7 +109,7 @@ def create_server(
         spawn=socketio.start_background_task, sleep=socketio.sleep, now=time.monotonic,
         resolve_game=resolve, game_source=game_source, make_policy=make_policy, game_spec=resolve.absolute,
         metrics=metrics,
-    ), relay_delay_s=options.relay_delay_ms / 1000.0)
+    ), relay_delay_s=options.relay_delay_ms / 1000.0, admission=admission)
 
     @app.get("/")
     def index() -> Any:
@@ -176,6 +181,7 @@ def create_server(
             socketio.sleep(TICK_SECONDS)
 
     socketio.start_background_task(ticker)
+    socketio.start_background_task(hub.run_lag_probe)
     app.extensions["coplay.store"] = store
     return app, socketio, hub
 
