@@ -26,6 +26,7 @@ from app.web import assets, security
 from app.web.precompress import precompressed_dir
 from app.web.admin import admin_token, generated_secret, token_location
 from app.pyodide.bundle import EncodedBundle, build_bundle, encode_bundle
+from app.pyodide.packages import served_file
 from app.live.flow import Flow
 from app.live.hub import Hub, Services
 from game.loader import GameLoader
@@ -65,6 +66,7 @@ class ServerOptions:
     pyodide_url: str | None = None
     relay_delay_ms: float = 0.0
     proxy_fix: bool = False
+    packages_dir: str | None = None   # Match(packages=) wheels; default: packages/ beside the experiment file
 
 
 def create_server(
@@ -77,8 +79,10 @@ def create_server(
     experiment_file, pyodide_url, async_mode = options.experiment_file, options.pyodide_url, options.async_mode
     resolve = GameLoader(os.path.dirname(os.path.abspath(experiment_file)) if experiment_file else None)
     experiment.validate(resolve)
-    bundle = encode_bundle(build_bundle(experiment, resolve.absolute))
     page_config = {"pyodide_url": assets.check_pyodide_url(pyodide_url or assets.default_pyodide_url())}
+    package_source = assets.package_source(options.packages_dir, experiment_file, page_config["pyodide_url"])
+    built = build_bundle(experiment, resolve.absolute, package_source)
+    bundle, wheels = encode_bundle(built), built["wheels"]
     experiment_dir = os.path.join(data_dir, experiment.id)
     make_folder(experiment_dir)
     _tighten(experiment_dir)
@@ -141,6 +145,13 @@ def create_server(
         if assets.pyodide_folder() is not None and version != assets.pyodide_version():
             return "No such Pyodide version on this server.\n", 404, {"Content-Type": "text/plain; charset=utf-8"}
         return _vendor_file("pyodide", assets.pyodide_folder(), name, "Pyodide", immutable=True)
+
+    @app.get("/static/packages/<digest>/<name>")
+    def package_wheels(digest: str, name: str) -> Any:
+        path = served_file(wheels, package_source.folder, digest, name)
+        if path is None:
+            abort(404)
+        return _vendor_file("packages", path.parent, path.name, "The package", immutable=True)
 
     @app.get("/static/vendor/socket.io.min.js")
     @app.get("/static/vendor/socket.io.min.js.map")
