@@ -216,6 +216,7 @@ export function createCore(post, { close } = {}) {
   // once per worker; Pyodide's unpackArchive also loads a Pyodide build's shared libraries.
   const installed = new Set();
   let bundlePaths = [];   // the files of the last LOADed bundle
+  let unavailable = {};   // its games that cannot run in a browser: spec -> why
   async function installWheels(wheels) {
     for (const [i, { name, url, sha256 }] of wheels.entries()) {
       if (installed.has(sha256)) continue;
@@ -264,6 +265,7 @@ export function createCore(post, { close } = {}) {
       const start = now();
       const files = bundleFiles(bundle.files);
       bundlePaths = files.map(([path]) => path);
+      unavailable = bundle.unavailable || {};
       stopLoop();
       loaded = false;
       if (py) py.prepare();   // the previous bundle's modules and match are forgotten
@@ -297,6 +299,7 @@ export function createCore(post, { close } = {}) {
     START({ start, game }) {
       need("bundle");
       if (!start || typeof start !== "object") throw new Error("START needs the match_start payload");
+      if (Object.hasOwn(unavailable, start.game)) throw new Error(unavailable[start.game]);
       const fps = start.fps ?? 60;
       if (!Number.isInteger(fps) || fps < 1 || fps > 240) throw new Error(`fps must be an int in [1, 240], got ${fps}`);
       // Packets of an episode that has not STARTed yet are held by the page (static/match.js).

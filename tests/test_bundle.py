@@ -67,7 +67,7 @@ def bundle_for(exp: Experiment, base_dir: Path | None = None) -> tuple[dict[str,
 
 def test_the_demo_bundle_has_game_and_netcode_and_maps_module_specs_to_themselves() -> None:
     bundle, _ = bundle_for(DEMO)
-    assert set(bundle) == {"files", "paths", "games", "packages", "wheels"}
+    assert set(bundle) == {"files", "paths", "games", "packages", "wheels", "unavailable"}
     expected = {p.relative_to(ROOT).as_posix() for package in ("game", "netcode")
                 for p in (ROOT / package).rglob("*.py") if "__pycache__" not in p.parts}
     assert set(bundle["files"]) == expected
@@ -75,7 +75,7 @@ def test_the_demo_bundle_has_game_and_netcode_and_maps_module_specs_to_themselve
     assert bundle["paths"] == ["."]
     assert bundle["games"] == {"game.games.pong:Pong": "game.games.pong:Pong",
                                "game.games.cooking:Cooking": "game.games.cooking:Cooking"}
-    assert bundle["packages"] == [] and bundle["wheels"] == []
+    assert bundle["packages"] == [] and bundle["wheels"] == [] and bundle["unavailable"] == {}
     json.dumps(bundle)   # JSON as it is
 
 

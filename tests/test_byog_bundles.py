@@ -9,10 +9,12 @@ import shutil
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
+import requests
 
-from app.analysis.replay import class_from_tree, recorded_game
+from app.analysis.replay import class_from_tree, recorded_game, replay
 from app.cli import main
 from app.data.recording import RecordingWriter, make_header, read_recording
 from app.pyodide.bundle import game_bundle, game_tree
@@ -20,6 +22,8 @@ from game.adapters.seeds import SeedsEnv
 from game.hashing import state_hash
 from game.loader import load_class
 from tests import adapter_games
+from tests.browser_fixtures import open_participant
+from tests.server_fixtures import Server, pid
 
 needs_node = pytest.mark.skipif(shutil.which("node") is None, reason="node is not on PATH, so Pyodide cannot run")
 
@@ -211,3 +215,41 @@ def test_replay_in_pyodide_loads_the_recorded_tree(tmp_path: Path, capsys: pytes
     shutil.rmtree(folder)
     assert main(["replay", str(path), "--recorded-source", "--runtime", "pyodide"]) == 0
     assert "ok: CPython and Pyodide agree on all 120 frames" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------- adapter games in the browser
+
+SEEDS_EXPERIMENT = '''
+from scenes import End, Experiment, Match
+
+EXPERIMENT = Experiment(id="seeds", scenes=[
+    Match(id="cart", game="seeds:seeds/seeds_cart.py:SeedsCartPole", config={"max_steps": 150}, humans=("player",),
+          episodes=2, fps=60, keys={"ArrowLeft": 0, "ArrowRight": 1}),
+    Match(id="gym", game="gymnasium:CartPole-v1", config={"max_episode_steps": 45}, humans=("player",)),
+    End(id="end", html="<p>Thanks</p>", completion_code="SEEDS"),
+])
+'''
+
+
+def test_a_seeds_game_plays_in_the_browser_and_gymnasium_is_refused_there_with_the_fix(
+        browser: Any, tmp_path: Path) -> None:
+    """seeds: games are pure Python: the page's Pyodide runs them. A gymnasium: game needs numpy, which
+    this server cannot serve: the server still starts (headless participants and bots can play it), warns
+    at start, and the page says what is missing."""
+    write_seeds_cartpole(tmp_path / "seeds")
+    (tmp_path / "experiment.py").write_text(SEEDS_EXPERIMENT)
+    server = Server(["serve", str(tmp_path / "experiment.py")], tmp_path / "data")
+    page = open_participant(browser, server.url, f"PROLIFIC_PID={pid()}&autopilot=1")
+    try:
+        bundle = requests.get(server.url + "/bundle.json", timeout=30).json()
+        assert "package 'numpy' cannot be served" in bundle["unavailable"]["gymnasium:CartPole-v1"]
+        assert "warning: game gymnasium:CartPole-v1 cannot run in browsers" in server.log_path.read_text()
+        failed = page.wait_for(lambda s: s.get("worker", {}).get("error"), 150, "the gymnasium match to fail")
+        assert "game gymnasium:CartPole-v1 cannot run in browsers: package 'numpy'" in failed["worker"]["error"]
+        played = [r for r in failed["match"]["checksums"] if r["match"]]
+        [match_id] = {report["match"] for report in played}
+        replayed = replay(str(server.data_dir / "seeds" / "recordings" / f"{match_id}.jsonl"))
+        assert replayed.verdict == "ok" and replayed.checked > 2 and not replayed.client_mismatches, replayed
+    finally:
+        page.close()
+        server.stop()

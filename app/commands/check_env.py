@@ -92,6 +92,8 @@ def check_pyodide(spec: str, config: dict | None, frames: int, seed: int,
     spec = absolute_spec(spec)
     source = PackageSource(folder=packages_dir.resolve() if packages_dir else None, pyodide_folder=pyodide_dir())
     bundle = game_bundle(spec, source)
+    if spec in bundle["unavailable"]:
+        raise BundleError(bundle["unavailable"][spec])
     with PyodideNode() as py:
         try:
             py.load_bundle(bundle, source)

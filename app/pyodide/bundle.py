@@ -11,7 +11,8 @@ imports a game by the `module:Class` that `games` maps the match's spec to:
                   "game.games.pong:Pong": "game.games.pong:Pong"},    # a module of game/
      "packages": ["numpy"],                                           # from Pyodide's index URL
      "wheels":   [{"name": "more-itertools", "url": "/static/packages/<sha>/more_itertools-….whl",
-                   "sha256": "…"}]}                                   # from the server's package folder
+                   "sha256": "…"}],                                   # from the server's package folder
+     "unavailable": {"gymnasium:CartPole-v1": "… cannot run in browsers: …"}}
 
 - `game/` and `netcode/` go in whole (every .py file, recursively); `netcode/worker_glue.py`
   is the worker's Python side, which static/worker_core.js imports once the files are written.
@@ -22,7 +23,10 @@ imports a game by the `module:Class` that `games` maps the match's spec to:
   stand-alone .py file; a module inside a package is refused with a clear error.
 - Adapter specs: `seeds:FILE.py:Class` brings the wrapped file's folder like a FILE.py game (the
   adapter itself is in game/adapters/); `gymnasium:` and `pettingzoo:` games need their library
-  and numpy in the browser, so they add those to the packages (`ADAPTER_PACKAGES`).
+  and numpy in the browser, so they add those to the packages (`ADAPTER_PACKAGES`). An adapter
+  game that cannot reach browsers does not stop the server (headless participants and server
+  bots play it): `unavailable` says why, the server warns at start, and the worker refuses to
+  START it with that message.
 - `Match(packages=[...])` is resolved by app/pyodide/packages.py: a wheel in the server's
   package folder becomes a `wheels` entry the worker installs at LOAD; a package of Pyodide's
   own index stays in `packages` (`pyodide.loadPackage`).
@@ -45,7 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from app.pyodide.packages import PackageSource, resolve_packages
+from app.pyodide.packages import PackageError, PackageSource, resolve_packages
 from game.loader import ADAPTERS, USER_MODULE_PREFIX
 from scenes.errors import ExperimentError
 
@@ -136,15 +140,24 @@ class _Builder:
         self.modules: dict[str, _Folder] = {}   # stand-alone installed modules, by module name
         self.used: dict[str, list[_Folder]] = {}   # spec -> the folders its game came from
         self._touched: list[_Folder] = []          # the folders the game being added came from
+        self.needs: dict[str, list[str]] = {}      # adapter spec -> the packages its library needs
+        self.unavailable: dict[str, str] = {}      # adapter spec -> why browsers cannot run it
 
     def add_game(self, spec: str) -> str:
         """Add the game `spec` (once) and answer the `module:Class` the worker imports for it."""
         if spec not in self.games:
             self._touched = []
-            self.games[spec] = self.game(spec)
+            prefix = spec.partition(":")[0]
+            try:
+                self.games[spec] = self.game(spec)
+            except BundleError as error:
+                if prefix not in ADAPTERS:
+                    raise
+                self.games[spec] = spec
+                self.unavailable[spec] = f"game {spec} cannot run in browsers: {error}"
             self.used[spec] = self._touched
-            for package in ADAPTER_PACKAGES.get(spec.partition(":")[0], ()):
-                self.add_package(package)
+            if prefix in ADAPTER_PACKAGES:
+                self.needs[spec] = list(ADAPTER_PACKAGES[prefix])
         return self.games[spec]
 
     def add_package(self, name: str) -> None:
@@ -259,9 +272,18 @@ class _Builder:
             raise BundleError(
                 f"the game bundle would be {size // 1024} KiB of Python source (at most {MAX_BUNDLE_BYTES // 1024} "
                 f"KiB): keep each game in a folder of its own with only what it imports (now: {sources})")
-        packages, wheels = resolve_packages(self.packages, source or PackageSource())
+        source = source or PackageSource()
+        packages, wheels = resolve_packages(self.packages, source)
+        for spec, needs in self.needs.items():
+            try:
+                more, more_wheels = resolve_packages([n for n in needs if n not in self.packages], source)
+            except PackageError as error:
+                self.unavailable.setdefault(spec, f"game {spec} cannot run in browsers: {error}")
+                continue
+            packages += [name for name in more if name not in packages]
+            wheels += [wheel for wheel in more_wheels if wheel not in wheels]
         return {"files": self.files, "paths": self.paths, "games": self.games, "packages": packages,
-                "wheels": [wheel.entry() for wheel in wheels]}
+                "wheels": [wheel.entry() for wheel in wheels], "unavailable": self.unavailable}
 
 
 # The trees of the games the last build_bundle sent, by spec: what participants' browsers run,

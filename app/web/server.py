@@ -83,6 +83,8 @@ def create_server(
     package_source = assets.package_source(options.packages_dir, experiment_file, page_config["pyodide_url"])
     built = build_bundle(experiment, resolve.absolute, package_source)
     bundle, wheels = encode_bundle(built), built["wheels"]
+    for why in built["unavailable"].values():
+        print(f"coplay: warning: {why}; headless participants and server bots can play it", file=sys.stderr)
     experiment_dir = os.path.join(data_dir, experiment.id)
     make_folder(experiment_dir)
     _tighten(experiment_dir)
