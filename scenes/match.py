@@ -1,6 +1,7 @@
 """The Match scene: a game played by participants (humans) and AI policies, and its WaitingRoom."""
 from __future__ import annotations
 
+import re
 from dataclasses import fields
 from typing import Any, Mapping, Sequence
 
@@ -21,6 +22,7 @@ NETCODE_KEYS = tuple(f.name for f in fields(SessionConfig)
 INTERRUPTED_CHOICES = ("continue", "rerun")
 COMBO = "+"           # joins the keys of a combination in the name sent to the page: "ArrowUp+ArrowLeft"
 MAX_COMBO_KEYS = 4
+PACKAGE_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]{0,98}[A-Za-z0-9])?")   # a distribution name (PEP 508)
 
 
 def combo_name(key: Any) -> Any:
@@ -237,6 +239,10 @@ class Match(Scene):
                                       "keep one")
         if not isinstance(self.packages, (list, tuple)) or not all(isinstance(p, str) and p for p in self.packages):
             raise ExperimentError(f"packages must be a list of Pyodide package names, got {self.packages!r:.80}")
+        for package in self.packages:
+            if not PACKAGE_NAME.fullmatch(package):
+                raise ExperimentError(f"packages: {package!r:.60} is not a package name (e.g. 'more-itertools'); the "
+                                      "version is the one of the wheel in the server's package folder")
         for what, value in (("config", self.config), ("keys", dict(self.keys))):
             problem = _json_problem(value, what)
             if problem:

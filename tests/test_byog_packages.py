@@ -21,6 +21,7 @@ from app.cli import main
 from app.pyodide.node import pyodide_dir
 from app.pyodide.packages import PackageError, PackageSource, resolve_packages, served_file
 from tests.browser_fixtures import Participant, open_participant
+from scenes import ExperimentError, Match
 from tests.server_fixtures import ROOT, Server, pid
 
 GAME = '''
@@ -186,3 +187,9 @@ def test_a_game_importing_an_unlisted_package_names_it_and_the_fix_in_the_page(b
     finally:
         page.close()
         server.stop()
+
+
+def test_a_package_name_with_a_version_is_refused_at_load() -> None:
+    scene = Match(id="m", game="game.games.pong:Pong", humans=("left", "right"), packages=["numpy>=2"])
+    with pytest.raises(ExperimentError, match=r"packages: 'numpy>=2' is not a package name"):
+        scene.check()
