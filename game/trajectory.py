@@ -19,11 +19,12 @@ def trajectory_hashes(env: Any, seed: int, players: Sequence[str], inputs: Seque
     return list(checksums(Lockstep(env, seed, players, inputs)).values())
 
 
-def recorded_hashes(game: str, source: str, config: Any, players: Sequence[str],
+def recorded_hashes(game: str, source: str | None, config: Any, players: Sequence[str],
                     episodes: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
     """{episode: trajectory_hashes} of a recording's episodes ({episode: {"seed", "inputs"}}), re-simulated
-    with the game source stored in the recording (`game` is the recorded spec, naming the class)."""
-    cls = class_from_source(source, game)
+    with the game source stored in the recording (`game` is the recorded spec, naming the class), or
+    with `source` None, with the game `game` imports (a recorded source tree loaded like a bundle)."""
+    cls = load_class(game) if source is None else class_from_source(source, game)
     return {episode: trajectory_hashes(cls(config), data["seed"], players, data["inputs"])
             for episode, data in episodes.items()}
 

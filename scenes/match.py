@@ -1,6 +1,7 @@
 """The Match scene: a game played by participants (humans) and AI policies, and its WaitingRoom."""
 from __future__ import annotations
 
+import re
 from dataclasses import fields
 from typing import Any, Mapping, Sequence
 
@@ -19,6 +20,44 @@ NETCODE_KEYS = tuple(f.name for f in fields(SessionConfig)
                      if f.name not in ("players", "action_spaces", "default_actions", "fps", "predictor"))
 # What participants do after a server crash interrupted their match (`on_interrupted=`)
 INTERRUPTED_CHOICES = ("continue", "rerun")
+COMBO = "+"           # joins the keys of a combination in the name sent to the page: "ArrowUp+ArrowLeft"
+MAX_COMBO_KEYS = 4
+PACKAGE_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]{0,98}[A-Za-z0-9])?")   # a distribution name (PEP 508)
+
+
+def combo_name(key: Any) -> Any:
+    """A `keys` entry's name as the page gets it: a tuple (or frozenset) of key names joined by COMBO;
+    anything else as it is (checked by `Match.check`)."""
+    if isinstance(key, frozenset) and all(isinstance(k, str) for k in key):
+        key = tuple(sorted(key))
+    if isinstance(key, tuple) and all(isinstance(k, str) for k in key):
+        return COMBO.join(key)
+    return key
+
+
+def combo_keys(name: str) -> list[str]:
+    """The keys of a `keys` name: ["ArrowUp", "ArrowLeft"] for "ArrowUp+ArrowLeft"; ["+"] for the plus key."""
+    return name.split(COMBO) if len(name) > 1 and COMBO in name else [name]
+
+
+def shown_key(name: str) -> str:
+    """A `keys` name as the experiment wrote it: a combination as a tuple."""
+    keys = combo_keys(name)
+    return repr(tuple(keys)) if len(keys) > 1 else repr(name)
+
+
+def _why_not_key(key: Any) -> str | None:
+    if not isinstance(key, str):
+        return f"{key!r:.40} is not a key name (KeyboardEvent.key, e.g. 'ArrowUp' or 'w') or a tuple of them"
+    keys, shown = combo_keys(key), shown_key(key)
+    if len(keys) > MAX_COMBO_KEYS:
+        return f"{shown:.80} combines {len(keys)} keys; at most {MAX_COMBO_KEYS} can be held together"
+    if any(not 1 <= len(k) <= 32 for k in keys):
+        return (f"{shown:.80} is not a key name (KeyboardEvent.key, e.g. 'ArrowUp' or 'w'); a combination is a "
+                f"tuple of key names, e.g. ('ArrowUp', 'ArrowLeft'), and a key in it cannot be '{COMBO}'")
+    if len(set(keys)) != len(keys):
+        return f"{shown:.80} names a key twice"
+    return None
 
 
 def _json_problem(value: Any, what: str) -> str | None:
@@ -67,7 +106,10 @@ class Match(Scene):
                      past this scene (the match stays recorded as interrupted) or "rerun" it (a new match)
     fill_policy      the policy for empty or dropped human seats
                      (ai values, fill_policy and stand_in each take a policy spec or an AISeat: scenes/ai_seat.py)
-    keys             {browser key name (KeyboardEvent.key): action} for the human players
+    keys             {browser key name (KeyboardEvent.key): action} for the human players; a tuple of key
+                     names, e.g. ("ArrowUp", "ArrowLeft"): 5, is a combination held together. Of the held
+                     combinations the one with the most keys wins; among equals, the one with the key pressed
+                     last, then the one declared first
     packages         extra Pyodide packages (e.g. "numpy") the browser loads before play
     """
 
@@ -95,7 +137,8 @@ class Match(Scene):
         self.grace_s = grace_s
         self.stand_in = stand_in
         self.reveal_ai = reveal_ai
-        self.keys = {} if keys is None else keys
+        self.keys = {} if keys is None else (
+            {combo_name(key): action for key, action in keys.items()} if isinstance(keys, Mapping) else keys)
         self.html = html
         self.markdown = markdown
         self.packages = packages
@@ -199,11 +242,21 @@ class Match(Scene):
             raise ExperimentError(f"config must be a dict or None, got {type(self.config).__name__}")
         if not isinstance(self.keys, Mapping):
             raise ExperimentError(f"keys must be a dict {{key name: action}}, got {type(self.keys).__name__}")
+        combos: dict[frozenset[str], str] = {}
         for key in self.keys:
-            if not isinstance(key, str) or not 1 <= len(key) <= 32:
-                raise ExperimentError(f"keys: {key!r:.40} is not a key name (KeyboardEvent.key, e.g. 'ArrowUp' or 'w')")
+            reason = _why_not_key(key)
+            if reason:
+                raise ExperimentError(f"keys: {reason}")
+            same = combos.setdefault(frozenset(combo_keys(key)), key)
+            if same != key:
+                raise ExperimentError(f"keys: {shown_key(key)} and {shown_key(same)} are the same combination; "
+                                      "keep one")
         if not isinstance(self.packages, (list, tuple)) or not all(isinstance(p, str) and p for p in self.packages):
             raise ExperimentError(f"packages must be a list of Pyodide package names, got {self.packages!r:.80}")
+        for package in self.packages:
+            if not PACKAGE_NAME.fullmatch(package):
+                raise ExperimentError(f"packages: {package!r:.60} is not a package name (e.g. 'more-itertools'); the "
+                                      "version is the one of the wheel in the server's package folder")
         for what, value in (("config", self.config), ("keys", dict(self.keys))):
             problem = _json_problem(value, what)
             if problem:
@@ -231,7 +284,7 @@ class Match(Scene):
                 reason = action_space_for(env, player).why_not(action)
                 if reason:
                     raise ExperimentError(
-                        f"keys[{key!r}] = {action!r:.40} is not an action of {player!r}: {reason}")
+                        f"keys[{shown_key(key)}] = {action!r:.40} is not an action of {player!r}: {reason}")
         return env
 
     def _check_netcode(self, env: Any) -> None:

@@ -3,6 +3,7 @@
 // draws the latest STATE on each animation frame.
 
 import {clock, h} from "./dom.js";
+import {KeyMap} from "./keymap.js";
 import {draw, viewportOf} from "./renderer.js";
 import {coplay, options} from "./state.js";
 
@@ -22,7 +23,7 @@ export class MatchView {
     this.starting = null;       // packets of this episode that arrive before START answered (the
                                 // browser's one pre-start buffer: the worker drops packets while no match runs)
     this.held = [];             // bound keys held, most recent last
-    this.keys = ctx.scene.keys || {};
+    this.keys = new KeyMap(ctx.scene.keys);
     this.lastInput = "";
     this.primitives = null;     // the latest STATE's primitives
     this.dirty = false;
@@ -109,9 +110,8 @@ export class MatchView {
 
   onMatchStart(start) {
     const previous = this.current;
-    this.current = {match: start.match, episode: start.episode, players: start.players || [],
-                    keys: start.keys && Object.keys(start.keys).length ? start.keys : this.keys};
-    this.keys = this.current.keys;
+    this.current = {match: start.match, episode: start.episode, players: start.players || []};
+    if (start.keys && Object.keys(start.keys).length) this.keys = new KeyMap(start.keys);
     this.starting = [];
     this.secondsLeft = null;
     this.primitives = null;
@@ -242,12 +242,9 @@ export class MatchView {
 
   // ------------------------------------------------------------- keyboard
 
-  /** The name under which `event`'s key is bound in `keys`, or null. */
+  /** The name under which `event`'s key is bound in `keys` (alone or in a combination), or null. */
   boundKey(event) {
-    for (const name of [event.key, event.key?.toLowerCase(), event.key?.toUpperCase(), event.code]) {
-      if (name !== undefined && Object.hasOwn(this.keys, name)) return name;
-    }
-    return null;
+    return this.keys.bound(event);
   }
 
   onKeyDown(event) {
@@ -277,11 +274,11 @@ export class MatchView {
     this.sendInput();
   }
 
-  /** INPUT: the most recent held key's action for each local player, {} when none is held. */
+  /** INPUT: the held keys' action (static/keymap.js) for each local player, {} when no binding is held. */
   sendInput() {
     if (!this.current || this.starting) return;
-    const key = this.held[this.held.length - 1];
-    const actions = key === undefined ? {} : Object.fromEntries(this.current.players.map((p) => [p, this.keys[key]]));
+    const action = this.keys.action(this.held);
+    const actions = action === undefined ? {} : Object.fromEntries(this.current.players.map((p) => [p, action]));
     const text = JSON.stringify(actions);
     if (text === this.lastInput) return;
     this.lastInput = text;
@@ -344,7 +341,7 @@ export class MatchView {
 
   /** Press a random bound key (or none) every ~0.3 s, through the same keyboard handlers. */
   startAutopilot() {
-    const names = Object.keys(this.keys);
+    const names = this.keys.keyNames();
     if (!names.length || this.autopilotTimer) return;
     let down = null;
     this.autopilotTimer = setInterval(() => {

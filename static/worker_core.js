@@ -12,6 +12,7 @@
 // at TERMINATE, so no PyProxy is ever made per call or leaks.
 
 const ROOT = "/home/pyodide/coplay";           // bundle files go under here (on sys.path)
+const WHEELS = "/home/pyodide/coplay-packages"; // the bundle's wheels are unpacked here (on sys.path)
 const GLUE_MODULE = "netcode.worker_glue";
 const GLUE_FUNCTIONS = ["prepare", "load", "start", "tick", "stop", "step", "batch", "evaluate", "terminate", "play"];
 // The loop's schedule mirrors netcode/scheduler.py (FixedStep) with the same constants
@@ -63,6 +64,22 @@ function describe(err) {
     return { message: lines.slice(at).join("\n"), traceback };
   }
   return { message: String(err && err.message ? err.message : err), traceback: null };
+}
+
+async function sha256Hex(buffer) {
+  const digest = new Uint8Array(await globalThis.crypto.subtle.digest("SHA-256", buffer));
+  return Array.from(digest, (byte) => byte.toString(16).padStart(2, "0")).join("");
+}
+
+// A game that imports a package the browser lacks (not a module of the bundle): say which and how to add it.
+function withPackageHint(fields, bundlePaths) {
+  const missing = /No module named '([\w.]+)'/.exec(fields.message || "");
+  if (!missing) return fields;
+  const top = missing[1].split(".")[0];
+  if (bundlePaths.some((path) => path.split("/").some((part) => part === top || part === `${top}.py`))) return fields;
+  return { ...fields, message: `${fields.message}\nThe game imports ${top}, which is not installed in the ` +
+    `browser: list it in the Match's packages=[...] and put its wheel in the server's package folder ` +
+    "(coplay packages fetch EXPERIMENT.py), then restart the server." };
 }
 
 // Where Pyodide is served, absolute (a page URL, or a file path under Node) with a trailing "/".
@@ -195,6 +212,35 @@ export function createCore(post, { close } = {}) {
     return true;
   }
 
+  // The bundle's wheels, fetched from the coplay server (app/pyodide/packages.py) and unpacked
+  // once per worker; Pyodide's unpackArchive also loads a Pyodide build's shared libraries.
+  const installed = new Set();
+  let bundlePaths = [];   // the files of the last LOADed bundle
+  let unavailable = {};   // its games that cannot run in a browser: spec -> why
+  async function installWheels(wheels) {
+    for (const [i, { name, url, sha256 }] of wheels.entries()) {
+      if (installed.has(sha256)) continue;
+      progress("bundle", i / wheels.length, `installing package ${name}`);
+      const fix = `the server's package folder must hold its wheel (coplay packages fetch EXPERIMENT.py), ` +
+        "then the server is restarted";
+      let response;
+      try {
+        response = await fetch(new URL(url, globalThis.location?.href).href);
+      } catch (err) {
+        throw new Error(`package ${name} could not be downloaded from ${url} (${err}); ${fix}`);
+      }
+      if (!response.ok) throw new Error(`package ${name}: the server answered HTTP ${response.status} for ${url}; ${fix}`);
+      const buffer = await response.arrayBuffer();
+      if (globalThis.crypto?.subtle && await sha256Hex(buffer) !== sha256) {
+        throw new Error(`package ${name}: ${url} does not have the content the bundle names (a proxy or cache ` +
+          "changed it); reload the page");
+      }
+      pyodide.FS.mkdirTree(WHEELS);
+      pyodide.unpackArchive(buffer, "wheel", { extractDir: WHEELS });
+      installed.add(sha256);
+    }
+  }
+
   // ---------------------------------------------------------------- requests
 
   const requests = {
@@ -207,7 +253,7 @@ export function createCore(post, { close } = {}) {
       const { loadPyodide } = await import(base + "pyodide.mjs");
       progress("pyodide", 0.15, "starting Python");
       // The bundle folder is on sys.path from the start; LOAD fills it.
-      pyodide = await loadPyodide({ indexURL: base, env: { PYTHONPATH: ROOT } });
+      pyodide = await loadPyodide({ indexURL: base, env: { PYTHONPATH: `${ROOT}:${WHEELS}` } });
       progress("pyodide", 1, "Python is ready");
       post({ type: "READY", version: pyodide.version });
       return { version: pyodide.version, seconds: (now() - start) / 1000 };
@@ -218,16 +264,19 @@ export function createCore(post, { close } = {}) {
       if (!bundle || typeof bundle !== "object") throw new Error("LOAD needs a bundle");
       const start = now();
       const files = bundleFiles(bundle.files);
+      bundlePaths = files.map(([path]) => path);
+      unavailable = bundle.unavailable || {};
       stopLoop();
       loaded = false;
       if (py) py.prepare();   // the previous bundle's modules and match are forgotten
       releaseGlue();
+      // Extra packages load here only, never during a match.
       const packages = bundle.packages || [];
       if (packages.length) {
-        // From Pyodide's own index (indexURL) only, and only here: never during a match.
         progress("bundle", 0, `loading packages: ${packages.join(", ")}`);
         await pyodide.loadPackage(packages, { messageCallback: () => {}, checkIntegrity: true });
       }
+      await installWheels(bundle.wheels || []);
       removeTree(pyodide.FS, ROOT);
       let reported = 0;
       files.forEach(([path, text], i) => {
@@ -250,6 +299,7 @@ export function createCore(post, { close } = {}) {
     START({ start, game }) {
       need("bundle");
       if (!start || typeof start !== "object") throw new Error("START needs the match_start payload");
+      if (Object.hasOwn(unavailable, start.game)) throw new Error(unavailable[start.game]);
       const fps = start.fps ?? 60;
       if (!Number.isInteger(fps) || fps < 1 || fps > 240) throw new Error(`fps must be an int in [1, 240], got ${fps}`);
       // Packets of an episode that has not STARTed yet are held by the page (static/match.js).
@@ -325,7 +375,7 @@ export function createCore(post, { close } = {}) {
       try {
         post({ type: "RESULT", id, value: await run(message) });
       } catch (err) {
-        post({ type: "ERROR", id, ...describe(err) });
+        post({ type: "ERROR", id, ...withPackageHint(describe(err), bundlePaths) });
         return;
       }
       if (type === "TERMINATE" && close) close();  // after the RESULT is out

@@ -67,7 +67,7 @@ def bundle_for(exp: Experiment, base_dir: Path | None = None) -> tuple[dict[str,
 
 def test_the_demo_bundle_has_game_and_netcode_and_maps_module_specs_to_themselves() -> None:
     bundle, _ = bundle_for(DEMO)
-    assert set(bundle) == {"files", "paths", "games", "packages"}
+    assert set(bundle) == {"files", "paths", "games", "packages", "wheels", "unavailable"}
     expected = {p.relative_to(ROOT).as_posix() for package in ("game", "netcode")
                 for p in (ROOT / package).rglob("*.py") if "__pycache__" not in p.parts}
     assert set(bundle["files"]) == expected
@@ -75,14 +75,14 @@ def test_the_demo_bundle_has_game_and_netcode_and_maps_module_specs_to_themselve
     assert bundle["paths"] == ["."]
     assert bundle["games"] == {"game.games.pong:Pong": "game.games.pong:Pong",
                                "game.games.cooking:Cooking": "game.games.cooking:Cooking"}
-    assert bundle["packages"] == []
+    assert bundle["packages"] == [] and bundle["wheels"] == [] and bundle["unavailable"] == {}
     json.dumps(bundle)   # JSON as it is
 
 
 def test_a_file_game_brings_its_folder_under_user_n(tmp_path: Path) -> None:
     folder = write_game_folder(tmp_path / "study")
-    exp = experiment(pong_match("one", "mygame.py:MyGame", packages=["numpy"]),
-                     pong_match("two", "mygame.py:MyGame", packages=["numpy", "regex"]),
+    exp = experiment(pong_match("one", "mygame.py:MyGame"),
+                     pong_match("two", "mygame.py:MyGame"),
                      pong_match("pong", "game.games.pong:Pong"))
     bundle, resolve = bundle_for(exp, folder)
     spec = resolve.absolute("mygame.py:MyGame")
@@ -92,7 +92,6 @@ def test_a_file_game_brings_its_folder_under_user_n(tmp_path: Path) -> None:
     user = {path for path in bundle["files"] if path.startswith("user/")}
     assert user == {"user/0/mygame.py", "user/0/helpers.py", "user/0/levels/__init__.py", "user/0/levels/layout.py"}
     assert bundle["files"]["user/0/mygame.py"] == GAME_FILE
-    assert bundle["packages"] == ["numpy", "regex"]
 
 
 def test_games_in_two_folders_get_two_roots(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ EXPERIMENT = '''
 from scenes import End, Experiment, Match, WaitingRoom
 
 EXPERIMENT = Experiment(id="assets", scenes=[
-    Match(id="pong", game="short_pong.py:ShortPong", humans=("left", "right"), packages=["numpy"],
+    Match(id="pong", game="short_pong.py:ShortPong", humans=("left", "right"),
           waiting_room=WaitingRoom(timeout_s=1, on_timeout="ai")),
     End(id="end", html="<p>Thanks</p>"),
 ])
@@ -67,7 +67,7 @@ def test_bundle_json_names_the_game_as_match_start_does(server: Server) -> None:
     bundle = response.json()
     assert "netcode/client.py" in bundle["files"] and "game/games/pong.py" in bundle["files"]
     assert bundle["files"]["user/0/short_pong.py"] == GAME
-    assert bundle["paths"] == [".", "user/0"] and bundle["packages"] == ["numpy"]
+    assert bundle["paths"] == [".", "user/0"] and bundle["packages"] == [] == bundle["wheels"]
     # match_start.game is a key of bundle.games: play a match and look
     starts: list[dict[str, Any]] = []
     participant = HeadlessParticipant(server.url, {"PROLIFIC_PID": pid()}, seed=1,

@@ -9,20 +9,27 @@ seat the server found at fault (`desync_settled`) in that episode.
 The game comes from its spec in the recording's header; its current source must hash
 to the recorded `game_source_sha256`, or the replay is refused. Pass a game class to
 replay with another source anyway, or `recorded_game` to run the exact source stored
-in the recording.
+in the recording: its whole source tree (`game_tree`, the game's folder with its modules
+and sub-packages, as browsers got it), or in recordings made before trees were stored, the
+text of the game's one module (`game_source`).
 """
 from __future__ import annotations
 
 import hashlib
+import importlib
 import inspect
 import sys
+import tempfile
+import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
-from app.data.recording import Recording, read_recording
+from app.data.recording import Recording, read_recording, tree_sha256
 from game.hashing import state_hash
 from game.errors import CoplayError
-from game.loader import class_from_source, load_class
+from game.adapters.seeds import wrap as wrap_seeds
+from game.loader import ADAPTERS, LoadError, class_from_source, load_class
 from game.lockstep import Lockstep
 from netcode.client import SERVER
 
@@ -94,8 +101,81 @@ def resolve_game(recording: Recording, game_class: type | None = None) -> type:
 
 
 def recorded_game(recording: Recording) -> type:
-    """The game class built from the source text stored in the recording."""
+    """The game class built from the source stored in the recording: its source tree, else (older
+    recordings) its one module's text."""
+    tree = recorded_tree(recording)
+    if tree is not None:
+        return class_from_tree(tree)
     return class_from_source(recording.header["game_source"], recording.header["game"])
+
+
+def recorded_tree(recording: Recording) -> dict[str, Any] | None:
+    """The recorded source tree, when it is what to run: it has files, or names an adapter game. A game
+    of coplay's own packages has an empty tree: its recorded module text (`game_source`) runs instead."""
+    tree = recording.header.get("game_tree")
+    if not isinstance(tree, dict) or not isinstance(tree.get("game"), str):
+        return None
+    return tree if tree.get("files") or tree["game"].partition(":")[0] in ADAPTERS else None
+
+
+_tree_classes: dict[str, type] = {}
+_tree_lock = threading.Lock()   # imports from a tree swap sys.modules and sys.path for a moment
+
+
+def class_from_tree(tree: dict[str, Any]) -> type:
+    """The game class of a recorded source tree ({"game", "paths", "files"}; app/pyodide/bundle.py's
+    `game_tree`), imported from a copy of the tree, apart from any module of the same name this process
+    already imported (those are put back afterwards). Cached per tree content."""
+    key = tree_sha256(tree)
+    with _tree_lock:
+        if key not in _tree_classes:
+            with tempfile.TemporaryDirectory(prefix="coplay-recorded-tree-") as folder:
+                _tree_classes[key] = _import_tree(tree, Path(folder))
+        return _tree_classes[key]
+
+
+def _import_tree(tree: dict[str, Any], folder: Path) -> type:
+    files, roots = tree.get("files") or {}, list(tree.get("paths") or [])
+    paths = [str(folder / root) for root in roots]
+    for relative, text in files.items():
+        target = (folder / relative).resolve()
+        if not target.is_relative_to(folder.resolve()):
+            raise ReplayError(f"the recorded source tree names a file outside itself: {relative!r}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+    names = {relative[len(root) + 1:].split("/")[0].removesuffix(".py")
+             for relative in files for root in roots if relative.startswith(root + "/")}
+    saved = {name: module for name, module in sys.modules.items() if name.partition(".")[0] in names}
+    for name in saved:
+        del sys.modules[name]
+    sys.path[:0] = paths
+    importlib.invalidate_caches()
+    try:
+        return _tree_class(str(tree["game"]))
+    finally:
+        for name in [n for n in sys.modules if n.partition(".")[0] in names]:
+            del sys.modules[name]
+        sys.modules.update(saved)
+        for path in paths:
+            sys.path.remove(path)
+        importlib.invalidate_caches()
+
+
+def _tree_class(spec: str) -> type:
+    """The class of a tree's `game` spec, imported now (not from game.loader's cache)."""
+    prefix, _, rest = spec.partition(":")
+    if prefix == "seeds":
+        return wrap_seeds(_tree_class(rest))
+    if prefix in ADAPTERS:
+        return load_class(spec)   # the library's env: nothing of it is in the tree
+    module_name, _, class_name = spec.rpartition(":")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name, None)
+    except Exception as exc:
+        raise LoadError(f"the recorded source tree of {spec} failed to import: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(cls, type):
+        raise LoadError(f"the recorded source tree defines no class {class_name!r} in {module_name}")
+    return cls
 
 
 def episode_lengths(recording: Recording) -> dict[int, int]:

@@ -7,7 +7,9 @@ gives a different order in every Python process (and in every browser).
 
 With `--runtime pyodide` it also plays the trajectory in Pyodide 0.27.7 under Node (the
 browser's Python) and compares the checksums with CPython's frame by frame: the check
-that tells whether server-side bots and browsers can share a match of this game.
+that tells whether server-side bots and browsers can share a match of this game. Pyodide
+gets the same bundle the server sends browsers (app/pyodide/bundle.py: the game's folder
+with its sub-packages, and the packages it needs from `--packages-dir`).
 
 Exit status: 0 when the game passes, 1 when a check fails, 2 for usage errors (the
 spec or --config cannot be loaded, Node or Pyodide is missing).
@@ -23,8 +25,10 @@ import tempfile
 import traceback
 from pathlib import Path
 
-from game.loader import ADAPTERS, LoadError, load_class, parse_config
-from app.pyodide.node import PyodideError, PyodideNode, PyodideUnavailable
+from game.loader import LoadError, absolute_spec, load_class, parse_config
+from app.pyodide.bundle import BundleError, game_bundle
+from app.pyodide.node import PyodideError, PyodideNode, PyodideUnavailable, pyodide_dir
+from app.pyodide.packages import PackageError, PackageSource
 from game.checker import CheckReport, EnvCheckError, check_env
 from game.trajectory import checker_hashes, first_divergence
 
@@ -51,6 +55,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="pyodide: also play the trajectory in Pyodide under Node and compare it with CPython frame by frame",
     )
     parser.add_argument(
+        "--packages-dir", metavar="DIR", default="packages",
+        help="with --runtime pyodide: the folder of wheels the game needs (Match packages=; default ./packages)")
+    parser.add_argument(
         "--no-hash-seed-check", action="store_true",
         help=f"skip re-running the game in subprocesses with PYTHONHASHSEED={' and '.join(HASH_SEEDS)}",
     )
@@ -58,10 +65,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.runtime == "pyodide" and args.spec.partition(":")[0] in ADAPTERS:
-        print(f"check-env: --runtime pyodide does not take adapter specs yet ({args.spec}): adapter games run "
-              "in CPython only (server bots, headless participants, simulate, replay)", file=sys.stderr)
-        return 2
     env_class = load_class(args.spec)
     config = parse_config(args.config)
     try:
@@ -69,8 +72,8 @@ def run(args: argparse.Namespace) -> int:
         if not args.no_hash_seed_check:
             check_hash_seed(args.spec, args.config, args.frames, args.seed)
         if args.runtime == "pyodide":
-            check_pyodide(args.spec, config, args.frames, args.seed)
-    except PyodideUnavailable as exc:
+            check_pyodide(args.spec, config, args.frames, args.seed, Path(args.packages_dir))
+    except (PyodideUnavailable, BundleError, PackageError) as exc:
         print(f"check-env: --runtime pyodide: {exc}", file=sys.stderr)
         return 2
     except EnvCheckError as exc:
@@ -82,19 +85,19 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_pyodide(spec: str, config: dict | None, frames: int, seed: int) -> None:
-    """Play the trajectory in Pyodide under Node; raise EnvCheckError at the first frame that differs."""
-    target, _, class_name = spec.rpartition(":")
-    files: dict[str, str] = {}
-    module = target
-    if target.endswith(".py"):
-        path = Path(target).resolve()
-        files = {sibling.name: sibling.read_text() for sibling in path.parent.glob("*.py")}
-        module = path.stem
+def check_pyodide(spec: str, config: dict | None, frames: int, seed: int,
+                  packages_dir: Path | None = None) -> None:
+    """Play the trajectory in Pyodide under Node, from the game's browser bundle; raise EnvCheckError at
+    the first frame that differs. BundleError (or its PackageError) when the browser could not get the game."""
+    spec = absolute_spec(spec)
+    source = PackageSource(folder=packages_dir.resolve() if packages_dir else None, pyodide_folder=pyodide_dir())
+    bundle = game_bundle(spec, source)
+    if spec in bundle["unavailable"]:
+        raise BundleError(bundle["unavailable"][spec])
     with PyodideNode() as py:
         try:
-            theirs = py.call("game.trajectory:checker_hashes", f"{module}:{class_name}", config, frames, seed,
-                             files=files)
+            py.load_bundle(bundle, source)
+            theirs = py.call("game.trajectory:checker_hashes", bundle["games"][spec], config, frames, seed)
         except PyodideError as exc:
             raise EnvCheckError("pyodide_failed", f"The game failed in Pyodide: {exc}") from None
     ours = checker_hashes(spec, config, frames, seed)

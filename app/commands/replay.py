@@ -8,7 +8,8 @@ import time
 from typing import Any
 
 from app.data.recording import read_recording
-from app.analysis.replay import ReplayResult, diff_states, recorded_game, replay, resolve_game, state_at, summary
+from app.analysis.replay import (ReplayResult, diff_states, recorded_game, recorded_tree, replay, resolve_game,
+                                 state_at, summary)
 from game.loader import load_class
 
 
@@ -104,20 +105,32 @@ def _print_verdict(result: ReplayResult) -> int:
 
 
 def compare_runtimes(recording: Any) -> int:
-    """Re-simulate every frame in Pyodide and in CPython with the recorded source; 1 at the first difference."""
+    """Re-simulate every frame in Pyodide and in CPython with the recorded source; 1 at the first difference.
+
+    Pyodide loads the recorded source tree as browsers load the bundle (older recordings: the one
+    recorded module)."""
     from app.pyodide.node import PyodideError, PyodideNode, PyodideUnavailable
-    from game.trajectory import first_divergence, recorded_hashes
+    from game.trajectory import first_divergence, trajectory_hashes
 
     header = recording.header
     episodes = {str(e): {"seed": d["seed"], "inputs": d["inputs"]} for e, d in recording.episodes.items()}
-    args = (header["game"], header["game_source"], header["config"], recording.players, episodes)
+    tree = recorded_tree(recording)
+    if tree is not None:
+        game, source, bundle = tree["game"], None, {"files": tree.get("files") or {}, "paths": tree.get("paths")}
+    else:
+        game, source, bundle = header["game"], header["game_source"], None
+    args = (game, source, header["config"], recording.players, episodes)
     try:
         with PyodideNode() as py:
+            if bundle is not None:
+                py.load_bundle(bundle)
             theirs = py.call("game.trajectory:recorded_hashes", *args)
     except (PyodideUnavailable, PyodideError) as error:
         print(f"coplay replay: --runtime pyodide: {error}", file=sys.stderr)
         return 2
-    ours = recorded_hashes(*args)
+    cls = recorded_game(recording)
+    ours = {episode: trajectory_hashes(cls(header["config"]), data["seed"], recording.players, data["inputs"])
+            for episode, data in episodes.items()}
     for episode in episodes:
         frame = first_divergence(ours[episode], theirs[episode])
         if frame is not None:

@@ -35,8 +35,11 @@ def _common(parser: argparse.ArgumentParser) -> None:
                         help="eventlet (default), gevent or threading")
     parser.add_argument("--pyodide-url", type=_pyodide_url, default=None, metavar="URL",
                         help="where browsers load Pyodide 0.27.7 from: an index URL such as a CDN's "
-                             ".../v0.27.7/full/ (needed for Match packages= beyond the core); "
-                             "default: this server's own copy from node_modules")
+                             ".../v0.27.7/full/ (its packages may then be listed in Match packages= without "
+                             "a wheel in the package folder); default: this server's own copy from node_modules")
+    parser.add_argument("--packages-dir", default=None, metavar="DIR",
+                        help="the folder of wheels for Match(packages=...), served to browsers (default: "
+                             "packages/ beside the experiment file; fill it with `coplay packages fetch`)")
     parser.add_argument("--relay-delay-ms", type=float, default=0.0, metavar="MS",
                         help="delay every relayed packet to participants by MS (pilot a study at internet "
                              "latency on one machine; default 0)")
@@ -106,7 +109,8 @@ def _serve(experiment: Experiment, args: argparse.Namespace, experiment_file: st
     try:
         options = ServerOptions(async_mode=args.async_mode, experiment_file=experiment_file,
                                 pyodide_url=args.pyodide_url, relay_delay_ms=args.relay_delay_ms,
-                                proxy_fix=args.proxy_fix, max_relay_lag_ms=args.max_relay_lag_ms)
+                                proxy_fix=args.proxy_fix, max_relay_lag_ms=args.max_relay_lag_ms,
+                                packages_dir=args.packages_dir)
         serve(experiment, args.host, args.port, args.data, options)
     except KeyboardInterrupt:
         pass

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.data.modes import make_folder, open_file
+from app.pyodide.bundle import BundleError, game_tree as bundle_tree
 from game.errors import CoplayError
 
 FORMAT = "coplay-recording"
@@ -60,18 +61,35 @@ def coplay_version() -> str:
 
 def make_header(*, match: str, experiment: str, scene: str, created_at: str, game: str, game_source: str,
                 config: dict[str, Any], players: list[str], seats: dict[str, dict[str, Any]],
-                netcode: dict[str, Any], fps: int) -> dict[str, Any]:
+                netcode: dict[str, Any], fps: int, game_tree: dict[str, Any] | None = None) -> dict[str, Any]:
     """A complete header; fills in coplay and Python versions and the game source's SHA-256.
 
     `seats` maps each seat address to {"players": [...], "kind": "human" | "ai",
     "participant": id | None, "policy": spec | None, "ai": settings | None}; an AI seat's settings
     (scenes/ai_seat.py AISeat.record) are its policy spec, where it runs, its seed, reaction delay,
-    action repeat, reveal, and its model file's sha256 for an ONNX policy.
+    action repeat, reveal, and its model file's sha256 for an ONNX policy. `game_tree` is the game's whole
+    source tree (app/pyodide/bundle.py's `game_tree`, what browsers were sent); by default it is looked up
+    for `game`, and left out (null) for a spec no browser could load.
     """
+    tree = game_tree if game_tree is not None else source_tree(game)
     return {"match": match, "experiment": experiment, "scene": scene, "created_at": created_at,
             "coplay_version": coplay_version(), "python": platform.python_version(), "game": game,
             "game_source_sha256": hashlib.sha256(game_source.encode()).hexdigest(), "game_source": game_source,
+            "game_tree": tree, "game_tree_sha256": tree_sha256(tree) if tree is not None else None,
             "config": config, "players": list(players), "seats": seats, "netcode": netcode, "fps": fps}
+
+
+def source_tree(game: str) -> dict[str, Any] | None:
+    """The source tree of the game spec `game`, or None when it names no game a browser could load."""
+    try:
+        return bundle_tree(game)
+    except (BundleError, OSError, UnicodeDecodeError):
+        return None
+
+
+def tree_sha256(tree: dict[str, Any]) -> str:
+    """The SHA-256 (hex) naming a source tree's content."""
+    return hashlib.sha256(json.dumps(tree, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def _line(record: dict[str, Any]) -> bytes:

@@ -9,7 +9,10 @@ imports a game by the `module:Class` that `games` maps the match's spec to:
      "paths":    [".", "user/0"],
      "games":    {"/abs/path/mygame.py:MyGame": "mygame:MyGame",      # a FILE.py game
                   "game.games.pong:Pong": "game.games.pong:Pong"},    # a module of game/
-     "packages": ["numpy"]}                                           # Match(packages=...)
+     "packages": ["numpy"],                                           # from Pyodide's index URL
+     "wheels":   [{"name": "more-itertools", "url": "/static/packages/<sha>/more_itertools-….whl",
+                   "sha256": "…"}],                                   # from the server's package folder
+     "unavailable": {"gymnasium:CartPole-v1": "… cannot run in browsers: …"}}
 
 - `game/` and `netcode/` go in whole (every .py file, recursively); `netcode/worker_glue.py`
   is the worker's Python side, which static/worker_core.js imports once the files are written.
@@ -18,6 +21,19 @@ imports a game by the `module:Class` that `games` maps the match's spec to:
   `__init__.py`, recursively), under `user/<n>/`.
 - A `module:Class` game from elsewhere (an installed module) is sent when it is one
   stand-alone .py file; a module inside a package is refused with a clear error.
+- Adapter specs: `seeds:FILE.py:Class` brings the wrapped file's folder like a FILE.py game (the
+  adapter itself is in game/adapters/); `gymnasium:` and `pettingzoo:` games need their library
+  and numpy in the browser, so they add those to the packages (`ADAPTER_PACKAGES`). An adapter
+  game that cannot reach browsers does not stop the server (headless participants and server
+  bots play it): `unavailable` says why, the server warns at start, and the worker refuses to
+  START it with that message.
+- `Match(packages=[...])` is resolved by app/pyodide/packages.py: a wheel in the server's
+  package folder becomes a `wheels` entry the worker installs at LOAD; a package of Pyodide's
+  own index stays in `packages` (`pyodide.loadPackage`).
+
+`game_tree(spec)` is one game's share of the bundle (its folders, not coplay's packages):
+what a recording stores so a replay needs nothing else. `game_bundle(spec)` is the bundle of
+one game, which `check-env --runtime pyodide` and `replay --runtime pyodide` load in Pyodide.
 
 Anything that cannot reach the browser raises `BundleError` (an `ExperimentError`), so
 the server refuses to start rather than failing in a participant's browser.
@@ -33,6 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from app.pyodide.packages import PackageError, PackageSource, resolve_packages
 from game.loader import ADAPTERS, USER_MODULE_PREFIX
 from scenes.errors import ExperimentError
 
@@ -42,6 +59,11 @@ USER_DIR = "user"
 MAX_BUNDLE_BYTES = 16 * 1024 * 1024   # a browser downloads this before every first match
 # Modules that the experiment loader names after a file it imported (game.loader's is USER_MODULE_PREFIX).
 EXPERIMENT_MODULE_PREFIX = "coplay_experiment_"
+# What an adapter's library needs in the browser (pure-Python wheels from PyPI, numpy from Pyodide).
+ADAPTER_PACKAGES = {
+    "gymnasium": ("numpy", "gymnasium", "cloudpickle", "typing-extensions", "farama-notifications"),
+    "pettingzoo": ("numpy", "gymnasium", "cloudpickle", "typing-extensions", "farama-notifications", "pettingzoo"),
+}
 
 
 class BundleError(ExperimentError):
@@ -109,18 +131,46 @@ class _Folder:
 
 
 class _Builder:
-    def __init__(self) -> None:
-        self.files = package_files()
-        self.paths = ["."]
+    def __init__(self, with_packages: bool = True) -> None:
+        self.files = package_files() if with_packages else {}
+        self.paths = ["."] if with_packages else []
         self.games: dict[str, str] = {}
         self.packages: list[str] = []
         self.folders: dict[Path, _Folder] = {}
         self.modules: dict[str, _Folder] = {}   # stand-alone installed modules, by module name
+        self.used: dict[str, list[_Folder]] = {}   # spec -> the folders its game came from
+        self._touched: list[_Folder] = []          # the folders the game being added came from
+        self.needs: dict[str, list[str]] = {}      # adapter spec -> the packages its library needs
+        self.unavailable: dict[str, str] = {}      # adapter spec -> why browsers cannot run it
+
+    def add_game(self, spec: str) -> str:
+        """Add the game `spec` (once) and answer the `module:Class` the worker imports for it."""
+        if spec not in self.games:
+            self._touched = []
+            prefix = spec.partition(":")[0]
+            try:
+                self.games[spec] = self.game(spec)
+            except BundleError as error:
+                if prefix not in ADAPTERS:
+                    raise
+                self.games[spec] = spec
+                self.unavailable[spec] = f"game {spec} cannot run in browsers: {error}"
+            self.used[spec] = self._touched
+            if prefix in ADAPTER_PACKAGES:
+                self.needs[spec] = list(ADAPTER_PACKAGES[prefix])
+        return self.games[spec]
+
+    def add_package(self, name: str) -> None:
+        if name not in self.packages:
+            self.packages.append(name)
 
     def game(self, spec: str) -> str:
         """The `module:Class` the worker imports for the absolute spec `spec`."""
-        if spec.partition(":")[0] in ADAPTERS:
-            return spec   # adapter games (game/adapters/) are not sent to browsers yet: headless and bots only
+        prefix, _, rest = spec.partition(":")
+        if prefix == "seeds":
+            return f"seeds:{self.game(rest)}"   # game/adapters/seeds.py wraps the class the browser imports
+        if prefix in ADAPTERS:
+            return spec   # the library comes as packages (ADAPTER_PACKAGES)
         target, sep, name = spec.rpartition(":")
         if not sep or not target or not name:
             raise BundleError(f"game {spec!r} is not of the form FILE.py:Class or package.module:Class")
@@ -128,7 +178,7 @@ class _Builder:
             return self._file_game(Path(target), name, spec)
         if target.partition(".")[0] in BUNDLED_PACKAGES:
             relative = target.replace(".", "/")
-            if f"{relative}.py" not in self.files and f"{relative}/__init__.py" not in self.files:
+            if not any((REPO_ROOT / f"{relative}{tail}").is_file() for tail in (".py", "/__init__.py")):
                 raise BundleError(f"game {spec!r}: there is no module {target} in the bundled packages")
             return spec
         module = sys.modules.get(target)
@@ -177,6 +227,7 @@ class _Builder:
             self._check_clashes(folder)
             self.modules[target] = folder
             self._add(folder)
+        self._touched.append(self.modules[target])
         return spec
 
     def _add_folder(self, directory: Path) -> _Folder:
@@ -185,6 +236,7 @@ class _Builder:
             self._check_clashes(folder)
             self.folders[directory] = folder
             self._add(folder)
+        self._touched.append(self.folders[directory])
         return self.folders[directory]
 
     def _next_root(self) -> str:
@@ -207,35 +259,77 @@ class _Builder:
         for relative, text in folder.files.items():
             self.files[f"{folder.root}/{relative}"] = text
 
-    def result(self) -> dict[str, Any]:
+    def tree(self, spec: str) -> dict[str, Any]:
+        """One game's share: the worker's spec, and its folders' files and sys.path entries."""
+        folders = self.used.get(spec, [])
+        return {"game": self.games[spec], "paths": [f.root for f in folders],
+                "files": {f"{f.root}/{rel}": text for f in folders for rel, text in f.files.items()}}
+
+    def result(self, source: PackageSource | None = None) -> dict[str, Any]:
         size = sum(len(text.encode("utf-8")) for text in self.files.values())
         if size > MAX_BUNDLE_BYTES:
             sources = ", ".join(str(f.source) for f in self.folders.values()) or "the bundled packages"
             raise BundleError(
                 f"the game bundle would be {size // 1024} KiB of Python source (at most {MAX_BUNDLE_BYTES // 1024} "
                 f"KiB): keep each game in a folder of its own with only what it imports (now: {sources})")
-        return {"files": self.files, "paths": self.paths, "games": self.games, "packages": self.packages}
+        source = source or PackageSource()
+        packages, wheels = resolve_packages(self.packages, source)
+        for spec, needs in self.needs.items():
+            try:
+                more, more_wheels = resolve_packages([n for n in needs if n not in self.packages], source)
+            except PackageError as error:
+                self.unavailable.setdefault(spec, f"game {spec} cannot run in browsers: {error}")
+                continue
+            packages += [name for name in more if name not in packages]
+            wheels += [wheel for wheel in more_wheels if wheel not in wheels]
+        return {"files": self.files, "paths": self.paths, "games": self.games, "packages": packages,
+                "wheels": [wheel.entry() for wheel in wheels], "unavailable": self.unavailable}
 
 
-def build_bundle(experiment: Any, resolve_spec: Callable[[Any], str]) -> dict[str, Any]:
+# The trees of the games the last build_bundle sent, by spec: what participants' browsers run,
+# recorded with every match even if a file changed on disk since the server started.
+_served_trees: dict[str, dict[str, Any]] = {}
+
+
+def build_bundle(experiment: Any, resolve_spec: Callable[[Any], str],
+                 packages: PackageSource | None = None) -> dict[str, Any]:
     """The bundle for every Match of `experiment` (all arms).
 
     `resolve_spec(scene.game)` gives the spec as the server sends it in `match_start.game`
     (`game.loader.GameLoader.absolute`: a FILE.py made absolute, a class as module:qualname);
-    `games` is keyed by exactly that. Raises BundleError when a game cannot be sent.
+    `games` is keyed by exactly that. `packages` says where the scenes' `packages` come from.
+    Raises BundleError when a game cannot be sent, PackageError when a package cannot be served.
     """
     builder = _Builder()
     for scene in experiment.match_scenes():
         spec = resolve_spec(scene.game)
-        if spec not in builder.games:
-            try:
-                builder.games[spec] = builder.game(spec)
-            except BundleError as error:
-                raise BundleError(f"match scene {scene.id!r}: {error}") from None
+        try:
+            builder.add_game(spec)
+        except BundleError as error:
+            raise BundleError(f"match scene {scene.id!r}: {error}") from None
         for package in scene.packages:
-            if package not in builder.packages:
-                builder.packages.append(package)
-    return builder.result()
+            builder.add_package(package)
+    bundle = builder.result(packages)
+    _served_trees.update({spec: builder.tree(spec) for spec in builder.games})
+    return bundle
+
+
+def game_bundle(spec: str, packages: PackageSource | None = None) -> dict[str, Any]:
+    """The bundle of the one game `spec` (absolute, as `game.loader.absolute_spec` makes it)."""
+    builder = _Builder()
+    builder.add_game(spec)
+    return builder.result(packages)
+
+
+def game_tree(spec: str) -> dict[str, Any]:
+    """The source tree of the game `spec`: {"game": the spec to import from it, "paths": its sys.path
+    entries, "files": {path: text}}, without coplay's own packages: the tree this process's server
+    sent to browsers when there is one, else read from disk now."""
+    if spec in _served_trees:
+        return _served_trees[spec]
+    builder = _Builder(with_packages=False)
+    builder.add_game(spec)
+    return builder.tree(spec)
 
 
 @dataclass(frozen=True)

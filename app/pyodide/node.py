@@ -29,6 +29,8 @@ from typing import Any
 
 from app.pyodide.bundle import BUNDLED_PACKAGES as PACKAGES
 from app.pyodide.bundle import REPO_ROOT, package_files
+from app.pyodide.host import ROOT as HOST_ROOT
+from app.pyodide.packages import PackageSource
 from game.errors import CoplayError
 
 RUNNER = Path(__file__).resolve().parent / "runner.mjs"
@@ -183,6 +185,15 @@ class PyodideNode:
         `PyodideTimeout` if no answer came within `timeout` seconds.
         """
         return self._request({"files": files or {}, "code": code, "result": result}, timeout)
+
+    def load_bundle(self, bundle: dict[str, Any], source: PackageSource | None = None) -> None:
+        """Load a game bundle (app/pyodide/bundle.py) as the browser worker's LOAD does: install its
+        packages (wheels from `source.folder`), write its files, put its paths on sys.path."""
+        folder = source.folder if source else None
+        wheels = [str(folder / w["url"].rpartition("/")[2]) for w in bundle.get("wheels", []) if folder]
+        self._request({"files": bundle["files"], "call": "netcode.worker_glue:load",
+                       "args": [HOST_ROOT, json.dumps(bundle.get("paths") or [])],
+                       "packages": bundle.get("packages") or [], "wheels": wheels}, None)
 
     def call(
         self, function: str, *args: Any, files: dict[str, str] | None = None, timeout: float | None = None,

@@ -8,6 +8,8 @@
 //                        (or {"ready": false, "error": "..."} and exit code 1)
 //   stdin, each request: {"id": 1, "files": {"rel/path.py": "source"}, "code": "...", "result": "result"}
 //                     or {"id": 1, "files": {...}, "call": "package.module:function", "args": [...]}
+//                     either may add "packages": [names] (pyodide.loadPackage from PYODIDE_DIR) and
+//                     "wheels": [local .whl paths] (unpacked into WHEELS, on sys.path), installed first
 //   stdout, each answer: {"id": 1, "ok": true, "value": <JSON>, "stdout": "...", "ms": 1.2}
 //                     or {"id": 1, "ok": false, "error": "ValueError: ...", "traceback": "...", "stdout": "..."}
 // Requests are handled one at a time, in order. The process exits when stdin closes.
@@ -35,13 +37,23 @@ if (!dir) {
   process.exit(1);
 }
 const indexURL = path.resolve(dir) + path.sep;
+const WHEELS = "/home/pyodide/coplay-packages";   // as static/worker_core.js
+
+// A request's packages and wheels, installed as the browser worker's LOAD does.
+async function install({ packages = [], wheels = [] }) {
+  if (packages.length) await pyodide.loadPackage(packages, { messageCallback: toStderr, checkIntegrity: true });
+  for (const file of wheels) {
+    pyodide.FS.mkdirTree(WHEELS);
+    pyodide.unpackArchive(readFileSync(file), "wheel", { extractDir: WHEELS });
+  }
+}
 
 let pyodide;
 let handle;
 try {
   const start = performance.now();
   const { loadPyodide } = await import(pathToFileURL(indexURL + "pyodide.mjs").href);
-  pyodide = await loadPyodide({ indexURL, stdout: toStderr, stderr: toStderr });
+  pyodide = await loadPyodide({ indexURL, stdout: toStderr, stderr: toStderr, env: { PYTHONPATH: WHEELS } });
   pyodide.runPython(HOST);
   pyodide.globals.get("setup")();
   handle = pyodide.globals.get("handle");
@@ -54,6 +66,20 @@ try {
 const lines = createInterface({ input: process.stdin, crlfDelay: Infinity });
 for await (const line of lines) {
   if (!line.trim()) continue;
+  let request;
+  try {
+    request = JSON.parse(line);
+  } catch (err) {
+    send(JSON.stringify({ id: null, ok: false, error: `not a JSON request: ${err}`, traceback: "", stdout: "" }));
+    continue;
+  }
+  try {
+    await install(request);
+  } catch (err) {
+    send(JSON.stringify({ id: request.id, ok: false, error: `installing packages failed: ${err}`, traceback: "",
+                          stdout: "" }));
+    continue;
+  }
   try {
     send(handle(line));
   } catch (err) {

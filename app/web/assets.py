@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from app.pyodide.node import node_modules_dir, pyodide_dir
+from app.pyodide.packages import PackageSource
 from app.web.precompress import ENCODINGS, Encoding, current_copy, precompressed_dir
 
 UNVERSIONED_PYODIDE_URL = "/static/vendor/pyodide/"
@@ -126,3 +127,12 @@ def missing_copies() -> list[str]:
     """The vendored packages with no precompressed copies at all (served uncompressed)."""
     return [group for group in vendor_folders()
             if not any((precompressed_dir() / group).glob("*" + ENCODINGS[-1].suffix))]
+
+
+def package_source(packages_dir: str | None, experiment_file: str | None, pyodide_url: str) -> PackageSource:
+    """Where the experiment's `Match(packages=)` come from (app/pyodide/packages.py): `packages_dir`, else
+    `packages/` beside the experiment file; Pyodide's own index when the page loads Pyodide from elsewhere."""
+    folder = Path(packages_dir) if packages_dir else (
+        Path(experiment_file).resolve().parent / "packages" if experiment_file else None)
+    return PackageSource(folder=folder.resolve() if folder else None, pyodide_folder=pyodide_folder(),
+                         remote_index=not pyodide_url.startswith("/"))

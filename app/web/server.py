@@ -27,6 +27,7 @@ from app.web.precompress import precompressed_dir
 from app.web.admin import admin_token, generated_secret, token_location
 from app.pyodide.bundle import EncodedBundle, build_bundle, encode_bundle
 from app.live.admission import DEFAULT_MAX_LAG_MS, settings_for
+from app.pyodide.packages import served_file
 from app.live.flow import Flow
 from app.live.hub import Hub, Services
 from game.loader import GameLoader
@@ -69,6 +70,7 @@ class ServerOptions:
     relay_delay_ms: float = 0.0
     proxy_fix: bool = False
     max_relay_lag_ms: float = DEFAULT_MAX_LAG_MS
+    packages_dir: str | None = None   # Match(packages=) wheels; default: packages/ beside the experiment file
 
 
 def create_server(
@@ -83,8 +85,12 @@ def create_server(
     experiment_file, pyodide_url, async_mode = options.experiment_file, options.pyodide_url, options.async_mode
     resolve = GameLoader(os.path.dirname(os.path.abspath(experiment_file)) if experiment_file else None)
     experiment.validate(resolve)
-    bundle = encode_bundle(build_bundle(experiment, resolve.absolute))
     page_config = {"pyodide_url": assets.check_pyodide_url(pyodide_url or assets.default_pyodide_url())}
+    package_source = assets.package_source(options.packages_dir, experiment_file, page_config["pyodide_url"])
+    built = build_bundle(experiment, resolve.absolute, package_source)
+    bundle, wheels = encode_bundle(built), built["wheels"]
+    for why in built["unavailable"].values():
+        print(f"coplay: warning: {why}; headless participants and server bots can play it", file=sys.stderr)
     experiment_dir = os.path.join(data_dir, experiment.id)
     make_folder(experiment_dir)
     _tighten(experiment_dir)
@@ -139,6 +145,13 @@ def create_server(
         return response
 
     register_pyodide_routes(app)
+
+    @app.get("/static/packages/<digest>/<name>")
+    def package_wheels(digest: str, name: str) -> Any:
+        path = served_file(wheels, package_source.folder, digest, name)
+        if path is None:
+            abort(404)
+        return _vendor_file("packages", path.parent, path.name, "The package", immutable=True)
 
     @app.get("/static/vendor/socket.io.min.js")
     @app.get("/static/vendor/socket.io.min.js.map")

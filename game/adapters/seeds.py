@@ -36,7 +36,11 @@ PLAYER = "player"
 def adapt(rest: str) -> type:
     """The Environment-contract class for the seeds-style class `rest` names (FILE.py:Class or module:Class)."""
     from game.loader import load_class   # noqa: PLC0415 (the loader imports the adapters lazily, too)
-    inner = load_class(rest)
+    return wrap(load_class(rest))
+
+
+def wrap(inner: type) -> type:
+    """The Environment-contract class for the seeds-style class `inner`."""
     return type(inner.__name__, (SeedsEnv,), {"inner_class": inner, "__module__": __name__})
 
 
