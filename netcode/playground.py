@@ -19,13 +19,16 @@ from typing import Any
 from game.env import action_space_for, default_action_for
 from game.hashing import state_hash
 from game.snapshot import with_snapshots
+from game.errors import CoplayError
 
 CHECK_INTERVAL = 16   # frames between recorded checksums, as the netcode's default desync interval
 MAX_FRAMES_PER_RUN = 64
 
 
-class PlayError(ValueError):
+class PlayError(CoplayError, ValueError):
     """A play request the bench cannot carry out; the message says why."""
+
+    code = "bad_play_request"
 
 
 class Playground:

@@ -23,6 +23,7 @@ from app.data.recording import RecordingWriter, make_header, recording_path
 from app.pyodide.bundle import EncodedBundle
 from app.web import security
 from app.web.server import STATIC_DIR, _bundle_response, register_pyodide_routes
+from game.errors import CoplayError
 
 EXPERIMENT_ID = "play"                 # recordings go to DATA/play/recordings/
 SEAT = "s0"                            # the page: it reports every checksum
@@ -76,8 +77,10 @@ def play_seats(players: list[str], ai: dict[str, str]) -> dict[str, dict[str, An
     return seats
 
 
-class RecordError(ValueError):
+class RecordError(CoplayError, ValueError):
     """Records the page posted that cannot be written; the message says which and why."""
+
+    code = "bad_play_record"
 
 
 class PlayRecorder:
