@@ -214,9 +214,12 @@ def test_the_verdict_blames_the_generator_only_when_its_own_ticks_ran_late() -> 
     on_time = verdict(merge([_report([1.0] * 990 + [10.0] * 10), _report([2.0] * 1000)]))
     assert not on_time["bottleneck"] and on_time["why"] == [] and on_time["processes"] == 2
     assert on_time["cpu_us_per_packet"] == pytest.approx(1e6 * 2 / 2000)
-    assert overall_verdict(0, on_time) == "PASS" and overall_verdict(3, on_time) == "FAIL"
+    assert overall_verdict([], on_time) == "PASS" and overall_verdict(["timeout"], on_time) == "FAIL"
     late = verdict(merge([_report([1.0] * 900 + [80.0] * 100)]))
     assert late["bottleneck"] and "ticks ran late" in late["why"][0]
-    assert overall_verdict(3, late) == "INCONCLUSIVE" and overall_verdict(0, late) == "INCONCLUSIVE"
+    assert overall_verdict(["timeout", "disconnected (transport error)"], late) == "INCONCLUSIVE"
+    assert overall_verdict([], late) == "INCONCLUSIVE"
+    assert overall_verdict(["timeout", "1 desync(s)"], late) == "FAIL"   # no lateness explains a desync
+    assert overall_verdict(["match ended in error"], late) == "FAIL"
     busy = verdict(merge([_report([1.0] * 100, cpu=9.5, wall=10.0)]))
     assert busy["bottleneck"] and "95% of its core" in busy["why"][0]

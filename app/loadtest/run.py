@@ -126,7 +126,7 @@ def run_plan(
     if extra["server"] is None:
         extra["server_note"] = metrics.note or "no server metrics were read"
     summary = summarise(plan.url, results, wall, extra)
-    summary["verdict"] = overall_verdict(summary["failed"], generator)
+    summary["verdict"] = overall_verdict((f["reason"] for f in summary["failures"]), generator)
     if generator is not None and generator["bottleneck"]:
         summary["verdict_note"] = f"{BOTTLENECK}: " + "; ".join(generator["why"])
     return summary
