@@ -23,9 +23,7 @@ import itertools
 import json
 import threading
 import time
-import traceback
 import urllib.parse
-from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import aiohttp
@@ -36,7 +34,9 @@ import yarl
 from app.loadtest.selfcheck import MONITOR_SECONDS, SelfCheck
 from app.loadtest.wire_match import MatchSim, SimRegistry, WireSeat
 from app.participant.answers import Policy, generate_answers
-from app.participant.headless import BUNDLE_PATH, SEAT_TAKEN_OVER, ParticipantResult
+from app.participant.headless import (
+    BUNDLE_PATH, SEAT_TAKEN_OVER, ParticipantResult, crash_reason, match_record,
+)
 from app.participant.socket_client import split_url
 from game.loader import LoadError, load_class
 from game.rng import Rng
@@ -327,9 +327,7 @@ class WireParticipant:
         except _Finished as finished:
             self.result.completed, self.result.reason = finished.completed, finished.reason
         except Exception as error:   # a bug or an unexpected failure: report it, never hang
-            where = traceback.extract_tb(error.__traceback__)[-1]
-            self.result.reason = (f"crashed: {type(error).__name__}: {error} "
-                                  f"({Path(where.filename).name}:{where.lineno})")
+            self.result.reason = crash_reason(error)
         finally:
             self._close_episode("run ended")
             await self._close_channel()
@@ -512,16 +510,7 @@ class WireParticipant:
         if self._bundle_games is not None and game not in self._bundle_games:
             raise _Finished(f"error: match_start names game {game!r}, which the bundle cannot start")
         now = time.monotonic()
-        record = self._matches.get(match)
-        if record is None:
-            scene = self._scene
-            if scene is not None and scene in self._ready_at:
-                self.result.waiting_seconds.append(round(now - self._ready_at.pop(scene), 3))
-            record = {"match": match, "scene": scene, "seat": payload.get("seat"),
-                      "players": list(payload.get("players") or []), "episodes": 0, "reason": None, "message": None}
-            self._matches[match] = record
-            self.result.matches.append(record)
-        record["episodes"] += 1
+        match_record(self.result, self._matches, self._ready_at, self._scene, payload, now)["episodes"] += 1
         try:
             seat, fps = self._seat(payload)
         except (LoadError, NetcodeError, TypeError, ValueError, KeyError) as error:
