@@ -223,3 +223,25 @@ def test_the_verdict_blames_the_generator_only_when_its_own_ticks_ran_late() -> 
     assert overall_verdict(["match ended in error"], late) == "FAIL"
     busy = verdict(merge([_report([1.0] * 100, cpu=9.5, wall=10.0)]))
     assert busy["bottleneck"] and "95% of its core" in busy["why"][0]
+
+
+def test_a_seat_taken_back_resumes_from_the_frame_the_server_names(tmp_path: Path) -> None:
+    """The server held a silent seat (a stand-in played it) and gives it back with `resume`: the seat
+    starts from the episode's input log, its own inputs counting from the named frame."""
+    room, _ = make_room(tmp_path, config={"max_score": 1_000_000, "max_frames": FRAMES})
+    seats = wire_seats(room, shared=False)
+    play(room, seats, ticks=40)
+    log = {p: list(actions) for p, actions in room.log.actions.items()}
+    frame = len(log["left"])   # the server names the first frame it has not logged for the seat
+    start = {**room.start_payload(room.seats["s0"]), "resume": {"frame": frame, "inputs": log}}
+    env = Pong(start["config"])
+    config = SessionConfig.for_env(env, fps=60)
+    back = WireSeat(start, config, Policy("random", env, ["left"], seed=5),
+                    MatchSim(Pong(start["config"]), start["seed"], ("left", "right"), config.desync_interval))
+    assert back.mine["left"] == log["left"] and back.frame == frame and back.received["right"] == len(log["right"])
+    out = back.tick(1000.0)
+    assert back.frame == frame + 1 and len(back.mine["left"]) == frame + 1
+    packet = codec.decode(out[0][1])
+    assert packet["inputs"]["left"][0] == 0 and packet["inputs"]["left"][1][:frame] == log["left"]
+    room.relay(room.seats["s0"], PacketEvent(room.id, room.episode, "s1", out[0][1]))   # the room accepts it
+    assert len(room.log.actions["left"]) == frame + 1

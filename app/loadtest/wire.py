@@ -503,14 +503,17 @@ class WireParticipant:
         match, episode = payload.get("match"), payload.get("episode")
         if not isinstance(match, str) or not isinstance(episode, int):
             raise _Finished("error: malformed match_start")
-        if payload.get("resume"):
-            raise _Finished(f"error: match {match} resumed this seat; the wire mode does not rejoin")
-        self._close_episode("next episode")
+        resume = payload.get("resume")
+        self._close_episode("taken back" if resume else "next episode")
         game = payload.get("game")
         if self._bundle_games is not None and game not in self._bundle_games:
             raise _Finished(f"error: match_start names game {game!r}, which the bundle cannot start")
         now = time.monotonic()
-        match_record(self.result, self._matches, self._ready_at, self._scene, payload, now)["episodes"] += 1
+        record = match_record(self.result, self._matches, self._ready_at, self._scene, payload, now)
+        if isinstance(resume, dict):   # the server held the seat while this participant was silent
+            self.result.rejoins.append(resume.get("frame"))
+        else:
+            record["episodes"] += 1
         try:
             seat, fps = self._seat(payload)
         except (LoadError, NetcodeError, TypeError, ValueError, KeyError) as error:

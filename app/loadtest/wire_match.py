@@ -138,10 +138,14 @@ class WireSeat:
         self.sim = sim
         self.frame = 0                         # ticks advanced (the session's current frame)
         self.mine: dict[str, list[Any]] = {p: [] for p in self.players}
-        for p in self.players:
-            self.mine[p].extend([config.default_actions[p]] * config.delay_of(p))
-            sim.know(p, 0, self.mine[p])
         self.received: dict[str, int] = {p: 0 for peer in self.peers.values() for p in peer.players}
+        resume = start.get("resume")
+        if isinstance(resume, dict):
+            self._resume(int(resume["frame"]), resume["inputs"])
+        else:
+            for p in self.players:
+                self.mine[p].extend([config.default_actions[p]] * config.delay_of(p))
+                sim.know(p, 0, self.mine[p])
         self.done: dict[str, Any] | None = None
         self.stalls = 0
         self.desyncs: list[dict[str, Any]] = []
@@ -149,6 +153,17 @@ class WireSeat:
         self.packets_sent = self.packets_received = 0
         self._last_sent = float("-inf")
         self._remote_checks: dict[int, str] = {}
+
+    def _resume(self, frame: int, log: Mapping[str, Sequence[Any]]) -> None:
+        """Take the seat back at `frame` (the server's rejoin): the episode's input log is what was
+        played so far; this seat's own inputs count from `frame` on."""
+        for p, actions in log.items():
+            if p in self.mine:
+                self.mine[p] = list(actions[:frame])
+            elif p in self.received:
+                self.received[p] = len(actions)
+            self.sim.know(p, 0, list(actions[:frame] if p in self.mine else actions))
+        self.frame = max(0, min(len(a) - self.config.delay_of(p) for p, a in self.mine.items()))
 
     # ------------------------------------------------------------ ticks
 
