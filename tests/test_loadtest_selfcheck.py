@@ -1,5 +1,6 @@
 """Testing the tester: a load generator starved of CPU must say that it, not the server, was the
-bottleneck (verdict INCONCLUSIVE, never FAIL), in both modes; an unloaded one must not. The starving
+bottleneck (verdict INCONCLUSIVE, never FAIL), in both modes; an unloaded one must not (on a machine
+so busy with other work that even an idle generator ticks late, it must say so). The starving
 is real: a thread in the generator's process that holds the GIL for ~100 ms at a time (a C-level
 sort), so the generator's ticks run late exactly as they do when it has too little CPU."""
 from __future__ import annotations
@@ -60,9 +61,16 @@ def test_a_starved_generator_says_it_was_the_bottleneck(server: Server, mode: st
     assert "verdict: INCONCLUSIVE (the load generator, not the server, was the bottleneck" in text
 
 
-def test_an_unloaded_wire_generator_is_not_the_bottleneck(server: Server) -> None:
-    summary = run_loadtest(server.url, 2, seed=22, timeout=60, duration=60, processes=1, mode="wire")
+@pytest.mark.parametrize("mode", ["wire", "full"])
+def test_an_unloaded_generator_is_not_the_bottleneck(server: Server, mode: str) -> None:
+    summary = run_loadtest(server.url, 2, seed=22, timeout=60, duration=60, processes=1, mode=mode)
     assert summary["completed"] == 2, summary["failures"]
     generator = summary["generator"]
-    assert not generator["bottleneck"], generator
-    assert summary["verdict"] == "PASS" and generator["tick_late_ms"]["samples"] >= 2 * 2 * 90
+    assert generator["tick_late_ms"]["samples"] >= 2 * 2 * 90
+    if generator["bottleneck"]:
+        # On a shared machine this busy (other test runs), the generator's ticks are late too, but it
+        # was idle: it must say that other processes kept it off the CPU, never that it was busy itself.
+        assert max(generator["cpu_percent_per_process"]) < 90, generator
+        assert "other processes on this machine kept it off the CPU" in generator["why"][-1], generator["why"]
+    else:
+        assert summary["verdict"] == "PASS"
