@@ -20,6 +20,7 @@ delivered late), so it is reported but does not change the verdict.
 """
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from typing import Any, Iterable, Mapping
@@ -43,12 +44,17 @@ class Histogram:
         self.total_ms = 0.0
 
     def add(self, ms: float) -> None:
-        ms = max(0.0, ms)
-        bucket = min(MAX_BUCKET, int(ms / BUCKET_MS))
-        self.counts[bucket] = self.counts.get(bucket, 0) + 1
+        if ms < 0.0:
+            ms = 0.0
+        bucket = int(ms / BUCKET_MS)
+        if bucket > MAX_BUCKET:
+            bucket = MAX_BUCKET
+        counts = self.counts
+        counts[bucket] = counts.get(bucket, 0) + 1
         self.n += 1
         self.total_ms += ms
-        self.max_ms = max(self.max_ms, ms)
+        if ms > self.max_ms:
+            self.max_ms = ms
 
     def merge(self, other: Histogram) -> None:
         for bucket, count in other.counts.items():
@@ -87,16 +93,18 @@ class Histogram:
 
 
 class SelfCheck:
-    """One generator process's own figures; safe to feed from several threads."""
+    """One generator process's own figures; safe to feed from several threads (`threads=True`, the
+    full mode's participant threads) or lock-free for one event loop (the wire mode's)."""
 
-    def __init__(self) -> None:
+    def __init__(self, threads: bool = True) -> None:
         self.ticks = Histogram()      # lateness of match ticks, ms
         self.lag = Histogram()        # lateness of the monitor's wake-ups, ms
         self.packets_sent = 0
         self.packets_received = 0
+        self.channel_packets = 0      # of packets_sent, those sent on a match channel (the rest: Socket.IO)
         self.matches = 0
         self.slow_matches = 0
-        self._lock = threading.Lock()
+        self._lock: threading.Lock | contextlib.nullcontext[None] = threading.Lock() if threads else contextlib.nullcontext()
         self._cpu0 = time.process_time()
         self._wall0 = time.monotonic()
         self._cpu: float | None = None
@@ -136,7 +144,8 @@ class SelfCheck:
         wall = self._wall if self._wall is not None else time.monotonic() - self._wall0
         return {"processes": 1, "cpu_seconds": [round(cpu, 3)], "wall_seconds": [round(wall, 3)],
                 "ticks": self.ticks.to_json(), "lag": self.lag.to_json(), "packets_sent": self.packets_sent,
-                "packets_received": self.packets_received, "matches": self.matches,
+                "packets_received": self.packets_received, "channel_packets": self.channel_packets,
+                "matches": self.matches,
                 "slow_matches": self.slow_matches}
 
 
@@ -168,15 +177,15 @@ def merge(reports: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """The processes' `SelfCheck.to_json()` reports added up (histograms exactly, CPU per process)."""
     ticks, lag = Histogram(), Histogram()
     out: dict[str, Any] = {"processes": 0, "cpu_seconds": [], "wall_seconds": [], "packets_sent": 0,
-                           "packets_received": 0, "matches": 0, "slow_matches": 0}
+                           "packets_received": 0, "channel_packets": 0, "matches": 0, "slow_matches": 0}
     for report in reports:
         ticks.merge(Histogram.from_json(report["ticks"]))
         lag.merge(Histogram.from_json(report["lag"]))
         out["processes"] += report["processes"]
         out["cpu_seconds"] += report["cpu_seconds"]
         out["wall_seconds"] += report["wall_seconds"]
-        for key in ("packets_sent", "packets_received", "matches", "slow_matches"):
-            out[key] += report[key]
+        for key in ("packets_sent", "packets_received", "channel_packets", "matches", "slow_matches"):
+            out[key] += report.get(key, 0)
     out["ticks"], out["lag"] = ticks.to_json(), lag.to_json()
     return out
 
@@ -207,6 +216,7 @@ def verdict(merged: Mapping[str, Any], fps: int = 60) -> dict[str, Any]:
         "cpu_percent_per_process": [round(100 * s, 1) for s in shares],
         "cpu_us_per_packet": round(1e6 * sum(cpu) / packets, 1) if packets else None,
         "packets_sent": merged["packets_sent"], "packets_received": merged["packets_received"],
+        "channel_packets": merged["channel_packets"],
         "tick_late_ms": ticks.summary(), "loop_lag_ms": lag.summary(),
         "matches": merged["matches"], "slow_matches": merged["slow_matches"],
         "bottleneck": bool(why), "why": why,

@@ -202,5 +202,6 @@ def format_generator(g: Mapping[str, Any], mode: str) -> str:
     us = g.get("cpu_us_per_packet")
     return (f"load generator ({mode} mode, {g['processes']} process(es)): cpu {g['cpu_seconds']:.2f} s "
             f"({per} of a core per process), {'n/a' if us is None else f'{us:g}'} us cpu per packet sent or "
-            f"received; tick lateness {ms(g['tick_late_ms'])}; loop lag {ms(g['loop_lag_ms'])}; "
+            f"received ({g.get('channel_packets', 0)} of {g.get('packets_sent', 0)} sent on match channels); "
+            f"tick lateness {ms(g['tick_late_ms'])}; loop lag {ms(g['loop_lag_ms'])}; "
             f"slow matches {g.get('slow_matches', 0)} of {g.get('matches', 0)}")

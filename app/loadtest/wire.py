@@ -593,6 +593,7 @@ class WireParticipant:
         for to, data in out:
             if channel is not None and channel.is_open:
                 channel.send(seat.episode, to, data)
+                self.world.check.channel_packets += 1
             elif self.sio is not None:
                 try:
                     await self.sio.emit_packet({"match": seat.match, "episode": seat.episode, "to": to, "data": data})
@@ -683,7 +684,7 @@ class WireCohort:
     def __init__(self, specs: list[Any], options: Any) -> None:
         self.specs = specs
         self.options = options
-        self.check = SelfCheck()
+        self.check = SelfCheck(threads=False)   # fed by one event loop only
         self.world = WireWorld(self.check)
         self.people: dict[int, WireParticipant] = {}
         self.results: dict[int, ParticipantResult] = {}

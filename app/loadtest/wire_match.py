@@ -57,15 +57,20 @@ class MatchSim:
         self.check_frames: list[int] = list(self.checksums)   # in order; the end frame only if a check frame
         self.ended_at: int | None = None
         self.users = 0
+        self._new = False   # inputs arrived since the last run
 
     def know(self, player: str, start: int, actions: Sequence[Any]) -> None:
         """Inputs of `player` from frame `start` (a resend overlaps what is known; a gap is ignored)."""
         have = self.known[player]
         if start <= len(have) < start + len(actions):
             have.extend(actions[len(have) - start:])
+            self._new = True
 
     def run(self) -> None:
         """Step every frame whose inputs are all known (never past the game's end)."""
+        if not self._new:
+            return
+        self._new = False
         while self.ended_at is None and all(len(self.known[p]) > self.sim.frame for p in self.players):
             f = self.sim.frame
             self.frames.append([self.known[p][f] for p in self.players])
