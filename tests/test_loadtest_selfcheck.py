@@ -56,7 +56,7 @@ def test_a_starved_generator_says_it_was_the_bottleneck(server: Server, mode: st
     generator = summary["generator"]
     assert generator["bottleneck"], generator
     assert any("ticks ran late" in why or "lagged" in why for why in generator["why"]), generator["why"]
-    assert summary["verdict"] == "INCONCLUSIVE"
+    assert summary["verdict"] == "INCONCLUSIVE", (summary["failures"], summary["error_reasons"])
     text = format_summary(summary)
     assert "verdict: INCONCLUSIVE (the load generator, not the server, was the bottleneck" in text
 

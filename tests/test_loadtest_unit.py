@@ -171,6 +171,7 @@ def test_a_match_ended_in_error_or_a_seat_taken_over_fails_the_participant() -> 
     assert failure_reason(clean) is None
     assert failure_reason(errored) == "match ended in error"
     assert failure_reason(taken) == "seat taken over"
+    assert failure_reason(finished("away")) == "seat taken over (away)"   # silent too long: an AI took the seat
     summary = summarise("http://127.0.0.1:5000", [clean, errored, taken], 1.0)
     assert (summary["completed"], summary["failed"]) == (3, 2)
     assert summary["match_errors"] == 1 and summary["seats_taken_over"] == 1

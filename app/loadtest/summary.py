@@ -51,6 +51,8 @@ def failure_reason(result: ParticipantResult) -> str | None:
         return "match ended in error"
     if SEAT_TAKEN_OVER in ends:
         return "seat taken over"
+    if "away" in ends:   # the server gave the seat to an AI: the participant was silent too long
+        return "seat taken over (away)"
     return None
 
 
@@ -67,7 +69,7 @@ def outcome_counts(results: Iterable[ParticipantResult]) -> dict[str, int]:
         out["disconnects"] += r.reason.startswith("disconnected")
         out["desyncs"] += len(r.desyncs)
         out["match_errors"] += "error" in ends
-        out["seats_taken_over"] += SEAT_TAKEN_OVER in ends
+        out["seats_taken_over"] += SEAT_TAKEN_OVER in ends or "away" in ends
     return out
 
 

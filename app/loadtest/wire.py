@@ -546,7 +546,7 @@ class WireParticipant:
         seat = playing.seat
         done = dict(seat.done or {})
         self.inbox.put_nowait(("emit", ("episode_done", done)))
-        self.world.check.match_took(seat.frame, playing.fps, now - playing.started)
+        self.world.check.match_took(done["frame"], playing.fps, now - playing.started)
         self._record_episode(playing, "done", done["checksum"])
 
     def _record_episode(self, playing: _Playing, status: str, checksum: str | None = None) -> None:
