@@ -16,7 +16,7 @@ from aiohttp import web
 from app.live.match_room import MatchRoom
 from app.live.protocol import PacketEvent, parse_episode_done
 from app.loadtest.selfcheck import Histogram, SelfCheck, merge, overall_verdict, verdict
-from app.loadtest.wire import ChannelRefused, MatchChannel, channel_url
+from app.loadtest.wire_transport import ChannelRefused, MatchChannel, channel_url
 from app.loadtest.wire_match import MatchSim, SimRegistry, WireSeat, input_packet
 from app.participant.answers import Policy
 from app.data.recording import read_recording
