@@ -245,3 +245,21 @@ def test_a_seat_taken_back_resumes_from_the_frame_the_server_names(tmp_path: Pat
     assert packet["inputs"]["left"][0] == 0 and packet["inputs"]["left"][1][:frame] == log["left"]
     room.relay(room.seats["s0"], PacketEvent(room.id, room.episode, "s1", out[0][1]))   # the room accepts it
     assert len(room.log.actions["left"]) == frame + 1
+
+
+def test_a_seat_whose_peer_hears_a_later_holder_stops_judging_checksums(tmp_path: Path) -> None:
+    """While this participant was silent the server gave its seat to someone else (a peer's packet
+    names a later generation of our seat): the match's inputs are no longer ours, so checksums that
+    differ from our own re-simulation are not desyncs of ours."""
+    room, _ = make_room(tmp_path, config={"max_score": 1_000_000, "max_frames": FRAMES})
+    seats = wire_seats(room, shared=False)
+    play(room, seats, ticks=30)
+    mine = seats["s0"]
+    wrong = input_packet(gen=0, peer_gen=0, frame=30, adv=0.0, t=1.0, echo=-1, hold=0, inputs={"right": (30, [])},
+                         ack={}, checks=[(10, "not-our-checksum")], gone={})
+    mine.receive("s1", wrong, 600.0)
+    assert len(mine.desyncs) == 1 and not mine.replaced          # our own seat: a real desync
+    taken = input_packet(gen=0, peer_gen=1, frame=31, adv=0.0, t=2.0, echo=-1, hold=0, inputs={"right": (30, [])},
+                         ack={}, checks=[(20, "not-our-checksum")], gone={})
+    mine.receive("s1", taken, 700.0)
+    assert mine.replaced and len(mine.desyncs) == 1

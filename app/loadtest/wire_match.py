@@ -156,6 +156,7 @@ class WireSeat:
         self.desyncs: list[dict[str, Any]] = []
         self.rtt_ms: float | None = None
         self.packets_sent = self.packets_received = 0
+        self.replaced = False                  # a peer heard a later holder of this seat (the server gave it away)
         self._last_sent = float("-inf")
         self._remote_checks: dict[int, str] = {}
 
@@ -205,7 +206,7 @@ class WireSeat:
 
     def _check_end(self) -> None:
         end = self.sim.ended_at
-        if end is not None and self._confirmed() >= end:
+        if end is not None and self._confirmed() >= end and not self.replaced:
             self.done = {"match": self.match, "episode": self.episode, "frame": end,
                          "checksum": self.sim.checksums[end], "predicted": {}}
 
@@ -251,6 +252,13 @@ class WireSeat:
             peer.last_t, peer.last_t_at = packet["t"], now_ms
         if packet["peer_gen"] == self.gen and packet["echo"] >= 0:
             self.rtt_ms = max(0.0, now_ms - packet["echo"] - packet["hold"])
+        if packet["peer_gen"] > self.gen:
+            # Someone else holds this seat now (the server gave it to a stand-in or an AI while this
+            # participant was silent): its inputs, not ours, are the match's from then on, so checksums
+            # compared here would only measure that. The server resumes us, or ends the match for us.
+            self.replaced = True
+        if self.replaced:
+            return
         for frame, checksum in packet["checks"]:
             self._remote_checks[frame] = checksum
         self._compare_checks(sender)
