@@ -221,6 +221,7 @@ def test_the_verdict_blames_the_generator_only_when_its_own_ticks_ran_late() -> 
     assert overall_verdict([], late) == "INCONCLUSIVE"
     assert overall_verdict(["timeout", "1 desync(s)"], late) == "FAIL"   # no lateness explains a desync
     assert overall_verdict(["match ended in error"], late) == "FAIL"
+    assert overall_verdict(["error: *: too many events: at most 240 per second (1 refused)"], late) == "INCONCLUSIVE"
     busy = verdict(merge([_report([1.0] * 100, cpu=9.5, wall=10.0)]))
     assert busy["bottleneck"] and "95% of its core" in busy["why"][0]
 

@@ -128,5 +128,7 @@ def run_plan(
     summary = summarise(plan.url, results, wall, extra)
     summary["verdict"] = overall_verdict((f["reason"] for f in summary["failures"]), generator)
     if generator is not None and generator["bottleneck"]:
-        summary["verdict_note"] = f"{BOTTLENECK}: " + "; ".join(generator["why"])
+        why = f"{BOTTLENECK}: " + "; ".join(generator["why"])
+        summary["verdict_note"] = why if summary["verdict"] == "INCONCLUSIVE" else (
+            "failures no load explains; the generator also fell behind (" + why + ")")
     return summary

@@ -226,7 +226,8 @@ def verdict(merged: Mapping[str, Any], fps: int = 60) -> dict[str, Any]:
 # Failures a starved generator can cause (its participants answered late or not at all); any other
 # failure (a desync, a match ended in error, a crash, a refused event) is a FAIL whatever the load.
 LOAD_FAILURES = ("timeout", "disconnected", "seat taken over", "still running at --duration", "did not finish",
-                 "not started before the stop")
+                 "not started before the stop",
+                 "error: *: too many events")   # the rate limit, hit by a late generator's catch-up bursts
 
 
 def overall_verdict(failure_reasons: Iterable[str], generator: Mapping[str, Any] | None) -> str:
