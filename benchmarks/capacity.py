@@ -2,34 +2,41 @@
 
     python benchmarks/capacity.py [--start 5] [--step 5] [--max 200] [--seconds 30]
                                   [--async-mode eventlet | --modes eventlet,gevent,threading]
-                                  [--processes 2] [--max-relay-p99-ms 20] [--rtt-source server|client|both]
+                                  [--generator wire|full] [--processes N] [--max-relay-p99-ms 20]
+                                  [--rtt-source server|client|both] [--baseline DIR]
 
 For M = start, start + step, ... it starts a fresh `coplay serve` (benchmarks/experiments/
 pong_capacity.py: one Pong match of `--seconds`, no other scenes) and runs
-`coplay loadtest URL --participants 2M --arrival burst --processes P`, then prints one row:
-matches, completed, disconnects, relay round trip p50/p99 seen by the participants, the
-server's own relay p99 (its coplay_relay_seconds histogram), server CPU % and CPU µs per
-relayed packet. M passes with zero disconnects, zero failed participants, zero desyncs
-and a relay p99 under `--max-relay-p99-ms`. The search stops at the first M that fails
-and prints "max matches held: K" (the last M that passed; 0 if none did).
+`coplay loadtest URL --mode wire --participants 2M --arrival burst --processes P` (P: the number of
+cores by default), then prints one row: matches, completed, disconnects, relay round trip p50/p99
+seen by the participants, the server's own relay p99 (its coplay_relay_seconds histogram), server
+CPU % and CPU µs per relayed packet, and the load generator's own CPU (% of a core per process, µs
+per packet it sent or received) and tick lateness p99. M passes with zero disconnects, zero failed
+participants, zero desyncs and a relay p99 under `--max-relay-p99-ms`. The search stops at the
+first M that does not pass and prints "max matches held: K" (the last M that passed; 0 if none did).
+
+The wire-level generator (app/loadtest/wire.py: many participants per process on one asyncio loop,
+no rollback netcode) is what makes the server, not the generator, the thing measured; `--generator
+full` uses the full-netcode participants instead (far fewer matches per core). Either way the
+generator measures itself (app/loadtest/selfcheck.py): when its ticks ran late or a process used its
+whole core, the row's verdict is INCONCLUSIVE ("the load generator, not the server, was the
+bottleneck") and the search stops there with a lower bound, never a FAIL blaming the server.
 
 Relay p99 is, by default (`server`), the server's own relay p99: the time a packet spends
 in the server, from its /metrics histogram. `client` uses the participants' relay round
-trip p99 instead (the netcode ping, which leaves out the time a peer holds a packet before
-echoing it), `both` the larger of the two. The round trip also holds the load generator's
-own scheduling delays: with the generator on the same few cores it passes 20 ms at a
-handful of matches while the server's relay p99 is under a millisecond, so use `client`
-or `both` only where the generator has cores of its own. Both are always printed.
+trip p99 instead (which also holds the generator's own scheduling delays), `both` the larger
+of the two. Both are always printed.
 
-The load generator (2M headless participants running the real netcode in CPython)
-shares the machine with the server, so on a small machine it may saturate first: the
-answer is then a lower bound for the server. `--modes` repeats the search per async mode
-and ends with a comparison table.
+`--baseline DIR` runs the same search against an older checkout in the same run (DIR is e.g. a
+`git clone` of commit ff74edf with node_modules linked in; its server runs from DIR, the load
+generator is this one) and ends with old vs new side by side, with ratios. Each server and its
+generator share this machine, so the server's share of the CPU is printed too.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -38,15 +45,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import requests
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.server_fixtures import Server  # noqa: E402
+from tests.server_fixtures import free_port  # noqa: E402
 
-EXPERIMENT = ROOT / "benchmarks" / "experiments" / "pong_capacity.py"
+EXPERIMENT = Path("benchmarks") / "experiments" / "pong_capacity.py"   # in each checkout
 FPS = 60
 MODES = ("eventlet", "gevent", "threading")
-GENERATOR_SLOWDOWN = 1.25   # a run whose matches take longer than this factor did not offer 60 fps
+SERVER_START_SECONDS = 60
 
 
 @dataclass
@@ -75,12 +84,11 @@ class Row:
         known = [float(c) for c in candidates if isinstance(c, (int, float))]
         return max(known) if known else None
 
-    def behind(self, seconds: float) -> str | None:
-        """Whether the load generator could not keep 60 fps: the matches took much longer than they
-        should (the netcode stalls when a peer falls behind), so M matches were not really offered."""
-        wall = self.get("wall_seconds")
-        if isinstance(wall, (int, float)) and wall > seconds * GENERATOR_SLOWDOWN + 5:
-            return f"load generator fell behind: the {seconds:g} s matches took {wall:.0f} s"
+    def inconclusive(self) -> str | None:
+        """Why the load generator, not the server, was the bottleneck (None when it kept up)."""
+        if self.get("generator", "bottleneck"):
+            return "the load generator, not the server, was the bottleneck: " + "; ".join(
+                self.get("generator", "why") or [])
         return None
 
     def problems(self, max_p99_ms: float, source: str) -> list[str]:
@@ -95,40 +103,88 @@ class Row:
             found.append(f"relay p99 {p99:.1f} ms >= {max_p99_ms:g} ms")
         return found
 
+    def verdict(self, max_p99_ms: float, source: str) -> str:
+        """ok, INCONCLUSIVE: ... (the generator fell behind; says nothing of the server) or FAIL: ..."""
+        if why := self.inconclusive():
+            return f"INCONCLUSIVE: {why}"
+        problems = self.problems(max_p99_ms, source)
+        return "FAIL: " + "; ".join(problems) if problems else "ok"
+
+    def generator_cpu(self) -> str:
+        shares = self.get("generator", "cpu_percent_per_process")
+        return "/".join(f"{c:.0f}" for c in shares) if shares else "n/a"
+
 
 def fmt(value: Any, digits: int = 1) -> str:
     return "n/a" if not isinstance(value, (int, float)) else f"{value:.{digits}f}"
 
 
 HEADER = (f"{'M':>5} {'matches':>7} {'done':>9} {'disc':>5} {'rtt p50':>8} {'rtt p99':>8} {'relay p99':>9} "
-          f"{'cpu %':>6} {'cpu max':>7} {'us/pkt':>7}  verdict")
+          f"{'cpu %':>6} {'us/pkt':>7} {'gen cpu %':>9} {'gen us/pkt':>10} {'gen late p99':>12}  verdict")
 
 
-def format_row(row: Row, max_p99_ms: float, source: str, seconds: float | None = None) -> str:
-    problems = row.problems(max_p99_ms, source)
-    behind = row.behind(seconds) if seconds and not problems else None
+def format_row(row: Row, max_p99_ms: float, source: str) -> str:
     done = f"{row.get('completed') or 0}/{row.get('participants') or 2 * row.matches_asked}"
     return (f"{row.matches_asked:>5} {row.get('matches') or 0:>7} {done:>9} {row.get('disconnects') or 0:>5} "
             f"{fmt(row.get('relay_rtt_ms', 'p50')):>8} {fmt(row.get('relay_rtt_ms', 'p99')):>8} "
             f"{fmt(row.server_relay_p99_ms(), 2):>9} {fmt(row.get('server', 'cpu_percent_mean')):>6} "
-            f"{fmt(row.get('server', 'cpu_percent_max')):>7} {fmt(row.get('server', 'cpu_us_per_relayed_packet'), 0):>7}  "
-            + ("FAIL: " + "; ".join(problems) if problems else f"not 60 fps: {behind}" if behind else "ok"))
+            f"{fmt(row.get('server', 'cpu_us_per_relayed_packet'), 0):>7} {row.generator_cpu():>9} "
+            f"{fmt(row.get('generator', 'cpu_us_per_packet'), 0):>10} "
+            f"{fmt(row.get('generator', 'tick_late_ms', 'p99')):>12}  {row.verdict(max_p99_ms, source)}")
 
 
-def run_once(matches: int, mode: str, args: argparse.Namespace, folder: Path) -> Row:
-    """A fresh server in `mode` and one load test of `matches` matches against it."""
-    run_dir = folder / f"{mode}-{matches}"
+class ServerProcess:
+    """`python -m app.cli serve ... --port P --data D` run from `checkout` (this one or a baseline),
+    ready once /health answers."""
+
+    def __init__(self, checkout: Path, args: list[str], data_dir: Path, env: dict[str, str]) -> None:
+        self.url = f"http://127.0.0.1:{free_port()}"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = data_dir / "server.log"
+        self._log = open(self.log_path, "w")
+        environment = {**os.environ, **env, "PYTHONPATH": str(checkout)}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", *args, "--port", self.url.rsplit(":", 1)[1], "--data", str(data_dir)],
+            cwd=checkout, stdout=self._log, stderr=subprocess.STDOUT, env=environment)
+        deadline = time.monotonic() + SERVER_START_SECONDS
+        while True:
+            if self.process.poll() is not None:
+                self.stop()
+                raise RuntimeError(f"exited with {self.process.returncode}: {self.log_path.read_text()[-300:]}")
+            try:
+                if requests.get(self.url + "/health", timeout=1).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"no /health answer in {SERVER_START_SECONDS} s")
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+
+
+def run_once(matches: int, mode: str, args: argparse.Namespace, folder: Path, checkout: Path) -> Row:
+    """A fresh server in `mode` (from `checkout`) and one load test of `matches` matches against it."""
+    run_dir = folder / f"{checkout.name}-{mode}-{matches}"
     env = {"COPLAY_CAPACITY_FRAMES": str(int(args.seconds * FPS))}
     try:
-        server = Server(["serve", str(EXPERIMENT), "--async-mode", mode], run_dir / "data", env=env)
-    except BaseException as error:   # Server reports a failed start with pytest.fail (an OutcomeException)
-        if isinstance(error, KeyboardInterrupt):
-            raise
-        return Row(matches, {}, f"the server did not start: {str(error).strip().splitlines()[0]}")
+        server = ServerProcess(checkout, ["serve", str(checkout / EXPERIMENT), "--async-mode", mode],
+                               run_dir / "data", env)
+    except RuntimeError as error:
+        return Row(matches, {}, f"the server did not start: {error}")
     summary_file = run_dir / "summary.json"
-    command = [sys.executable, "-m", "app.cli", "loadtest", server.url, "--participants", str(2 * matches),
-               "--arrival", "burst", "--processes", str(args.processes), "--json", str(summary_file),
-               "--progress", "0", "--timeout", str(args.seconds + args.slack)]
+    command = [sys.executable, "-m", "app.cli", "loadtest", server.url, "--mode", args.generator,
+               "--participants", str(2 * matches), "--arrival", "burst", "--processes", str(args.processes),
+               "--json", str(summary_file), "--progress", "0", "--timeout", str(args.seconds + args.slack)]
     try:
         done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
                               timeout=args.seconds + 2 * args.slack)
@@ -142,29 +198,59 @@ def run_once(matches: int, mode: str, args: argparse.Namespace, folder: Path) ->
     return Row(matches, json.loads(summary_file.read_text()))
 
 
-def search(mode: str, args: argparse.Namespace, folder: Path) -> tuple[int, Row | None]:
-    """Raise M until a run fails; (largest M that passed, its row)."""
-    print(f"\nasync mode {mode}: {args.seconds:g} s matches at {FPS} fps, {args.processes} load processes, "
-          f"relay p99 < {args.max_relay_p99_ms:g} ms ({args.rtt_source})", flush=True)
+def search(mode: str, args: argparse.Namespace, folder: Path, checkout: Path, label: str) -> tuple[int, Row | None, str]:
+    """Raise M until a run does not pass; (largest M that passed, its row (else the last row), a note on why
+    the search stopped)."""
+    print(f"\n{label}, async mode {mode}: {args.seconds:g} s matches at {FPS} fps, {args.generator} generator "
+          f"in {args.processes} process(es), relay p99 < {args.max_relay_p99_ms:g} ms ({args.rtt_source})", flush=True)
     print(HEADER, flush=True)
     best, best_row, note = 0, None, ""
+    row = None
     matches = args.start
     while matches <= args.max:
         started = time.monotonic()
-        row = run_once(matches, mode, args, folder)
-        print(format_row(row, args.max_relay_p99_ms, args.rtt_source, args.seconds)
-              + f"   ({time.monotonic() - started:.0f} s)", flush=True)
-        if row.problems(args.max_relay_p99_ms, args.rtt_source):
+        row = run_once(matches, mode, args, folder, checkout)
+        print(format_row(row, args.max_relay_p99_ms, args.rtt_source) + f"   ({time.monotonic() - started:.0f} s)",
+              flush=True)
+        if row.inconclusive():
+            note = f" (a lower bound: the load generator, not the server, was the bottleneck at {matches})"
             break
-        if row.behind(args.seconds):
-            note = f" (a lower bound: the load generator could not offer {matches} matches at {FPS} fps)"
+        if row.problems(args.max_relay_p99_ms, args.rtt_source):
             break
         best, best_row = matches, row
         matches += args.step
     else:
         note = f" (search stopped at --max {args.max})"
     print(f"max matches held: {best}{note}", flush=True)
-    return best, best_row
+    return best, best_row or row, note
+
+
+def ratio(new: Any, old: Any) -> str:
+    ok = isinstance(new, (int, float)) and isinstance(old, (int, float)) and old
+    return f"{new / old:.2f}x" if ok else "n/a"
+
+
+def comparison(results: dict[tuple[str, str], tuple[int, Row | None, str]], modes: list[str], labels: list[str]) -> str:
+    """One line per async mode and checkout at its largest M that passed, then new/old ratios."""
+    head = (f"{'mode':<10} {'server':<9} {'max matches':>11} {'us/pkt':>7} {'relay p99 ms':>12} {'server cpu %':>12} "
+            f"{'gen cpu % (per proc)':>20} {'gen us/pkt':>10}")
+    lines = [head]
+    for mode in modes:
+        figures = {}
+        for label in labels:
+            best, row, note = results[(mode, label)]
+            at = row or Row(0, {})
+            figures[label] = (best, at.get("server", "cpu_us_per_relayed_packet"), at.server_relay_p99_ms())
+            lines.append(f"{mode:<10} {label:<9} {best:>11} {fmt(figures[label][1], 0):>7} "
+                         f"{fmt(figures[label][2], 2):>12} {fmt(at.get('server', 'cpu_percent_mean')):>12} "
+                         f"{at.generator_cpu():>20} {fmt(at.get('generator', 'cpu_us_per_packet'), 0):>10}"
+                         + ("  *" if note else ""))
+        if len(labels) == 2:
+            (n_best, n_us, n_p99), (o_best, o_us, o_p99) = figures[labels[0]], figures[labels[1]]
+            lines.append(f"{mode:<10} {'new/old':<9} {ratio(n_best, o_best):>11} {ratio(n_us, o_us):>7} "
+                         f"{ratio(n_p99, o_p99):>12}")
+    lines.append("* the search stopped early (see its note above): a lower bound; figures of the last run")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -175,28 +261,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=30.0, help="length of each match (default 30)")
     parser.add_argument("--slack", type=float, default=120.0,
                         help="seconds allowed for arrival, pairing and shutdown on top of the match (default 120)")
-    parser.add_argument("--processes", type=int, default=2, help="load-test worker processes (default 2)")
+    parser.add_argument("--generator", choices=("wire", "full"), default="wire",
+                        help="load generator: wire-level participants (default) or full-netcode ones")
+    parser.add_argument("--processes", type=int, default=os.cpu_count() or 1,
+                        help=f"load-test worker processes (default: the cores, {os.cpu_count() or 1} here)")
     parser.add_argument("--async-mode", choices=MODES, default="eventlet", help="server async mode (default eventlet)")
     parser.add_argument("--modes", help="comma-separated async modes to compare, e.g. eventlet,gevent,threading")
     parser.add_argument("--max-relay-p99-ms", type=float, default=20.0, help="relay p99 limit (default 20)")
     parser.add_argument("--rtt-source", choices=("server", "client", "both"), default="server",
                         help="which relay p99 the limit applies to (default server; see the module doc)")
+    parser.add_argument("--baseline", metavar="DIR", help="also run the search against the coplay checkout in DIR "
+                        "(e.g. a git clone of an older commit) and compare")
     parser.add_argument("--keep", metavar="DIR", help="keep servers' data, logs and summaries here")
     args = parser.parse_args(argv)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()] if args.modes else [args.async_mode]
     if unknown := [m for m in modes if m not in MODES]:
         parser.error(f"unknown async mode(s) {', '.join(unknown)}; choose from {', '.join(MODES)}")
-    if args.start < 1 or args.step < 1:
-        parser.error("--start and --step must be at least 1")
+    if args.start < 1 or args.step < 1 or args.processes < 1:
+        parser.error("--start, --step and --processes must be at least 1")
+    checkouts = {"new": ROOT}
+    if args.baseline:
+        baseline = Path(args.baseline).resolve()
+        if not (baseline / "app" / "cli.py").is_file() or not (baseline / EXPERIMENT).is_file():
+            parser.error(f"--baseline {baseline} is not a coplay checkout with {EXPERIMENT}")
+        checkouts["baseline"] = baseline
     with tempfile.TemporaryDirectory(prefix="coplay-capacity-") as tmp:
         folder = Path(args.keep) if args.keep else Path(tmp)
-        results = {mode: search(mode, args, folder) for mode in modes}
-    if len(modes) > 1:
-        print(f"\n{'mode':<10} {'max matches':>11} {'cpu % at max':>12} {'us/pkt at max':>13} {'relay p99 ms':>12}")
-        for mode, (best, row) in results.items():
-            at = row or Row(0, {})
-            print(f"{mode:<10} {best:>11} {fmt(at.get('server', 'cpu_percent_mean')):>12} "
-                  f"{fmt(at.get('server', 'cpu_us_per_relayed_packet'), 0):>13} {fmt(at.server_relay_p99_ms(), 2):>12}")
+        results = {(mode, label): search(mode, args, folder, checkout, f"{label} server ({checkout})")
+                   for mode in modes for label, checkout in checkouts.items()}
+    if len(modes) > 1 or len(checkouts) > 1:
+        print("\n" + comparison(results, modes, list(checkouts)))
     return 0
 
 

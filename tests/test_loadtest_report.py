@@ -118,3 +118,14 @@ def test_histogram_bins_and_ticks() -> None:
     svg = histogram_chart([0, 1, 2, 3, 4, 4, 0.5, 3.99], title="t", chart_id="h", x_label="x", bins=4)
     heights = [float(h) for h in re.findall(r'class="bar"[^>]*height="([\d.]+)"', svg)]
     assert len(heights) == 4 and heights[3] == max(heights) and abs(heights[3] - 2 * heights[0]) < 0.05
+
+
+def test_a_run_whose_generator_was_the_bottleneck_says_inconclusive_not_fail() -> None:
+    summary = full_summary()
+    summary.update(completed=4, failed=2, failures=[{"participant": 0, "reason": "timeout"}] * 2,
+                   verdict="INCONCLUSIVE", verdict_note="the load generator, not the server, was the bottleneck: "
+                   "its match ticks ran late: p99 80.0 ms > 2 frames (33.3 ms)")
+    html = render_report(summary)
+    assert "<title>coplay load test: INCONCLUSIVE</title>" in html and "✘ FAIL" not in html
+    assert "? INCONCLUSIVE</strong>the load generator, not the server, was the bottleneck" in html
+    assert "<title>coplay load test: PASS</title>" in render_report(full_summary())

@@ -171,12 +171,13 @@ def test_a_match_ended_in_error_or_a_seat_taken_over_fails_the_participant() -> 
     assert failure_reason(clean) is None
     assert failure_reason(errored) == "match ended in error"
     assert failure_reason(taken) == "seat taken over"
-    away = finished("away")   # back after the grace period: told why, and moved on past the match
-    assert failure_reason(away) == "seat taken over"
+    away = finished("away")   # silent too long (or back too late): an AI took the seat, and they were told
+    assert failure_reason(away) == "seat taken over (away)"
     summary = summarise("http://127.0.0.1:5000", [clean, errored, taken, away], 1.0)
     assert (summary["completed"], summary["failed"]) == (4, 3)
     assert summary["match_errors"] == 1 and summary["seats_taken_over"] == 2
-    assert summary["failure_reasons"] == {"match ended in error": 1, "seat taken over": 2}
+    assert summary["failure_reasons"] == {"match ended in error": 1, "seat taken over": 1,
+                                          "seat taken over (away)": 1}
     assert "matches ended in error: 1" in format_summary(summary)
 
 

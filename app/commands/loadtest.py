@@ -9,22 +9,31 @@ client-side network (`--profile`). The run stops by itself (at the latest after
 `--duration` seconds) and reports from every participant and from the server's own
 `/metrics` endpoint (app/loadtest/).
 
+`--mode full` (the default) runs every participant's real netcode and checks correctness (desyncs,
+rollbacks); `--mode wire` plays matches at the protocol level, many participants per process on one
+asyncio loop (app/loadtest/wire.py), so a generator core offers far more matches: it is the mode
+for capacity (benchmarks/capacity.py). Both measure the generator itself (app/loadtest/selfcheck.py):
+when its ticks ran late the verdict is INCONCLUSIVE, "the load generator, not the server, was the
+bottleneck".
+
 Only loopback URLs are allowed unless `--allow-remote`: a load test against someone
 else's server is an attack. Exit status: 0 when every participant completed (or was
-dropped on purpose) without a desync, 1 otherwise, 2 for usage errors.
+dropped on purpose) without a desync, 1 when some failed while the generator kept up (FAIL),
+3 when some failed while the generator was the bottleneck (INCONCLUSIVE), 2 for usage errors.
 """
 from __future__ import annotations
 
 import argparse
 import ipaddress
 import json
+import os
 import sys
 import urllib.parse
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
 from app.loadtest.arrival import Arrival, parse_arrival
-from app.loadtest.run import LoadtestPlan, run_plan
+from app.loadtest.run import MODES, LoadtestPlan, run_plan
 from app.loadtest.summary import failure_reason, format_summary, summarise  # noqa: F401 - re-exported
 from netcode.sim import PROFILES
 
@@ -48,8 +57,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--profile", choices=sorted(PROFILES), default=None,
                         help="client-side network: delay, drop, duplicate and reorder every participant's netcode "
                         "packets both ways like this netcode.sim profile (default: no shaping)")
-    parser.add_argument("--processes", type=int, default=1,
-                        help="spread participants over this many worker processes (default 1)")
+    parser.add_argument("--mode", choices=MODES, default="full",
+                        help="full: participants run the real netcode (checks correctness; default); wire: "
+                        "protocol-level participants, many per process on one asyncio loop (offers far more "
+                        "matches per core; for capacity)")
+    parser.add_argument("--processes", type=int, default=None,
+                        help="spread participants over this many worker processes (default: the number of "
+                        f"cores, {os.cpu_count() or 1} here)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the schedule, survey answers, inputs and network (default 0)")
     parser.add_argument("--timeout", type=float, default=300.0,
@@ -105,8 +119,13 @@ def plan_from_args(args: argparse.Namespace) -> LoadtestPlan:
     for name in ("timeout", "duration"):
         if not getattr(args, name) > 0:
             raise ValueError(f"--{name} must be positive")
-    if args.processes < 1:
+    processes = args.processes if args.processes is not None else (os.cpu_count() or 1)
+    if processes < 1:
         raise ValueError("--processes must be at least 1")
+    mode = getattr(args, "mode", "full")
+    if mode == "wire" and (args.profile or args.drop_fraction):
+        raise ValueError("--profile and --drop-fraction need --mode full (wire participants neither shape "
+                         "their link nor drop)")
     if not 0.0 <= args.drop_fraction <= 1.0:
         raise ValueError("--drop-fraction must be between 0 and 1")
     if args.arrival is not None and args.ramp is not None:
@@ -115,8 +134,8 @@ def plan_from_args(args: argparse.Namespace) -> LoadtestPlan:
         parse_arrival(f"ramp:{args.ramp}") if args.ramp is not None else Arrival("burst"))
     return LoadtestPlan(
         url=args.url, participants=args.participants, seed=args.seed, timeout=args.timeout, arrival=arrival,
-        duration=args.duration, profile=args.profile, processes=min(args.processes, args.participants),
-        policy=args.policy, drop_fraction=args.drop_fraction,
+        duration=args.duration, profile=args.profile, processes=min(processes, args.participants),
+        policy=args.policy, drop_fraction=args.drop_fraction, mode=mode,
     )
 
 
@@ -180,7 +199,9 @@ def run(args: argparse.Namespace) -> int:
     print(format_summary(summary))
     if join_browsers is not None:
         print(format_browsers(summary["browsers"]))
-    return 0 if summary["failed"] == 0 and not summary.get("browsers", {}).get("failures") else 1
+    if summary["failed"] == 0 and not summary.get("browsers", {}).get("failures"):
+        return 0
+    return 3 if summary.get("verdict") == "INCONCLUSIVE" else 1
 
 
 def run_loadtest(

@@ -1,6 +1,13 @@
-"""Participants of a load test as threads: in this process (`ThreadCohort`), or split round-robin
-over worker processes started with multiprocessing's "spawn" context (`ProcessCohort`), each
-running its share as a `ThreadCohort`, so the generator is not the bottleneck.
+"""Participants of a load test: full-netcode headless participants as threads (`ThreadCohort`), or
+wire-level ones on one asyncio loop (`app.loadtest.wire.WireCohort`, `--mode wire`); in this process,
+or split round-robin over worker processes started with multiprocessing's "spawn" context
+(`ProcessCohort`), each running its share as one of those, so the generator is not the bottleneck.
+
+Every cohort measures itself (app.loadtest.selfcheck): the lateness of its match ticks, the lag of
+its threads or loop, its CPU; `selfcheck()` is that report (worker processes send theirs at the end).
+Before any participant starts, `preload_games` imports every game the server's bundle names, once,
+in the process that will play them: a game whose import (or first construction) is not
+thread-safe must never be imported by two participant threads at once.
 
 Both have the same surface: `prepare()`, `start(t0)` (t0 is a `time.monotonic()` value;
 on Linux that clock is system-wide, so workers share the parent's schedule), `poll()`,
@@ -18,10 +25,15 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from app.participant.headless import HeadlessParticipant, ParticipantResult
-from app.participant.link import ShapedLink
+import requests
+
+from app.loadtest.selfcheck import LagMonitor, SelfCheck
 from app.loadtest.summary import outcome_counts, result_from_json
+from app.participant.headless import BUNDLE_PATH, HeadlessParticipant, ParticipantResult, _Episode
+from app.participant.link import ShapedLink
+from app.participant.socket_client import split_url
 from game.errors import CoplayError
+from game.loader import LoadError, load_class
 
 PROGRESS_SECONDS = 0.5       # how often a worker reports its phase counts
 READY_TIMEOUT_SECONDS = 120  # a worker process must have imported everything by then
@@ -50,6 +62,44 @@ class CohortOptions:
     policy: str = "random"
     timeout: float = 300.0          # per participant
     profile: str | None = None      # client-side network shaping
+    mode: str = "full"              # "full": headless participants with the netcode; "wire": app.loadtest.wire
+
+
+def preload_games(url: str, timeout: float = 30.0) -> list[str]:
+    """Import every game the server's /bundle.json names, and build each once, in this process and
+    before any participant starts; returns the game specs. A game that cannot be built without its
+    scene's config is still imported (its first match builds it, as before)."""
+    _, server, _ = split_url(url)
+    try:
+        response = requests.get(server + BUNDLE_PATH, timeout=timeout)
+        response.raise_for_status()
+        games = response.json().get("games")
+    except (requests.RequestException, ValueError, AttributeError):
+        return []   # no bundle here: each participant reports it when its match scene needs one
+    specs = [spec for spec in games if isinstance(spec, str)] if isinstance(games, dict) else []
+    for spec in specs:
+        try:
+            game_class = load_class(spec)
+        except LoadError:
+            continue   # the participant that gets this game reports it
+        try:
+            game_class({})
+        except Exception:  # noqa: BLE001 - building with an empty config is only a warm-up; the match builds it for real
+            pass
+    return specs
+
+
+class _MeasuredParticipant(HeadlessParticipant):
+    """A headless participant whose match ticks report how late they ran (to the cohort's SelfCheck)."""
+
+    def __init__(self, *args: Any, check: SelfCheck, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.check = check
+
+    def _service_episode(self, ep: _Episode, now: float) -> None:
+        if now >= ep.schedule.next_at:
+            self.check.tick_late(now - ep.schedule.next_at)
+        super()._service_episode(ep, now)
 
 
 class ThreadCohort:
@@ -60,17 +110,22 @@ class ThreadCohort:
         self.options = options
         self.people: dict[int, HeadlessParticipant] = {}
         self.results: dict[int, ParticipantResult] = {}
+        self.check = SelfCheck()
+        self._monitor = LagMonitor(self.check)
         self._stop_reason: str | None = None
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
 
     def prepare(self) -> None:
-        """Nothing to get ready in-process."""
+        """Import the server's games before any participant thread exists."""
+        preload_games(self.options.url)
 
     def start(self, t0: float) -> None:
         self._threads = [threading.Thread(target=self._play, args=(spec, t0), name=f"participant-{spec.index}",
                                           daemon=True) for spec in self.specs]
+        self.check.restart()
+        self._monitor.start()
         for thread in self._threads:
             thread.start()
 
@@ -81,9 +136,9 @@ class ThreadCohort:
             return
         o = self.options
         link = ShapedLink(o.profile, spec.seed) if o.profile else None
-        person = HeadlessParticipant(
+        person = _MeasuredParticipant(
             o.url, params={"PROLIFIC_PID": spec.pid, "STUDY_ID": "coplay-loadtest", "SESSION_ID": o.session},
-            policy=o.policy, seed=spec.seed, drop_at_frame=spec.drop_at_frame, link=link,
+            policy=o.policy, seed=spec.seed, drop_at_frame=spec.drop_at_frame, link=link, check=self.check,
         )
         with self._lock:
             self.people[spec.index] = person
@@ -122,8 +177,26 @@ class ThreadCohort:
         deadline = time.monotonic() + grace
         for thread in self._threads:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        self._monitor.stop()
+        self.check.stop()
         return {spec.index: self.results.get(spec.index)
                 or ParticipantResult(completed=False, reason="did not finish") for spec in self.specs}
+
+    def selfcheck(self) -> list[dict[str, Any]]:
+        """This process's SelfCheck report, with the packets its participants' sessions sent and received."""
+        results = list(self.results.values())
+        self.check.packets_sent = sum(r.stats.get("packets_sent", 0) for r in results)
+        self.check.packets_received = sum(r.stats.get("packets_received", 0) for r in results)
+        return [self.check.to_json()]
+
+
+def make_cohort(specs: list[ParticipantSpec], options: CohortOptions) -> Any:
+    """The in-process cohort of `options.mode`."""
+    if options.mode == "wire":
+        from app.loadtest.wire import WireCohort   # aiohttp and asyncio only where the wire mode runs
+
+        return WireCohort(specs, options)
+    return ThreadCohort(specs, options)
 
 
 # ----------------------------------------------------------------------------- worker processes
@@ -131,11 +204,13 @@ class ThreadCohort:
 
 def worker_main(worker: int, specs: list[ParticipantSpec], options: CohortOptions,
                 control: Any, report: Any) -> None:
-    """A worker process: its share of participants as a ThreadCohort. Messages to the parent on
-    `report`: ("ready", worker, None), ("progress", worker, {phases, tallies}), ("results", worker,
-    {index: result JSON}); from the parent on `control`: ("go", t0) then possibly ("stop", reason)."""
+    """A worker process: its share of participants as a ThreadCohort or WireCohort. Messages to the
+    parent on `report`: ("ready", worker, None), ("progress", worker, {phases, tallies}), ("results",
+    worker, {index: result JSON}) after ("selfcheck", worker, report); from the parent on `control`:
+    ("go", t0) then possibly ("stop", reason)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is the parent's to handle: it asks us to stop
-    cohort = ThreadCohort(specs, options)
+    cohort = make_cohort(specs, options)
+    cohort.prepare()
     report.put(("ready", worker, None))
     kind, value = control.get()
     if kind == "go":
@@ -154,6 +229,7 @@ def worker_main(worker: int, specs: list[ParticipantSpec], options: CohortOption
         report.put(("progress", worker, {"phases": cohort.phase_counts(), "tallies": cohort.tallies()}))
     results = cohort.finish(grace=1.0 if stop_reason is None else 5.0)
     report.put(("progress", worker, {"phases": cohort.phase_counts(), "tallies": cohort.tallies()}))
+    report.put(("selfcheck", worker, cohort.selfcheck()))
     report.put(("results", worker, {index: r.to_json() for index, r in results.items()}))
 
 
@@ -170,6 +246,7 @@ class ProcessCohort:
         self._processes: list[Any] = []
         self._progress: dict[int, dict[str, Any]] = {}
         self._results: dict[int, dict[int, ParticipantResult]] = {}
+        self._checks: dict[int, dict[str, Any]] = {}
         self._ready: set[int] = set()
 
     def prepare(self) -> None:
@@ -204,6 +281,8 @@ class ProcessCohort:
                 self._ready.add(worker)
             elif kind == "progress":
                 self._progress[worker] = value
+            elif kind == "selfcheck":
+                self._checks[worker] = value[0]
             elif kind == "results":
                 self._results[worker] = {int(i): result_from_json(r) for i, r in value.items()}
 
@@ -253,6 +332,10 @@ class ProcessCohort:
             q.close()
             q.cancel_join_thread()
         return out
+
+    def selfcheck(self) -> list[dict[str, Any]]:
+        """The SelfCheck reports of the workers that sent one."""
+        return [self._checks[k] for k in sorted(self._checks)]
 
     def _kill(self) -> None:
         for process in self._processes:

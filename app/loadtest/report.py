@@ -327,6 +327,7 @@ def render_report(summary: Mapping[str, Any]) -> str:
                       if isinstance(settings, Mapping) and settings.get(k) is not None)
     return TEMPLATES.get_template("report.html").render(
         passed=passed, reasons=reasons, url=str(_get(summary, "url") or "n/a"), brief=brief,
+        inconclusive=str(_get(summary, "verdict_note")) if _get(summary, "verdict") == "INCONCLUSIVE" else "",
         key_figures=_key_figures(summary), figures=_charts(summary), failures=_failure_table(summary),
         settings=_settings(summary))
 

@@ -1,5 +1,6 @@
-"""One whole load test: schedule, participants (threads or worker processes), the `--duration`
-deadline, progress lines, the server metrics timeline, and the summary."""
+"""One whole load test: schedule, participants (full or wire mode, in this process or in worker
+processes), the `--duration` deadline, progress lines, the server metrics timeline, the generator's
+own figures (app.loadtest.selfcheck) and the summary with its verdict."""
 from __future__ import annotations
 
 import random
@@ -9,10 +10,12 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from app.loadtest.arrival import Arrival, arrival_offsets
-from app.loadtest.cohort import CohortOptions, ParticipantSpec, ProcessCohort, ThreadCohort
+from app.loadtest.cohort import CohortOptions, ParticipantSpec, ProcessCohort, make_cohort
+from app.loadtest.selfcheck import BOTTLENECK, merge, overall_verdict, verdict
 from app.loadtest.server_metrics import Metrics, ServerMetrics
 from app.loadtest.summary import summarise
 
+MODES = ("full", "wire")
 STOP_REASON = "still running at --duration"
 INTERRUPTED_REASON = "interrupted (Ctrl-C)"
 STOP_GRACE_SECONDS = 15.0     # after the deadline, for participants to disconnect and workers to report
@@ -37,6 +40,8 @@ class LoadtestPlan:
     policy: str = "random"
     drop_fraction: float = 0.0
     drop_at_frame: int = DROP_AT_FRAME
+    mode: str = "full"          # "full" (headless participants with the netcode) or "wire" (app.loadtest.wire)
+    fps: int = 60               # the matches' frame rate: a tick later than one frame is the generator's lateness
 
     def specs(self, tag: str) -> list[ParticipantSpec]:
         offsets = arrival_offsets(self.arrival, self.participants, self.seed)
@@ -67,10 +72,9 @@ def run_plan(
     tag = secrets.token_hex(4)   # platform ids must be new on every run, or the server refuses them
     specs = plan.specs(tag)
     options = CohortOptions(url=plan.url, session=tag, policy=plan.policy, timeout=plan.timeout,
-                            profile=plan.profile)
+                            profile=plan.profile, mode=plan.mode)
     processes = max(1, min(plan.processes, plan.participants))
-    cohort: ThreadCohort | ProcessCohort = (ThreadCohort(specs, options) if processes == 1
-                                            else ProcessCohort(specs, options, processes))
+    cohort: Any = make_cohort(specs, options) if processes == 1 else ProcessCohort(specs, options, processes)
     metrics = ServerMetrics(plan.url, fetch=metrics_fetch)
     cohort.prepare()
     metrics.sample()
@@ -110,13 +114,21 @@ def run_plan(
     if progress and progress_every > 0:
         progress(progress_line(wall, plan.participants, cohort.phase_counts(), cohort.tallies(), server["cpu_percent"]))
     results = [results_by_index[i] for i in range(plan.participants)]
+    reports = cohort.selfcheck()
+    generator = verdict(merge(reports), plan.fps) if reports else None
     extra: dict[str, Any] = {
-        "settings": {"arrival": str(plan.arrival), "profile": plan.profile or "none",
+        "settings": {"mode": plan.mode, "arrival": str(plan.arrival), "profile": plan.profile or "none",
                      "processes": processes, "duration": plan.duration, "timeout": plan.timeout,
                      "seed": plan.seed, "policy": plan.policy, "drop_fraction": plan.drop_fraction},
         "stopped_at_duration": stopped and not interrupted, "interrupted": interrupted,
-        "server": metrics.summary(), "timeline": timeline,
+        "server": metrics.summary(), "timeline": timeline, "generator": generator,
     }
     if extra["server"] is None:
         extra["server_note"] = metrics.note or "no server metrics were read"
-    return summarise(plan.url, results, wall, extra)
+    summary = summarise(plan.url, results, wall, extra)
+    summary["verdict"] = overall_verdict((f["reason"] for f in summary["failures"]), generator)
+    if generator is not None and generator["bottleneck"]:
+        why = f"{BOTTLENECK}: " + "; ".join(generator["why"])
+        summary["verdict_note"] = why if summary["verdict"] == "INCONCLUSIVE" else (
+            "failures no load explains; the generator also fell behind (" + why + ")")
+    return summary

@@ -49,8 +49,10 @@ def failure_reason(result: ParticipantResult) -> str | None:
     ends = [m.get("reason") for m in result.matches]
     if "error" in ends:
         return "match ended in error"
-    if SEAT_TAKEN_OVER in ends or "away" in ends:
+    if SEAT_TAKEN_OVER in ends:
         return "seat taken over"
+    if "away" in ends:   # the server gave the seat to an AI: the participant was silent too long
+        return "seat taken over (away)"
     return None
 
 
@@ -183,6 +185,25 @@ def format_summary(summary: Mapping[str, Any]) -> str:
             f"relay p99 {num('relay_seconds_p99', 'g')} s")
     elif "server_note" in summary:
         lines.append(f"server: {summary['server_note']}")
+    generator = summary.get("generator")
+    if generator:
+        lines.append(format_generator(generator, summary.get("settings", {}).get("mode", "full")))
+    if summary.get("verdict"):
+        note = summary.get("verdict_note")
+        lines.append(f"verdict: {summary['verdict']}" + (f" ({note})" if note else ""))
     if summary.get("report"):
         lines.append(f"report: {summary['report']}")
     return "\n".join(lines)
+
+
+def format_generator(g: Mapping[str, Any], mode: str) -> str:
+    """The load generator's own figures (app.loadtest.selfcheck.verdict) in one line."""
+    def ms(d: Mapping[str, Any]) -> str:
+        return "n/a" if d.get("p50") is None else f"p50 {d['p50']:g} ms, p99 {d['p99']:g} ms, max {d['max']:g} ms"
+    per = ", ".join(f"{c:g}%" for c in g.get("cpu_percent_per_process", [])) or "n/a"
+    us = g.get("cpu_us_per_packet")
+    return (f"load generator ({mode} mode, {g['processes']} process(es)): cpu {g['cpu_seconds']:.2f} s "
+            f"({per} of a core per process), {'n/a' if us is None else f'{us:g}'} us cpu per packet sent or "
+            f"received ({g.get('channel_packets', 0)} of {g.get('packets_sent', 0)} sent on match channels); "
+            f"tick lateness {ms(g['tick_late_ms'])}; loop lag {ms(g['loop_lag_ms'])}; "
+            f"slow matches {g.get('slow_matches', 0)} of {g.get('matches', 0)}")

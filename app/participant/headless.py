@@ -88,6 +88,22 @@ class ParticipantResult:
         return {**asdict(self), "ok": self.ok}
 
 
+def match_record(result: ParticipantResult, matches: dict[str, dict[str, Any]], ready_at: dict[int, float],
+                 scene: int | None, start: Mapping[str, Any], now: float) -> dict[str, Any]:
+    """The result's record of the match `start` (a match_start) is about; a new match's record is added,
+    with the time from `ready` in `scene` to now as its wait in the waiting room."""
+    match = start["match"]
+    record = matches.get(match)
+    if record is None:
+        if scene is not None and scene in ready_at:
+            result.waiting_seconds.append(round(now - ready_at.pop(scene), 3))
+        record = {"match": match, "scene": scene, "seat": start.get("seat"),
+                  "players": list(start.get("players") or []), "episodes": 0, "reason": None, "message": None}
+        matches[match] = record
+        result.matches.append(record)
+    return record
+
+
 # ----------------------------------------------------------------------------- the participant
 
 
@@ -97,6 +113,12 @@ def _quietly(action: Callable[[], Any]) -> None:
         action()
     except Exception:  # noqa: BLE001 - closing a dead socket may raise anything; nothing to do about it
         pass
+
+
+def crash_reason(error: BaseException) -> str:
+    """A participant's failure reason for an unexpected exception: type, message and where it was raised."""
+    where = traceback.extract_tb(error.__traceback__)[-1]
+    return f"crashed: {type(error).__name__}: {error} ({Path(where.filename).name}:{where.lineno})"
 
 
 class _Finished(Exception):
@@ -207,9 +229,7 @@ class HeadlessParticipant:
             self.result.completed = finished.completed
             self.result.reason = finished.reason
         except Exception as error:  # a bug or an unexpected failure: report it, never hang
-            where = traceback.extract_tb(error.__traceback__)[-1]
-            self.result.reason = (f"crashed: {type(error).__name__}: {error} "
-                                  f"({Path(where.filename).name}:{where.lineno})")
+            self.result.reason = crash_reason(error)
         finally:
             self._close_episode("run ended")
             self._disconnect()
@@ -438,15 +458,7 @@ class HeadlessParticipant:
         if self._bundle_games is not None and game not in self._bundle_games:
             raise _Finished(f"error: match_start names game {game!r}, which the bundle cannot start")
         now = time.monotonic()
-        record = self._matches.get(match)
-        if record is None:
-            scene = self._match_scene
-            if scene is not None and scene in self._ready_at:
-                self.result.waiting_seconds.append(round(now - self._ready_at.pop(scene), 3))
-            record = {"match": match, "scene": scene, "seat": payload.get("seat"),
-                      "players": list(payload.get("players") or []), "episodes": 0, "reason": None, "message": None}
-            self._matches[match] = record
-            self.result.matches.append(record)
+        record = match_record(self.result, self._matches, self._ready_at, self._match_scene, payload, now)
         if isinstance(resume, dict):
             self.result.rejoins.append(resume.get("frame"))
         else:

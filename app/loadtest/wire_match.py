@@ -1,0 +1,274 @@
+"""One seat of a relayed match at the protocol level, for the wire-level load generator (no I/O).
+
+A `WireSeat` plays an episode the way the server sees a browser play it, without running the
+rollback netcode: every tick it adds its players' next inputs (seeded synthetic ones, from the
+participant's `Policy`), and builds the one input packet a session would send then (its
+unacknowledged inputs, acks of what it received, the checksums of recent check frames, time
+stamps for the peers' ping); it reads its peers' packets for their inputs, acks and time stamps.
+Like a session it runs at most `max_prediction` frames past the inputs it has of its peers.
+
+The server ends an episode only when every seat's `episode_done` names the frame and the final
+checksum of its own re-simulation, so a wire seat needs the real game state at check frames and
+at the end: `MatchSim` steps one lockstep re-simulation (game.lockstep) of the match over the
+inputs known in this process (both seats of a match share it when they live in the same process;
+`SimRegistry`). A seat reports a checksum only for frames its own inputs and the ones it received
+cover, so what it sends is what a real seat could know.
+"""
+from __future__ import annotations
+
+import bisect
+import json
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+from game.lockstep import Lockstep
+from netcode import codec
+from netcode.config import SessionConfig
+
+CHECKS_SENT = 4          # latest check-frame checksums repeated in every packet (as netcode.p2p sends)
+KEEPALIVE_S = 0.1        # a stalled or finished seat still sends a packet this often
+
+
+# STAND-IN (lead: replace at merge). The codec helper's `netcode.codec.input_packet` builds the compact
+# wire form; until it exists this builds today's v2 JSON packet with codec.encode. Same signature:
+# inputs {player: (start_frame, [actions])}, ack/gone {player: frame}, checks [(frame, checksum)].
+def input_packet(*, gen: int, peer_gen: int, frame: int, adv: float, t: float, echo: float, hold: float,
+                 inputs: Mapping[str, tuple[int, Sequence[Any]]], ack: Mapping[str, int],
+                 checks: Sequence[tuple[int, str]], gone: Mapping[str, int]) -> str:
+    return codec.encode({
+        "v": codec.PROTOCOL_VERSION, "kind": "input", "gen": gen, "peer_gen": peer_gen, "frame": frame,
+        "adv": adv, "t": t, "echo": echo, "hold": hold,
+        "inputs": {p: [start, list(actions)] for p, (start, actions) in inputs.items()},
+        "ack": dict(ack), "checks": [[f, c] for f, c in checks], "gone": dict(gone),
+    })
+
+
+class MatchSim:
+    """One episode re-simulated over the inputs known in this process; `checksums` of check frames
+    and of the end frame (`ended_at`), as the server's referee computes them."""
+
+    def __init__(self, env: Any, seed: int, players: Sequence[str], check_every: int) -> None:
+        self.players = tuple(players)
+        self.known: dict[str, list[Any]] = {p: [] for p in self.players}   # each player's actions from frame 0
+        self.frames: list[list[Any]] = []
+        self.sim = Lockstep(env, seed, self.players, self.frames, length=0)
+        self.check_every = check_every
+        self.checksums: dict[int, str] = {0: self.sim.checksum()} if check_every else {}
+        self.check_frames: list[int] = list(self.checksums)   # in order; the end frame only if a check frame
+        self.ended_at: int | None = None
+        self.users = 0
+        self._new = False   # inputs arrived since the last run
+
+    def know(self, player: str, start: int, actions: Sequence[Any]) -> None:
+        """Inputs of `player` from frame `start` (a resend overlaps what is known; a gap is ignored)."""
+        have = self.known[player]
+        if start <= len(have) < start + len(actions):
+            have.extend(actions[len(have) - start:])
+            self._new = True
+
+    def run(self) -> None:
+        """Step every frame whose inputs are all known (never past the game's end)."""
+        if not self._new:
+            return
+        self._new = False
+        while self.ended_at is None and all(len(self.known[p]) > self.sim.frame for p in self.players):
+            f = self.sim.frame
+            self.frames.append([self.known[p][f] for p in self.players])
+            self.sim.length = len(self.frames)
+            result = self.sim.step()
+            frame = self.sim.frame
+            if result["terminated"] or result["truncated"]:
+                self.ended_at = frame
+            is_check = bool(self.check_every) and frame % self.check_every == 0
+            if is_check or frame == self.ended_at:
+                self.checksums[frame] = self.sim.checksum()
+            if is_check:
+                self.check_frames.append(frame)
+
+    def recent_checks(self, upto: int, count: int = CHECKS_SENT) -> list[tuple[int, str]]:
+        """The last `count` (check frame, checksum) pairs at or before frame `upto`."""
+        end = bisect.bisect_right(self.check_frames, upto)
+        return [(f, self.checksums[f]) for f in self.check_frames[max(0, end - count):end]]
+
+
+class SimRegistry:
+    """The process's MatchSims, one per (match, episode), shared by the seats that play it here."""
+
+    def __init__(self) -> None:
+        self._sims: dict[tuple[str, int], MatchSim] = {}
+
+    def take(self, key: tuple[str, int], make: Any) -> MatchSim:
+        sim = self._sims.get(key)
+        if sim is None:
+            sim = self._sims[key] = make()
+        sim.users += 1
+        return sim
+
+    def give_back(self, key: tuple[str, int]) -> None:
+        sim = self._sims.get(key)
+        if sim is not None:
+            sim.users -= 1
+            if sim.users <= 0:
+                del self._sims[key]
+
+    def __len__(self) -> int:
+        return len(self._sims)
+
+
+@dataclass
+class _Peer:
+    addr: str
+    players: tuple[str, ...]
+    gen: int = -1                 # the holder generation heard from it (-1: none yet)
+    frame: int = 0                # its current frame, as its last packet said
+    last_t: float = -1.0          # its last time stamp (ms) and when it arrived (our ms)
+    last_t_at: float = 0.0
+    acked: dict[str, int] = field(default_factory=dict)   # our player -> last frame it has
+
+
+class WireSeat:
+    """The local seat of one episode: `tick(now_ms)` -> packets to send [(to, data)], `receive`
+    a peer's packet, `done` the `episode_done` payload once the end is confirmed here."""
+
+    def __init__(self, start: Mapping[str, Any], config: SessionConfig, policy: Any, sim: MatchSim) -> None:
+        self.match: str = start["match"]
+        self.episode: int = start["episode"]
+        self.seat: str = start["seat"]
+        self.gen: int = int(start.get("gen", 0))
+        self.players = tuple(start["players"])
+        self.peers = {addr: _Peer(addr, tuple(ps)) for addr, ps in (start.get("peers") or {}).items()
+                      if addr != self.seat}
+        self.config = config
+        self.policy = policy
+        self.sim = sim
+        self.frame = 0                         # ticks advanced (the session's current frame)
+        self.mine: dict[str, list[Any]] = {p: [] for p in self.players}
+        self.received: dict[str, int] = {p: 0 for peer in self.peers.values() for p in peer.players}
+        resume = start.get("resume")
+        if isinstance(resume, dict):
+            self._resume(int(resume["frame"]), resume["inputs"])
+        else:
+            for p in self.players:
+                self.mine[p].extend([config.default_actions[p]] * config.delay_of(p))
+                sim.know(p, 0, self.mine[p])
+        self.done: dict[str, Any] | None = None
+        self.stalls = 0
+        self.desyncs: list[dict[str, Any]] = []
+        self.rtt_ms: float | None = None
+        self.packets_sent = self.packets_received = 0
+        self.replaced = False                  # a peer heard a later holder of this seat (the server gave it away)
+        self._last_sent = float("-inf")
+        self._remote_checks: dict[int, str] = {}
+
+    def _resume(self, frame: int, log: Mapping[str, Sequence[Any]]) -> None:
+        """Take the seat back at `frame` (the server's rejoin): the episode's input log is what was
+        played so far; this seat's own inputs count from `frame` on."""
+        for p, actions in log.items():
+            if p in self.mine:
+                self.mine[p] = list(actions[:frame])
+            elif p in self.received:
+                self.received[p] = len(actions)
+            self.sim.know(p, 0, list(actions[:frame] if p in self.mine else actions))
+        self.frame = max(0, min(len(a) - self.config.delay_of(p) for p, a in self.mine.items()))
+
+    # ------------------------------------------------------------ ticks
+
+    def tick(self, now_ms: float) -> list[tuple[str, str]]:
+        """One frame: the next inputs (unless too far past the peers' inputs, or the end is known),
+        then a packet to every peer; a stalled or finished seat sends one every KEEPALIVE_S."""
+        advanced = False
+        if self.done is None:
+            if self.frame - self._peers_through() < self.config.max_prediction:
+                observations: dict[str, Any] = {}
+                for p, action in self.policy.actions(observations, self.frame).items():
+                    self.mine[p].append(action)
+                    self.sim.know(p, len(self.mine[p]) - 1, self.mine[p][-1:])
+                self.frame += 1
+                advanced = True
+            else:
+                self.stalls += 1
+            self.sim.run()
+            self._check_end()
+        if not advanced and now_ms - self._last_sent < KEEPALIVE_S * 1000:
+            return []
+        self._last_sent = now_ms
+        out = [(peer.addr, self._packet(peer, now_ms)) for peer in self.peers.values()]
+        self.packets_sent += len(out)
+        return out
+
+    def _peers_through(self) -> int:
+        """Frames (from 0) for which every peer's inputs have arrived."""
+        return min(self.received.values(), default=1 << 60)
+
+    def _confirmed(self) -> int:
+        """Frames (from 0) with every player's input known to this seat."""
+        return min(self._peers_through(), *(len(actions) for actions in self.mine.values()))
+
+    def _check_end(self) -> None:
+        end = self.sim.ended_at
+        if end is not None and self._confirmed() >= end and not self.replaced:
+            self.done = {"match": self.match, "episode": self.episode, "frame": end,
+                         "checksum": self.sim.checksums[end], "predicted": {}}
+
+    def _packet(self, peer: _Peer, now_ms: float) -> str:
+        inputs = {}
+        for p in self.players:
+            start = peer.acked.get(p, -1) + 1
+            inputs[p] = (start, self.mine[p][start:start + codec.MAX_INPUTS_PER_PLAYER])
+        hold = now_ms - peer.last_t_at if peer.last_t >= 0 else 0
+        return input_packet(
+            gen=self.gen, peer_gen=peer.gen, frame=self.frame, adv=float(self.frame - peer.frame), t=now_ms,
+            echo=peer.last_t, hold=hold, inputs=inputs,
+            ack={p: self.received[p] - 1 for p in peer.players}, checks=self.sim.recent_checks(self._confirmed()),
+            gone={})
+
+    # ------------------------------------------------------------ packets in
+
+    def receive(self, sender: str, data: str, now_ms: float) -> None:
+        """A peer's packet, as the server relayed it (after checking it; so it is only parsed here).
+        Raises ValueError when it is not an input packet."""
+        peer = self.peers.get(sender)
+        packet = json.loads(data)
+        if not isinstance(packet, dict) or packet.get("kind") != "input":
+            raise ValueError(f"not an input packet: {data[:60]!r}")
+        if peer is None:
+            return
+        self.packets_received += 1
+        if packet["gen"] > peer.gen:
+            peer.gen, peer.last_t, peer.frame = packet["gen"], -1.0, 0
+        elif packet["gen"] < peer.gen:
+            return   # a previous holder's packet, still in flight
+        for p, (start, actions) in packet["inputs"].items():
+            if p in self.received:
+                have = self.received[p]
+                if start <= have < start + len(actions):
+                    self.sim.know(p, start, actions)
+                    self.received[p] = start + len(actions)
+        for p, frame in packet["ack"].items():
+            if p in self.mine:
+                peer.acked[p] = max(peer.acked.get(p, -1), min(frame, len(self.mine[p]) - 1))
+        peer.frame = packet["frame"]
+        if packet["t"] > peer.last_t:
+            peer.last_t, peer.last_t_at = packet["t"], now_ms
+        if packet["peer_gen"] == self.gen and packet["echo"] >= 0:
+            self.rtt_ms = max(0.0, now_ms - packet["echo"] - packet["hold"])
+        if packet["peer_gen"] > self.gen:
+            # Someone else holds this seat now (the server gave it to a stand-in or an AI while this
+            # participant was silent): its inputs, not ours, are the match's from then on, so checksums
+            # compared here would only measure that. The server resumes us, or ends the match for us.
+            self.replaced = True
+        if self.replaced:
+            return
+        for frame, checksum in packet["checks"]:
+            self._remote_checks[frame] = checksum
+        self._compare_checks(sender)
+
+    def _compare_checks(self, sender: str) -> None:
+        for frame in [f for f in self._remote_checks if f in self.sim.checksums]:
+            theirs, ours = self._remote_checks.pop(frame), self.sim.checksums[frame]
+            if theirs != ours:
+                self.desyncs.append({"match": self.match, "episode": self.episode, "frame": frame,
+                                     "local": ours, "remote": theirs, "peer": sender})
+        if len(self._remote_checks) > 64:
+            for frame in sorted(self._remote_checks)[:-64]:
+                del self._remote_checks[frame]
