@@ -34,7 +34,7 @@ SCHEMA_VERSION = 1
 DATABASE_NAME = "coplay.sqlite"
 PARTICIPANT_STATUSES = ("active", "completed", "declined", "waiting_timeout", "partner_dropped", "excluded", "error",
                         "timed_out")
-MATCH_STATUSES = ("active", "completed", "partner_dropped", "abandoned", "error", "interrupted")
+MATCH_STATUSES = ("active", "completed", "partner_dropped", "abandoned", "error", "interrupted", "ended_by_researcher")
 
 _SCHEMA = """
 CREATE TABLE participants (
@@ -418,6 +418,12 @@ class Store:
         """Events in the order they were logged, optionally filtered; `data` decoded."""
         where, params = _filters(kind=kind, participant_id=participant_id, match_id=match_id)
         return self._select(f"SELECT * FROM events {where} ORDER BY id", params)
+
+    def recent_events(self, kinds: Iterable[str], limit: int) -> list[dict[str, Any]]:
+        """The last `limit` events of the given kinds, newest first; `data` decoded."""
+        kinds = list(kinds)
+        marks = ", ".join("?" * len(kinds))
+        return self._select(f"SELECT * FROM events WHERE kind IN ({marks}) ORDER BY id DESC LIMIT ?", [*kinds, limit])
 
 
 def _create_private(path: str) -> None:
