@@ -6,10 +6,19 @@
 const $ = id => document.getElementById(id);
 const state = window.coplayAdmin = {snapshots: 0, last: null, connected: false, error: null};
 
-function cell(row, text, className) {
-  const td = row.insertCell();
-  td.textContent = text == null ? "" : String(text);
+/** Cell `index` of `row` (made when missing) showing `text`. */
+function cell(row, index, text, className) {
+  const td = row.cells[index] || row.insertCell();
+  const shown = text == null ? "" : String(text);
+  if (td.textContent !== shown) td.textContent = shown;
   if (className) td.className = className;
+  return td;
+}
+
+/** Cell `index` of `row` holding the element `make()` builds, built once (so it stays clickable). */
+function control(row, index, make) {
+  const td = row.cells[index] || row.insertCell();
+  if (!td.firstChild) td.append(make());
   return td;
 }
 
@@ -23,14 +32,25 @@ function button(text, onClick, label) {
   return b;
 }
 
-function fill(tbody, items, draw, empty, columns) {
-  tbody.replaceChildren();
-  for (const item of items) draw(tbody.insertRow(), item);
+/** Rows of `tbody`, one per item (kept by `key` from one snapshot to the next), drawn by `draw(row, item)`. */
+function fill(tbody, items, key, draw, empty, columns) {
+  const old = new Map([...tbody.rows].filter(r => r.dataset.key).map(r => [r.dataset.key, r]));
+  const rows = items.map(item => {
+    let row = old.get(key(item));
+    if (!row) {
+      row = document.createElement("tr");
+      row.dataset.key = key(item);
+    }
+    draw(row, item);
+    return row;
+  });
   if (!items.length) {
-    const td = tbody.insertRow().insertCell();
-    td.colSpan = columns;
-    td.textContent = empty;
+    const row = document.createElement("tr");
+    cell(row, 0, empty).colSpan = columns;
+    rows.push(row);
   }
+  const same = rows.length === tbody.rows.length && rows.every((row, i) => tbody.rows[i] === row);
+  if (!same) tbody.replaceChildren(...rows);
 }
 
 function list(ul, events) {
@@ -106,43 +126,47 @@ function draw(s) {
   $("h-packets").textContent = h.relayed_packets;
   $("h-admission").textContent = h.admission == null ? "not reported by this server" : JSON.stringify(h.admission);
 
-  fill($("matches"), live.matches, (row, m) => {
-    cell(row, m.id, "id");
-    cell(row, m.scene);
-    cell(row, `${m.episode + 1} / ${m.episodes}`);
-    cell(row, m.frame);
-    cell(row, m.seats.map(seatText).join("; "));
-    cell(row, m.desyncs);
-    row.insertCell().append(button("End", () => {
+  fill($("matches"), live.matches, m => m.id, (row, m) => {
+    control(row, 0, () => Object.assign(document.createElement("a"), {
+      href: `/admin/matches/${encodeURIComponent(m.id)}/watch`, target: "_blank", rel: "noopener", textContent: m.id,
+      title: "Watch it live",
+    })).className = "id";
+    cell(row, 1, m.scene);
+    cell(row, 2, `${m.episode + 1} / ${m.episodes}`);
+    cell(row, 3, m.frame);
+    cell(row, 4, m.seats.map(seatText).join("; "));
+    cell(row, 5, m.desyncs);
+    control(row, 6, () => button("End", () => {
       act(`/admin/matches/${encodeURIComponent(m.id)}/end`, {message: $("end-message").value});
     }, `End match ${m.id}`));
   }, "No match is running.", 7);
 
-  fill($("waiting"), live.waiting_rooms, (row, room) => {
-    cell(row, room.scene);
-    cell(row, room.needed);
-    cell(row, room.waiting.map(w => `${w.participant} (${w.waited_s})`).join(", ") || "nobody");
-    cell(row, `${room.on_timeout} after ${room.timeout_s} s`);
+  fill($("waiting"), live.waiting_rooms, room => room.scene, (row, room) => {
+    cell(row, 0, room.scene);
+    cell(row, 1, room.needed);
+    cell(row, 2, room.waiting.map(w => `${w.participant} (${w.waited_s})`).join(", ") || "nobody");
+    cell(row, 3, `${room.on_timeout} after ${room.timeout_s} s`);
   }, "No waiting room is open.", 4);
 
-  fill($("scenes"), Object.entries(people.by_scene), (row, [scene, counts]) => {
-    cell(row, scene);
-    cell(row, Object.entries(counts).map(([status, n]) => `${status} ${n}`).join(", "));
+  fill($("scenes"), Object.entries(people.by_scene), ([scene]) => scene, (row, [scene, counts]) => {
+    cell(row, 0, scene);
+    cell(row, 1, Object.entries(counts).map(([status, n]) => `${status} ${n}`).join(", "));
   }, "Nobody yet.", 2);
   $("outcomes").textContent = `Outcomes: ${Object.entries(by).map(([k, n]) => `${k} ${n}`).join(", ") || "none yet"}`
     + ` · matches ended: ${Object.entries(s.matches_ended).map(([k, n]) => `${k} ${n}`).join(", ") || "none"}`;
 
-  fill($("people"), people.recent, (row, p) => {
-    cell(row, p.id, "id");
-    cell(row, p.platform_id);
-    cell(row, p.status);
-    cell(row, p.scene);
-    cell(row, p.created_at.slice(0, 19));
-    const actions = row.insertCell();
+  fill($("people"), people.recent, p => p.id, (row, p) => {
+    cell(row, 0, p.id, "id");
+    cell(row, 1, p.platform_id);
+    cell(row, 2, p.status);
+    cell(row, 3, p.scene);
+    cell(row, 4, p.created_at.slice(0, 19));
     if (p.status === "active") {
-      actions.append(button("End study", () => {
+      control(row, 5, () => button("End study", () => {
         act(`/admin/participants/${encodeURIComponent(p.id)}/end`, {outcome: $("outcome").value});
       }, `End the study of ${p.id}`));
+    } else {
+      cell(row, 5, "");
     }
   }, "Nobody yet.", 6);
 

@@ -116,6 +116,7 @@ def test_without_the_token_every_admin_route_and_the_admin_namespace_refuse(stud
     forged = {"Cookie": "coplay_dash_admin=eyJmcCI6IngiLCJsYWJlbCI6Im1hbGxvcnkifQ.aaaa.bbbb"}
     for headers in ({}, {"Authorization": "Bearer not-the-token-at-all"}, forged):
         for method, path in (("GET", "/admin"), ("GET", "/admin/snapshot.json"), ("GET", "/admin/export.zip"),
+                             ("GET", "/admin/matches/x/watch"),
                              ("POST", "/admin/entries"), ("POST", "/admin/matches/x/end"),
                              ("POST", "/admin/participants/x/end")):
             response = requests.request(method, study.url + path, json={"paused": True}, timeout=10,
@@ -125,7 +126,7 @@ def test_without_the_token_every_admin_route_and_the_admin_namespace_refuse(stud
     assert study.snapshot()["entries"]["paused"] is False   # the refused pause changed nothing
     wrong = requests.post(study.url + "/admin/login", data={"token": "x" * 40, "name": "mallory"}, timeout=10)
     assert wrong.status_code == 401 and "not the admin token" in wrong.text and "Set-Cookie" not in wrong.headers
-    for options in ({}, {"auth": {"token": "not-the-token-at-all"}}, {"headers": forged}):
+    for options in ({}, {"auth": {"token": "not-the-token-at-all"}}, {"headers": forged}, {"auth": {"watch": "x"}}):
         with pytest.raises(socketio.exceptions.ConnectionError):
             connect_admin(study.url, **options)
 

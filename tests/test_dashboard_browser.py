@@ -51,6 +51,18 @@ def wait_admin(page: Any, predicate: Any, what: str, timeout: float = 60) -> dic
     raise AssertionError(f"timed out waiting for {what}; last snapshot: {state.get('last')}")
 
 
+def watch_until(page: Any, predicate: Any, what: str, timeout: float = 30) -> dict[str, Any]:
+    """Poll the spectator page's window.coplayWatch (wait_for_function would need eval, which CSP forbids)."""
+    deadline = time.monotonic() + timeout
+    state: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        state = page.evaluate("() => window.coplayWatch ? JSON.parse(JSON.stringify(window.coplayWatch)) : null") or {}
+        if state and predicate(state):
+            return state
+        page.wait_for_timeout(200)
+    raise AssertionError(f"timed out waiting for {what}; window.coplayWatch = {state}")
+
+
 def test_the_dashboard_follows_the_study_live_and_acts_on_it(browser: Any, server: Server, tmp_path: Path) -> None:
     token = (server.data_dir / "dash" / "admin_token").read_text().strip()
     context = browser.new_context(viewport={"width": 1280, "height": 1500})
@@ -86,11 +98,32 @@ def test_the_dashboard_follows_the_study_live_and_acts_on_it(browser: Any, serve
         if os.environ.get("COPLAY_DASHBOARD_SCREENSHOT"):
             shutil.copyfile(shot, os.environ["COPLAY_DASHBOARD_SCREENSHOT"])
 
-        # End the first running match from its row, with a message.
+        # Its live view: the match re-simulated from its confirmed inputs, drawn, frames advancing.
         running = admin_state(page)["last"]["live"]["matches"]
+        with context.expect_page() as opened:
+            page.get_by_role("link", name=running[0]["id"]).click()
+        watcher = opened.value
+        watch_until(watcher, lambda w: w["frames"] > 5, "the first frames")
+        first_frame = watcher.evaluate("window.coplayWatch.frame")
+        watcher.wait_for_timeout(1000)
+        later = watcher.evaluate("window.coplayWatch")
+        assert later["frame"] > first_frame + 20 and later["episode"] == 0, (first_frame, later)
+        fresh = requests.get(server.url + "/admin/snapshot.json", headers={"Authorization": f"Bearer {token}"},
+                             timeout=10).json()
+        confirmed = next(m["frame"] for m in fresh["live"]["matches"] if m["id"] == running[0]["id"])
+        assert later["frame"] <= confirmed   # never ahead of what every seat confirmed
+        drawn = watcher.evaluate("""() => { const c = document.getElementById('canvas');
+            const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            let lit = 0; for (let i = 0; i < d.length; i += 4) if (d[i] + d[i + 1] + d[i + 2] > 300) lit++;
+            return lit; }""")
+        assert drawn > 50, "the live view draws the game's primitives"
+
+        # End that match from its row, with a message; its live view says so.
         page.fill("#end-message", "The session is over, thank you.")
         page.get_by_role("button", name=f"End match {running[0]['id']}").click()
         wait_admin(page, lambda s: s["matches_ended"].get("ended_by_researcher") == 1, "the match ended")
+        watch_until(watcher, lambda w: w["ended"], "the live view to say the match ended")
+        assert watcher.evaluate("window.__cspViolations") == []
         ended = [p for p in players if any(name == "match_end" and payload["match"] == running[0]["id"]
                                            for name, payload in p.events)]
         assert len(ended) == 2

@@ -10,6 +10,8 @@
     POST /admin/matches/<id>/end        {"message": "..."}: end a running match ("ended_by_researcher")
     POST /admin/participants/<id>/end   {"outcome": "excluded", "note": "..."}: end a participant's study
     GET  /admin/export.zip?format=csv   `coplay export` of what is finished so far, as one zip file
+    GET  /admin/matches/<id>/watch      a live spectator view of a running match (templates/admin_watch.html,
+                                        static/spectate.js), fed over /admin by app/live/spectator.py
 
 Authentication is the admin token (app/web/admin.py) and nothing weaker: the login form checks it once
 and sets a signed cookie (HttpOnly, SameSite=Strict, 12 h, bound to the token's fingerprint, so a new
@@ -39,6 +41,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from app.analysis.export import FORMATS
 from app.live.dashboard import Dashboard
 from app.live.hub import Hub
+from app.live.spectator import LiveView
 from app.web.admin import fingerprint, is_admin, token_location
 from app.web.admin_charts import charts
 from scenes.scene_types import OUTCOMES
@@ -46,6 +49,7 @@ from scenes.scene_types import OUTCOMES
 NAMESPACE = "/admin"
 ROOM = "admins"
 PUSH_SECONDS = 1.0
+WATCH_SECONDS = 1 / 30   # the spectator view's frame rate
 COOKIE_MAX_AGE_S = 12 * 3600
 LABEL = re.compile(r"[A-Za-z0-9 _.@-]{1,40}")
 MAX_MESSAGE = 500
@@ -95,6 +99,7 @@ def register_admin_routes(app: Flask, socketio: SocketIO, hub: Hub, token: str, 
     dashboard = Dashboard(hub, admission)
     store = hub.store
     admins: set[str] = set()
+    watchers: dict[str, set[str]] = {}   # match id -> sids of its spectator pages
     where = token_location(experiment_dir)
 
     def login_page(error: str | None, status: int) -> Any:
@@ -212,14 +217,26 @@ def register_admin_routes(app: Flask, socketio: SocketIO, hub: Hub, token: str, 
             return {"error": str(error)}, 500, NO_STORE
         return _stream_and_delete(path, f"{experiment_id}-export.zip")
 
+    @app.get("/admin/matches/<match_id>/watch")
+    def watch_page(match_id: str) -> Any:
+        if auth.label() is None:
+            return login_page(None, 401)
+        return render_template("admin_watch.html", experiment=experiment_id), 200, HTML
+
     @socketio.on("connect", namespace=NAMESPACE)
     def admin_connect(auth_data: Any = None) -> bool:
+        """The dashboard (snapshots), or with `auth: {"watch": MATCH}` a spectator page (that match's frames)."""
         label = auth.label()
         if label is None and isinstance(auth_data, dict) and is_admin(auth_data.get("token"), token):
             label = "token"
         if label is None:
             return False
         sid = request.sid  # type: ignore[attr-defined]
+        watch = auth_data.get("watch") if isinstance(auth_data, dict) else None
+        if isinstance(watch, str) and watch:
+            watchers.setdefault(watch, set()).add(sid)
+            join_room(f"watch:{watch}", sid=sid, namespace=NAMESPACE)
+            return True
         admins.add(sid)
         join_room(ROOM, sid=sid, namespace=NAMESPACE)
         socketio.emit("snapshot", full_snapshot(), namespace=NAMESPACE, to=sid)
@@ -227,7 +244,32 @@ def register_admin_routes(app: Flask, socketio: SocketIO, hub: Hub, token: str, 
 
     @socketio.on("disconnect", namespace=NAMESPACE)
     def admin_disconnect(*_: Any) -> None:
-        admins.discard(request.sid)  # type: ignore[attr-defined]
+        sid = request.sid  # type: ignore[attr-defined]
+        admins.discard(sid)
+        for match_id, sids in list(watchers.items()):
+            sids.discard(sid)
+            if not sids:
+                del watchers[match_id]
+
+    def watch() -> None:
+        """Push each spectated match's live frame to its spectator pages."""
+        views: dict[str, LiveView] = {}
+        while True:
+            socketio.sleep(WATCH_SECONDS)
+            for match_id in list(watchers):
+                with hub.lock:
+                    room = hub.matches.get(match_id)
+                    if room is None:
+                        views.pop(match_id, None)
+                        frame: dict[str, Any] = {"match": match_id, "ended": True}
+                    else:
+                        view = views.get(match_id)
+                        if view is None or view.room is not room:
+                            view = views[match_id] = LiveView(room)
+                        frame = view.frame()
+                socketio.emit("frame", frame, namespace=NAMESPACE, to=f"watch:{match_id}")
+            for match_id in set(views) - set(watchers):
+                del views[match_id]
 
     def push() -> None:
         while True:
@@ -236,6 +278,7 @@ def register_admin_routes(app: Flask, socketio: SocketIO, hub: Hub, token: str, 
                 socketio.emit("snapshot", full_snapshot(), namespace=NAMESPACE, to=ROOM)
 
     socketio.start_background_task(push)
+    socketio.start_background_task(watch)
     return dashboard
 
 
