@@ -2,7 +2,7 @@
 // (app/live/spectator.py re-simulates the confirmed inputs on the server), drawn with the
 // participants' renderer. window.coplayWatch exposes {frame, frames, episode, ended} for tests.
 
-import {draw, viewportOf} from "./renderer.js";
+import {draw, fitCanvas, viewportOf} from "./renderer.js";
 
 const $ = id => document.getElementById(id);
 const matchId = decodeURIComponent(location.pathname.split("/")[3] || "");
@@ -12,17 +12,7 @@ let ratio = 4 / 3;
 $("title").textContent = `Match ${matchId}`;
 
 function resize() {
-  const canvas = $("canvas");
-  const maxWidth = $("stage").parentElement.clientWidth;
-  const maxHeight = Math.min(window.innerHeight * 0.7, 720);
-  if (!maxWidth) return;
-  const width = Math.floor(Math.min(maxWidth, maxHeight * ratio));
-  const height = Math.floor(width / ratio);
-  canvas.style.width = `${width}px`;
-  canvas.style.height = `${height}px`;
-  const scale = window.devicePixelRatio || 1;
-  canvas.width = Math.round(width * scale);
-  canvas.height = Math.round(height * scale);
+  fitCanvas($("canvas"), $("stage").parentElement.clientWidth, Math.min(window.innerHeight * 0.7, 720), ratio);
 }
 
 window.addEventListener("resize", resize);

@@ -234,7 +234,7 @@ def test_the_export_download_holds_what_is_finished_so_far(study: Study) -> None
 def test_the_token_never_appears_in_the_logs_or_the_database(study: Study) -> None:
     """Last in this module: it reads what the tests above made the server log and store."""
     logs = getattr(study, "logs", "") + study.server.log_path.read_text()
-    assert "coplay: dashboard at" in logs and study.token not in logs
+    assert "coplay: researcher's dashboard at" in logs and study.token not in logs
     folder = study.folder / "data" / "dash"
     for name in ("coplay.sqlite", "coplay.sqlite-wal"):
         path = folder / name

@@ -249,7 +249,8 @@ def serve(experiment: Any, host: str, port: int, data_dir: str, options: ServerO
     async_mode = options.async_mode
     print(f"coplay: serving experiment {experiment.id!r} on http://{host}:{port}/ ({async_mode}; data in {data_dir})",
           flush=True)
-    print(f"coplay: dashboard at http://{host}:{port}/admin, replay viewer at /replay; the admin token is in "
+    print(f"coplay: researcher's dashboard at http://{host}:{port}/admin", flush=True)
+    print(f"coplay: replay viewer at http://{host}:{port}/replay; the admin token is in "
           f"{token_location(os.path.join(data_dir, experiment.id))}", flush=True)
     missing = assets.missing_assets(self_hosted_pyodide=options.pyodide_url is None)
     if missing:
