@@ -1,4 +1,4 @@
-"""The dashboard's I/O-free parts: the live view of a match, the relay's round trip per seat, and the
+"""The dashboard's I/O-free parts: the snapshot's counts, the live view of a match, the relay's round trip per seat, and the
 pause of new entries kept in the (real SQLite) store."""
 from __future__ import annotations
 
@@ -7,11 +7,16 @@ from pathlib import Path
 import pytest
 
 from app.data.store import Store
+from app.live.dashboard import Dashboard
 from app.live.entry import EntryPause
+from app.live.flow import Flow
+from app.live.hub import Hub, Services
+from app.live.metrics import Metrics
 from app.live.protocol import PacketEvent
 from app.live.spectator import LiveView
 from game.games.pong import Pong
 from game.lockstep import Lockstep
+from scenes import End, Experiment, Outcome, Page
 from tests.test_match_room import make_room, packet
 
 
@@ -72,3 +77,33 @@ def test_a_pause_of_new_entries_is_kept_in_the_store(tmp_path: Path) -> None:
         assert [e["kind"] for e in store.events()] == ["entries_paused", "entries_resumed"]
     with Store(path) as store:
         assert EntryPause(store).paused is False
+
+
+def test_a_snapshot_counts_participants_by_scene_and_outcome(tmp_path: Path) -> None:
+    experiment = Experiment("e", [Page("p", "P", markdown="x"), Page("q", "Q", markdown="y"),
+                                  End("end", completion_code="DONE")],
+                            outcomes={"excluded": Outcome(completion_code="EXCL")})
+    store = Store(str(tmp_path / "db.sqlite"))
+    flow = Flow(experiment, store)
+    hub = Hub(flow, str(tmp_path), Services(
+        emit=lambda *a, **k: None, disconnect=lambda sid: None, spawn=lambda *a: None, sleep=lambda s: None,
+        now=lambda: 0.0, resolve_game=lambda g: object, game_source=lambda c: "", make_policy=lambda *a: None,
+        game_spec=lambda g: "", metrics=Metrics(process=False)))
+    people = [flow.enter({"PROLIFIC_PID": f"p{i}"}).participant for i in range(6)]
+    assert all(people)
+    for person in people[:3]:
+        flow.advance(person, 0, {})                  # on page q
+    flow.advance(people[0], 1, {})                   # completed
+    flow.set_outcome(people[1], "excluded")          # excluded (its page has a code)
+    flow.set_outcome(people[5], "declined")          # declined (no code)
+    snapshot = Dashboard(hub).snapshot()
+    counts = snapshot["participants"]
+    assert counts["total"] == 6
+    assert counts["by_status"] == {"active": 3, "completed": 1, "declined": 1, "excluded": 1}
+    assert counts["by_scene"] == {"p": {"active": 2}, "q": {"active": 1},
+                                  "(ended)": {"completed": 1, "declined": 1, "excluded": 1}}
+    assert counts["completion_codes"] == 2
+    assert [p["id"] for p in counts["recent"]] == people[::-1]
+    assert sum(n for _, n in snapshot["arrivals"]) == 6 and sum(n for _, n in snapshot["completions"]) == 1
+    assert snapshot["entries"]["paused"] is False and snapshot["live"]["sockets"] == 0
+    store.close()

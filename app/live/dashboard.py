@@ -14,9 +14,7 @@ from typing import Any, Callable
 
 from app.live.hub import Hub
 from app.live.match_room import HUMAN, MatchRoom
-from app.live.metrics import (
-    histogram_buckets, histogram_quantile, parse_metrics, process_cpu_seconds, process_resident_bytes,
-)
+from app.live.metrics import histogram_count, histogram_quantile, process_cpu_seconds, process_resident_bytes
 
 # Event kinds shown under "recent events" (connects, waits and seat moves are too many to be useful there).
 NOTABLE_EVENTS = ("client_error", "bot_error", "referee_error", "desync", "desync_settled", "refused",
@@ -45,12 +43,12 @@ class Dashboard:
         with hub.lock:
             live = self._live()
         store = hub.store
-        participants = store.participants()
-        by_status = Counter(p.status for p in participants)
+        summary = store.study_summary(RECENT)
+        by_status: Counter[str] = Counter()
         by_scene: dict[str, Counter[str]] = {}
-        for p in participants:
-            scene = p.plan[p.scene_index] if p.status == "active" and p.scene_index < len(p.plan) else "(ended)"
-            by_scene.setdefault(scene, Counter())[p.status] += 1
+        for status, scene, n in summary["by_scene"]:
+            by_status[status] += n
+            by_scene.setdefault(scene or "(ended)", Counter())[status] += n
         experiment = hub.flow.experiment
         coded = {name for name in by_status if _completion_code(experiment, name)}
         return {
@@ -60,18 +58,18 @@ class Dashboard:
             "health": self._health(),
             "live": live,
             "participants": {
-                "total": len(participants),
+                "total": sum(by_status.values()),
                 "by_status": dict(sorted(by_status.items())),
                 "by_scene": {scene: dict(counts) for scene, counts in by_scene.items()},
                 "completion_codes": sum(by_status[name] for name in coded),
                 "recent": [{"id": p.id, "platform_id": p.platform_id, "status": p.status,
                             "scene": p.plan[p.scene_index] if p.scene_index < len(p.plan) else None,
-                            "created_at": p.created_at} for p in reversed(participants[-RECENT:])],
+                            "created_at": p.created_at} for p in summary["recent"]],
             },
-            "arrivals": _per_minute(p.created_at for p in participants),
-            "completions": _per_minute(p.outcome_at for p in participants if p.status == "completed"),
+            "arrivals": [list(row) for row in summary["arrivals"]],
+            "completions": [list(row) for row in summary["completions"]],
             "outcomes": sorted(name for name in by_status if name not in ("active", "completed")),
-            "matches_ended": dict(Counter(m.status for m in store.matches() if m.status != "active")),
+            "matches_ended": {status: n for status, n in summary["matches"].items() if status != "active"},
             "events": [_event(e) for e in store.recent_events(NOTABLE_EVENTS, RECENT)],
             "errors": [_event(e) for e in store.recent_events(ERROR_EVENTS, RECENT)],
             "actions": [_event(e) for e in store.recent_events(ADMIN_EVENTS, RECENT)],
@@ -94,8 +92,9 @@ class Dashboard:
         if self._cpu is not None and now > self._cpu[0]:
             cpu_percent = round(100 * (cpu - self._cpu[1]) / (now - self._cpu[0]), 1)
         self._cpu = (now, cpu)
-        samples = parse_metrics(self.hub.metrics.render())
-        buckets = histogram_buckets(samples, "coplay_relay_seconds")
+        histogram = self.hub.metrics.relay_seconds   # the histogram GET /metrics shows, read directly
+        buckets = sorted((float(sample.labels["le"]), sample.value) for family in histogram.collect()
+                         for sample in family.samples if sample.name.endswith("_bucket"))
         self._relay.append((now, buckets))
         while len(self._relay) > 1 and now - self._relay[1][0] >= RELAY_WINDOW_S:
             self._relay.popleft()
@@ -104,7 +103,7 @@ class Dashboard:
         p99 = histogram_quantile(0.99, recent)
         return {"cpu_percent": cpu_percent, "memory_bytes": process_resident_bytes(),
                 "relay_p99_ms": None if math.isnan(p99) else round(p99 * 1000, 3),
-                "relayed_packets": samples.get(("coplay_relay_seconds_count", ()), 0.0),
+                "relayed_packets": histogram_count(histogram),
                 "admission": self.admission()}
 
 
@@ -134,12 +133,6 @@ def _completion_code(experiment: Any, outcome: str) -> str | None:
         return experiment.end_scene(outcome).completion_code
     except KeyError:
         return None
-
-
-def _per_minute(stamps: Any) -> list[list[Any]]:
-    """[[minute (ISO, UTC), count], ...] for the ISO timestamps given, minutes without any left out."""
-    counts = Counter(stamp[:16] for stamp in stamps if stamp)
-    return [[minute, counts[minute]] for minute in sorted(counts)]
 
 
 def _event(row: dict[str, Any]) -> dict[str, Any]:
