@@ -42,7 +42,7 @@ from app.analysis.export import FORMATS
 from app.live.dashboard import Dashboard
 from app.live.hub import Hub
 from app.live.spectator import LiveView
-from app.web.admin import fingerprint, is_admin, token_location
+from app.web.admin import ENV_VAR, fingerprint, is_admin
 from app.web.admin_charts import charts
 from scenes.scene_types import OUTCOMES
 
@@ -100,7 +100,7 @@ def register_admin_routes(app: Flask, socketio: SocketIO, hub: Hub, token: str, 
     store = hub.store
     admins: set[str] = set()
     watchers: dict[str, set[str]] = {}   # match id -> sids of its spectator pages
-    where = token_location(experiment_dir)
+    where = f"DATA/{experiment_id}/admin_token, or {ENV_VAR}"   # not the real path: strangers see this
 
     def login_page(error: str | None, status: int) -> Any:
         return render_template("admin_login.html", experiment=experiment_id, error=error, where=where), status, HTML
