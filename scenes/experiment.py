@@ -12,6 +12,8 @@ from scenes.scene_types import OUTCOMES, End, Outcome
 
 MAX_REPEAT = 100
 DEFAULT_IDLE_TIMEOUT_S = 30 * 60
+DEFAULT_PAUSED_MESSAGE = ("The study is not taking new participants at the moment. Please try again later, "
+                          "or return it on the study platform.")
 _PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
 
 
@@ -39,13 +41,14 @@ class Experiment:
     entries are then rate-limited per client address). Platform ids are trimmed and, unless
     `platform_id_case_sensitive`, compared in lower case (Prolific ids are hex, whatever
     the case a link carries). A participant away (no connection) for `idle_timeout_s`
-    (None: never) ends with the outcome `idle_outcome`.
+    (None: never) ends with the outcome `idle_outcome`. While the researcher has paused new
+    entries (the dashboard, /admin), a new arrival sees `entry_paused_message`.
     """
 
     def __init__(self, id: str, scenes: Sequence[Any], outcomes: Mapping[str, Outcome] | None = None, *,
                  platform_id_param: str = "PROLIFIC_PID", allow_anonymous: bool = False,
                  platform_id_case_sensitive: bool = False, idle_timeout_s: float | None = DEFAULT_IDLE_TIMEOUT_S,
-                 idle_outcome: str = "timed_out") -> None:
+                 idle_outcome: str = "timed_out", entry_paused_message: str = DEFAULT_PAUSED_MESSAGE) -> None:
         self.id = id
         self.scenes = scenes
         self.outcomes = {} if outcomes is None else outcomes
@@ -54,6 +57,7 @@ class Experiment:
         self.platform_id_case_sensitive = platform_id_case_sensitive
         self.idle_timeout_s = idle_timeout_s
         self.idle_outcome = idle_outcome
+        self.entry_paused_message = entry_paused_message
         self._validated = False
 
     def __repr__(self) -> str:
@@ -187,6 +191,8 @@ class Experiment:
         if self.idle_outcome not in OUTCOMES or self.idle_outcome == "completed":
             known = ", ".join(n for n in OUTCOMES if n != "completed")
             raise ExperimentError(f"idle_outcome must be one of {known}, got {self.idle_outcome!r:.40}")
+        if not isinstance(self.entry_paused_message, str) or not self.entry_paused_message.strip():
+            raise ExperimentError(f"entry_paused_message must be a non-empty text, got {self.entry_paused_message!r:.40}")
 
     # ------------------------------------------------------------------ use
 

@@ -24,6 +24,22 @@ export function viewportOf(primitives) {
   return DEFAULT_VIEWPORT;
 }
 
+/** Size `canvas` to the largest `ratio` (width / height) box within maxWidth x maxHeight CSS pixels,
+ *  with a backing store at the device's pixel ratio (the replay viewer and the dashboard's live view). */
+export function fitCanvas(canvas, maxWidth, maxHeight, ratio) {
+  if (!maxWidth) return;
+  const width = Math.floor(Math.min(maxWidth, maxHeight * ratio));
+  const height = Math.floor(width / ratio);
+  canvas.style.width = `${width}px`;
+  canvas.style.height = `${height}px`;
+  const scale = window.devicePixelRatio || 1;
+  const wide = Math.round(width * scale), high = Math.round(height * scale);
+  if (wide !== canvas.width || high !== canvas.height) {
+    canvas.width = wide;
+    canvas.height = high;
+  }
+}
+
 const num = (value, fallback = 0) => (Number.isFinite(value) ? value : fallback);
 
 function fillOrStroke(ctx, item, filled) {

@@ -2,7 +2,7 @@
 // (/replay/<match>/frames.json), drawn with the participants' renderer (renderer.js).
 // window.coplayReplay exposes {frame, episode, playing, speed, loadedFrames, ...} for tests.
 
-import {draw, viewportOf} from "./renderer.js";
+import {draw, fitCanvas, viewportOf} from "./renderer.js";
 
 const CHUNK = 300;         // frames per request
 const AHEAD = 150;         // at least this many frames ahead of the playhead are fetched
@@ -76,20 +76,7 @@ async function load(start) {
 // ---------------------------------------------------------------- drawing and the panel
 
 function resize() {
-  const canvas = $("canvas");
-  const maxWidth = $("stage").parentElement.clientWidth;
-  const maxHeight = Math.min(window.innerHeight * 0.6, 720);
-  if (!maxWidth) return;
-  const width = Math.floor(Math.min(maxWidth, maxHeight * ratio));
-  const height = Math.floor(width / ratio);
-  canvas.style.width = `${width}px`;
-  canvas.style.height = `${height}px`;
-  const scale = window.devicePixelRatio || 1;
-  const wide = Math.round(width * scale), high = Math.round(height * scale);
-  if (wide !== canvas.width || high !== canvas.height) {
-    canvas.width = wide;
-    canvas.height = high;
-  }
+  fitCanvas($("canvas"), $("stage").parentElement.clientWidth, Math.min(window.innerHeight * 0.6, 720), ratio);
 }
 
 function formatTime(seconds) {

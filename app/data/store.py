@@ -34,7 +34,7 @@ SCHEMA_VERSION = 1
 DATABASE_NAME = "coplay.sqlite"
 PARTICIPANT_STATUSES = ("active", "completed", "declined", "waiting_timeout", "partner_dropped", "excluded", "error",
                         "timed_out")
-MATCH_STATUSES = ("active", "completed", "partner_dropped", "abandoned", "error", "interrupted")
+MATCH_STATUSES = ("active", "completed", "partner_dropped", "abandoned", "error", "interrupted", "ended_by_researcher")
 
 _SCHEMA = """
 CREATE TABLE participants (
@@ -403,6 +403,25 @@ class Store:
         where, params = _filters(match_id=match_id, participant_id=participant_id)
         return self._select(f"SELECT * FROM match_participants {where} ORDER BY rowid", params)
 
+    def study_summary(self, recent: int = 30) -> dict[str, Any]:
+        """Aggregates for the researcher's dashboard, computed in SQL: participant counts by status and current
+        scene (`(status, scene id or None when not active, n)` rows), arrivals and completions per minute
+        (`(minute "YYYY-MM-DDTHH:MM", n)`, UTC), matches by status, and the `recent` newest participants."""
+        by_scene = self._select(
+            "SELECT status, CASE WHEN status = 'active' THEN json_extract(plan, '$[' || scene_index || ']') END "
+            "AS scene, COUNT(*) AS n FROM participants GROUP BY status, scene")
+        arrivals = self._select("SELECT substr(created_at, 1, 16) AS minute, COUNT(*) AS n FROM participants "
+                                "GROUP BY minute ORDER BY minute")
+        completions = self._select("SELECT substr(outcome_at, 1, 16) AS minute, COUNT(*) AS n FROM participants "
+                                   "WHERE status = 'completed' GROUP BY minute ORDER BY minute")
+        matches = self._select("SELECT status, COUNT(*) AS n FROM matches GROUP BY status")
+        newest = self._select("SELECT * FROM participants ORDER BY rowid DESC LIMIT ?", (recent,))
+        return {"by_scene": [(r["status"], r["scene"], r["n"]) for r in by_scene],
+                "arrivals": [(r["minute"], r["n"]) for r in arrivals],
+                "completions": [(r["minute"], r["n"]) for r in completions],
+                "matches": {r["status"]: r["n"] for r in matches},
+                "recent": [Participant(**row) for row in newest]}
+
     # -- events ---------------------------------------------------------------------------
 
     def log_event(self, kind: str, data: dict[str, Any] | None = None,
@@ -418,6 +437,12 @@ class Store:
         """Events in the order they were logged, optionally filtered; `data` decoded."""
         where, params = _filters(kind=kind, participant_id=participant_id, match_id=match_id)
         return self._select(f"SELECT * FROM events {where} ORDER BY id", params)
+
+    def recent_events(self, kinds: Iterable[str], limit: int) -> list[dict[str, Any]]:
+        """The last `limit` events of the given kinds, newest first; `data` decoded."""
+        kinds = list(kinds)
+        marks = ", ".join("?" * len(kinds))
+        return self._select(f"SELECT * FROM events WHERE kind IN ({marks}) ORDER BY id DESC LIMIT ?", [*kinds, limit])
 
 
 def _create_private(path: str) -> None:

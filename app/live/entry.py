@@ -1,11 +1,12 @@
 """Who may create a participant: platform ids checked and normalised, anonymous entry rate-limited.
 
-I/O-free: `Flow.enter` (app/live/flow.py) asks these and writes the rows.
+I/O-free: `Flow.enter` (app/live/flow.py) asks these and writes the rows; `EntryPause` (the researcher's
+pause of new entries) reads and writes its events through the store it is given.
 """
 from __future__ import annotations
 
 import re
-from typing import Callable
+from typing import Any, Callable
 
 from app.live.ratelimit import TokenBucket
 
@@ -53,3 +54,30 @@ class AnonymousLimit:
         full_after = self.burst / self.rate
         kept = {client: bucket for client, bucket in self._buckets.items() if now - bucket.last < full_after}
         self._buckets = kept if len(kept) < MAX_TRACKED_CLIENTS else {}
+
+
+PAUSED, RESUMED = "entries_paused", "entries_resumed"
+
+
+class EntryPause:
+    """Whether the researcher has paused new entries; kept as events in the store, so it survives a restart.
+
+    `store` needs `events(kind)` and `log_event(kind, data)` (app/data/store.py)."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        last = max(store.events(kind=PAUSED) + store.events(kind=RESUMED), key=lambda e: e["id"], default=None)
+        self.paused = last is not None and last["kind"] == PAUSED
+        self.since: str | None = last["at"] if last is not None else None
+        self.by: str | None = last["data"].get("by") if last is not None else None
+
+    def set(self, paused: bool, by: str) -> bool:
+        """Pause (or resume) new entries on behalf of admin `by`; False, changing nothing, when already so."""
+        if paused == self.paused:
+            return False
+        self.store.log_event(PAUSED if paused else RESUMED, {"by": by})
+        self.paused, self.since, self.by = paused, self.store.now(), by
+        return True
+
+    def state(self) -> dict[str, Any]:
+        return {"paused": self.paused, "since": self.since, "by": self.by}

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from jinja2 import Environment, PackageLoader
 
-from app.live.entry import AnonymousLimit, normalise_platform_id
+from app.live.entry import AnonymousLimit, EntryPause, normalise_platform_id
 from app.live.metrics import Metrics
 from app.live.protocol import ProtocolError
 from app.data.store import Store
@@ -51,6 +51,7 @@ class Flow:
         self.now = now
         self._plans: dict[str, list[Scene]] = {}
         self._anonymous = AnonymousLimit(now)
+        self.entries = EntryPause(store)
         # Active participant -> when they were last seen (connected, or entering); everyone active
         # in the store counts as seen at start, so a restart gives them the full idle time again.
         started = now()
@@ -80,7 +81,9 @@ class Flow:
                 existing = self.store.find_by_platform_id(platform_id)
                 if existing is not None:
                     return self._returning(existing)
-            else:
+            if self.entries.paused:
+                return Entered(None, _page("Not taking part now", self.experiment.entry_paused_message), 503, 60)
+            if platform_id is None:
                 wait = self._anonymous.wait(client)
                 if wait:
                     seconds = max(1, round(wait))

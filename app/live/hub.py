@@ -476,7 +476,8 @@ class Hub(MatchHost):
             if seat.absent_since is not None:
                 continue   # away when it ended (a stand-in played): they go on past it if they come back
             del self.seat_of[participant]
-            self.send(seat, "match_end", {"match": room.id, "reason": reason, "message": _END_MESSAGES[reason]})
+            self.send(seat, "match_end", {"match": room.id, "reason": reason,
+                                          "message": room.end_message or _END_MESSAGES[reason]})
             self.flow.finish_match(participant)
             self._send_scene(participant)
 
@@ -514,6 +515,31 @@ class Hub(MatchHost):
     def now(self) -> float:
         return self.services.now()
 
+    # ------------------------------------------------------------ researcher actions (app/web/admin_routes.py)
+
+    def end_match(self, match_id: str, reason: str, message: str | None) -> bool:
+        """End a running match with `reason`, telling its participants `message`; False if it is not running."""
+        with self.lock:
+            room = self.matches.get(match_id)
+            if room is None:
+                return False
+            room.end(reason, message)
+            return True
+
+    def end_study(self, participant: str, outcome: str, data: dict[str, Any]) -> None:
+        """End `participant`'s study with `outcome` (their seat, if any, goes to an AI or its match ends) and
+        show them the outcome's page."""
+        with self.lock:
+            self.flow.set_outcome(participant, outcome, data)
+            for room in self.rooms.values():
+                room.leave(participant)
+            seated = self.seat_of.pop(participant, None)
+            if seated is not None and seated[1].participant == participant:
+                self.send(seated[1], "match_end", {"match": seated[0].id, "reason": outcome,
+                                                   "message": _END_MESSAGES["study_ended"]})
+                seated[0].seat_lost(seated[1], outcome)
+            self._send_scene(participant)
+
 
 _END_MESSAGES = {
     "completed": "The game is over. Thank you!",
@@ -522,6 +548,8 @@ _END_MESSAGES = {
     "error": "The game stopped because of an error on our side.",
     "away": "You were away too long, so the game went on without you.",
     "ended_while_away": "The game ended while you were away.",
+    "ended_by_researcher": "The researcher ended this game.",
+    "study_ended": "The study has ended for you.",
 }
 
 

@@ -20,6 +20,7 @@ holder plays first: the seat segments.
 """
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -61,6 +62,8 @@ class Seat:
     heard: bool = False              # a packet of this episode came from the seat's holder
     absent_since: float | None = None  # a human seat held for its participant, who dropped (a stand-in plays it)
     rejoining: bool = False          # its participant came back after the seat's episode ended: next episode
+    ping_ms: float | None = None     # the relay's round trip to this seat (smoothed), see MatchRoom._time_round_trip
+    sent_at: dict[float, float] = field(default_factory=dict)   # its packets' "t" -> server ms they arrived (last 64)
 
     def ai_info(self, match_seed: int) -> dict[str, Any] | None:
         """The settings of the AI playing the seat, with its seed in the match (AISeat.record); None for none."""
@@ -122,6 +125,8 @@ class MatchRoom:
     metrics: Metrics = field(default_factory=lambda: Metrics(process=False))
     referee: Referee | None = None
     faults: dict[str, int] = field(default_factory=dict)   # seat -> frames this episode it reported wrongly
+    end_message: str | None = None   # what the participants are told when it ends, if not the reason's usual text
+    rtt_samples: deque[float] = field(default_factory=lambda: deque(maxlen=256))   # recent round trips, ms
 
     def __post_init__(self) -> None:
         self._rng = Rng(self.seed)
@@ -231,10 +236,12 @@ class MatchRoom:
         else:
             self.end("completed")
 
-    def end(self, reason: str) -> None:
+    def end(self, reason: str, message: str | None = None) -> None:
+        """End the match with `reason` (a match status); `message`, if given, is what its participants see."""
         if self.ended:
             return
         self.ended, self.end_reason = True, reason
+        self.end_message = message
         self._log_repeated_desyncs()
         for seat in self.seats.values():
             if seat.bot is not None:
@@ -291,6 +298,8 @@ class MatchRoom:
             raise ProtocolError(str(error)) from None
         sender.last_heard = self.host.now()
         sender.heard = True
+        if target is not None:
+            self._time_round_trip(sender, target, packet)
         self._write_complete_frames()
         for frame, checksum in packet["checks"]:
             self._checksum(sender, frame, checksum)
@@ -310,6 +319,21 @@ class MatchRoom:
         if self._referee_due:   # last: a host may run the referee at once, and it may end the episode
             self._referee_due = False
             self.host.settle(self)
+
+    def _time_round_trip(self, sender: Seat, target: Seat, packet: dict[str, Any]) -> None:
+        """The relay's round trip to `sender`: from the arrival of the partner's packet that `sender` echoes
+        (its "t") to this packet, less the time `sender` held it before answering (netcode.p2p's ping,
+        seen from the server)."""
+        now_ms = self.host.now() * 1000
+        sender.sent_at[packet["t"]] = now_ms
+        if len(sender.sent_at) > 64:
+            del sender.sent_at[next(iter(sender.sent_at))]
+        arrived = target.sent_at.get(packet["echo"]) if packet["peer_gen"] == target.gen else None
+        if arrived is None or sender.kind != HUMAN:
+            return
+        rtt = max(0.0, now_ms - arrived - packet["hold"])
+        sender.ping_ms = rtt if sender.ping_ms is None else 0.9 * sender.ping_ms + 0.1 * rtt
+        self.rtt_samples.append(rtt)
 
     def _check_actions(self, player: str, actions: list[Any]) -> None:
         """Raise ProtocolError unless every action is in `player`'s action space."""

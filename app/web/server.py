@@ -34,6 +34,7 @@ from game.loader import GameLoader
 from app.live.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from app.live.metrics import Metrics
 from app.web.replay_view import register_replay_routes
+from app.web.admin_routes import register_admin_routes
 from app.data.modes import env_flag, make_folder, tighten
 from app.web.socket_gate import SocketGate
 from app.data.store import Store, database_path
@@ -185,6 +186,7 @@ def create_server(
     SocketGate(socketio.server, hub, socketio.sleep)
 
     register_replay_routes(app, experiment_dir, store, replay_token, pause=lambda: socketio.sleep(0))
+    register_admin_routes(app, socketio, hub, replay_token, experiment_dir)
 
     def ticker() -> None:
         while True:
@@ -273,6 +275,7 @@ def serve(experiment: Any, host: str, port: int, data_dir: str, options: ServerO
     async_mode = options.async_mode
     print(f"coplay: serving experiment {experiment.id!r} on http://{host}:{port}/ ({async_mode}; data in {data_dir})",
           flush=True)
+    print(f"coplay: researcher's dashboard at http://{host}:{port}/admin", flush=True)
     print(f"coplay: replay viewer at http://{host}:{port}/replay; the admin token is in "
           f"{token_location(os.path.join(data_dir, experiment.id))}", flush=True)
     missing = assets.missing_assets(self_hosted_pyodide=options.pyodide_url is None)

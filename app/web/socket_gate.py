@@ -83,13 +83,13 @@ class SocketGate:
             return   # what was in flight when it closed
         if type(data) is str and data[:1] == "0":
             try:
-                self.server.packet_class(encoded_packet=data)
+                pkt = self.server.packet_class(encoded_packet=data)
             except ValueError:
                 pass
             else:
                 self.socketio_handler(eio_sid, data)
-                if self.server.manager.sid_from_eio_sid(eio_sid, NAMESPACE) is not None:
-                    return
+                if self.server.manager.sid_from_eio_sid(eio_sid, pkt.namespace or NAMESPACE) is not None:
+                    return   # connected (the researcher's dashboard connects to its own namespace only)
         self.hub.metrics.refused("unconnected")
         session.close(wait=False)
         self.sleep(REFUSED_PAUSE_S)
