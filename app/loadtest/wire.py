@@ -35,7 +35,7 @@ from app.loadtest.wire_transport import CONNECT_TIMEOUT, ChannelRefused, MatchCh
 from app.loadtest.wire_match import MatchSim, SimRegistry, WireSeat
 from app.participant.answers import Policy, generate_answers
 from app.participant.headless import (
-    BUNDLE_PATH, SEAT_TAKEN_OVER, ParticipantResult, crash_reason, match_record,
+    _Finished, BUNDLE_PATH, SEAT_TAKEN_OVER, ParticipantResult, crash_reason, match_record,
 )
 from app.participant.socket_client import split_url
 from game.loader import LoadError, load_class
@@ -49,12 +49,6 @@ NONFATAL_ERROR_EVENTS = ("packet", "episode_done")
 MAX_STASHED = 4096          # packets of an episode whose match_start is not handled yet
 MAX_RTT_SAMPLES = 5000
 RTT_SAMPLE_SECONDS = 0.5
-
-
-class _Finished(Exception):
-    def __init__(self, reason: str, completed: bool = False) -> None:
-        super().__init__(reason)
-        self.reason, self.completed = reason, completed
 
 
 # ----------------------------------------------------------------------------- the ticker
