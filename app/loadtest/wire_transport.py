@@ -16,6 +16,8 @@ import aiohttp
 import engineio
 import socketio
 
+from game.errors import CoplayError
+
 CONNECT_TIMEOUT = 20.0
 CHANNEL_OK = "ok"
 PACKET_FRAME = '2["packet",'   # a Socket.IO v5 EVENT of the default namespace named "packet"
@@ -72,8 +74,10 @@ def channel_url(server_url: str, url: str) -> str:
     return urllib.parse.urlunsplit((scheme, base.netloc, parts.path, parts.query, ""))
 
 
-class ChannelRefused(Exception):
+class ChannelRefused(CoplayError):
     """The server closed the channel instead of answering `ok` (code and reason in the message)."""
+
+    code = "channel_refused"
 
 
 class MatchChannel:
