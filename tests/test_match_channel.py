@@ -6,7 +6,6 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
@@ -15,7 +14,7 @@ import websocket
 
 from app.live.metrics import parse_metrics
 from app.live.tickets import Tickets
-from app.participant.headless import HeadlessParticipant, ParticipantResult
+from app.participant.headless import HeadlessParticipant
 from app.participant.socket_client import OrderedClient, channel_url
 from game.env import default_action_for
 from game.loader import load_class

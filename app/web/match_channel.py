@@ -24,6 +24,7 @@ from app.live.tickets import TicketError
 log = logging.getLogger("coplay.server")
 REFUSED_PAUSE_S = 0.001     # a frame refused for the rate: its reader waits this long (as app/web/socket_gate.py)
 MAX_QUEUED_FRAMES = 4096    # frames waiting for a client that does not read: past this, the channel closes
+RECV_BYTES = 64 * 1024
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
@@ -50,6 +51,8 @@ class MatchChannelEndpoint:
     def _serve(self, ws: Any) -> None:
         """One channel, on its own green thread or thread: the ticket, then frames until it closes."""
         link = _Link(ws, self.eio)
+        _no_delay(ws)
+        _buffer_reads(ws)
         try:
             channel = self.hub.open_channel(link, ws.wait())
         except TicketError as error:
@@ -124,6 +127,44 @@ class _Link:
                 self.wake.clear()
         except OSError:
             pass   # the connection broke; its reader sees it too
+
+
+def _buffer_reads(ws: Any) -> None:
+    """Let eventlet's WebSocket read frames out of a 64 KiB buffer: it makes one recv call per part of a
+    frame (header, mask, payload), three system calls for one packet, where one call reads them all."""
+    sock = getattr(ws, "socket", None)
+    if sock is not None and callable(getattr(ws, "_get_bytes", None)):
+        ws.socket = _BufferedSocket(sock)
+
+
+class _BufferedSocket:
+    """A socket whose `recv(n)` returns up to n bytes of what one large recv read; the rest is the socket's."""
+
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+        self._data = b""
+        self._at = 0
+
+    def recv(self, n: int) -> bytes:
+        if self._at >= len(self._data):
+            self._data, self._at = self._sock.recv(RECV_BYTES), 0
+        at = self._at
+        self._at = at + n
+        return self._data[at:at + n]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+def _no_delay(ws: Any) -> None:
+    """Send each frame at once: without TCP_NODELAY a frame written while the previous one is unacknowledged
+    waits for the client's delayed ACK (up to 40 ms on Linux)."""
+    inner = getattr(ws, "ws", None)
+    sock: Any = getattr(inner, "sock", None) if inner is not None else getattr(ws, "socket", None)
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (AttributeError, OSError):
+        pass   # not a TCP socket (or a WebSocket implementation that hides it): frames may wait a little
 
 
 def _close(ws: Any, code: int, reason: str) -> None:
