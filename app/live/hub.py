@@ -28,7 +28,7 @@ from app.live.protocol import (
     PacketEvent, ProtocolError, parse_advance, parse_client_error, parse_episode_done, parse_packet, parse_ready,
 )
 from app.live.ratelimit import DEFAULT_BUDGET, RATE_LIMITED, Budget, RateLimit, Report
-from app.live.tickets import TicketError, Tickets
+from app.live.tickets import Ticket, TicketError, Tickets
 from app.data.recording import RecordingWriter, make_header, recording_path
 from app.live.waiting import StartMatch, TimedOut, WaitingRoom
 from game.env import action_space_for
@@ -336,7 +336,7 @@ class Hub(MatchHost):
             channel.closed = True
             self._forget_channel(channel)
 
-    def _channel_seat(self, ticket: Any) -> tuple[MatchRoom, Seat]:
+    def _channel_seat(self, ticket: Ticket) -> tuple[MatchRoom, Seat]:
         """The room and seat `ticket` names, while the seat is still its holder's; else ChannelRefused."""
         seated = self.seat_of.get(ticket.participant)
         if seated is None or seated[0].id != ticket.match or seated[0].ended:
