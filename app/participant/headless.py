@@ -487,8 +487,9 @@ class HeadlessParticipant:
             return
         generation = self._generation
 
-        def closed(code: int | None, reason: str) -> None:
-            self._inbox.put((generation, "channel_closed", {"code": code, "reason": reason, "match": match}))
+        def closed(code: int | None, reason: str, was_ready: bool) -> None:
+            self._inbox.put((generation, "channel_closed",
+                             {"code": code, "reason": reason, "match": match, "was_ready": was_ready}))
 
         incoming = self._router.route if self.link is None else self.link.incoming.push
         self._channel = MatchChannel(self.server_url, spec, match, [], incoming, closed)
@@ -508,7 +509,7 @@ class HeadlessParticipant:
             return
         self._channel = None
         ep = self._episode
-        broke = payload.get("code") is None or payload.get("code") == 1006
+        broke = payload["was_ready"] and payload.get("code") in (None, 1006)
         if broke and ep is not None and ep.client.match == channel.match and not ep.reported:
             self._emit("ready", {"index": self._scene_index})
 

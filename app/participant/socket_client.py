@@ -106,11 +106,11 @@ class MatchChannel:
     """One match channel (docs/protocol.md), opened on its own thread with match_start's URL and ticket.
 
     Frames from the server go to `on_packet` as `packet` payloads; `send` returns False until the
-    server said `ok` (the caller sends over Socket.IO instead). When it closes, `on_closed(code, reason)`
-    is called once, unless `close` or `abort` closed it."""
+    server said `ok` (the caller sends over Socket.IO instead). When it closes, `on_closed(code, reason,
+    was_ready)` is called once, unless `close` or `abort` closed it."""
 
     def __init__(self, server_url: str, spec: dict[str, Any], match: str, headers: list[str],
-                 on_packet: Callable[[dict[str, Any]], None], on_closed: Callable[[int | None, str], None]) -> None:
+                 on_packet: Callable[[dict[str, Any]], None], on_closed: Callable[[int | None, str, bool], None]) -> None:
         self.url = channel_url(server_url, str(spec.get("url", "")))
         self.ticket = str(spec.get("ticket", ""))
         self.match = match
@@ -151,6 +151,7 @@ class MatchChannel:
     def _run(self) -> None:
         code: int | None = None
         reason = ""
+        was_ready = False
         try:
             ws = websocket.create_connection(self.url, timeout=CHANNEL_OPEN_TIMEOUT_S, header=self.headers,
                                              enable_multithread=True)
@@ -168,7 +169,7 @@ class MatchChannel:
                     self._frame(text)
                 elif text == "ok":
                     ws.settimeout(None)
-                    self.ready = True
+                    self.ready = was_ready = True
                 else:
                     raise websocket.WebSocketException(f"the server answered {text!r:.80} instead of ok")
         except (websocket.WebSocketException, OSError) as error:
@@ -177,7 +178,7 @@ class MatchChannel:
             self.ready = False
             if not self.ended:
                 self.ended = True
-                self.on_closed(code, reason)
+                self.on_closed(code, reason, was_ready)
             if self.ws is not None:
                 _ignore_errors(self.ws.shutdown)
 
