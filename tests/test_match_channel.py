@@ -134,10 +134,10 @@ class Channel:
             self.done.set()
             self.ws.shutdown()
 
-    def next(self, timeout: float = 5) -> str:
+    def next(self, timeout: float = 10) -> str:
         return self.frames.get(timeout=timeout)
 
-    def wait_closed(self, timeout: float = 5) -> tuple[int | None, str]:
+    def wait_closed(self, timeout: float = 10) -> tuple[int | None, str]:
         assert self.done.wait(timeout), "the server did not close the channel"
         assert self.closed is not None
         return self.closed
@@ -342,8 +342,8 @@ def test_a_flood_on_the_channel_spends_the_participants_budget(server: Server) -
         again = Channel(server, left.ticket)
         left.sio.emit("advance", {"index": 0, "data": {}})
         assert code == 1008 and "per second" in reason, (code, reason)
-        assert again.wait_closed()[0] == 1013
-        assert left.next("error")["reason"].startswith(("disconnected", "too many events"))
+        assert again.wait_closed(timeout=15)[0] == 1013
+        assert left.next("error", timeout=15)["reason"].startswith(("disconnected", "too many events"))
         told = [frame for frame in list(mine.frames.queue) if frame.startswith("! too many events")]
         assert told, list(mine.frames.queue)[:5]
         after = metrics(server)
