@@ -1,6 +1,7 @@
 // The match scene: title and instructions, "preparing the game", the waiting room, then the
-// canvas. Relays netcode packets between the socket and the worker, captures the keyboard and
-// draws the latest STATE on each animation frame.
+// canvas. Relays netcode packets between the server and the worker (on the match channel, else
+// as Socket.IO `packet` events), captures the keyboard and draws the latest STATE on each
+// animation frame.
 
 import {clock, h} from "./dom.js";
 import {KeyMap} from "./keymap.js";
@@ -10,6 +11,79 @@ import {coplay, options} from "./state.js";
 const HUD_EVERY_MS = 250;
 const AUTOPILOT_EVERY_MS = 300;
 const NOTICE_MS = 3000;     // how long "your partner is back" stays
+const CHANNEL_OPEN_MS = 3000;   // a match channel not `ok` by then is given up: packets stay on Socket.IO
+const CHANNEL_REJOIN_MS = 1000; // a channel that broke mid-match: ask for a fresh ticket this much later
+// Close codes after which the page does not ask for a new channel: normal, flooding, try later,
+// bad ticket, seat no longer ours (docs/protocol.md).
+const CHANNEL_FINAL_CODES = [1000, 1008, 1013, 4401, 4410];
+
+/** The page's match channel figures (tests read them): channels opened, the close codes of those that
+ *  closed under the page (the last 20), packets sent on a channel. */
+function channelStats() {
+  coplay.channel ??= {opened: 0, closes: [], packets: 0};
+  return coplay.channel;
+}
+
+/** The URL of match_start's channel: a path on this page's origin, or an absolute ws(s):// URL. */
+function channelUrl(url) {
+  const resolved = new URL(url, location.href);
+  if (resolved.protocol === "http:") resolved.protocol = "ws:";
+  else if (resolved.protocol === "https:") resolved.protocol = "wss:";
+  return resolved.href;
+}
+
+/** The match channel (docs/protocol.md): a WebSocket carrying this seat's packets as
+ *  "<episode> <addr> <data>" text frames once the server said `ok` to its ticket.
+ *  `onPacket(payload)` gets frames as Socket.IO `packet` payloads; `onLost(code, wasReady)` is
+ *  called once if it closes other than by `close()`. */
+class MatchChannel {
+  constructor(spec, match, onPacket, onLost) {
+    this.match = match;
+    this.ready = false;
+    this.closed = false;
+    this.ws = new WebSocket(channelUrl(spec.url));
+    this.timer = setTimeout(() => { if (!this.ready) this.close(); }, CHANNEL_OPEN_MS);
+    this.ws.onopen = () => this.ws.send(spec.ticket);
+    this.ws.onmessage = ({data}) => {
+      if (typeof data !== "string") return;
+      if (!this.ready) {
+        this.ready = data === "ok";
+        if (this.ready) clearTimeout(this.timer);
+        return;
+      }
+      if (data.startsWith("! ")) {
+        console.warn("coplay: the server refused a packet:", data.slice(2));
+        return;
+      }
+      const a = data.indexOf(" ");
+      const b = data.indexOf(" ", a + 1);
+      if (a > 0 && b > a) onPacket({match, episode: Number(data.slice(0, a)), from: data.slice(a + 1, b), data: data.slice(b + 1)});
+    };
+    this.ws.onclose = ({code}) => {
+      const wasReady = this.ready;
+      this.ready = false;
+      clearTimeout(this.timer);
+      if (!this.closed) {
+        this.closed = true;
+        onLost(code, wasReady);
+      }
+    };
+  }
+
+  /** Send a packet; false (the caller sends it over Socket.IO) until the channel is `ok`. */
+  send(packet) {
+    if (!this.ready || this.ws.readyState !== WebSocket.OPEN) return false;
+    this.ws.send(`${packet.episode} ${packet.to} ${packet.data}`);
+    return true;
+  }
+
+  close() {
+    this.closed = true;
+    this.ready = false;
+    clearTimeout(this.timer);
+    this.ws.close(1000);
+  }
+}
 
 export class MatchView {
   /**
@@ -20,6 +94,7 @@ export class MatchView {
     Object.assign(this, ctx);
     this.readySent = false;
     this.current = null;        // {match, episode, players, keys} of the running episode
+    this.channel = null;        // the match channel (MatchChannel), while one is open or opening
     this.starting = null;       // packets of this episode that arrive before START answered (the
                                 // browser's one pre-start buffer: the worker drops packets while no match runs)
     this.held = [];             // bound keys held, most recent last
@@ -132,6 +207,7 @@ export class MatchView {
     if (!this.raf) this.raf = requestAnimationFrame(this.frame);
     if (!this.hudTimer) this.hudTimer = setInterval(() => this.renderHud(), HUD_EVERY_MS);
 
+    this.openChannel(start);
     const current = this.current;
     this.chain = this.chain
       .then(() => (previous ? this.worker.request("STOP").catch((e) => console.error("coplay: STOP failed", e)) : null))
@@ -147,6 +223,40 @@ export class MatchView {
         if (options.autopilot) this.startAutopilot();
       })
       .catch((error) => this.fatal(`the game could not start: ${error.message}`, error.traceback));
+  }
+
+  /** Open match_start's channel, unless the open one already carries this match (a next episode). */
+  openChannel(start) {
+    const open = this.channel;
+    if (open && !open.closed && open.match === start.match && !start.resume) return;
+    this.closeChannel();
+    if (!start.channel || typeof WebSocket === "undefined") return;
+    const channel = new MatchChannel(start.channel, start.match, (payload) => this.onPacket(payload),
+                                     (code, wasReady) => this.onChannelLost(channel, code, wasReady));
+    this.channel = channel;
+    channelStats().opened += 1;
+  }
+
+  closeChannel() {
+    if (this.channel) this.channel.close();
+    this.channel = null;
+  }
+
+  /** The channel closed under us: packets go over Socket.IO; one that broke mid-match is replaced
+   *  by asking for the seat again (`ready`: the rejoin's match_start brings a fresh ticket). */
+  onChannelLost(channel, code, wasReady) {
+    if (this.channel !== channel) return;
+    this.channel = null;
+    const closes = channelStats().closes;
+    closes.push(code);
+    if (closes.length > 20) closes.shift();
+    if (!wasReady || CHANNEL_FINAL_CODES.includes(code)) return;
+    const match = channel.match;
+    setTimeout(() => {
+      if (this.current?.match === match && !this.channel && this.socket.connected) {
+        this.socket.emit("ready", {index: this.index});
+      }
+    }, CHANNEL_REJOIN_MS);
   }
 
   onPacket(payload) {
@@ -177,6 +287,7 @@ export class MatchView {
    *  `ready` again and the server resumes the match (a `match_start` with `resume`). */
   onDisconnect() {
     this.readySent = false;
+    this.closeChannel();
     if (this.current) {
       this.stopEpisode();
       this.setStatus("The connection was lost. Reconnecting…");
@@ -184,6 +295,7 @@ export class MatchView {
   }
 
   onMatchEnd(payload) {
+    this.closeChannel();
     this.stopEpisode();
     if (payload.reason !== "completed" && payload.message) this.setStatus(payload.message);
   }
@@ -194,7 +306,10 @@ export class MatchView {
     if (!current) return;
     if (message.type === "OUT") {
       for (const packet of message.packets || []) {
-        if (packet.match === current.match && packet.episode === current.episode && this.socket.connected) {
+        if (packet.match !== current.match || packet.episode !== current.episode) continue;
+        if (this.channel?.send(packet)) {
+          channelStats().packets += 1;
+        } else if (this.socket.connected) {
           this.socket.emit("packet", packet);   // never buffered while disconnected
         }
       }
@@ -224,6 +339,7 @@ export class MatchView {
 
   /** Leaving the scene: stop the episode, the loops and the listeners; give the stage back. */
   leave() {
+    this.closeChannel();
     this.stopEpisode();
     clearTimeout(this.noticeTimer);
     clearInterval(this.countdown);

@@ -58,6 +58,7 @@ def test_a_short_match_completes_and_metrics_show_it(mode: str, tmp_path: Path) 
     assert value("coplay_relay_seconds_count") == relayed
     assert histogram_buckets(samples, "coplay_relay_seconds")[-1][1] == relayed
     assert value("coplay_events_total", event="packet") >= relayed
+    assert value("coplay_packets_received_total", path="channel") > 0.9 * relayed   # over the match channel
     assert value("coplay_desyncs_total") == 0
     assert value("coplay_process_cpu_seconds_total") > 0
     assert value("coplay_process_resident_memory_bytes") > 1_000_000

@@ -38,6 +38,8 @@ def test_the_demo_plays_through_under_its_content_security_policy(browser: Any, 
         states = [p.wait_for(lambda s: s.get("scene", {}).get("kind") == "end", 240, "the end page") for p in pages]
         assert [s["worker"]["mode"] for s in states] == ["worker", "inline"]
         assert all(s["worker"]["error"] is None and len(s["match"]["checksums"]) >= 2 for s in states)
+        for state in states:   # packets went on the match channel, which the server closed only at match ends
+            assert state["channel"]["packets"] > 100 and set(state["channel"]["closes"]) <= {4410}, state["channel"]
         for page in pages:
             assert page.page.evaluate("window.__cspViolations") == []
             assert page.console_errors == []

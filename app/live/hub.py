@@ -7,6 +7,7 @@ same logic runs under eventlet, gevent or threads, and in tests.
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import secrets
@@ -17,15 +18,19 @@ from typing import Any, Callable, Mapping
 
 from app.live.admission import BUSY_MESSAGE, DEFAULT_ADMISSION, Admission, AdmissionSettings, Closed, Opened
 from app.live.bots import BotPeer
+from app.live.channel import (
+    CHANNEL_PATH, CLOSE_FLOODING, CLOSE_GONE, CLOSE_TRY_LATER, ChannelLink, ChannelRefused, OpenChannel, parse_frame,
+)
 from app.live.flow import Flow
 from app.live.log_text import log_text
 from app.live.match_room import AI, HUMAN, MatchHost, MatchRoom, MatchSettings, Seat
 from app.live.metrics import Metrics
 from app.live.recovery import close_interrupted_matches
 from app.live.protocol import (
-    ProtocolError, parse_advance, parse_client_error, parse_episode_done, parse_packet, parse_ready,
+    PacketEvent, ProtocolError, parse_advance, parse_client_error, parse_episode_done, parse_packet, parse_ready,
 )
 from app.live.ratelimit import DEFAULT_BUDGET, RATE_LIMITED, Budget, RateLimit, Report
+from app.live.tickets import Ticket, TicketError, Tickets
 from app.data.recording import RecordingWriter, make_header, recording_path
 from app.live.waiting import Held, StartMatch, TimedOut, WaitingRoom
 from game.env import action_space_for
@@ -61,7 +66,8 @@ class Hub(MatchHost):
     """Every connected participant, waiting room and match of one experiment."""
 
     def __init__(self, flow: Flow, experiment_dir: str, services: Services, relay_delay_s: float = 0.0,
-                 budget: Budget = DEFAULT_BUDGET, admission: AdmissionSettings = DEFAULT_ADMISSION) -> None:
+                 budget: Budget = DEFAULT_BUDGET, admission: AdmissionSettings = DEFAULT_ADMISSION,
+                 tickets: Tickets | None = None, channel_url: str = CHANNEL_PATH) -> None:
         self.flow = flow
         self.relay_delay_s = relay_delay_s
         self.store = flow.store
@@ -81,7 +87,15 @@ class Hub(MatchHost):
         self.settling: set[str] = set()   # matches whose referee task is running
         self._last_waiting_update = 0.0
         self._last_tick = services.now()
+        self.tickets = tickets            # None: match_start offers no match channel
+        self.channel_url = channel_url
+        self.channels: dict[str, OpenChannel] = {}        # participant -> their seat's open channel
+        self.channel_conns: dict[str, OpenChannel] = {}   # rate-limit connection id -> channel
+        self._channel_ids = itertools.count()
         self.metrics = services.metrics
+        self.metrics.channels_open.set_function(lambda: len(self.channels))
+        self._by_socketio = self.metrics.packets_by_path.labels("socketio")
+        self._by_channel = self.metrics.packets_by_path.labels("channel")
         self.metrics.sockets_connected.set_function(lambda: len(self.participant_of))
         self.metrics.matches_active.set_function(lambda: len(self.matches))
         self.admission = Admission(admission)
@@ -170,7 +184,7 @@ class Hub(MatchHost):
         with self.lock:
             now = self.services.now()
             self.metrics.refused(why)
-            self.services.emit("error", {"event": event, "reason": message}, to=sid)
+            self._tell_refused(sid, event, message)
             self.rate_limit.refused(sid, why, now, f"{event[:40]}: {message[:160]}")
             report = self.rate_limit.report(sid, now)
             if report is not None:
@@ -192,9 +206,21 @@ class Hub(MatchHost):
         if report.disconnect:
             reason = f"disconnected: more than {budget.rate:g} events per second for over " \
                      f"{budget.disconnect_after_s:g} s"
-        self.services.emit("error", {"event": "*", "reason": reason}, to=sid)
+        self._tell_refused(sid, "*", reason)
         if report.disconnect:
-            self.services.disconnect(sid)
+            channel = self.channel_conns.get(sid)
+            if channel is not None:
+                self._drop_channel(channel, CLOSE_FLOODING, reason)
+            else:
+                self.services.disconnect(sid)
+
+    def _tell_refused(self, conn: str, event: str, reason: str) -> None:
+        """An `error` event on a socket, or `! reason` on a match channel."""
+        channel = self.channel_conns.get(conn)
+        if channel is not None:
+            channel.link.send(f"! {reason}")
+        else:
+            self.services.emit("error", {"event": event, "reason": reason}, to=conn)
 
     def _close_budget(self, sid: str) -> None:
         report = self.rate_limit.close(sid, self.services.now())
@@ -231,6 +257,7 @@ class Hub(MatchHost):
             return  # in flight when the match ended: expected, and harmless to drop
         room, seat = self._seat(participant)
         room.relay(seat, event)
+        self._by_socketio.inc()
 
     def _episode_done(self, participant: str, payload: Any) -> None:
         done = parse_episode_done(payload)
@@ -254,6 +281,94 @@ class Hub(MatchHost):
         if seated is None or seated[1].participant != participant:
             raise ProtocolError("you are not playing in a match")
         return seated
+
+    # ------------------------------------------------------------ match channels
+
+    def open_channel(self, link: ChannelLink, ticket_text: Any) -> OpenChannel:
+        """Accept a match channel whose first frame was `ticket_text`: it is told `ok`, and from now on
+        carries its seat's packets both ways. Raises TicketError (close 4401) or ChannelRefused (close
+        with its `close_code`), having changed nothing. A second channel of the seat closes the first."""
+        with self.lock:
+            try:
+                if self.tickets is None:
+                    raise ChannelRefused("this server offers no match channel", CLOSE_GONE, "gone")
+                ticket = self.tickets.verify(ticket_text)
+                self._channel_seat(ticket)
+                conn = f"channel-{next(self._channel_ids)}"
+                if not self.rate_limit.open(conn, ticket.participant, self.services.now()):
+                    self.metrics.refused("connect_rate")
+                    raise ChannelRefused("too many connections just now: send packets over Socket.IO, or try "
+                                         "again in a few seconds", CLOSE_TRY_LATER, "connect_rate")
+            except (TicketError, ChannelRefused) as error:
+                self.metrics.channel_opens.labels(error.code).inc()
+                raise
+            old = self.channels.get(ticket.participant)
+            if old is not None:
+                self._drop_channel(old, CLOSE_GONE, "replaced by a newer channel of this seat")
+            channel = self.channels[ticket.participant] = self.channel_conns[conn] = OpenChannel(link, ticket, conn)
+            self.metrics.channel_opens.labels("ok").inc()
+            link.send("ok")
+            return channel
+
+    def channel_frame(self, channel: OpenChannel, raw: Any) -> bool:
+        """One frame an open channel received: charged to its participant's budget, then relayed as a
+        `packet` event would be; a refused frame gets `! reason` back. False when refused unread for the
+        rate (its reader should pause a moment, as the Socket.IO gate does)."""
+        with self.lock:
+            if channel.closed:
+                return True
+            if not self.admit(channel.conn):
+                return False
+            try:
+                room, seat = self._channel_seat(channel.ticket)
+            except ChannelRefused as error:
+                self._drop_channel(channel, error.close_code, error.message)
+                return True
+            try:
+                episode, to, data = parse_frame(raw)
+                room.relay(seat, PacketEvent(room.id, episode, to, data))
+            except ProtocolError as error:
+                self.metrics.event("packet", refused=True)
+                self.refuse(channel.conn, "packet", "invalid", str(error))
+                return True
+            self.metrics.event("packet")
+            self._by_channel.inc()
+            return True
+
+    def channel_closed(self, channel: OpenChannel) -> None:
+        """The channel's transport closed (either side); its seat's packets go over Socket.IO again."""
+        with self.lock:
+            channel.closed = True
+            self._forget_channel(channel)
+
+    def _channel_seat(self, ticket: Ticket) -> tuple[MatchRoom, Seat]:
+        """The room and seat `ticket` names, while the seat is still its holder's; else ChannelRefused."""
+        seated = self.seat_of.get(ticket.participant)
+        if seated is None or seated[0].id != ticket.match or seated[0].ended:
+            raise ChannelRefused(f"match {ticket.match} is over for this participant", CLOSE_GONE, "gone")
+        seat = seated[1]
+        if seat.addr != ticket.seat or seat.participant != ticket.participant or seat.gen != ticket.gen:
+            raise ChannelRefused(f"seat {ticket.seat} of match {ticket.match} is no longer this ticket's "
+                                 "holder's: send `ready` for a fresh ticket", CLOSE_GONE, "gone")
+        return seated
+
+    def _close_stale_channel(self, participant: str | None, reason: str) -> None:
+        channel = self.channels.get(participant) if participant else None
+        if channel is not None:
+            try:
+                self._channel_seat(channel.ticket)
+            except ChannelRefused:
+                self._drop_channel(channel, CLOSE_GONE, reason)
+
+    def _drop_channel(self, channel: OpenChannel, code: int, reason: str) -> None:
+        channel.close(code, reason)
+        self._forget_channel(channel)
+
+    def _forget_channel(self, channel: OpenChannel) -> None:
+        if self.channels.get(channel.ticket.participant) is channel:
+            del self.channels[channel.ticket.participant]
+        if self.channel_conns.pop(channel.conn, None) is not None:
+            self._close_budget(channel.conn)
 
     # ------------------------------------------------------------ time
 
@@ -413,17 +528,37 @@ class Hub(MatchHost):
     # MatchHost: what a MatchRoom asks of the server.
 
     def send(self, seat: Seat, event: str, payload: dict[str, Any]) -> None:
-        sid = self.sid_of.get(seat.participant) if seat.participant else None
+        participant = seat.participant
+        if participant is None:
+            return
+        if event == "packet":
+            if self.relay_delay_s > 0:
+                self.services.spawn(self._deliver_later, participant, payload)
+            else:
+                self._deliver(participant, payload)
+            return
+        sid = self.sid_of.get(participant)
         if sid is None:
             return
-        if event == "packet" and self.relay_delay_s > 0:
-            self.services.spawn(self._emit_later, sid, payload)
-        else:
-            self.services.emit(event, payload, to=sid)
+        if event == "match_start" and self.tickets is not None:
+            ticket = self.tickets.issue(payload["match"], seat.addr, participant, seat.gen)
+            payload = {**payload, "channel": {"url": self.channel_url, "ticket": ticket}}
+        self.services.emit(event, payload, to=sid)
 
-    def _emit_later(self, sid: str, payload: dict[str, Any]) -> None:
+    def _deliver(self, participant: str, payload: dict[str, Any]) -> None:
+        """A relayed packet to its seat's holder: on their match channel when one is open, else over Socket.IO."""
+        channel = self.channels.get(participant)
+        if channel is not None:
+            channel.link.send(f"{payload['episode']} {payload['from']} {payload['data']}")
+            return
+        sid = self.sid_of.get(participant)
+        if sid is not None:
+            self.services.emit("packet", payload, to=sid)
+
+    def _deliver_later(self, participant: str, payload: dict[str, Any]) -> None:
         self.services.sleep(self.relay_delay_s)
-        self.services.emit("packet", payload, to=sid)
+        with self.lock:
+            self._deliver(participant, payload)
 
     def start_bot(self, room: MatchRoom, seat: Seat, preload: dict[str, list[Any]] | None) -> BotPeer:
         bot = BotPeer(room, seat, self.services.make_policy, self.services.now, preload)
@@ -471,6 +606,7 @@ class Hub(MatchHost):
         self.ended_matches.append(room.id)
         for seat in room.seats.values():
             participant = seat.participant
+            self._close_stale_channel(participant, f"match {room.id} is over")
             if participant is None or self.seat_of.get(participant, (None,))[0] is not room:
                 continue
             if seat.absent_since is not None:
@@ -499,6 +635,8 @@ class Hub(MatchHost):
         if kind in ("desync", "desyncs_repeated", "desync_settled", "seat_changed"):
             log.warning("match %s: %s %s", room.id, kind, log_text(data))
         self.store.log_event(kind, data, match_id=room.id)
+        if kind == "seat_changed":
+            self._close_stale_channel(data.get("participant"), f"seat {data.get('seat')} changed holder")
         if kind == "seat_changed" and data.get("why") == "grace_expired" and data.get("participant"):
             self._send_on(room, data["participant"])
 

@@ -104,6 +104,9 @@ MAX_PENDING_ENTRIES = 10_000
 EVENTS = ("advance", "ready", "packet", "episode_done", "client_error")
 # Why a client message was refused (app/live/hub.py, app/web/socket_gate.py).
 REFUSALS = ("rate_limited", "connect_rate", "invalid", "unknown_event", "malformed", "binary", "unconnected")
+PACKET_PATHS = ("socketio", "channel")   # how a packet reached the server's relay
+# How an attempt to open a match channel ended (app/live/hub.py).
+CHANNEL_RESULTS = ("ok", "bad_ticket", "ticket_expired", "gone", "connect_rate")
 
 
 class Metrics:
@@ -145,6 +148,15 @@ class Metrics:
                           lambda: histogram_count(self.relay_seconds))
         self.relayed_bytes = Counter("coplay_relayed_bytes_total", "Characters of netcode packets relayed.",
                                      registry=r)
+        self.packets_by_path = Counter("coplay_packets_received_total",
+                                       "Netcode packets the relay accepted, by the path they came by.", ("path",),
+                                       registry=r)
+        self.channel_opens = Counter("coplay_channel_connections_total",
+                                     "Match channel openings, by result (ok, bad_ticket, ...).", ("result",),
+                                     registry=r)
+        self.channels_open = CallbackGauge("coplay_channels_open", "Match channels open now.", registry=r)
+        for path in PACKET_PATHS:
+            self.packets_by_path.labels(path)
         self.matches_active = CallbackGauge("coplay_matches_active", "Matches running now.", registry=r)
         self.matches_started = Counter("coplay_matches_started_total", "Matches started.", registry=r)
         self.matches_ended = Counter("coplay_matches_ended_total", "Matches ended, by reason.", ("reason",),

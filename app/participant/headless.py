@@ -29,7 +29,7 @@ import requests
 import socketio
 
 from app.participant.answers import Policy, PolicyFn, generate_answers
-from app.participant.socket_client import OrderedClient, PacketRouter, split_url
+from app.participant.socket_client import MatchChannel, OrderedClient, PacketRouter, split_url
 from app.participant.link import ShapedLink
 from game.env import default_action_for
 from game.loader import LoadError, load_class
@@ -78,6 +78,8 @@ class ParticipantResult:
     dropped: bool = False
     relay_rtt_ms: list[float] = field(default_factory=list)          # netcode ping through the relay, sampled
     link: dict[str, Any] | None = None                               # shaped-link counters (--profile)
+    packets_by_path: dict[str, int] = field(default_factory=dict)    # packets sent: "channel" / "socketio"
+    channel_closes: list[dict[str, Any]] = field(default_factory=list)  # match channels the server closed
 
     @property
     def ok(self) -> bool:
@@ -159,6 +161,8 @@ class HeadlessParticipant:
                     later with the same cookie and take the seat back (the server resumes the match)
     link            a ShapedLink that delays, drops, duplicates and reorders netcode packets both ways
                     (app/participant/link.py); scene events are not shaped
+    channel         send and receive packets on the match channel match_start offers (False: Socket.IO
+                    `packet` events only); until the channel says `ok`, packets go over Socket.IO
     """
 
     def __init__(
@@ -176,6 +180,7 @@ class HeadlessParticipant:
         connect_timeout: float = 10.0,
         transports: Sequence[str] = ("websocket",),
         link: ShapedLink | None = None,
+        channel: bool = True,
     ) -> None:
         if not callable(policy) and policy not in ("random", "idle"):
             raise ValueError(f"policy must be 'random', 'idle' or a callable, got {policy!r}")
@@ -193,6 +198,8 @@ class HeadlessParticipant:
         self.connect_timeout = connect_timeout
         self.transports = list(transports)
         self.link = link
+        self.use_channel = channel
+        self._channel: MatchChannel | None = None
         self._stop_reason: str | None = None
         self.phase = "new"   # new, entering, connecting, <scene kind>, waiting, playing, done, failed
         self.result = ParticipantResult(completed=False, reason="not run")
@@ -288,6 +295,7 @@ class HeadlessParticipant:
 
     def _disconnect(self) -> None:
         """Say goodbye (Socket.IO disconnect) without waiting long for the server's close handshake."""
+        self._close_channel()
         client, self._sio = self._sio, None
         if client is not None:
             closer = threading.Thread(target=_quietly, args=(client.disconnect,), name="disconnect", daemon=True)
@@ -301,6 +309,9 @@ class HeadlessParticipant:
         """Vanish like a crashed tab: shut the socket down with no Socket.IO or WebSocket goodbye."""
         client, self._sio = self._sio, None
         self._generation += 1
+        channel, self._channel = self._channel, None
+        if channel is not None:
+            channel.abort()
         if client is None:
             return
         ws = getattr(client.eio, "ws", None)
@@ -353,6 +364,9 @@ class HeadlessParticipant:
     def _handle(self, name: str, payload: Any) -> None:
         if name == "disconnect":
             raise _Finished(f"disconnected ({payload or 'by the server'})")
+        if name == "channel_closed":
+            self._channel_closed(payload)
+            return
         if self.on_event is not None:
             self.on_event(name, payload)
         if not isinstance(payload, dict):
@@ -379,6 +393,7 @@ class HeadlessParticipant:
             self.result.scenes.append({"index": index, "kind": kind, "id": scene.get("id")})
         if kind != "match":
             self._close_episode("left the match scene")
+            self._close_channel()
         if not resent:
             self._note_seats_taken_over(index)
         if index == self.reload_at_scene and not self._reloaded:
@@ -468,7 +483,55 @@ class HeadlessParticipant:
         except (LoadError, NetcodeError, TypeError, ValueError, KeyError) as error:
             why = f"{type(error).__name__}: {error}"
             raise _Finished(f"error: cannot start match {match} episode {episode}: {why}") from None
+        self._open_channel(payload, match)
         self.phase = "playing"
+
+    # ------------------------------------------------------------------ the match channel
+
+    def _open_channel(self, payload: dict[str, Any], match: str) -> None:
+        """Open match_start's channel, unless the one open already carries this match (a next episode)."""
+        current = self._channel
+        if current is not None and not current.ended and current.match == match and not payload.get("resume"):
+            return
+        self._close_channel()
+        spec = payload.get("channel")
+        if not self.use_channel or not isinstance(spec, dict):
+            return
+        generation = self._generation
+
+        def closed(code: int | None, reason: str, was_ready: bool) -> None:
+            self._inbox.put((generation, "channel_closed",
+                             {"code": code, "reason": reason, "match": match, "was_ready": was_ready}))
+
+        incoming = self._router.route if self.link is None else self.link.incoming.push
+        self._channel = MatchChannel(self.server_url, spec, match, [], incoming, closed)
+
+    def _close_channel(self) -> None:
+        channel, self._channel = self._channel, None
+        if channel is not None:
+            channel.close()
+
+    def _channel_closed(self, payload: dict[str, Any]) -> None:
+        """The server closed our channel, or it broke: packets go over Socket.IO again; a channel that
+        broke mid-episode (not closed by the server as over) is reopened by sending `ready`, whose
+        rejoin brings a fresh ticket, as the browser does."""
+        self.result.channel_closes.append(payload)
+        channel = self._channel
+        if channel is None or channel.match != payload.get("match"):
+            return
+        self._channel = None
+        ep = self._episode
+        broke = payload["was_ready"] and payload.get("code") in (None, 1006)
+        if broke and ep is not None and ep.client.match == channel.match and not ep.reported:
+            self._emit("ready", {"index": self._scene_index})
+
+    def _send_wire(self, packet: dict[str, Any]) -> None:
+        """A packet to the server: on the match channel once it is `ok`, else as a Socket.IO `packet` event."""
+        channel = self._channel
+        path = "channel" if channel is not None and channel.send(packet) else "socketio"
+        if path == "socketio":
+            self._emit("packet", packet)
+        self.result.packets_by_path[path] = self.result.packets_by_path.get(path, 0) + 1
 
     def _start_episode(self, payload: dict[str, Any], now: float) -> _Episode:
         client = MatchClient(payload, load_class(payload["game"]), clock=lambda: time.monotonic() * 1000.0)
@@ -513,7 +576,7 @@ class HeadlessParticipant:
 
     def _send_packet(self, packet: dict[str, Any]) -> None:
         if self.link is None:
-            self._emit("packet", packet)
+            self._send_wire(packet)
         else:
             self.link.outgoing.push(packet)
 
@@ -522,7 +585,7 @@ class HeadlessParticipant:
         if self.link is None:
             return
         for packet in self.link.outgoing.due():
-            self._emit("packet", packet)
+            self._send_wire(packet)
         for payload in self.link.incoming.due():
             self._router.route(payload)
 
@@ -587,6 +650,8 @@ class HeadlessParticipant:
         ep = self._episode
         if ep is not None and ep.client.match == match:
             self._close_episode(f"match_end {payload.get('reason')}")
+        if self._channel is not None and self._channel.match == match:
+            self._close_channel()
         record = self._matches.get(match) if isinstance(match, str) else None
         if record is not None:
             record["reason"] = payload.get("reason")

@@ -6,7 +6,8 @@ What the policy allows, and why:
 
 - scripts from this server only (no inline script, no eval), plus WebAssembly compilation
   ('wasm-unsafe-eval') for Pyodide; the worker is a module script from this server;
-- connections to this server: fetches, and the Socket.IO WebSocket (ws:/wss: on this host);
+- connections to this server: fetches, the Socket.IO WebSocket and the match channel (ws:/wss: on
+  this host; a channel URL on another host would have to be added here);
 - a Pyodide index on another origin (`--pyodide-url`, e.g. a CDN) in script-src and connect-src;
 - the researcher's scene HTML may show images and media from https: sites and use style
   attributes, so img-src/media-src allow https: and style-src allows inline styles.

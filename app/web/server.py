@@ -30,6 +30,8 @@ from app.live.admission import DEFAULT_MAX_LAG_MS, settings_for
 from app.pyodide.packages import served_file
 from app.live.flow import Flow
 from app.live.hub import Hub, Services
+from app.live.tickets import Tickets
+from app.web.match_channel import MatchChannelEndpoint
 from game.loader import GameLoader
 from app.live.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from app.live.metrics import Metrics
@@ -116,7 +118,9 @@ def create_server(
         spawn=socketio.start_background_task, sleep=socketio.sleep, now=time.monotonic,
         resolve_game=resolve, game_source=game_source, make_policy=make_policy, game_spec=resolve.absolute,
         metrics=metrics,
-    ), relay_delay_s=options.relay_delay_ms / 1000.0, admission=admission)
+    ), relay_delay_s=options.relay_delay_ms / 1000.0, admission=admission, tickets=Tickets(app.secret_key))
+    # In front of everything else (Socket.IO, the proxy fix): `/match-ws` is the match channel.
+    app.wsgi_app = MatchChannelEndpoint(app.wsgi_app, hub, socketio.server.eio)  # type: ignore[method-assign]
 
     @app.get("/")
     def index() -> Any:
