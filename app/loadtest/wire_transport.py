@@ -77,7 +77,7 @@ def channel_url(server_url: str, url: str) -> str:
 class ChannelRefused(CoplayError):
     """The server closed the channel instead of answering `ok` (code and reason in the message)."""
 
-    code = "channel_refused"
+    code = "channel_closed_by_server"
 
 
 class MatchChannel:
