@@ -176,7 +176,8 @@ def decode(data: str | bytes) -> Packet:
         raise _number_error("hold", hold)
     return _new_packet(Packet, (
         _KINDS[kind], gen, peer_gen, frame, adv, t, echo, hold, _inputs(inputs, frame),
-        _frame_pairs(ack, "ack", frame, -1), _checks(checks, frame), _frame_pairs(gone, "gone", frame, 0)))
+        _frame_pairs(ack, "ack", frame, -1), _checks(checks, frame),
+        [] if gone == [] else _frame_pairs(gone, "gone", frame, 0)))   # gone is nearly always empty
 
 
 def _inputs(wire: Any, frame: int) -> list[tuple[str, int, list[Any]]]:

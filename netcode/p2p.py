@@ -110,6 +110,7 @@ class P2PSession:
         self._drained_upto = -1
         self._predicted = {p: FrameRanges() for p in self._owner}
         # Hot-path views of the above, fixed for the session's life.
+        self._frame_ms = config.frame_ms
         self._delays = [(self.queues[p], config.delay_of(p)) for p in self.local_players]
         self._all_queues = [(p, self.queues[p]) for p in config.players]
         self._remote_queues = [self.queues[p] for p in self._owner]
@@ -154,7 +155,7 @@ class P2PSession:
             self.current_frame = frame + 1
             self._maybe_recommend_wait()
         self._final_upto = confirmed
-        self._send_all(force=True)
+        self._send_all(True, self.clock())
         if self.current_frame % 16 == 0:
             self._prune()
         return requests
@@ -201,8 +202,9 @@ class P2PSession:
         refused = receive_all(self.transport, self.handle_packet)
         self.stats.bad_packets += len(refused)
         self._events += refused
-        self._check_timeouts()
-        self._send_all(force=False)
+        now = self.clock()
+        self._check_timeouts(now)
+        self._send_all(False, now)
 
     def events(self) -> list[Event]:
         """Events since the last call."""
@@ -341,8 +343,7 @@ class P2PSession:
 
     # ----------------------------------------------------------------- packets out
 
-    def _send_all(self, force: bool) -> None:
-        now = self.clock()
+    def _send_all(self, force: bool, now: float) -> None:
         for remote in self.remotes.values():
             if not remote.disconnected and (force or now - remote.last_sent >= self.config.keepalive_ms):
                 self._send(remote.addr, self._input_packet(remote, now))
@@ -422,7 +423,7 @@ class P2PSession:
                    default=1 << 60)
 
     def _advantage_over(self, remote: _Remote) -> float:
-        ping_frames = (remote.ping_ms or 0.0) / self.config.frame_ms
+        ping_frames = (remote.ping_ms or 0.0) / self._frame_ms
         return self.current_frame - (remote.remote_frame + ping_frames / 2)
 
     def _maybe_recommend_wait(self) -> None:
@@ -478,8 +479,7 @@ class P2PSession:
         while len(remote.checks) > CHECKS_KEPT:
             del remote.checks[min(remote.checks)]
 
-    def _check_timeouts(self) -> None:
-        now = self.clock()
+    def _check_timeouts(self, now: float) -> None:
         for remote in self.remotes.values():
             if remote.disconnected:
                 continue
