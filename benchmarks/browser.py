@@ -21,6 +21,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -175,8 +176,12 @@ def match_ticks(browser: object, url: str) -> list[float]:
         """)
         page.goto(f"{url}/?PROLIFIC_PID={pid()}&autopilot=1")
         pages.append(page)
-    for page in pages:  # the Pong match is over once the kitchen scene shows
-        page.wait_for_function("window.coplay && window.coplay.scene.id === 'kitchen'", timeout=180_000)
+    deadline = time.monotonic() + 180
+    for page in pages:  # the Pong match is over once the kitchen scene shows (polled: the page's CSP forbids eval)
+        while not page.evaluate("() => Boolean(window.coplay && window.coplay.scene.id === 'kitchen')"):
+            if time.monotonic() > deadline:
+                raise TimeoutError("the demo's Pong match did not end within 180 s")
+            page.wait_for_timeout(250)
     return [t for page in pages for t in page.evaluate("window.__ticks")]
 
 

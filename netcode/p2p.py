@@ -8,7 +8,6 @@ injected transport; `poll()` reads what came in.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from netcode import codec
@@ -290,7 +289,9 @@ class P2PSession:
         remote.remote_frame, remote.timesync = 0, TimeSync()
 
     def _validate_input_packet(self, remote: _Remote, packet: codec.Packet) -> None:
-        bad = partial(NetcodeError, "invalid_packet", peer=remote.addr)
+        def bad(message: str) -> NetcodeError:
+            return NetcodeError("invalid_packet", message, peer=remote.addr)
+
         for player, start, actions in packet.inputs:
             if player not in remote.players:
                 raise bad(f"peer {remote.addr!r} sent inputs for {player!r}, which it does not own")
