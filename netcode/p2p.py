@@ -215,7 +215,7 @@ class P2PSession:
     @property
     def confirmed_frame(self) -> int:
         """The last frame for which every player's input is final."""
-        return min([q.last_confirmed if q.disconnected_from is None else 1 << 60 for _, q in self._all_queues])
+        return min([q.known_through() for _, q in self._all_queues])
 
     def frames_ahead(self) -> float:
         """How far this peer runs ahead of the slowest connected remote."""
@@ -391,11 +391,9 @@ class P2PSession:
     def _rollback_requests(self) -> list[Request]:
         first = None
         for _, queue in self._all_queues:
-            incorrect = queue.first_incorrect
-            if incorrect is not None:
-                queue.first_incorrect = None
-                if first is None or incorrect < first:
-                    first = incorrect
+            incorrect = queue.take_first_incorrect()
+            if incorrect is not None and (first is None or incorrect < first):
+                first = incorrect
         if first is None or first >= self.current_frame:
             return []
         self.stats.add_rollback(self.current_frame - first)
@@ -420,8 +418,7 @@ class P2PSession:
         return frame > confirmed or self.config.is_check_frame(frame)
 
     def _remote_confirmed(self) -> int:
-        return min([q.last_confirmed if q.disconnected_from is None else 1 << 60 for q in self._remote_queues],
-                   default=1 << 60)
+        return min([q.known_through() for q in self._remote_queues], default=1 << 60)
 
     def _advantage_over(self, remote: _Remote) -> float:
         ping_frames = (remote.ping_ms or 0.0) / self._frame_ms
