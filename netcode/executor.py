@@ -37,20 +37,19 @@ class Executor:
         result = BatchResult()
         env, steps = self.env, result.steps
         for request in requests:
-            kind = type(request)
-            if kind is AdvanceFrame:
+            if type(request) is AdvanceFrame:
                 if request.frame != self.frame:
                     self._expect_frame(request.frame, "advance")
                 steps[request.frame] = env.step(request.inputs)
                 self.frame = request.frame + 1
-            elif kind is SaveState:
+            elif type(request) is SaveState:
                 if request.frame != self.frame:
                     self._expect_frame(request.frame, "save")
                 state = env.get_state()
                 self._ring[request.frame % self.capacity] = (request.frame, state)
                 if request.checksum:
                     result.checksums.append((request.frame, self.hasher(state)))
-            elif kind is LoadState:
+            elif type(request) is LoadState:
                 slot = self._ring[request.frame % self.capacity]
                 if slot is None or slot[0] != request.frame:
                     raise NetcodeError(
