@@ -1,20 +1,34 @@
 """Browser-side costs in headless Debian Chromium, with the real worker and server.
 
 Prints: Pyodide cold start in a Web Worker, bundle load, the cost of one match tick
-(two workers playing Pong through the server), and an 8-frame rollback done as one
-BATCH message versus the same work as 9 separate worker messages, with the ratio.
+(two workers playing Pong through the server: median and p99), and an 8-frame rollback done
+as one BATCH message (median and p99) versus the same work as 9 separate worker messages, with
+the ratio.
 
-    python benchmarks/browser.py [--rounds N]
+    python benchmarks/browser.py [--rounds N] [--baseline DIR] [--repeat R]
+
+`--baseline DIR` runs the same measurements against DIR (an older checkout of coplay: its server,
+worker and bundled netcode), in turns with this checkout, each turn a fresh process and server, and
+prints both side by side: medians over R turns. The machine's load shows in every figure: run on a
+quiet machine.
 """
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+HERE = Path(__file__).resolve()
+# `--code DIR` (used by --baseline) runs DIR's server, worker and netcode under this script.
+CODE = Path(sys.argv[sys.argv.index("--code") + 1]) if "--code" in sys.argv[:-1] else HERE.parents[1]
+sys.path.insert(0, str(CODE))
 
 from app.loadtest.chromium import CHROMIUM, CHROMIUM_FLAGS  # noqa: E402
 from tests.server_fixtures import Server, pid  # noqa: E402
@@ -70,10 +84,62 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
+def p99(values: list[float]) -> float:
+    return sorted(values)[int(len(values) * 0.99)]
+
+
+FIGURES = (("tick_median", "match tick, median"), ("tick_p99", "match tick, p99"),
+           ("batch_median", "8-frame rollback BATCH, median"), ("batch_p99", "8-frame rollback BATCH, p99"),
+           ("nine_median", "same as 9 messages, median"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=200)
+    parser.add_argument("--baseline", type=Path, metavar="DIR", help="an older checkout measured in turns with this one")
+    parser.add_argument("--repeat", type=int, default=3, help="turns of each checkout with --baseline (default 3)")
+    parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--code", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.baseline:
+        compare(args.baseline.resolve(), args.rounds, args.repeat)
+        return
+    figures = measure(args.rounds)
+    if args.json:
+        print(json.dumps(figures))
+        return
+    print(f"Chromium {CHROMIUM}; Pyodide 0.27.7 in a module Web Worker; medians of {args.rounds} rounds")
+    print(f"  Pyodide cold start (INIT)          {figures['init_ms']:8.0f} ms")
+    print(f"  bundle fetch                       {figures['fetch_bundle_ms']:8.0f} ms")
+    print(f"  bundle load ({figures['bundle_files']} files, imports)  {figures['load_ms']:8.0f} ms")
+    print(f"  Pong match tick (worker, Python)   {figures['tick_median']:8.3f} ms median, "
+          f"{figures['tick_p99']:.3f} ms p99 over {figures['ticks']} ticks")
+    print(f"  8-frame rollback, one BATCH        {figures['batch_median']:8.3f} ms median, "
+          f"{figures['batch_p99']:.3f} ms p99")
+    print(f"  same work as 9 messages            {figures['nine_median']:8.3f} ms")
+    print(f"  ratio (9 messages / one batch)     {figures['nine_median'] / figures['batch_median']:8.2f}x")
+
+
+def compare(baseline: Path, rounds: int, repeat: int) -> None:
+    """This checkout and `baseline` in turns, each a fresh process; medians side by side."""
+    now: list[dict[str, Any]] = []
+    before: list[dict[str, Any]] = []
+    for _ in range(repeat):
+        for turns, code in ((now, HERE.parents[1]), (before, baseline)):
+            command = [sys.executable, str(HERE), "--rounds", str(rounds), "--json", "--code", str(code)]
+            done = subprocess.run(command, cwd=code, env={**os.environ, "PYTHONPATH": str(code)},
+                                  capture_output=True, text=True)
+            if done.returncode:
+                raise SystemExit(f"the turn of {code} failed:\n" + "\n".join(done.stderr.splitlines()[-15:]))
+            turns.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    print(f"Chromium {CHROMIUM}; Pyodide 0.27.7; median of {repeat} turns each; baseline: {baseline}")
+    print(f"  {'':32} {'now':>9} {'baseline':>9} {'now/baseline':>13}")
+    for key, label in FIGURES:
+        new, old = median([t[key] for t in now]), median([t[key] for t in before])
+        print(f"  {label:32} {new:6.3f} ms {old:6.3f} ms {new / old:12.2f}x")
+
+
+def measure(rounds: int) -> dict[str, Any]:
     from playwright.sync_api import sync_playwright
 
     folder = Path(tempfile.mkdtemp(prefix="coplay-bench-"))
@@ -83,21 +149,15 @@ def main() -> None:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
             page = browser.new_page()
             page.goto(server.url + "/health")
-            result = page.evaluate(BENCH_JS, {"rounds": args.rounds})
+            result = page.evaluate(BENCH_JS, {"rounds": rounds})
             ticks = match_ticks(browser, server.url)
             browser.close()
     finally:
         server.stop()
-    batch, nine = median(result["batch_ms"]), median(result["nine_ms"])
-    print(f"Chromium {CHROMIUM}; Pyodide 0.27.7 in a module Web Worker; medians of {args.rounds} rounds")
-    print(f"  Pyodide cold start (INIT)          {result['init_ms']:8.0f} ms")
-    print(f"  bundle fetch                       {result['fetch_bundle_ms']:8.0f} ms")
-    print(f"  bundle load ({result['bundle_files']} files, imports)  {result['load_ms']:8.0f} ms")
-    print(f"  Pong match tick (worker, Python)   {median(ticks):8.3f} ms median, "
-          f"{sorted(ticks)[int(len(ticks) * 0.99)]:.3f} ms p99 over {len(ticks)} ticks")
-    print(f"  8-frame rollback, one BATCH        {batch:8.3f} ms")
-    print(f"  same work as 9 messages            {nine:8.3f} ms")
-    print(f"  ratio (9 messages / one batch)     {nine / batch:8.2f}x")
+    return {"init_ms": result["init_ms"], "fetch_bundle_ms": result["fetch_bundle_ms"], "load_ms": result["load_ms"],
+            "bundle_files": result["bundle_files"], "ticks": len(ticks), "tick_median": median(ticks),
+            "tick_p99": p99(ticks), "batch_median": median(result["batch_ms"]), "batch_p99": p99(result["batch_ms"]),
+            "nine_median": median(result["nine_ms"])}
 
 
 def match_ticks(browser: object, url: str) -> list[float]:
@@ -118,8 +178,12 @@ def match_ticks(browser: object, url: str) -> list[float]:
         """)
         page.goto(f"{url}/?PROLIFIC_PID={pid()}&autopilot=1")
         pages.append(page)
-    for page in pages:  # the Pong match is over once the kitchen scene shows
-        page.wait_for_function("window.coplay && window.coplay.scene.id === 'kitchen'", timeout=180_000)
+    deadline = time.monotonic() + 600
+    for page in pages:  # the Pong match is over once the kitchen scene shows (polled: the page's CSP forbids eval)
+        while not page.evaluate("() => Boolean(window.coplay && window.coplay.scene.id === 'kitchen')"):
+            if time.monotonic() > deadline:
+                raise TimeoutError("the demo's Pong match did not end within 600 s")
+            page.wait_for_timeout(250)
     return [t for page in pages for t in page.evaluate("window.__ticks")]
 
 

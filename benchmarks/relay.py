@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import json
 import os
 import pstats
 import re
@@ -35,6 +34,7 @@ from app.data.recording import RecordingWriter, make_header  # noqa: E402
 from game.games.pong import Pong  # noqa: E402
 from game.rng import Rng  # noqa: E402
 from game.spaces import Discrete  # noqa: E402
+from netcode import codec  # noqa: E402
 
 
 class CountingHost:
@@ -92,11 +92,11 @@ def packets(count: int, window: int) -> list[tuple[str, PacketEvent]]:
                                    else actions[player][-1])
         start = max(0, frame - window + 1)
         check_frames = [f for f in range(max(0, frame - 2) // 10 * 10, -1, -10)][:4]
-        body = {"v": 2, "kind": "input", "gen": 0, "peer_gen": 0, "frame": frame, "adv": 0.5, "t": 1000.0 + frame * 16.7, "echo": 990.25,
-                "hold": 3.5, "inputs": {player: [start, actions[player][start:frame + 1]]},
-                "ack": {other: max(-1, frame - 3)}, "checks": [[f, f"{f * 2654435761 % (1 << 64):016x}"]
-                                                               for f in check_frames], "gone": {}}
-        out.append((addr, PacketEvent("m1", 0, to, json.dumps(body, separators=(",", ":")))))
+        data = codec.input_packet(
+            gen=0, peer_gen=0, frame=frame, adv=0.5, t=1000.0 + frame * 16.7, echo=990.25, hold=3.5,
+            inputs={player: (start, actions[player][start:frame + 1])}, ack={other: max(-1, frame - 3)},
+            checks=[(f, f"{f * 2654435761 % (1 << 64):016x}") for f in check_frames], gone={})
+        out.append((addr, PacketEvent("m1", 0, to, data)))
     return out
 
 

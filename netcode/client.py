@@ -150,7 +150,7 @@ class MatchClient:
     def stats(self) -> dict[str, Any]:
         """What the HUD and window.coplay show."""
         stats = self.session.stats
-        pings = [self.session.network_stats(a).ping_ms for a in self.session.remotes]
+        pings = [remote.ping_ms for remote in self.session.remotes.values()]
         known = [p for p in pings if p is not None]
         return {
             "frame": self.session.current_frame, "confirmed_frame": self.session.confirmed_frame,

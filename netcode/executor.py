@@ -35,24 +35,27 @@ class Executor:
 
     def run(self, requests: list[Request]) -> BatchResult:
         result = BatchResult()
+        env, steps = self.env, result.steps
         for request in requests:
-            if isinstance(request, AdvanceFrame):
-                self._expect_frame(request.frame, "advance")
-                result.steps[request.frame] = self.env.step(request.inputs)
+            if type(request) is AdvanceFrame:
+                if request.frame != self.frame:
+                    self._expect_frame(request.frame, "advance")
+                steps[request.frame] = env.step(request.inputs)
                 self.frame = request.frame + 1
-            elif isinstance(request, SaveState):
-                self._expect_frame(request.frame, "save")
-                state = self.env.get_state()
+            elif type(request) is SaveState:
+                if request.frame != self.frame:
+                    self._expect_frame(request.frame, "save")
+                state = env.get_state()
                 self._ring[request.frame % self.capacity] = (request.frame, state)
                 if request.checksum:
                     result.checksums.append((request.frame, self.hasher(state)))
-            elif isinstance(request, LoadState):
+            elif type(request) is LoadState:
                 slot = self._ring[request.frame % self.capacity]
                 if slot is None or slot[0] != request.frame:
                     raise NetcodeError(
                         "snapshot_missing", f"no snapshot of frame {request.frame} to load; raise the executor's "
                         f"capacity ({self.capacity}) above the session's max_prediction", frame=request.frame)
-                self.env.set_state(slot[1])
+                env.set_state(slot[1])
                 self.frame = request.frame
             else:
                 raise NetcodeError("invalid_request", f"unknown request {request!r:.60}")

@@ -36,6 +36,20 @@ class InputQueue:
             self._mark_incorrect(frame)
         return True
 
+    def add_confirmed_run(self, frame: int, actions: list[Any]) -> None:
+        """`add_confirmed` of `actions` for `frame`, `frame + 1`, ... (all refused on a gap)."""
+        if frame != self.last_confirmed + 1 or self.disconnected_from is not None:
+            return
+        confirmed, predictions = self.confirmed, self.predictions
+        for action in actions:
+            confirmed[frame] = action
+            if predictions:
+                predicted = predictions.pop(frame, _NONE)
+                if predicted is not _NONE and predicted != action:
+                    self._mark_incorrect(frame)
+            frame += 1
+        self.last_confirmed = frame - 1
+
     def known_through(self) -> int:
         """The last frame whose input is final (a disconnected player's are all final)."""
         return 1 << 60 if self.disconnected_from is not None else self.last_confirmed

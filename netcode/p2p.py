@@ -27,6 +27,7 @@ Clock = Callable[[], float]
 MAX_FRAMES_AHEAD = 600      # remote inputs further than this past our frame are refused
 CHECKS_SENT = 4             # latest confirmed checksums repeated in every packet
 CHECKS_KEPT = 64
+_NOTHING = object()
 
 
 @dataclass
@@ -107,6 +108,13 @@ class P2PSession:
         self._keep_log = keep_confirmed_log
         self._drained_upto = -1
         self._predicted = {p: FrameRanges() for p in self._owner}
+        # Hot-path views of the above, fixed for the session's life.
+        self._frame_ms = config.frame_ms
+        self._delays = [(self.queues[p], config.delay_of(p)) for p in self.local_players]
+        self._all_queues = [(p, self.queues[p]) for p in config.players]
+        self._remote_queues = [self.queues[p] for p in self._owner]
+        self._sent_checks: list[tuple[int, str]] = []   # the latest CHECKS_SENT of _checks_final
+        self._sent_gone: dict[str, int] = {}             # {player: disconnected_from} of gone players
 
     # ----------------------------------------------------------------- ticking
 
@@ -124,27 +132,29 @@ class P2PSession:
         At `end_frame` (set when the game ended there) it holds still the same way,
         without counting stalls, still applying rollbacks.
         """
-        missing = [p for p in self.local_players if p not in self._pending_local]
-        if missing:
+        pending = self._pending_local
+        if len(pending) < len(self.local_players):
+            missing = [p for p in self.local_players if p not in pending]
             raise NetcodeError("missing_local_input", f"call add_local_input for {missing} before advance_frame()")
         frame = self.current_frame
-        for player in self.local_players:
+        for queue, delay in self._delays:
             # Added (and so sent) even if we stall below: in lockstep the peers wait on it.
-            self.queues[player].add_confirmed(frame + self.config.delay_of(player), self._pending_local[player])
+            queue.add_confirmed(frame + delay, pending[queue.player])
         requests: list[Request] = self._rollback_requests()
+        confirmed = self.confirmed_frame
         at_end = self.end_frame is not None and frame >= self.end_frame
         self.stalled = not at_end and frame - self._remote_confirmed() > self.config.max_prediction
-        if (requests or not (self.stalled or at_end)) and self._needs_save(frame, self.confirmed_frame):
+        if (requests or not (self.stalled or at_end)) and self._needs_save(frame, confirmed):
             requests.append(SaveState(frame, self.config.is_check_frame(frame)))
         if self.stalled:
             self.stats.stalls += 1
         elif not at_end:
-            self._pending_local.clear()
+            pending.clear()
             requests.append(self._advance_request(frame))
             self.current_frame = frame + 1
             self._maybe_recommend_wait()
-        self._final_upto = self.confirmed_frame
-        self._send_all(force=True)
+        self._final_upto = confirmed
+        self._send_all(True, self.clock())
         if self.current_frame % 16 == 0:
             self._prune()
         return requests
@@ -191,8 +201,9 @@ class P2PSession:
         refused = receive_all(self.transport, self.handle_packet)
         self.stats.bad_packets += len(refused)
         self._events += refused
-        self._check_timeouts()
-        self._send_all(force=False)
+        now = self.clock()
+        self._check_timeouts(now)
+        self._send_all(False, now)
 
     def events(self) -> list[Event]:
         """Events since the last call."""
@@ -204,7 +215,7 @@ class P2PSession:
     @property
     def confirmed_frame(self) -> int:
         """The last frame for which every player's input is final."""
-        return min(q.known_through() for q in self.queues.values())
+        return min([q.known_through() for _, q in self._all_queues])
 
     def frames_ahead(self) -> float:
         """How far this peer runs ahead of the slowest connected remote."""
@@ -250,22 +261,23 @@ class P2PSession:
         """Apply one packet (which arrived at `received_at`, default now); a bad one raises
         NetcodeError and changes nothing."""
         packet = codec.decode(data)
-        if addr in self.remotes:
-            if packet["kind"] != "input":
-                raise NetcodeError("invalid_packet", f"peers send input packets, got {packet['kind']}", peer=addr)
-            remote = self.remotes[addr]
+        remote = self.remotes.get(addr)
+        if remote is not None:
+            if packet.kind != "input":
+                raise NetcodeError("invalid_packet", f"peers send input packets, got {packet.kind}", peer=addr)
             self._validate_input_packet(remote, packet)
-            self.stats.packets_received += 1
-            self.stats.bytes_received += len(data)
-            if packet["gen"] > remote.gen:
-                self._new_holder(remote, packet["gen"])
-            if not remote.disconnected and packet["gen"] == remote.gen:  # an older holder's packet is stale
+            stats = self.stats
+            stats.packets_received += 1
+            stats.bytes_received += len(data)
+            if packet.gen > remote.gen:
+                self._new_holder(remote, packet.gen)
+            if not remote.disconnected and packet.gen == remote.gen:  # an older holder's packet is stale
                 self._apply_input_packet(remote, packet, self.clock() if received_at is None else received_at)
         elif addr in self.spectators:
-            if packet["kind"] != "ack" or not set(packet["ack"]) <= set(self.config.players):
+            if packet.kind != "ack" or any(player not in self.queues for player, _ in packet.ack):
                 raise NetcodeError("invalid_packet", "spectators send ack packets for known players", peer=addr)
-            if packet["ack"]:
-                acked = min(packet["ack"].values())
+            if packet.ack:
+                acked = min(frame for _, frame in packet.ack)
                 spectator = self.spectators[addr]
                 spectator.acked = max(spectator.acked, min(acked, self.confirmed_frame))
         else:
@@ -276,61 +288,63 @@ class P2PSession:
         remote.gen, remote.ping_ms, remote.last_t, remote.last_t_at = gen, None, -1.0, 0.0
         remote.remote_frame, remote.timesync = 0, TimeSync()
 
-    def _validate_input_packet(self, remote: _Remote, packet: dict[str, Any]) -> None:
+    def _validate_input_packet(self, remote: _Remote, packet: codec.Packet) -> None:
         def bad(message: str) -> NetcodeError:
             return NetcodeError("invalid_packet", message, peer=remote.addr)
 
-        for player, (start, actions) in packet["inputs"].items():
+        for player, start, actions in packet.inputs:
             if player not in remote.players:
                 raise bad(f"peer {remote.addr!r} sent inputs for {player!r}, which it does not own")
             if start + len(actions) > self.current_frame + MAX_FRAMES_AHEAD:
                 raise bad(f"inputs for {player!r} reach frame {start + len(actions)}, too far past our frame {self.current_frame}")
-            space = self.config.action_spaces[player]
+            why_not = self.config.action_spaces[player].why_not
+            checked: Any = _NOTHING
             for offset, action in enumerate(actions):
-                reason = space.why_not(action)
-                if reason:
-                    raise bad(f"action of {player!r} at frame {start + offset} rejected: {reason}")
-        for player, frame in packet["ack"].items():
+                if action is not checked:   # one run's actions are one object (netcode.codec)
+                    reason = why_not(action)
+                    if reason:
+                        raise bad(f"action of {player!r} at frame {start + offset} rejected: {reason}")
+                    checked = action
+        for player, frame in packet.ack:
             if player not in self.local_players:
                 raise bad(f"ack for {player!r}, which is not a local player here")
             if frame > self.queues[player].last_confirmed:
                 raise bad(f"ack of frame {frame} for {player!r}, which was never sent")
-        for player in packet["gone"]:
-            if player not in self.config.players:
+        for player, _ in packet.gone:
+            if player not in self.queues:
                 raise bad(f"gone lists unknown player {player!r}")
 
-    def _apply_input_packet(self, remote: _Remote, packet: dict[str, Any], now: float) -> None:
+    def _apply_input_packet(self, remote: _Remote, packet: codec.Packet, now: float) -> None:
         remote.last_heard = now
         if remote.interrupted:
             remote.interrupted = False
             self._events.append(NetworkResumed(remote.addr))
-        for player, (start, actions) in packet["inputs"].items():
+        for player, start, actions in packet.inputs:
             queue = self.queues[player]
             skip = queue.last_confirmed + 1 - start
-            if skip >= 0:
-                for offset, action in enumerate(actions[skip:]):
-                    queue.add_confirmed(start + skip + offset, action)
-        for player, frame in packet["ack"].items():
-            remote.acked[player] = max(remote.acked.get(player, -1), frame)
-        remote.remote_frame = packet["frame"]
-        if packet["t"] > remote.last_t:
-            remote.last_t, remote.last_t_at = packet["t"], now
-        if packet["peer_gen"] == self.generation:   # else echo and adv are about another holder of our seat
-            if packet["echo"] >= 0:
-                rtt = max(0.0, now - packet["echo"] - packet["hold"])
+            if 0 <= skip < len(actions):
+                queue.add_confirmed_run(start + skip, actions[skip:])
+        acked = remote.acked
+        for player, frame in packet.ack:
+            if frame > acked.get(player, -1):
+                acked[player] = frame
+        remote.remote_frame = packet.frame
+        if packet.t > remote.last_t:
+            remote.last_t, remote.last_t_at = packet.t, now
+        if packet.peer_gen == self.generation:   # else echo and adv are about another holder of our seat
+            if packet.echo >= 0:
+                rtt = max(0.0, now - packet.echo - packet.hold)
                 remote.ping_ms = rtt if remote.ping_ms is None else 0.9 * remote.ping_ms + 0.1 * rtt
-            remote.timesync.update(self._advantage_over(remote), packet["adv"])
-        if packet["checks"]:
-            remote.checks.update(packet["checks"])
-            self._compare_checks(remote)
-        for player, frame in packet["gone"].items():
+            remote.timesync.update(self._advantage_over(remote), packet.adv)
+        if packet.checks:
+            self._receive_checks(remote, packet.checks)
+        for player, frame in packet.gone:
             if player not in self.local_players:
                 self._disconnect_player(player, frame)
 
     # ----------------------------------------------------------------- packets out
 
-    def _send_all(self, force: bool) -> None:
-        now = self.clock()
+    def _send_all(self, force: bool, now: float) -> None:
         for remote in self.remotes.values():
             if not remote.disconnected and (force or now - remote.last_sent >= self.config.keepalive_ms):
                 self._send(remote.addr, self._input_packet(remote, now))
@@ -340,55 +354,48 @@ class P2PSession:
                 self._send(spectator.addr, self._confirmed_packet(spectator, now))
                 spectator.last_sent = now
 
-    def _send(self, addr: str, packet: dict[str, Any]) -> None:
-        data = codec.encode(packet)
-        self.stats.packets_sent += 1
-        self.stats.bytes_sent += len(data)
+    def _send(self, addr: str, data: str) -> None:
+        stats = self.stats
+        stats.packets_sent += 1
+        stats.bytes_sent += len(data)
         self.transport.send(addr, data)
 
-    def _input_packet(self, remote: _Remote, now: float) -> dict[str, Any]:
+    def _input_packet(self, remote: _Remote, now: float) -> str:
         inputs = {}
+        acked = remote.acked
         for player in self.local_players:
             queue = self.queues[player]
-            start = remote.acked.get(player, -1) + 1
+            start = acked.get(player, -1) + 1
             end = min(queue.last_confirmed, start + codec.MAX_INPUTS_PER_PLAYER - 1)
-            inputs[player] = [start, [queue.confirmed[f] for f in range(start, end + 1)]]
-        return {
-            "v": codec.PROTOCOL_VERSION, "kind": "input", "gen": self.generation, "peer_gen": remote.gen,
-            "frame": self.current_frame,
-            "adv": round(self._advantage_over(remote), 3), "t": now,
-            "echo": remote.last_t, "hold": now - remote.last_t_at if remote.last_t >= 0 else 0,
-            "inputs": inputs,
-            "ack": {p: self.queues[p].last_confirmed for p in remote.players},
-            "checks": self._recent_checks(),
-            "gone": self._gone(),
-        }
+            confirmed = queue.confirmed
+            inputs[player] = (start, [confirmed[f] for f in range(start, end + 1)])
+        return codec.input_packet(
+            gen=self.generation, peer_gen=remote.gen, frame=self.current_frame,
+            adv=round(self._advantage_over(remote), 3), t=now,
+            echo=remote.last_t, hold=now - remote.last_t_at if remote.last_t >= 0 else 0,
+            inputs=inputs, ack={p: self.queues[p].last_confirmed for p in remote.players},
+            checks=self._sent_checks, gone=self._sent_gone,
+        )
 
-    def _confirmed_packet(self, spectator: _Spectator, now: float) -> dict[str, Any]:
+    def _confirmed_packet(self, spectator: _Spectator, now: float) -> str:
         start = spectator.acked + 1
         end = min(self.confirmed_frame, self.current_frame - 1, start + codec.MAX_INPUTS_PER_PLAYER - 1)
-        return {
-            "v": codec.PROTOCOL_VERSION, "kind": "confirmed", "gen": self.generation, "peer_gen": -1,
-            "frame": self.current_frame, "adv": 0, "t": now,
-            "echo": -1, "hold": 0,
-            "inputs": {p: [start, [self.queues[p].final_input(f) for f in range(start, end + 1)]] for p in self.config.players},
-            "ack": {}, "checks": self._recent_checks(),
-            "gone": self._gone(),
-        }
-
-    def _recent_checks(self) -> list[list[Any]]:
-        return [[f, c] for f, c in list(self._checks_final.items())[-CHECKS_SENT:]]
-
-    def _gone(self) -> dict[str, int]:
-        return {p: q.disconnected_from for p, q in self.queues.items() if q.disconnected_from is not None}
+        return codec.confirmed_packet(
+            gen=self.generation, frame=self.current_frame, t=now,
+            inputs={p: (start, [self.queues[p].final_input(f) for f in range(start, end + 1)]) for p in self.config.players},
+            checks=self._sent_checks, gone=self._sent_gone,
+        )
 
     # ----------------------------------------------------------------- internals
 
     def _rollback_requests(self) -> list[Request]:
-        incorrect = [f for f in (q.take_first_incorrect() for q in self.queues.values()) if f is not None]
-        if not incorrect or min(incorrect) >= self.current_frame:
+        first = None
+        for _, queue in self._all_queues:
+            incorrect = queue.take_first_incorrect()
+            if incorrect is not None and (first is None or incorrect < first):
+                first = incorrect
+        if first is None or first >= self.current_frame:
             return []
-        first = min(incorrect)
         self.stats.add_rollback(self.current_frame - first)
         requests: list[Request] = [LoadState(first)]
         confirmed = self.confirmed_frame
@@ -400,9 +407,9 @@ class P2PSession:
 
     def _advance_request(self, frame: int) -> AdvanceFrame:
         inputs, status = {}, {}
-        for player in self.config.players:
-            inputs[player], status[player] = self.queues[player].input_for(frame)
-            if status[player] == PREDICTED:
+        for player, queue in self._all_queues:
+            inputs[player], status[player] = how = queue.input_for(frame)
+            if how[1] is PREDICTED:
                 self._predicted[player].add(frame)
         return AdvanceFrame(frame, inputs, status)
 
@@ -411,10 +418,10 @@ class P2PSession:
         return frame > confirmed or self.config.is_check_frame(frame)
 
     def _remote_confirmed(self) -> int:
-        return min((self.queues[p].known_through() for p in self._owner), default=1 << 60)
+        return min([q.known_through() for q in self._remote_queues], default=1 << 60)
 
     def _advantage_over(self, remote: _Remote) -> float:
-        ping_frames = (remote.ping_ms or 0.0) / self.config.frame_ms
+        ping_frames = (remote.ping_ms or 0.0) / self._frame_ms
         return self.current_frame - (remote.remote_frame + ping_frames / 2)
 
     def _maybe_recommend_wait(self) -> None:
@@ -424,14 +431,38 @@ class P2PSession:
                 self._events.append(WaitRecommendation(wait))
 
     def _finalize_checksums(self) -> None:
+        if not self._checks_pending:
+            return
         final = [f for f in self._checks_pending if f <= self._final_upto + 1]
         for frame in sorted(final):
             self._checks_final[frame] = self._checks_pending.pop(frame)
         while len(self._checks_final) > CHECKS_KEPT:
             del self._checks_final[next(iter(self._checks_final))]
         if final:
+            self._checks_changed()
             for remote in self.remotes.values():
                 self._compare_checks(remote)
+
+    def _checks_changed(self) -> None:
+        self._sent_checks = list(self._checks_final.items())[-CHECKS_SENT:]
+
+    def _receive_checks(self, remote: _Remote, checks: list[tuple[int, str]]) -> None:
+        """A remote's checksums: compared at once where ours is final, else kept until it is."""
+        ours = self._checks_final
+        kept = False
+        for frame, theirs in checks:
+            mine = ours.get(frame)
+            if mine is None:
+                remote.checks[frame] = theirs
+                kept = True
+            elif theirs != mine:
+                remote.checks.pop(frame, None)
+                self.stats.desyncs += 1
+                self._events.append(DesyncDetected(frame, mine, theirs, remote.addr))
+            else:
+                remote.checks.pop(frame, None)
+        if kept:
+            self._compare_checks(remote)
 
     def _compare_checks(self, remote: _Remote) -> None:
         for frame in [f for f in remote.checks if f in self._checks_final]:
@@ -446,8 +477,7 @@ class P2PSession:
         while len(remote.checks) > CHECKS_KEPT:
             del remote.checks[min(remote.checks)]
 
-    def _check_timeouts(self) -> None:
-        now = self.clock()
+    def _check_timeouts(self, now: float) -> None:
         for remote in self.remotes.values():
             if remote.disconnected:
                 continue
@@ -472,6 +502,8 @@ class P2PSession:
         queue.disconnect(frame)
         for stale in [f for f in self._checks_final if f > frame]:
             del self._checks_final[stale]
+        self._checks_changed()
+        self._sent_gone = {p: q.disconnected_from for p, q in self._all_queues if q.disconnected_from is not None}
         remote = self._owner[player]
         if not remote.disconnected:
             remote.disconnected = True

@@ -1,7 +1,9 @@
 """Requests a session returns for its caller to run against the env, in order.
 
 A list of them is one batch: in the browser the worker runs the whole list in one
-call, so a rollback (load + re-steps + saves) costs a single round-trip.
+call, so a rollback (load + re-steps + saves) costs a single round-trip. They are plain
+slotted records, not frozen ones (a session makes a few every frame, and a frozen
+dataclass costs several times as much to build); treat them as read-only.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ PREDICTED = "predicted"
 DISCONNECTED = "disconnected"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class SaveState:
     """Snapshot the env, which is at `frame`; hash it too when `checksum`."""
 
@@ -24,7 +26,7 @@ class SaveState:
         return {"op": "save", "frame": self.frame, "checksum": self.checksum}
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class LoadState:
     """Restore the snapshot taken at `frame`."""
 
@@ -34,7 +36,7 @@ class LoadState:
         return {"op": "load", "frame": self.frame}
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class AdvanceFrame:
     """Step the env from `frame` to `frame + 1` with one action per player.
 

@@ -52,25 +52,28 @@ class SpectatorSession:
         packet = codec.decode(data)
         if addr != self.host_addr:
             raise NetcodeError("unknown_peer", f"spectators only listen to their host {self.host_addr!r}", peer=addr)
-        if packet["kind"] != "confirmed" or set(packet["inputs"]) != set(self.config.players):
+        inputs = {player: (start, actions) for player, start, actions in packet.inputs}
+        if packet.kind != "confirmed" or len(inputs) != len(self.config.players) or not all(
+                p in inputs for p in self.config.players):
             raise NetcodeError("invalid_packet", "a host sends confirmed packets with every player's inputs", peer=addr)
-        starts = {start for start, _ in packet["inputs"].values()}
-        lengths = {len(actions) for _, actions in packet["inputs"].values()}
+        starts = {start for start, _ in inputs.values()}
+        lengths = {len(actions) for _, actions in inputs.values()}
         if len(starts) != 1 or len(lengths) != 1:
             raise NetcodeError("invalid_packet", "confirmed inputs must cover the same frames for every player", peer=addr)
-        for player, (start, actions) in packet["inputs"].items():
+        for player, (start, actions) in inputs.items():
+            why_not = self.config.action_spaces[player].why_not
             for offset, action in enumerate(actions):
-                reason = self.config.action_spaces[player].why_not(action)
+                reason = why_not(action)
                 if reason:
                     raise NetcodeError("invalid_packet", f"action of {player!r} at frame {start + offset}: {reason}", peer=addr)
         self.stats.packets_received += 1
-        self.host_frame = max(self.host_frame, packet["frame"])
-        self._gone.update(packet["gone"])
+        self.host_frame = max(self.host_frame, packet.frame)
+        self._gone.update(packet.gone)
         start, count = starts.pop(), lengths.pop()
         for frame in range(max(start, self._received_upto + 1), start + count):
-            self._inputs[frame] = {p: packet["inputs"][p][1][frame - start] for p in self.config.players}
+            self._inputs[frame] = {p: inputs[p][1][frame - start] for p in self.config.players}
             self._received_upto = frame
-        for frame, checksum in packet["checks"]:
+        for frame, checksum in packet.checks:
             if frame >= self.current_frame - 64:
                 self._host_checks[frame] = checksum
         self._compare_checks()
@@ -112,8 +115,7 @@ class SpectatorSession:
         return events
 
     def _send_ack(self) -> None:
-        packet = {"v": codec.PROTOCOL_VERSION, "kind": "ack", "t": self.clock(),
-                  "ack": {p: self._received_upto for p in self.config.players}}
-        self.transport.send(self.host_addr, codec.encode(packet))
+        packet = codec.ack_packet(self.clock(), {p: self._received_upto for p in self.config.players})
+        self.transport.send(self.host_addr, packet)
         self.stats.packets_sent += 1
         self._last_sent = self.clock()

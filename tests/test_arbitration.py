@@ -4,7 +4,6 @@ verifies against the server's checksums. A single-player match is recorded like 
 Real server (subprocess), real Socket.IO headless participants, real SQLite."""
 from __future__ import annotations
 
-import json
 import time
 from typing import Any, Iterator
 
@@ -17,6 +16,7 @@ from app.data.store import DATABASE_NAME, Store
 from app.participant.headless import HeadlessParticipant, _Episode
 from game.games.pong import Pong
 from game.lockstep import Lockstep
+from netcode import codec
 from netcode.client import MatchClient
 from tests.server_fixtures import Server, pid, run_together
 from tests.test_server_e2e import SHORT_EXPERIMENT   # consent, page, survey, 2 Pong episodes of 90 frames, end
@@ -55,9 +55,14 @@ class Liar(HeadlessParticipant):
         self.forged = False
 
     def _send_packet(self, packet: dict[str, Any]) -> None:
-        body = json.loads(packet["data"])
-        body["checks"] = [[frame, FAKE] for frame, _ in body["checks"]]
-        super()._send_packet({**packet, "data": json.dumps(body)})
+        body = codec.decode(packet["data"])
+        fields = {"gen": body.gen, "frame": body.frame, "t": body.t, "gone": dict(body.gone),
+                  "inputs": {p: (start, actions) for p, start, actions in body.inputs},
+                  "checks": [(frame, FAKE) for frame, _ in body.checks]}
+        forged = (codec.confirmed_packet(**fields) if body.kind == "confirmed" else
+                  codec.input_packet(**fields, peer_gen=body.peer_gen, adv=body.adv, echo=body.echo, hold=body.hold,
+                                     ack=dict(body.ack)))
+        super()._send_packet({**packet, "data": forged})
 
     def _service_episode(self, ep: _Episode, now: float) -> None:
         client = ep.client

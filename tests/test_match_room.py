@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import copy
-import json
 import uuid
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from app.live.protocol import EpisodeDone, PacketEvent, ProtocolError, parse_epi
 from app.data.recording import RecordingWriter, make_header, read_recording
 from game.games.pong import Pong
 from game.lockstep import Lockstep
+from netcode import codec
 from netcode.client import SERVER, MatchClient
 from game.spaces import Discrete
 from tests.server_fixtures import SettlesAtOnce
@@ -64,10 +64,13 @@ def make_room(tmp_path: Path, episodes: int = 1, config: dict[str, Any] | None =
     return room, host
 
 
-def packet(inputs: dict[str, Any], checks: list[Any] | None = None, **fields: Any) -> str:
-    body = {"v": 2, "kind": "input", "gen": 0, "peer_gen": 0, "frame": 3, "adv": 0, "t": 1.0, "echo": -1, "hold": 0, "inputs": inputs,
-            "ack": {}, "checks": checks or [], "gone": {}, **fields}
-    return json.dumps(body)
+def packet(inputs: dict[str, Any], checks: list[Any] | None = None, kind: str = "input", **fields: Any) -> str:
+    """An input (or confirmed) packet of frame 3: `inputs` {player: [start, actions]}, `checks` [[frame, checksum]]."""
+    body = {"gen": 0, "frame": 3, "t": 1.0, "inputs": {p: (start, actions) for p, (start, actions) in inputs.items()},
+            "checks": checks or [], "gone": {}, **fields}
+    if kind == "confirmed":
+        return codec.confirmed_packet(**body)
+    return codec.input_packet(**{"peer_gen": 0, "adv": 0, "echo": -1, "hold": 0, "ack": {}, **body})
 
 
 def test_inputs_are_logged_in_frame_order_and_forwarded(tmp_path: Path) -> None:

@@ -23,6 +23,18 @@ def test_a_resent_action_of_another_type_is_still_checked(tmp_path: Path) -> Non
     assert room.log.actions["left"] == [1, 2]
 
 
+def test_every_run_of_a_run_length_coded_packet_is_checked(tmp_path: Path) -> None:
+    room, _ = make_room(tmp_path)
+    s0 = room.seats["s0"]
+    for actions, reason in (([1, 1, 1, 7, 7], r"7 is outside \[0, 2\]"), ([2, 2, True, True], "got bool"),
+                            ([0, 0, 1.0], "got float"), ([1] * 5 + ["up"] * 3, "got str")):
+        with pytest.raises(ProtocolError, match=reason):
+            room.relay(s0, PacketEvent("m1", 0, "s1", packet({"left": [0, actions]})))
+    assert room.log.actions["left"] == []
+    room.relay(s0, PacketEvent("m1", 0, "s1", packet({"left": [0, [1, 1, 1, 2, 2]]})))
+    assert room.log.actions["left"] == [1, 1, 1, 2, 2]
+
+
 def test_room_metrics_count_relayed_packets_and_first_packets(tmp_path: Path) -> None:
     room, _ = make_room(tmp_path)
     s0, s1 = room.seats["s0"], room.seats["s1"]
@@ -35,5 +47,5 @@ def test_room_metrics_count_relayed_packets_and_first_packets(tmp_path: Path) ->
     assert metrics.value("coplay_relayed_bytes_total") == 3 * len(data) + len(packet({"right": [0, [0]]}))
     assert metrics.value("coplay_first_packet_seconds_count") == 2  # once per human seat and episode
     with pytest.raises(ProtocolError):
-        room.relay(s0, PacketEvent("m1", 0, "s1", json.dumps({"v": 1})))
+        room.relay(s0, PacketEvent("m1", 0, "s1", json.dumps([2, "i"])))
     assert metrics.value("coplay_relay_seconds_count") == 4  # refused packets are not relayed

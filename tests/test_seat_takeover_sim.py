@@ -81,7 +81,7 @@ class Relay:
 
     def send(self, sender: Holder, packet: dict[str, Any]) -> None:
         seat = next(s for s, h in self.holders.items() if h is sender)
-        for player, (start, actions) in codec.decode(packet["data"])["inputs"].items():
+        for player, start, actions in codec.decode(packet["data"]).inputs:
             self.log.add(player, start, actions)
         delay = 15 + 10 * self.rng.random()
         heapq.heappush(self.in_flight, (self.clock.now_ms + delay, self.seq, sender, seat, packet["data"]))
@@ -139,9 +139,8 @@ def test_a_new_holder_resets_ping_and_time_sync_and_stale_echoes_are_ignored() -
     survivor = P2PSession(config, ["p0"], {"b": ["p1"]}, hub.endpoint("a"), lambda: now[0])
 
     def packet(gen: int, peer_gen: int, frame: int, t: float, echo: float, adv: float) -> str:
-        return codec.encode({"v": codec.PROTOCOL_VERSION, "kind": "input", "gen": gen, "peer_gen": peer_gen,
-                             "frame": frame, "adv": adv, "t": t, "echo": echo, "hold": 0, "inputs": {},
-                             "ack": {}, "checks": [], "gone": {}})
+        return codec.input_packet(gen=gen, peer_gen=peer_gen, frame=frame, adv=adv, t=t, echo=echo, hold=0, inputs={},
+                                  ack={}, checks=[], gone={})
 
     survivor.handle_packet("b", packet(0, 0, 0, t=5e8, echo=990.0, adv=0))
     remote = survivor.remotes["b"]

@@ -12,6 +12,7 @@ from typing import Any, Iterator
 import pytest
 
 from game.games.pong import Pong
+from netcode import codec
 from netcode.executor import Executor
 from netcode.requests import AdvanceFrame, LoadState, SaveState
 
@@ -111,7 +112,7 @@ def test_tick_without_a_match_and_a_missing_player_action(glues: dict[str, Modul
     assert out["frame"] == 1 and out["skip"] == 0
     # Alone (no peers), the seat sends its confirmed inputs to the server, which records them.
     assert out["packets"] and {p["to"] for p in out["packets"]} == {"server"}
-    assert json.loads(out["packets"][-1]["data"])["kind"] == "confirmed"
+    assert codec.decode(out["packets"][-1]["data"]).kind == "confirmed"
     glue.stop()
     assert glue._match is None
 

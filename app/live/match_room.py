@@ -39,6 +39,7 @@ from scenes.ai_seat import as_ai_seat
 HUMAN, AI = "human", "ai"
 MAX_AHEAD_SECONDS = 10  # a seat's inputs may run at most this far past the last frame everyone has sent
 REFEREE_LAG = 120       # frames the referee may fall behind the confirmed inputs before it is run
+_UNCHECKED = object()
 
 
 class Bot(Protocol):
@@ -268,23 +269,24 @@ class MatchRoom:
             packet = codec.decode(event.data)
         except NetcodeError as error:
             raise ProtocolError(str(error)) from None
-        if packet["kind"] != ("confirmed" if to_server else "input"):
+        if packet.kind != ("confirmed" if to_server else "input"):
             sends = "the lone seat sends confirmed packets to the server" if to_server else "seats send input packets"
-            raise ProtocolError(f"{sends}, got {packet['kind']!r}")
-        for frame, _ in packet["checks"]:
+            raise ProtocolError(f"{sends}, got {packet.kind!r}")
+        checks = packet.checks
+        for frame, _ in checks:
             if not (self.check_every and frame % self.check_every == 0):
                 raise ProtocolError(f"checksum of frame {frame}, which is not a check frame "
                                     f"(every {self.check_every}th)")
-        if packet["gen"] != sender.gen:
-            if packet["gen"] > sender.gen:
-                raise ProtocolError(f"holder generation {packet['gen']} of seat {sender.addr!r} was never given "
+        if packet.gen != sender.gen:
+            if packet.gen > sender.gen:
+                raise ProtocolError(f"holder generation {packet.gen} of seat {sender.addr!r} was never given "
                                     f"(it is {sender.gen})")
             if sender.absent_since is not None:
                 self.rejoin(sender)   # a page that fell silent plays on: it takes its seat back, re-simulating
             return   # a previous holder's packet, in flight when the seat changed hands
-        inputs = packet["inputs"]
+        inputs = packet.inputs
         limit = self.log.complete + MAX_AHEAD_SECONDS * self.settings.fps
-        for player, (start, actions) in inputs.items():
+        for player, start, actions in inputs:
             if player not in sender.players:
                 raise ProtocolError(f"seat {sender.addr!r} sent inputs for {player!r}, which it does not play")
             if start + len(actions) > limit:
@@ -292,7 +294,7 @@ class MatchRoom:
                                     f"{MAX_AHEAD_SECONDS} s past the last frame every seat has sent ({self.log.complete})")
             self._check_actions(player, actions)
         try:
-            for player, (start, actions) in inputs.items():
+            for player, start, actions in inputs:
                 self.log.add(player, start, actions)
         except InconsistentInput as error:
             raise ProtocolError(str(error)) from None
@@ -301,13 +303,13 @@ class MatchRoom:
         if target is not None:
             self._time_round_trip(sender, target, packet)
         self._write_complete_frames()
-        for frame, checksum in packet["checks"]:
+        for frame, checksum in checks:
             self._checksum(sender, frame, checksum)
         if sender.started_at is not None and sender.kind == HUMAN:
             self.metrics.first_packet_seconds.observe(began - sender.started_at)
             sender.started_at = None
         if to_server:
-            self._ack(sender, packet["t"])
+            self._ack(sender, packet.t)
             self.metrics.relayed(len(event.data), began)
         elif target is not None and not target.gone:
             if target.bot is not None:
@@ -337,16 +339,19 @@ class MatchRoom:
 
     def _check_actions(self, player: str, actions: list[Any]) -> None:
         """Raise ProtocolError unless every action is in `player`'s action space."""
-        space = self.settings.action_spaces[player]
+        why_not = self.settings.action_spaces[player].why_not
+        checked: Any = _UNCHECKED
         for action in actions:
-            reason = space.why_not(action)
-            if reason:
-                raise ProtocolError(f"action of {player!r} is not in the game's action space: {reason}")
+            if action is not checked:   # one run's actions are one object (netcode.codec)
+                reason = why_not(action)
+                if reason:
+                    raise ProtocolError(f"action of {player!r} is not in the game's action space: {reason}")
+                checked = action
 
     def _ack(self, seat: Seat, t: float) -> None:
         """Tell a lone seat which of its inputs the server has (it sends them as to a spectator)."""
         ack = {p: len(self.log.actions[p]) - 1 for p in seat.players}
-        data = codec.encode({"v": codec.PROTOCOL_VERSION, "kind": "ack", "t": t, "ack": ack})
+        data = codec.ack_packet(t, ack)
         self.host.send(seat, "packet", {"match": self.id, "episode": self.episode, "from": SERVER, "data": data})
 
     def _write_complete_frames(self) -> None:
