@@ -100,9 +100,8 @@ def packet(client: Client, action: Any) -> dict[str, Any]:
     assert start is not None
     player = start["players"][0]
     frame = client.frame
-    data = codec.encode({"v": codec.PROTOCOL_VERSION, "kind": "input", "gen": start["gen"], "peer_gen": -1,
-                         "frame": frame, "adv": 0, "t": frame * 1000 / FPS, "echo": 0, "hold": 0,
-                         "inputs": {player: [frame, [action]]}, "ack": {}, "checks": [], "gone": {}})
+    data = codec.input_packet(gen=start["gen"], peer_gen=-1, frame=frame, adv=0, t=frame * 1000 / FPS, echo=0,
+                              hold=0, inputs={player: (frame, [action])}, ack={}, checks=[], gone={})
     return {"match": start["match"], "episode": start["episode"], "to": client.partner, "data": data}
 
 
@@ -139,7 +138,7 @@ async def read_channel(client: Client, ws: aiohttp.ClientWebSocketResponse, lags
 def note_packet(client: Client, data: str, lags: list[float]) -> None:
     """One packet from the partner: its one-way latency, by the frame it carries."""
     client.received += 1
-    frame = json.loads(data)["frame"]
+    frame = codec.decode(data).frame
     partner = client.partner_client
     sent = partner.sent_at.pop(frame, None) if partner is not None else None
     if sent is not None:

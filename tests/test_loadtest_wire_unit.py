@@ -17,7 +17,7 @@ from app.live.match_room import MatchRoom
 from app.live.protocol import PacketEvent, parse_episode_done
 from app.loadtest.selfcheck import Histogram, SelfCheck, merge, overall_verdict, verdict
 from app.loadtest.wire_transport import ChannelRefused, MatchChannel, channel_url
-from app.loadtest.wire_match import MatchSim, SimRegistry, WireSeat, input_packet
+from app.loadtest.wire_match import MatchSim, SimRegistry, WireSeat
 from app.participant.answers import Policy
 from app.data.recording import read_recording
 from game.games.pong import Pong
@@ -71,8 +71,8 @@ def test_wire_seats_play_an_episode_the_real_room_accepts_and_ends(tmp_path: Pat
     assert all(s.done is not None and s.done["frame"] == FRAMES for s in seats.values())
     assert not any(s.desyncs for s in seats.values())
     packets = [codec.decode(d) for d in sent]
-    assert all(p["kind"] == "input" and p["gen"] == 0 for p in packets)
-    checked = {f for p in packets for f, _ in p["checks"]}
+    assert all(p.kind == "input" and p.gen == 0 for p in packets)
+    checked = {f for p in packets for f, _ in p.checks}
     assert checked and all(f % 10 == 0 for f in checked) and max(checked) >= FRAMES - 10
     room.recording.close()
     checks = read_recording(room.recording.path).episodes[0]["checksums"]
@@ -88,8 +88,8 @@ def test_a_wire_seat_stalls_max_prediction_frames_past_its_peer(tmp_path: Path) 
     out = [lone.tick(t * 1000 / 60) for t in range(20)]
     assert lone.frame == 5 and lone.stalls == 15
     assert all(len(o) == 1 for o in out[:5]) and sum(len(o) for o in out[5:]) == 2   # then keep-alives only
-    first = codec.decode(out[0][0][1])
-    assert first["inputs"]["left"][0] == 0 and first["inputs"]["left"][1][:2] == [0, 0]   # the input delay
+    [(player, start, actions)] = codec.decode(out[0][0][1]).inputs
+    assert (player, start) == ("left", 0) and actions[:2] == [0, 0]   # the input delay
 
 
 def test_a_resent_or_overlapping_input_is_idempotent_and_a_gap_is_ignored() -> None:
@@ -101,14 +101,6 @@ def test_a_resent_or_overlapping_input_is_idempotent_and_a_gap_is_ignored() -> N
     sim.know("right", 0, [0, 0])
     sim.run()
     assert sim.sim.frame == 2 and sim.checksums and list(sim.checksums) == [0]
-
-
-def test_the_stand_in_input_packet_is_a_valid_v2_packet() -> None:
-    data = input_packet(gen=1, peer_gen=0, frame=7, adv=1.0, t=12.5, echo=3.0, hold=1.5,
-                        inputs={"left": (3, [0, 1])}, ack={"right": 6}, checks=[(0, "abc")], gone={})
-    packet = codec.decode(data)
-    assert packet["inputs"] == {"left": [3, [0, 1]]} and packet["checks"] == [[0, "abc"]]
-    assert packet["gen"] == 1 and packet["ack"] == {"right": 6}
 
 
 # ----------------------------------------------------------------------------- the match channel
@@ -242,8 +234,8 @@ def test_a_seat_taken_back_resumes_from_the_frame_the_server_names(tmp_path: Pat
     assert back.mine["left"] == log["left"] and back.frame == frame and back.received["right"] == len(log["right"])
     out = back.tick(1000.0)
     assert back.frame == frame + 1 and len(back.mine["left"]) == frame + 1
-    packet = codec.decode(out[0][1])
-    assert packet["inputs"]["left"][0] == 0 and packet["inputs"]["left"][1][:frame] == log["left"]
+    [(player, start, actions)] = codec.decode(out[0][1]).inputs
+    assert (player, start) == ("left", 0) and actions[:frame] == log["left"]
     room.relay(room.seats["s0"], PacketEvent(room.id, room.episode, "s1", out[0][1]))   # the room accepts it
     assert len(room.log.actions["left"]) == frame + 1
 
@@ -256,11 +248,11 @@ def test_a_seat_whose_peer_hears_a_later_holder_stops_judging_checksums(tmp_path
     seats = wire_seats(room, shared=False)
     play(room, seats, ticks=30)
     mine = seats["s0"]
-    wrong = input_packet(gen=0, peer_gen=0, frame=30, adv=0.0, t=1.0, echo=-1, hold=0, inputs={"right": (30, [])},
+    wrong = codec.input_packet(gen=0, peer_gen=0, frame=30, adv=0.0, t=1.0, echo=-1, hold=0, inputs={"right": (30, [])},
                          ack={}, checks=[(10, "not-our-checksum")], gone={})
     mine.receive("s1", wrong, 600.0)
     assert len(mine.desyncs) == 1 and not mine.replaced          # our own seat: a real desync
-    taken = input_packet(gen=0, peer_gen=1, frame=31, adv=0.0, t=2.0, echo=-1, hold=0, inputs={"right": (30, [])},
+    taken = codec.input_packet(gen=0, peer_gen=1, frame=31, adv=0.0, t=2.0, echo=-1, hold=0, inputs={"right": (30, [])},
                          ack={}, checks=[(20, "not-our-checksum")], gone={})
     mine.receive("s1", taken, 700.0)
     assert mine.replaced and len(mine.desyncs) == 1

@@ -322,18 +322,18 @@ class MatchRoom:
             self._referee_due = False
             self.host.settle(self)
 
-    def _time_round_trip(self, sender: Seat, target: Seat, packet: dict[str, Any]) -> None:
+    def _time_round_trip(self, sender: Seat, target: Seat, packet: codec.Packet) -> None:
         """The relay's round trip to `sender`: from the arrival of the partner's packet that `sender` echoes
         (its "t") to this packet, less the time `sender` held it before answering (netcode.p2p's ping,
         seen from the server)."""
         now_ms = self.host.now() * 1000
-        sender.sent_at[packet["t"]] = now_ms
+        sender.sent_at[packet.t] = now_ms
         if len(sender.sent_at) > 64:
             del sender.sent_at[next(iter(sender.sent_at))]
-        arrived = target.sent_at.get(packet["echo"]) if packet["peer_gen"] == target.gen else None
+        arrived = target.sent_at.get(packet.echo) if packet.peer_gen == target.gen else None
         if arrived is None or sender.kind != HUMAN:
             return
-        rtt = max(0.0, now_ms - arrived - packet["hold"])
+        rtt = max(0.0, now_ms - arrived - packet.hold)
         sender.ping_ms = rtt if sender.ping_ms is None else 0.9 * sender.ping_ms + 0.1 * rtt
         self.rtt_samples.append(rtt)
 

@@ -17,30 +17,16 @@ cover, so what it sends is what a real seat could know.
 from __future__ import annotations
 
 import bisect
-import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 from game.lockstep import Lockstep
 from netcode import codec
 from netcode.config import SessionConfig
+from netcode.errors import NetcodeError
 
 CHECKS_SENT = 4          # latest check-frame checksums repeated in every packet (as netcode.p2p sends)
 KEEPALIVE_S = 0.1        # a stalled or finished seat still sends a packet this often
-
-
-# STAND-IN (lead: replace at merge). The codec helper's `netcode.codec.input_packet` builds the compact
-# wire form; until it exists this builds today's v2 JSON packet with codec.encode. Same signature:
-# inputs {player: (start_frame, [actions])}, ack/gone {player: frame}, checks [(frame, checksum)].
-def input_packet(*, gen: int, peer_gen: int, frame: int, adv: float, t: float, echo: float, hold: float,
-                 inputs: Mapping[str, tuple[int, Sequence[Any]]], ack: Mapping[str, int],
-                 checks: Sequence[tuple[int, str]], gone: Mapping[str, int]) -> str:
-    return codec.encode({
-        "v": codec.PROTOCOL_VERSION, "kind": "input", "gen": gen, "peer_gen": peer_gen, "frame": frame,
-        "adv": adv, "t": t, "echo": echo, "hold": hold,
-        "inputs": {p: [start, list(actions)] for p, (start, actions) in inputs.items()},
-        "ack": dict(ack), "checks": [[f, c] for f, c in checks], "gone": dict(gone),
-    })
 
 
 class MatchSim:
@@ -216,7 +202,7 @@ class WireSeat:
             start = peer.acked.get(p, -1) + 1
             inputs[p] = (start, self.mine[p][start:start + codec.MAX_INPUTS_PER_PLAYER])
         hold = now_ms - peer.last_t_at if peer.last_t >= 0 else 0
-        return input_packet(
+        return codec.input_packet(
             gen=self.gen, peer_gen=peer.gen, frame=self.frame, adv=float(self.frame - peer.frame), t=now_ms,
             echo=peer.last_t, hold=hold, inputs=inputs,
             ack={p: self.received[p] - 1 for p in peer.players}, checks=self.sim.recent_checks(self._confirmed()),
@@ -228,38 +214,41 @@ class WireSeat:
         """A peer's packet, as the server relayed it (after checking it; so it is only parsed here).
         Raises ValueError when it is not an input packet."""
         peer = self.peers.get(sender)
-        packet = json.loads(data)
-        if not isinstance(packet, dict) or packet.get("kind") != "input":
+        try:
+            packet = codec.decode(data)
+        except NetcodeError as error:
+            raise ValueError(f"not an input packet: {error}") from None
+        if packet.kind != "input":
             raise ValueError(f"not an input packet: {data[:60]!r}")
         if peer is None:
             return
         self.packets_received += 1
-        if packet["gen"] > peer.gen:
-            peer.gen, peer.last_t, peer.frame = packet["gen"], -1.0, 0
-        elif packet["gen"] < peer.gen:
+        if packet.gen > peer.gen:
+            peer.gen, peer.last_t, peer.frame = packet.gen, -1.0, 0
+        elif packet.gen < peer.gen:
             return   # a previous holder's packet, still in flight
-        for p, (start, actions) in packet["inputs"].items():
+        for p, start, actions in packet.inputs:
             if p in self.received:
                 have = self.received[p]
                 if start <= have < start + len(actions):
                     self.sim.know(p, start, actions)
                     self.received[p] = start + len(actions)
-        for p, frame in packet["ack"].items():
+        for p, frame in packet.ack:
             if p in self.mine:
                 peer.acked[p] = max(peer.acked.get(p, -1), min(frame, len(self.mine[p]) - 1))
-        peer.frame = packet["frame"]
-        if packet["t"] > peer.last_t:
-            peer.last_t, peer.last_t_at = packet["t"], now_ms
-        if packet["peer_gen"] == self.gen and packet["echo"] >= 0:
-            self.rtt_ms = max(0.0, now_ms - packet["echo"] - packet["hold"])
-        if packet["peer_gen"] > self.gen:
+        peer.frame = packet.frame
+        if packet.t > peer.last_t:
+            peer.last_t, peer.last_t_at = packet.t, now_ms
+        if packet.peer_gen == self.gen and packet.echo >= 0:
+            self.rtt_ms = max(0.0, now_ms - packet.echo - packet.hold)
+        if packet.peer_gen > self.gen:
             # Someone else holds this seat now (the server gave it to a stand-in or an AI while this
             # participant was silent): its inputs, not ours, are the match's from then on, so checksums
             # compared here would only measure that. The server resumes us, or ends the match for us.
             self.replaced = True
         if self.replaced:
             return
-        for frame, checksum in packet["checks"]:
+        for frame, checksum in packet.checks:
             self._remote_checks[frame] = checksum
         self._compare_checks(sender)
 
