@@ -124,7 +124,7 @@ function draw(s) {
   $("h-mem").textContent = mb(h.memory_bytes);
   $("h-relay").textContent = h.relay_p99_ms == null ? "no packets" : `${h.relay_p99_ms} ms`;
   $("h-packets").textContent = h.relayed_packets;
-  $("h-admission").textContent = h.admission == null ? "not reported by this server" : JSON.stringify(h.admission);
+  $("h-admission").textContent = admissionText(h.admission);
 
   fill($("matches"), live.matches, m => m.id, (row, m) => {
     control(row, 0, () => Object.assign(document.createElement("a"), {
@@ -206,3 +206,11 @@ socket.on("snapshot", (snapshot) => {
   draw(snapshot);
   $("status").textContent = `live · ${snapshot.at.slice(11, 19)} UTC`;
 });
+
+/** The health panel's admission line: whether new matches start, and the lag that decides it. */
+function admissionText(a) {
+  if (a == null) return "not reported by this server";
+  if (!a.enabled) return `off (lag ${a.lag_ms} ms)`;
+  const state = a.open ? "open: new matches start" : "closed: new matches wait";
+  return `${state} (lag ${a.lag_ms} ms, limit ${a.max_lag_ms} ms)`;
+}

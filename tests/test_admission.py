@@ -35,6 +35,9 @@ def test_admission_closes_only_after_the_lag_stays_above_the_high_water_mark() -
     [(at, closed)] = changes
     assert at == 11.0 and isinstance(closed, Closed) and not admission.open
     assert closed.above_s == pytest.approx(1.0) and closed.figures.loop_lag_s == pytest.approx(0.150)
+    status = admission.status()   # what the dashboard's health panel shows
+    assert status["open"] is False and status["enabled"] is True and status["lag_ms"] == pytest.approx(150.0)
+    assert status["max_lag_ms"] == pytest.approx(SETTINGS.max_lag_s * 1000)
 
 
 def test_short_spikes_never_close_it() -> None:

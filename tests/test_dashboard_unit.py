@@ -106,4 +106,5 @@ def test_a_snapshot_counts_participants_by_scene_and_outcome(tmp_path: Path) -> 
     assert [p["id"] for p in counts["recent"]] == people[::-1]
     assert sum(n for _, n in snapshot["arrivals"]) == 6 and sum(n for _, n in snapshot["completions"]) == 1
     assert snapshot["entries"]["paused"] is False and snapshot["live"]["sockets"] == 0
+    assert snapshot["health"]["admission"] == hub.admission.status() and snapshot["health"]["admission"]["open"]
     store.close()

@@ -36,6 +36,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 from game.errors import CoplayError
 
@@ -153,6 +154,11 @@ class Admission:
         self._closed_at = 0.0
         self._reopened_at: float | None = None   # the slow start after reopening runs since
         self._ramp_starts = 0                     # matches started in it
+
+    def status(self) -> dict[str, Any]:
+        """Whether new matches start now, the limit and the latest figures (the dashboard's health panel)."""
+        return {"open": self.open, "enabled": self.settings.enabled,
+                "max_lag_ms": round(self.settings.max_lag_s * 1000, 1), **self.figures.as_ms()}
 
     def start_budget(self, now: float) -> float:
         """How many more matches may start now: 0 while closed, limited in the slow start after reopening."""

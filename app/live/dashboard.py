@@ -28,12 +28,12 @@ RELAY_WINDOW_S = 10.0   # the relay p99 is over the last ~10 s, not since the se
 
 
 class Dashboard:
-    """Builds snapshots of `hub`; `admission` (None until a server has one) says whether new matches are
-    admitted, for the health panel."""
+    """Builds snapshots of `hub`; `admission` (by default the hub's admission control's status) says whether
+    new matches are admitted, for the health panel."""
 
-    def __init__(self, hub: Hub, admission: Callable[[], dict[str, Any] | None] = lambda: None) -> None:
+    def __init__(self, hub: Hub, admission: Callable[[], dict[str, Any] | None] | None = None) -> None:
         self.hub = hub
-        self.admission = admission
+        self.admission = admission or hub.admission.status
         self._cpu: tuple[float, float] | None = None          # (monotonic time, cpu seconds) at the last snapshot
         self._relay: deque[tuple[float, list[tuple[float, float]]]] = deque()
 

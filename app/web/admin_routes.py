@@ -91,7 +91,7 @@ class AdminAuth:
 
 
 def register_admin_routes(app: Flask, socketio: SocketIO, hub: Hub, token: str, experiment_dir: str,
-                          admission: Callable[[], dict[str, Any] | None] = lambda: None) -> Dashboard:
+                          admission: Callable[[], dict[str, Any] | None] | None = None) -> Dashboard:
     """Add /admin and the /admin namespace to `app`; start the task pushing snapshots to admins."""
     experiment_id = hub.flow.experiment.id
     auth = AdminAuth(str(app.secret_key), token, experiment_id,
