@@ -26,7 +26,7 @@ const coplay = {
   worker: {loaded: false, error: null, mode: null},
   play: {started: false, paused: false, speed: 1, frame: 0, episode: 0, seed: null, checksum: null,
          terminated: false, truncated: false, players: {}, runs: 0},
-  record: {on: false, sent: 0, error: null, recording: null},
+  record: {on: false, queued: 0, sent: 0, error: null, recording: null},
 };
 window.coplay = coplay;
 
@@ -126,6 +126,7 @@ function play(call) {
 }
 
 function postRecords(records) {
+  coplay.record.queued += records.length;
   posting = posting.then(async () => {
     if (coplay.record.error) return;
     const response = await fetch("/record", {

@@ -5,6 +5,7 @@ generator's self-check arithmetic."""
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 import json
 from pathlib import Path
 from typing import Any
@@ -165,7 +166,9 @@ async def _channel_round_trip() -> tuple[list[tuple[int, str, str]], list[str], 
 
 
 def test_the_match_channel_sends_the_ticket_then_frames_and_reads_frames_and_refusals() -> None:
-    frames, refusals, received, refused = asyncio.run(_channel_round_trip())
+    # A thread of its own: a Playwright browser another test opened may own this thread's event loop.
+    with ThreadPoolExecutor(1) as pool:
+        frames, refusals, received, refused = pool.submit(lambda: asyncio.run(_channel_round_trip())).result()
     assert received == ['0 s1 {"v":2}', "1 s1 refuse-me"]
     assert frames == [(0, "s1", '{"v":2}')] and refusals == ["not a packet"]
     assert "4401" in refused

@@ -37,6 +37,12 @@ coplay_events_total{event="ready"} 1.0
 coplay_refused_events_total{event="ready"} 1.0
 """, """\
 coplay_relayed_bytes_total 0.5
+# HELP coplay_packets_received_total Netcode packets the relay accepted, by the path they came by.
+# TYPE coplay_packets_received_total counter
+coplay_packets_received_total{path="socketio"} 0.0
+coplay_packets_received_total{path="channel"} 0.0
+""", """\
+coplay_channels_open 0.0
 # HELP coplay_matches_active Matches running now.
 # TYPE coplay_matches_active gauge
 coplay_matches_active 7.25

@@ -165,8 +165,8 @@ def test_record_writes_a_recording_that_coplay_replay_verifies(browser: Any, tmp
         reset(page, 7)
         page.page.click("#pause")   # resume
         page.wait_for(lambda s: s["play"]["truncated"], 60, "the second episode's end (400 frames)")
-        page.wait_for(lambda s: s["record"]["sent"] > 0 and s["play"]["truncated"], 10, "the records posted")
-        page.page.wait_for_timeout(500)
+        page.wait_for(lambda s: s["play"]["truncated"] and s["record"]["sent"] == s["record"]["queued"] > 0, 30,
+                      "every record posted")
         assert page.coplay()["record"]["error"] is None
     finally:
         page.close()
