@@ -52,10 +52,11 @@ def pause(page: Participant) -> int:
 
 
 def reset(page: Participant, seed: int) -> dict[str, Any]:
+    episode = play_state(page)["episode"]   # a reset starts the next episode: wait for it, not an older state
     page.page.fill("#seed", str(seed))
     page.page.click("#reset")
-    return page.wait_for(lambda s: s["play"]["seed"] == seed and s["play"]["frame"] <= 2, 20,
-                         f"the reset with seed {seed}")["play"]
+    return page.wait_for(lambda s: s["play"]["episode"] > episode and s["play"]["seed"] == seed
+                         and s["play"]["frame"] <= 2, 20, f"the reset with seed {seed}")["play"]
 
 
 @pytest.fixture(scope="module")

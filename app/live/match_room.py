@@ -184,7 +184,9 @@ class MatchRoom:
         }
 
     def episode_done(self, seat: Seat, done: EpisodeDone) -> None:
-        if done.match != self.id or done.episode != self.episode or self.ended:
+        if self.ended and done.match == self.id:
+            return   # in flight when the match ended (e.g. the server ended it on a stalled seat): harmless
+        if done.match != self.id or done.episode != self.episode:
             raise ProtocolError(f"episode_done is for match {done.match} episode {done.episode}, "
                                 f"but this seat is in episode {self.episode} of match {self.id}")
         if done.predicted is not None:

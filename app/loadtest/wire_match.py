@@ -143,6 +143,7 @@ class WireSeat:
         self.rtt_ms: float | None = None
         self.packets_sent = self.packets_received = 0
         self.replaced = False                  # a peer heard a later holder of this seat (the server gave it away)
+        self.peer_replaced = False             # a peer's seat changed holder (a stand-in or an AI took it)
         self._last_sent = float("-inf")
         self._remote_checks: dict[int, str] = {}
 
@@ -224,6 +225,10 @@ class WireSeat:
             return
         self.packets_received += 1
         if packet.gen > peer.gen:
+            # A later holder of the peer's seat (gen 0 is its first): the simulation here may hold the old
+            # holder's inputs for frames its successor played (a match sim is shared by both seats of this
+            # process), so its checksums no longer judge the peer's.
+            self.peer_replaced = self.peer_replaced or packet.gen > 0
             peer.gen, peer.last_t, peer.frame = packet.gen, -1.0, 0
         elif packet.gen < peer.gen:
             return   # a previous holder's packet, still in flight
@@ -246,7 +251,7 @@ class WireSeat:
             # participant was silent): its inputs, not ours, are the match's from then on, so checksums
             # compared here would only measure that. The server resumes us, or ends the match for us.
             self.replaced = True
-        if self.replaced:
+        if self.replaced or self.peer_replaced:
             return
         for frame, checksum in packet.checks:
             self._remote_checks[frame] = checksum
