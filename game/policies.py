@@ -3,6 +3,7 @@ described in scenes/policies.py; these live in `game` so the simulator, the head
 participant and server bots share them."""
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from game.rng import Rng
@@ -43,3 +44,39 @@ class IdlePolicy:
 
     def act(self, observation: Any) -> Any:
         return None
+
+
+class Bot:
+    """One policy playing one player: builds the policy (passing `seed=` when its constructor takes one),
+    calls `setup`, and checks every action.
+
+    `act` returns the default action when the policy returns None, and raises ValueError
+    (naming the policy and player) when the action is not in the player's action space.
+    """
+
+    def __init__(self, factory: Any, *, player: str, action_space: Space, default_action: Any,
+                 seed: int) -> None:
+        self.player = player
+        self.action_space = action_space
+        self.default_action = default_action
+        self.policy = factory(seed=seed) if _takes_seed(factory) else factory()
+        setup = getattr(self.policy, "setup", None)
+        if callable(setup):
+            setup(player, action_space, seed)
+
+    def act(self, observation: Any) -> Any:
+        action = self.policy.act(observation)
+        if action is None:
+            return self.default_action
+        reason = self.action_space.why_not(action)
+        if reason:
+            name = type(self.policy).__name__
+            raise ValueError(f"policy {name} playing {self.player!r} chose an invalid action: {reason}")
+        return action
+
+
+def _takes_seed(factory: Any) -> bool:
+    try:
+        return "seed" in inspect.signature(factory).parameters
+    except (TypeError, ValueError):   # a builtin without a signature
+        return False

@@ -18,8 +18,10 @@ import sys
 import time
 from typing import Any
 
-from game.env import default_action_for
+from game.env import action_space_for, default_action_for
 from game.loader import LoadError, load_class
+from game.paced_policy import PacedPolicy
+from game.policies import Bot
 from game.snapshot import with_snapshots
 from netcode.client import MatchClient
 from netcode.errors import NetcodeError
@@ -34,6 +36,7 @@ _match: MatchClient | None = None               # the running match
 _last: tuple[str, dict[str, Any], int] | None = None   # (game, config, seed) of the last START
 _bench: tuple[Any, Executor] | None = None      # the env (and its Executor) STEP and BATCH run against
 _play: Playground | None = None                 # `coplay play`'s bench (PLAY)
+_ai: dict[str, PacedPolicy] = {}                # the match's local AI players (an AI seat run in this browser)
 
 
 def _clock() -> float:
@@ -55,8 +58,9 @@ def _jsonable(value: Any) -> Any:
 def prepare() -> None:
     """Before another bundle replaces this one: forget the match and every module imported from
     the bundle folder (this one included), so the new files are imported afresh."""
-    global _match, _last, _bench, _play
+    global _match, _last, _bench, _play, _ai
     _match = _last = _bench = _play = None
+    _ai = {}
     if _root is None:
         return
     for name, module in list(sys.modules.items()):
@@ -85,10 +89,11 @@ def load(root: str, paths_json: str) -> str:
 
 def start(start_json: str, game_spec: str) -> str:
     """A new match from the match_start payload and the bundle's `module:Class`; replaces any previous one."""
-    global _match, _last
-    _match = None
+    global _match, _last, _ai
+    _match, _ai = None, {}
     payload = json.loads(start_json)
     _match = MatchClient(payload, load_class(game_spec), _clock)
+    _ai = _local_ai(_match, payload.get("local_ai") or {})
     _match.catch_up({p: default_action_for(_match.env, p) for p in _match.players})   # a seat taken back
     _last = (game_spec, payload.get("config") or {}, payload["seed"])
     return _dumps({"frame": _match.session.current_frame, "players": list(_match.players)})
@@ -102,6 +107,9 @@ def tick(actions_json: str, packets_json: str, want_draw: bool) -> str:
     for packet in json.loads(packets_json):
         match.receive(packet["from"], packet["data"])
     actions = json.loads(actions_json)
+    if _ai and match.done is None:
+        observations, frame = match.observations, match.session.current_frame
+        actions.update({p: policy.act(observations.get(p), frame) for p, policy in _ai.items()})
     match.tick({p: actions[p] if p in actions else default_action_for(match.env, p) for p in match.players})
     out: dict[str, Any] = {"frame": match.session.current_frame, "packets": match.outbox(),
                            "stats": match.stats(), "done": match.done, "skip": match.take_skip_frames()}
@@ -112,9 +120,22 @@ def tick(actions_json: str, packets_json: str, want_draw: bool) -> str:
     return _dumps(out)
 
 
+def _local_ai(match: MatchClient, settings: dict[str, Any]) -> dict[str, PacedPolicy]:
+    """The policies of the AI players this worker plays for an AI seat with runs="browser" (`local_ai` of
+    match_start: {player: {policy, seed, reaction_delay_frames, action_repeat}}, as app/live/bots.py plays them)."""
+    env, policies = match.env, {}
+    for player, ai in settings.items():
+        default = default_action_for(env, player)
+        bot = Bot(_policy_class(player, ai["policy"]), player=player, action_space=action_space_for(env, player),
+                  default_action=default, seed=ai["seed"])
+        policies[player] = PacedPolicy(bot, reaction_delay_frames=ai["reaction_delay_frames"],
+                                       action_repeat=ai["action_repeat"], default_action=default)
+    return policies
+
+
 def stop() -> None:
-    global _match
-    _match = None
+    global _match, _ai
+    _match, _ai = None, {}
 
 
 def _env(env_json: str) -> tuple[Any, Executor]:
@@ -208,6 +229,7 @@ def _policy_class(player: str, spec: str) -> type:
 
 
 def terminate() -> None:
-    global _match, _last, _bench, _play
+    global _match, _last, _bench, _play, _ai
     _match = _last = _bench = _play = None
+    _ai = {}
     gc.collect()

@@ -7,8 +7,11 @@ A plain policy spec ("random", a class, "FILE.py:Class", "onnx:FILE.onnx", an On
 the same as `AISeat(spec)` with every setting at its default; `Match(ai=...)`, `fill_policy=` and
 `stand_in=` take either.
 
-- `runs`: where the policy runs. "server" (a bot in the server process) is supported; "browser"
-  (in a participant's worker) and "remote" (an agent process) are not yet, and are refused.
+- `runs`: where the policy runs. "server": a bot in the server process. "browser": a local player of one
+  participant's peer, played in their browser worker (the match's first human seat hosts it; zero latency,
+  no server cost; its inputs travel in that peer's packets and are logged as the AI seat's); if that
+  participant leaves, the server plays it with the same policy. "remote" (an agent process) is not yet
+  supported, and is refused.
 - `reaction_delay_frames`, `action_repeat`: human-like timing, applied by `game.paced_policy.PacedPolicy`.
 - `seed`: the seed the policy gets; None draws one from the match seed (`game.paced_policy.seat_seed`).
   Either way it is recorded in the seat's info (recording header, store, `seat_changed` events).
@@ -18,14 +21,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from game.adapters.onnx_policy import OnnxPolicy
+from game.adapters.onnx_policy import ONNX_PREFIX, OnnxPolicy
 from game.paced_policy import seat_seed
 
 from scenes.base import Resolver
 from scenes.policies import policy_spec, resolve_policy, why_not_policy
 
 RUNS = ("server", "browser", "remote")
-SUPPORTED_RUNS = ("server",)
+SUPPORTED_RUNS = ("server", "browser")
 MAX_DELAY_FRAMES = 3600
 MAX_REPEAT = 3600
 
@@ -59,6 +62,9 @@ class AISeat:
         if self.runs not in SUPPORTED_RUNS:
             return (f"runs={self.runs!r} is not yet supported (AI seats run on the server for now); "
                     f"use runs='server'")
+        if self.runs == "browser" and _is_onnx(self.policy):
+            return ("runs='browser' takes a Python policy class; ONNX policies run on the server for now "
+                    "(use runs='server')")
         for name, value, low, high in (("reaction_delay_frames", self.reaction_delay_frames, 0, MAX_DELAY_FRAMES),
                                        ("action_repeat", self.action_repeat, 1, MAX_REPEAT)):
             if type(value) is not int or not low <= value <= high:
@@ -94,6 +100,21 @@ class AISeat:
         return {"policy": self.spec, "runs": self.runs, "seed": self.seat_seed(match_seed, seat),
                 "reaction_delay_frames": self.reaction_delay_frames, "action_repeat": self.action_repeat,
                 "reveal": self.reveal, "model_sha256": sha256}
+
+
+BROWSER_BUILTINS = {"random": "game.policies:RandomPolicy", "idle": "game.policies:IdlePolicy"}
+
+
+def _is_onnx(policy: Any) -> bool:
+    return isinstance(policy, OnnxPolicy) or (isinstance(policy, str) and policy.startswith(ONNX_PREFIX))
+
+
+def browser_policy_spec(seat: AISeat) -> str:
+    """The `module:Class` of the seat's policy as the game bundle (app/pyodide/bundle.py) names it for the
+    worker: a built-in's class, else the resolved class (a FILE.py class names the module it was loaded as)."""
+    if isinstance(seat.policy, str) and seat.policy in BROWSER_BUILTINS:
+        return BROWSER_BUILTINS[seat.policy]
+    return policy_spec(seat.factory if isinstance(seat.factory, type) else seat.policy)
 
 
 def as_ai_seat(value: Any) -> AISeat:

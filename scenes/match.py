@@ -234,6 +234,9 @@ class Match(Scene):
         for where, value in [*((f"ai[{p!r}]", v) for p, v in self.ai.items()), ("fill_policy", self.fill_policy),
                              ("stand_in", self.stand_in)]:
             reason = as_ai_seat(value).why_not()
+            if not reason and where in ("fill_policy", "stand_in") and as_ai_seat(value).runs == "browser":
+                reason = ("runs='browser' is not yet supported for a seat whose participant dropped (the server "
+                          "plays it); use runs='server'")
             if reason:
                 raise ExperimentError(f"{where}: {reason}")
 

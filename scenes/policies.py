@@ -1,4 +1,4 @@
-"""AI policies: the interface, the built-ins "random" and "idle", and `Bot`, which runs one.
+"""AI policies: the interface, the built-ins "random" and "idle", and `Bot` (game/policies.py), which runs one.
 
 A policy is a class (pure Python, so it can also run in the browser's Pyodide):
 
@@ -17,12 +17,10 @@ an `OnnxPolicy(...)` (game/adapters/onnx_policy.py), or any of these in an `AISe
 """
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 from game.adapters.onnx_policy import ONNX_PREFIX, OnnxPolicy
-from game.policies import IdlePolicy, RandomPolicy
-from game.spaces import Space
+from game.policies import Bot, IdlePolicy, RandomPolicy  # noqa: F401 - Bot is re-exported here
 
 from scenes.base import Resolver
 
@@ -80,39 +78,3 @@ def policy_spec(policy: Any) -> str:
     if isinstance(policy, OnnxPolicy):
         return policy.spec
     return f"{policy.__module__}:{policy.__qualname__}"
-
-
-class Bot:
-    """One policy playing one player: builds the policy (passing `seed=` when its constructor takes one),
-    calls `setup`, and checks every action.
-
-    `act` returns the default action when the policy returns None, and raises ValueError
-    (naming the policy and player) when the action is not in the player's action space.
-    """
-
-    def __init__(self, factory: Any, *, player: str, action_space: Space, default_action: Any,
-                 seed: int) -> None:
-        self.player = player
-        self.action_space = action_space
-        self.default_action = default_action
-        self.policy = factory(seed=seed) if _takes_seed(factory) else factory()
-        setup = getattr(self.policy, "setup", None)
-        if callable(setup):
-            setup(player, action_space, seed)
-
-    def act(self, observation: Any) -> Any:
-        action = self.policy.act(observation)
-        if action is None:
-            return self.default_action
-        reason = self.action_space.why_not(action)
-        if reason:
-            name = type(self.policy).__name__
-            raise ValueError(f"policy {name} playing {self.player!r} chose an invalid action: {reason}")
-        return action
-
-
-def _takes_seed(factory: Any) -> bool:
-    try:
-        return "seed" in inspect.signature(factory).parameters
-    except (TypeError, ValueError):   # a builtin without a signature
-        return False

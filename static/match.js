@@ -36,6 +36,14 @@ function channelUrl(url) {
  *  "<episode> <addr> <data>" text frames once the server said `ok` to its ticket.
  *  `onPacket(payload)` gets frames as Socket.IO `packet` payloads; `onLost(code, wasReady)` is
  *  called once if it closes other than by `close()`. */
+/** match_start with its `local_ai` policies named as the game bundle names them for the worker (as the game). */
+function withBundledPolicies(start, bundle) {
+  if (!start.local_ai) return start;
+  const named = (spec) => bundle.games?.[spec] || spec;
+  const localAi = Object.fromEntries(Object.entries(start.local_ai).map(([p, ai]) => [p, {...ai, policy: named(ai.policy)}]));
+  return {...start, local_ai: localAi};
+}
+
 class MatchChannel {
   constructor(spec, match, onPacket, onLost) {
     this.match = match;
@@ -185,7 +193,9 @@ export class MatchView {
 
   onMatchStart(start) {
     const previous = this.current;
-    this.current = {match: start.match, episode: start.episode, players: start.players || []};
+    // The keys play the seat's own players; `local_ai` players (an AI seat run here) are played by the worker.
+    const players = (start.players || []).filter((p) => !Object.hasOwn(start.local_ai || {}, p));
+    this.current = {match: start.match, episode: start.episode, players};
     if (start.keys && Object.keys(start.keys).length) this.keys = new KeyMap(start.keys);
     this.starting = [];
     this.secondsLeft = null;
@@ -212,7 +222,8 @@ export class MatchView {
     this.chain = this.chain
       .then(() => (previous ? this.worker.request("STOP").catch((e) => console.error("coplay: STOP failed", e)) : null))
       .then(() => this.bundle)
-      .then((bundle) => this.worker.request("START", {start, game: bundle.games?.[start.game] || start.game}))
+      .then((bundle) => this.worker.request("START", {start: withBundledPolicies(start, bundle),
+                                                     game: bundle.games?.[start.game] || start.game}))
       .then(() => {
         if (this.current !== current) return;
         const queued = this.starting;

@@ -119,8 +119,8 @@ def pong(**kwargs: Any) -> Match:
 
 
 @pytest.mark.parametrize("match, message", [
-    (pong(ai={"right": AISeat("random", runs="browser")}),
-     "ai['right']: runs='browser' is not yet supported (AI seats run on the server for now); use runs='server'"),
+    (pong(ai={"right": AISeat("onnx:policy.onnx", runs="browser")}),
+     "ai['right']: runs='browser' takes a Python policy class; ONNX policies run on the server for now"),
     (pong(ai={"right": AISeat("random", runs="remote")}), "ai['right']: runs='remote' is not yet supported"),
     (pong(ai={"right": AISeat("random", runs="gpu")}),
      "ai['right']: runs must be one of 'server', 'browser', 'remote', got 'gpu'"),

@@ -4,6 +4,7 @@ A bot lives in the server process. Its packets go through the match room's relay
 anyone's (decoded, validated, logged and recorded the same way), packets for it are handed
 to `deliver`, and its end-of-episode report is the client's `done`, sent as a participant's
 `episode_done` event would be. The server calls `run_due` on the schedule of `netcode.scheduler`.
+A bot holding a seat that hosts AI seats (runs="browser") plays their players too, with their policies.
 """
 from __future__ import annotations
 
@@ -36,13 +37,15 @@ class BotPeer:
         self.seat = seat
         self.client = MatchClient(room.start_payload(seat), room.game_class, lambda: now() * 1000.0, preload)
         env = self.client.env
-        ai = as_ai_seat(seat.policy)
-        base_seed = ai.seat_seed(room.seed, seat.addr)
-        self.policies = {p: PacedPolicy(make_policy(seat.policy, p, action_space_for(env, p), env,
-                                                    policy_seed(base_seed, room.episode, i)),
-                                        reaction_delay_frames=ai.reaction_delay_frames, action_repeat=ai.action_repeat,
-                                        default_action=default_action_for(env, p))
-                         for i, p in enumerate(seat.players)}
+        self.policies: dict[str, PacedPolicy] = {}
+        for played in (seat, *room.hosted(seat)):   # and the AI seats (runs="browser") its peer plays
+            ai = as_ai_seat(played.policy)
+            base_seed = ai.seat_seed(room.seed, played.addr)
+            self.policies.update({p: PacedPolicy(make_policy(played.policy, p, action_space_for(env, p), env,
+                                                             policy_seed(base_seed, room.episode, i)),
+                                                 reaction_delay_frames=ai.reaction_delay_frames,
+                                                 action_repeat=ai.action_repeat, default_action=default_action_for(env, p))
+                                  for i, p in enumerate(played.players)})
         self.schedule = FixedStep(1.0 / self.client.config.fps, now())
         self.stopped = False
         self.reported = False
@@ -69,8 +72,8 @@ class BotPeer:
     def _tick(self) -> None:
         client = self.client
         observations, frame = client.observations, client.session.current_frame
-        actions = {} if client.done is not None else {p: self.policies[p].act(observations.get(p), frame)
-                                                      for p in self.seat.players}
+        actions = {} if client.done is not None else {p: policy.act(observations.get(p), frame)
+                                                      for p, policy in self.policies.items()}
         client.tick(actions)
         for packet in client.outbox():
             if self.stopped:

@@ -493,7 +493,7 @@ class Hub(MatchHost):
                 seats[addr] = Seat(addr, (player,), AI, policy=fill)
         for player, ai in ai_seats.items():
             addr = f"s{len(seats)}"
-            seats[addr] = Seat(addr, (player,), AI, policy=ai)
+            seats[addr] = Seat(addr, (player,), AI, policy=ai, host=self._browser_host(seats, ai))
         settings = MatchSettings(
             game=self.services.game_spec(scene.game), config=dict(scene.config or {}), players=players,
             action_spaces={p: action_space_for(env, p) for p in players}, episodes=scene.episodes, fps=scene.fps,
@@ -524,6 +524,14 @@ class Hub(MatchHost):
         self.store.log_event("match_start", {"seats": seat_info, "filled_with_ai": start.fill_with_ai},
                              match_id=match_id)
         room.start_next_episode()
+
+    @staticmethod
+    def _browser_host(seats: dict[str, Seat], ai: Any) -> str | None:
+        """The seat whose participant's worker plays an AI seat with runs="browser": the first human seat
+        (None, so the server plays it, when no participant is in the match)."""
+        if ai.runs != "browser":
+            return None
+        return next((a for a, s in seats.items() if s.kind == HUMAN and s.participant is not None), None)
 
     # MatchHost: what a MatchRoom asks of the server.
 

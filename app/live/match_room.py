@@ -17,6 +17,11 @@ re-simulate before it plays on. After the grace period `seat_lost` gives the sea
 ends the match. Every change of holder bumps the seat's holder generation (`Seat.gen`, in
 every packet; netcode.codec) and is recorded as a `seat_changed` event at the frame the new
 holder plays first: the seat segments.
+
+An AI seat with runs="browser" has a `host` seat: its players are local players of the host's peer
+(netcode-wise the host seat plays them, in its packets), while the log, the recording and the export
+attribute them to the AI seat. Whoever holds the host seat plays them: the participant's worker, or
+the host seat's bot (stand-in or AI) on the server, which plays them with the AI seat's policy.
 """
 from __future__ import annotations
 
@@ -34,7 +39,8 @@ from netcode import codec
 from netcode.client import SERVER
 from netcode.config import SessionConfig
 from netcode.errors import NetcodeError
-from scenes.ai_seat import as_ai_seat
+from game.paced_policy import policy_seed
+from scenes.ai_seat import as_ai_seat, browser_policy_spec
 
 HUMAN, AI = "human", "ai"
 MAX_AHEAD_SECONDS = 10  # a seat's inputs may run at most this far past the last frame everyone has sent
@@ -65,6 +71,7 @@ class Seat:
     rejoining: bool = False          # its participant came back after the seat's episode ended: next episode
     ping_ms: float | None = None     # the relay's round trip to this seat (smoothed), see MatchRoom._time_round_trip
     sent_at: dict[float, float] = field(default_factory=dict)   # its packets' "t" -> server ms they arrived (last 64)
+    host: str | None = None          # an AI seat with runs="browser": the seat whose peer plays it (see MatchRoom.hosted)
 
     def ai_info(self, match_seed: int) -> dict[str, Any] | None:
         """The settings of the AI playing the seat, with its seed in the match (AISeat.record); None for none."""
@@ -161,7 +168,7 @@ class MatchRoom:
             seat.last_heard = now
             seat.heard = False
             seat.started_at = started if seat.kind == HUMAN else None
-            if seat.gone:
+            if seat.gone or seat.host is not None:
                 continue
             if seat.rejoining:
                 self._return_to(seat)
@@ -174,14 +181,35 @@ class MatchRoom:
 
     def start_payload(self, seat: Seat) -> dict[str, Any]:
         s = self.settings
-        return {
+        hosted = self.hosted(seat)
+        payload = {
             "match": self.id, "episode": self.episode, "episodes": s.episodes, "seed": self.episode_seed,
-            "seat": seat.addr, "gen": seat.gen, "players": list(seat.players),
-            "peers": {a: list(o.players) for a, o in self.seats.items() if a != seat.addr},
+            "seat": seat.addr, "gen": seat.gen, "players": self.net_players(seat),
+            "peers": {a: self.net_players(o) for a, o in self.seats.items() if a != seat.addr and o.host is None},
             "ai_peers": [a for a, o in self.seats.items() if a != seat.addr and o.kind == AI and not o.gone
                          and as_ai_seat(o.policy).reveals(s.reveal_ai)],
             "game": s.game, "config": s.config, "fps": s.fps, "netcode": s.netcode, "keys": s.keys,
         }
+        if hosted and seat.kind == HUMAN:
+            payload["local_ai"] = {p: settings for ai in hosted for p, settings in self.local_ai(ai).items()}
+        return payload
+
+    def hosted(self, seat: Seat) -> list[Seat]:
+        """The AI seats (runs="browser") whose players `seat`'s peer plays."""
+        return [o for o in self.seats.values() if o.host == seat.addr and not o.gone]
+
+    def net_players(self, seat: Seat) -> list[str]:
+        """The players `seat`'s peer plays: its own and those of the AI seats it hosts."""
+        return [*seat.players, *(p for o in self.hosted(seat) for p in o.players)]
+
+    def local_ai(self, ai: Seat) -> dict[str, dict[str, Any]]:
+        """How the host's worker plays the AI seat `ai` this episode: {player: {policy, seed, reaction_delay_frames,
+        action_repeat}}, each seed the one a server bot would give that player (game.paced_policy.policy_seed)."""
+        settings = as_ai_seat(ai.policy)
+        base = settings.seat_seed(self.seed, ai.addr)
+        return {p: {"policy": browser_policy_spec(settings), "seed": policy_seed(base, self.episode, i),
+                    "reaction_delay_frames": settings.reaction_delay_frames, "action_repeat": settings.action_repeat}
+                for i, p in enumerate(ai.players)}
 
     def episode_done(self, seat: Seat, done: EpisodeDone) -> None:
         if self.ended and done.match == self.id:
@@ -190,9 +218,10 @@ class MatchRoom:
             raise ProtocolError(f"episode_done is for match {done.match} episode {done.episode}, "
                                 f"but this seat is in episode {self.episode} of match {self.id}")
         if done.predicted is not None:
+            plays = self.net_players(seat)
             for player in done.predicted:
-                if player not in self._owner or player in seat.players:
-                    others = [p for p in self.settings.players if p not in seat.players]
+                if player not in self._owner or player in plays:
+                    others = [p for p in self.settings.players if p not in plays]
                     raise ProtocolError(f"predicted names {player!r}; a seat reports only the players it does "
                                         f"not play: {others}")
         seat.done = done
@@ -207,7 +236,7 @@ class MatchRoom:
         A seat that claimed another end (frame or final checksum) is at fault. A claim at a frame
         the re-simulation passed without the game ending is refused (the seat must report again);
         a claim past the inputs the server has waits for them."""
-        live = [s for s in self.seats.values() if not s.gone]
+        live = [s for s in self.seats.values() if not s.gone and s.host is None]
         referee = self.referee
         if self.ended or referee is None or any(s.done is None for s in live):
             return
@@ -264,8 +293,8 @@ class MatchRoom:
         if event.episode != self.episode:
             return  # in flight across an episode change: expected, and harmless to drop
         target = self.seats.get(event.to)
-        to_server = event.to == SERVER and len(self.seats) == 1
-        if not to_server and (target is None or target is sender):
+        to_server = event.to == SERVER and all(s is sender or s.host == sender.addr for s in self.seats.values())
+        if not to_server and (target is None or target is sender or target.host is not None):
             raise ProtocolError(f"'to' must be another seat of this match: {sorted(self.seats)}")
         try:
             packet = codec.decode(event.data)
@@ -288,8 +317,9 @@ class MatchRoom:
             return   # a previous holder's packet, in flight when the seat changed hands
         inputs = packet.inputs
         limit = self.log.complete + MAX_AHEAD_SECONDS * self.settings.fps
+        plays = sender.players if not self.hosted(sender) else self.net_players(sender)
         for player, start, actions in inputs:
-            if player not in sender.players:
+            if player not in plays:
                 raise ProtocolError(f"seat {sender.addr!r} sent inputs for {player!r}, which it does not play")
             if start + len(actions) > limit:
                 raise ProtocolError(f"inputs of {player!r} reach frame {start + len(actions)}, more than "
@@ -352,8 +382,11 @@ class MatchRoom:
 
     def _ack(self, seat: Seat, t: float) -> None:
         """Tell a lone seat which of its inputs the server has (it sends them as to a spectator)."""
-        ack = {p: len(self.log.actions[p]) - 1 for p in seat.players}
+        ack = {p: len(self.log.actions[p]) - 1 for p in self.net_players(seat)}
         data = codec.ack_packet(t, ack)
+        if seat.bot is not None:   # a lone seat's stand-in (e.g. its page hosted its only partner, an AI seat)
+            seat.bot.deliver(SERVER, data)
+            return
         self.host.send(seat, "packet", {"match": self.id, "episode": self.episode, "from": SERVER, "data": data})
 
     def _write_complete_frames(self) -> None:
@@ -362,7 +395,8 @@ class MatchRoom:
             if self.referee is not None:
                 self.referee.add_frame(actions)
         behind = self.referee.behind if self.referee is not None else 0
-        if behind >= REFEREE_LAG or (behind and all(s.done is not None for s in self.seats.values() if not s.gone)):
+        if behind >= REFEREE_LAG or (behind and all(s.done is not None for s in self.seats.values()
+                                                    if not s.gone and s.host is None)):
             self._referee_due = True   # far behind, or every seat claims the end: the inputs may settle it
 
     def _checksum(self, seat: Seat, frame: int, checksum: str) -> None:
@@ -502,7 +536,17 @@ class MatchRoom:
                 "by": by, "policy": ai["policy"] if ai else None, "gen": seat.gen, "ai": ai}
         self.recording.event("seat_changed", data, self.episode, frame)
         self.host.log_event(self, "seat_changed", data)
+        for hosted in self.hosted(seat) if by != "gone" else ():
+            self._hosted_moved(hosted, "browser" if by == "participant" else "server", f"host_{why}", frame)
         return frame
+
+    def _hosted_moved(self, ai: Seat, runs: str, why: str, frame: int) -> None:
+        """Record that the AI seat `ai` (runs="browser") now runs in its host's browser or on the server."""
+        info = {**(ai.ai_info(self.seed) or {}), "runs": runs}
+        data = {"seat": ai.addr, "players": list(ai.players), "participant": None, "why": why, "by": "ai",
+                "policy": info.get("policy"), "gen": ai.gen, "ai": info}
+        self.recording.event("seat_changed", data, self.episode, frame)
+        self.host.log_event(self, "seat_changed", data)
 
     def _tell_partners(self, seat: Seat, status: str, frame: int) -> None:
         """Tell the other participants, neutrally: "absent", "back", or "replaced" (naming the AI only

@@ -51,6 +51,7 @@ from typing import Any, Callable
 
 from app.pyodide.packages import PackageError, PackageSource, resolve_packages
 from game.loader import ADAPTERS, USER_MODULE_PREFIX
+from scenes.ai_seat import browser_policy_spec
 from scenes.errors import ExperimentError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -309,6 +310,13 @@ def build_bundle(experiment: Any, resolve_spec: Callable[[Any], str],
             raise BundleError(f"match scene {scene.id!r}: {error}") from None
         for package in scene.packages:
             builder.add_package(package)
+        seat_settings = getattr(scene, "seat_settings", None)   # `coplay play`'s stand-in scenes have none
+        for player, ai in (seat_settings()[0] if seat_settings else {}).items():
+            if ai.runs == "browser":   # the participant's worker plays it: its class ships too
+                try:
+                    builder.add_game(browser_policy_spec(ai))
+                except BundleError as error:
+                    raise BundleError(f"match scene {scene.id!r}, AI player {player!r}: {error}") from None
     bundle = builder.result(packages)
     _served_trees.update({spec: builder.tree(spec) for spec in builder.games})
     return bundle
