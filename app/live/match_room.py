@@ -75,7 +75,12 @@ class Seat:
 
     def ai_info(self, match_seed: int) -> dict[str, Any] | None:
         """The settings of the AI playing the seat, with its seed in the match (AISeat.record); None for none."""
-        return None if self.policy is None else as_ai_seat(self.policy).record(match_seed, self.addr)
+        if self.policy is None:
+            return None
+        ai = as_ai_seat(self.policy).record(match_seed, self.addr)
+        if ai["runs"] == "browser" and self.host is None:
+            ai["runs"] = "server"   # no participant's page to host it (e.g. every human seat was filled with AI)
+        return ai
 
     def info(self, match_seed: int) -> dict[str, Any]:
         """The seat as the recording header and the store list it."""
