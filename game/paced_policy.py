@@ -15,7 +15,10 @@ gets in each episode from its seat's recorded seed. Stdlib only: the browser wor
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, Callable, Mapping
+
+from game.env import action_space_for, default_action_for
+from game.policies import Bot
 
 
 def policy_seed(seat_seed: int, episode: int, index: int = 0) -> int:
@@ -63,3 +66,17 @@ class PacedPolicy:
                 break
             del decisions[oldest]
         return decisions.get(decided, self.default_action)
+
+
+def local_ai(settings: Mapping[str, Mapping[str, Any]], env: Any, load: Callable[[str, str], Any]) -> dict[str, PacedPolicy]:
+    """The policies of the AI players a participant's peer plays for an AI seat with runs="browser":
+    `settings` is match_start's `local_ai` ({player: {policy, seed, reaction_delay_frames, action_repeat}});
+    `load(player, spec)` gives a policy class. Each plays as a server bot plays that seat (app/live/bots.py)."""
+    policies = {}
+    for player, ai in settings.items():
+        default = default_action_for(env, player)
+        bot = Bot(load(player, ai["policy"]), player=player, action_space=action_space_for(env, player),
+                  default_action=default, seed=ai["seed"])
+        policies[player] = PacedPolicy(bot, reaction_delay_frames=ai["reaction_delay_frames"],
+                                       action_repeat=ai["action_repeat"], default_action=default)
+    return policies

@@ -18,10 +18,9 @@ import sys
 import time
 from typing import Any
 
-from game.env import action_space_for, default_action_for
+from game.env import default_action_for
 from game.loader import LoadError, load_class
-from game.paced_policy import PacedPolicy
-from game.policies import Bot
+from game.paced_policy import PacedPolicy, local_ai
 from game.snapshot import with_snapshots
 from netcode.client import MatchClient
 from netcode.errors import NetcodeError
@@ -36,7 +35,7 @@ _match: MatchClient | None = None               # the running match
 _last: tuple[str, dict[str, Any], int] | None = None   # (game, config, seed) of the last START
 _bench: tuple[Any, Executor] | None = None      # the env (and its Executor) STEP and BATCH run against
 _play: Playground | None = None                 # `coplay play`'s bench (PLAY)
-_ai: dict[str, PacedPolicy] = {}                # the match's local AI players (an AI seat run in this browser)
+_ai: dict[str, PacedPolicy] = {}                # the local AI players (an AI seat with runs="browser") and their policies
 
 
 def _clock() -> float:
@@ -93,7 +92,7 @@ def start(start_json: str, game_spec: str) -> str:
     _match, _ai = None, {}
     payload = json.loads(start_json)
     _match = MatchClient(payload, load_class(game_spec), _clock)
-    _ai = _local_ai(_match, payload.get("local_ai") or {})
+    _ai = local_ai(payload.get("local_ai") or {}, _match.env, _policy_class)
     _match.catch_up({p: default_action_for(_match.env, p) for p in _match.players})   # a seat taken back
     _last = (game_spec, payload.get("config") or {}, payload["seed"])
     return _dumps({"frame": _match.session.current_frame, "players": list(_match.players)})
@@ -118,19 +117,6 @@ def tick(actions_json: str, packets_json: str, want_draw: bool) -> str:
         observations = match.observations
         out["observations"] = {p: observations.get(p) for p in match.players}
     return _dumps(out)
-
-
-def _local_ai(match: MatchClient, settings: dict[str, Any]) -> dict[str, PacedPolicy]:
-    """The policies of the AI players this worker plays for an AI seat with runs="browser" (`local_ai` of
-    match_start: {player: {policy, seed, reaction_delay_frames, action_repeat}}, as app/live/bots.py plays them)."""
-    env, policies = match.env, {}
-    for player, ai in settings.items():
-        default = default_action_for(env, player)
-        bot = Bot(_policy_class(player, ai["policy"]), player=player, action_space=action_space_for(env, player),
-                  default_action=default, seed=ai["seed"])
-        policies[player] = PacedPolicy(bot, reaction_delay_frames=ai["reaction_delay_frames"],
-                                       action_repeat=ai["action_repeat"], default_action=default)
-    return policies
 
 
 def stop() -> None:

@@ -9,14 +9,17 @@ from typing import Any
 
 import pytest
 
+from app.analysis.policy_replay import agreement, policy_steps
 from app.data.recording import RecordingWriter, make_header, read_recording
 from app.live.match_room import AI, HUMAN, MatchRoom, MatchSettings, Seat
 from app.live.protocol import PacketEvent, ProtocolError
+from app.participant.headless import HeadlessParticipant
 from game.games.pong import Pong
 from game.paced_policy import policy_seed
 from game.spaces import Discrete
 from netcode.client import SERVER
 from scenes.ai_seat import AISeat
+from tests.server_fixtures import Server, pid
 from tests.test_match_room import Host, packet
 
 PARTNER = AISeat("random", runs="browser", reaction_delay_frames=2, action_repeat=3, seed=5)
@@ -98,3 +101,34 @@ def test_when_the_host_leaves_its_stand_in_plays_the_ai_seat_on_the_server(tmp_p
     moved = [e for e in read_recording(path).events if e["kind"] == "seat_changed" and e["data"]["seat"] == "s1"]
     assert [e["data"]["ai"]["runs"] for e in moved] == ["server", "browser"]
     assert host.sent[-1][1] == "match_start" and "right" in host.sent[-1][2]["local_ai"]
+
+
+KITCHEN = '''
+from scenes import AISeat, End, Experiment, Match
+
+EXPERIMENT = Experiment(id="kitchen-headless", scenes=[
+    Match(id="kitchen", game="game.games.cooking:Cooking", config={"time_limit": 90}, humans=("chef_1",),
+          ai={"chef_2": AISeat("random", runs="browser", reaction_delay_frames=2, action_repeat=3, seed=5)},
+          episodes=2, fps=30),
+    End(id="end", html="<p>Thanks</p>", completion_code="K"),
+])
+'''
+
+
+def test_a_headless_participant_hosts_the_ai_seat_with_its_policy(tmp_path: Path) -> None:
+    """The headless participant (app/participant/headless.py) plays `local_ai` players with the seat's
+    policy, as the browser worker does: the recording holds exactly the seat's choices, in every episode."""
+    (tmp_path / "experiment.py").write_text(KITCHEN)
+    server = Server(["serve", str(tmp_path / "experiment.py")], tmp_path / "data")
+    try:
+        result = HeadlessParticipant(server.url, {"PROLIFIC_PID": pid()}, seed=1, policy="idle").run(90)
+    finally:
+        server.stop()
+    assert result.completion_code == "K", result
+    match = result.matches[0]["match"]
+    recording = read_recording(str(tmp_path / "data" / "kitchen-headless" / "recordings" / f"{match}.jsonl"))
+    assert sorted(recording.episodes) == [0, 1]
+    steps = list(policy_steps(recording, AISeat("random", reaction_delay_frames=2, action_repeat=3, seed=5), "chef_2"))
+    assert len(steps) == 180 and agreement(steps) == 1.0
+    assert len({str(step.recorded) for step in steps}) > 1   # it moved: not the idle human's default action
+    assert recording.header["seats"]["s1"]["ai"]["runs"] == "browser"

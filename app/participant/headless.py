@@ -33,6 +33,7 @@ from app.participant.socket_client import MatchChannel, OrderedClient, PacketRou
 from app.participant.link import ShapedLink
 from game.env import default_action_for
 from game.loader import LoadError, load_class
+from game.paced_policy import PacedPolicy, local_ai
 from game.rng import Rng
 from netcode.client import MatchClient
 from netcode.errors import NetcodeError
@@ -143,6 +144,7 @@ class _Episode:
     desyncs_taken: int = 0          # of client.desyncs, already in the result
     next_rtt_sample: float = 0.0    # monotonic time of the next relay round-trip sample
     disconnects_taken: int = 0      # of client.disconnects, already in the result
+    ai: dict[str, PacedPolicy] = field(default_factory=dict)   # local_ai: an AI seat's players this peer plays
 
 
 class HeadlessParticipant:
@@ -537,8 +539,9 @@ class HeadlessParticipant:
         client = MatchClient(payload, load_class(payload["game"]), clock=lambda: time.monotonic() * 1000.0)
         client.catch_up({p: default_action_for(client.env, p) for p in client.players})   # a seat taken back
         self._router.attach(client)
-        policy = Policy(self.policy, client.env, client.players, self.rng.randbelow(1 << 31))
-        return _Episode(client, policy, started=now, schedule=FixedStep(client.config.frame_ms / 1000.0, now))
+        ai = local_ai(payload.get("local_ai") or {}, client.env, lambda player, spec: load_class(spec))
+        policy = Policy(self.policy, client.env, [p for p in client.players if p not in ai], self.rng.randbelow(1 << 31))
+        return _Episode(client, policy, started=now, schedule=FixedStep(client.config.frame_ms / 1000.0, now), ai=ai)
 
     def _service_episode(self, ep: _Episode, now: float) -> None:
         """Run the ticks that are due (a few at most when behind); after the end the client only
@@ -547,6 +550,8 @@ class HeadlessParticipant:
         for _ in range(ep.schedule.due(now)):
             frame = client.session.current_frame
             actions = {} if client.done is not None else ep.policy.actions(client.observations, frame)
+            if ep.ai and client.done is None:   # an AI seat this participant hosts (runs="browser")
+                actions.update({p: ai.act(client.observations.get(p), frame) for p, ai in ep.ai.items()})
             try:
                 client.tick(actions)
             except NetcodeError as error:
