@@ -96,8 +96,9 @@ FIGURES = (("tick_median", "match tick, median"), ("tick_p99", "match tick, p99"
 # Reload-to-seat and its parts in the reloaded page, in ms (static/state.js: coplay.pyodide, coplay.resume).
 RELOAD_FIGURES = (("reload_ms", "reload-to-seat"), ("reload_page_ms", "  page and worker start"),
                   ("reload_init_ms", "  Pyodide cold start (INIT)"), ("reload_load_ms", "  bundle load (LOAD)"),
-                  ("reload_rejoin_ms", "  ready until match_start resume"),
-                  ("reload_resim_ms", "  re-simulation to the present"), ("reload_rest_ms", "  until the first frame"))
+                  ("reload_back_ms", "  then until it plays, of which"),
+                  ("reload_rejoin_ms", "    ready until resumed"),
+                  ("reload_resim_ms", "    re-simulation to the present"), ("reload_rest_ms", "    until the first frame"))
 RELOAD_AT_FRAME = 90
 RELOAD_MATCH_FRAMES = 2400   # 40 s: a slow machine's reload must end within the match and the grace period
 RELOAD_GRACE_S = 60
@@ -135,7 +136,7 @@ def main() -> None:
 
 
 def _ms(value: float | None) -> str:
-    return "       –   " if value is None else f"{value:8.0f} ms"
+    return f"{'–':>6}   " if value is None else f"{value:6.0f} ms "
 
 
 def compare(baseline: Path, rounds: int, repeat: int) -> None:
@@ -159,7 +160,7 @@ def compare(baseline: Path, rounds: int, repeat: int) -> None:
         news, olds = [t[key] for t in now if t.get(key) is not None], [t[key] for t in before if t.get(key) is not None]
         new_ms, old_ms = (median(news) if news else None), (median(olds) if olds else None)
         ratio = f"{new_ms / old_ms:12.2f}x" if new_ms and old_ms else ""
-        print(f"  {label:32} {_ms(new_ms)} {_ms(old_ms)} {ratio}")
+        print(f"  {label:32} {_ms(new_ms)}{_ms(old_ms)}{ratio}")
 
 
 def measure(rounds: int) -> dict[str, Any]:
@@ -244,11 +245,12 @@ def reload_to_seat(browser: Any, folder: Path) -> dict[str, Any]:
     marks = [0, py.get("startMs"), py.get("readyMs"), py.get("loadedMs"), resume.get("startMs"), resume.get("playingMs")]
     parts = [b - a if a is not None and b is not None else None for a, b in zip(marks, marks[1:])]
     total = (playing - reloaded) * 1000
-    known = [part for part in parts if part is not None]
+    loaded = py.get("loadedMs")
     return {"reload_ms": total, "reload_stand_in_frames": segments[1] - segments[0] if len(segments) > 1 else None,
             **dict(zip(("reload_page_ms", "reload_init_ms", "reload_load_ms", "reload_rejoin_ms", "reload_resim_ms"),
                        parts)),
-            "reload_rest_ms": total - sum(known) if len(known) == len(parts) else None}
+            "reload_back_ms": None if loaded is None else total - loaded,
+            "reload_rest_ms": total - sum(p for p in parts if p is not None) if None not in parts else None}
 
 
 def _poll(page: Any, done: Any, timeout: float) -> dict[str, Any]:
