@@ -1,9 +1,10 @@
 """Browser-side costs in headless Debian Chromium, with the real worker and server.
 
 Prints: Pyodide cold start in a Web Worker, bundle load, the cost of one match tick
-(two workers playing Pong through the server: median and p99), and an 8-frame rollback done
+(two workers playing Pong through the server: median and p99), an 8-frame rollback done
 as one BATCH message (median and p99) versus the same work as 9 separate worker messages, with
-the ratio.
+the ratio, and reload-to-seat: a page that reloads mid-match (human-human Pong in two pages)
+until its worker plays its seat again, with where that time goes in the reloaded page.
 
     python benchmarks/browser.py [--rounds N] [--baseline DIR] [--repeat R]
 
@@ -31,6 +32,7 @@ CODE = Path(sys.argv[sys.argv.index("--code") + 1]) if "--code" in sys.argv[:-1]
 sys.path.insert(0, str(CODE))
 
 from app.loadtest.chromium import CHROMIUM, CHROMIUM_FLAGS  # noqa: E402
+from app.data.recording import read_recording  # noqa: E402
 from tests.server_fixtures import Server, pid  # noqa: E402
 
 # Runs in a page on the server's origin: start a worker, time INIT and LOAD, then time
@@ -91,6 +93,15 @@ def p99(values: list[float]) -> float:
 FIGURES = (("tick_median", "match tick, median"), ("tick_p99", "match tick, p99"),
            ("batch_median", "8-frame rollback BATCH, median"), ("batch_p99", "8-frame rollback BATCH, p99"),
            ("nine_median", "same as 9 messages, median"))
+# Reload-to-seat and its parts in the reloaded page, in ms (static/state.js: coplay.pyodide, coplay.resume).
+RELOAD_FIGURES = (("reload_ms", "reload-to-seat"), ("reload_page_ms", "  page and worker start"),
+                  ("reload_init_ms", "  Pyodide cold start (INIT)"), ("reload_load_ms", "  bundle load (LOAD)"),
+                  ("reload_back_ms", "  then until it plays, of which"),
+                  ("reload_rejoin_ms", "    ready until resumed"),
+                  ("reload_resim_ms", "    re-simulation to the present"), ("reload_rest_ms", "    until the first frame"))
+RELOAD_AT_FRAME = 90
+RELOAD_MATCH_FRAMES = 2400   # 40 s: a slow machine's reload must end within the match and the grace period
+RELOAD_GRACE_S = 60
 
 
 def main() -> None:
@@ -118,6 +129,14 @@ def main() -> None:
           f"{figures['batch_p99']:.3f} ms p99")
     print(f"  same work as 9 messages            {figures['nine_median']:8.3f} ms")
     print(f"  ratio (9 messages / one batch)     {figures['nine_median'] / figures['batch_median']:8.2f}x")
+    print(f"  a page reloading mid-match, until its worker plays its seat again (stand-in for "
+          f"{figures['reload_stand_in_frames']} frames):")
+    for key, label in RELOAD_FIGURES:
+        print(f"  {label:34} {_ms(figures.get(key))}")
+
+
+def _ms(value: float | None) -> str:
+    return f"{'–':>6}   " if value is None else f"{value:6.0f} ms "
 
 
 def compare(baseline: Path, rounds: int, repeat: int) -> None:
@@ -137,6 +156,11 @@ def compare(baseline: Path, rounds: int, repeat: int) -> None:
     for key, label in FIGURES:
         new, old = median([t[key] for t in now]), median([t[key] for t in before])
         print(f"  {label:32} {new:6.3f} ms {old:6.3f} ms {new / old:12.2f}x")
+    for key, label in RELOAD_FIGURES:   # an older checkout may not know a part
+        news, olds = [t[key] for t in now if t.get(key) is not None], [t[key] for t in before if t.get(key) is not None]
+        new_ms, old_ms = (median(news) if news else None), (median(olds) if olds else None)
+        ratio = f"{new_ms / old_ms:12.2f}x" if new_ms and old_ms else ""
+        print(f"  {label:32} {_ms(new_ms)}{_ms(old_ms)}{ratio}")
 
 
 def measure(rounds: int) -> dict[str, Any]:
@@ -151,13 +175,14 @@ def measure(rounds: int) -> dict[str, Any]:
             page.goto(server.url + "/health")
             result = page.evaluate(BENCH_JS, {"rounds": rounds})
             ticks = match_ticks(browser, server.url)
+            reload = reload_to_seat(browser, folder)
             browser.close()
     finally:
         server.stop()
     return {"init_ms": result["init_ms"], "fetch_bundle_ms": result["fetch_bundle_ms"], "load_ms": result["load_ms"],
             "bundle_files": result["bundle_files"], "ticks": len(ticks), "tick_median": median(ticks),
             "tick_p99": p99(ticks), "batch_median": median(result["batch_ms"]), "batch_p99": p99(result["batch_ms"]),
-            "nine_median": median(result["nine_ms"])}
+            "nine_median": median(result["nine_ms"]), **reload}
 
 
 def match_ticks(browser: object, url: str) -> list[float]:
@@ -185,6 +210,62 @@ def match_ticks(browser: object, url: str) -> list[float]:
                 raise TimeoutError("the demo's Pong match did not end within 600 s")
             page.wait_for_timeout(250)
     return [t for page in pages for t in page.evaluate("window.__ticks")]
+
+
+def reload_to_seat(browser: Any, folder: Path) -> dict[str, Any]:
+    """Page A of a two-page Pong (40 s long; a stand-in holds a dropped seat for 60 s) reloads at frame
+    RELOAD_AT_FRAME: the time until its worker plays again, and its parts from the reloaded page's
+    clock (navigation start = 0)."""
+    from tests.test_browser import start_server
+
+    (folder / "reload").mkdir()
+    server = start_server(folder / "reload", max_frames=RELOAD_MATCH_FRAMES, max_score=1000, grace_s=RELOAD_GRACE_S)
+    contexts = []
+    try:
+        pages = []
+        for _ in range(2):
+            contexts.append(context := browser.new_context())
+            pages.append(page := context.new_page())
+            page.goto(f"{server.url}/?PROLIFIC_PID={pid()}&autopilot=1")
+        state = _poll(pages[0], lambda s: (s.get("match") or {}).get("frame", 0) >= RELOAD_AT_FRAME, 300)
+        match = state["match"]["match"]
+        reloaded = time.monotonic()
+        pages[0].reload()
+        state = _poll(pages[0], lambda s: (s.get("match") or {}).get("match") == match
+                      and (s["match"].get("frame") or 0) > 0, 120)
+        playing = time.monotonic()
+        _poll(pages[1], lambda s: (s.get("scene") or {}).get("kind") == "end", 120)
+    finally:
+        for context in contexts:
+            context.close()
+        server.stop()
+    events = read_recording(str(folder / "reload" / "data" / "browser" / "recordings" / f"{match}.jsonl")).events
+    segments = [e["frame"] for e in events if e["kind"] == "seat_changed"]
+    py, resume = state.get("pyodide") or {}, state.get("resume") or {}
+    marks = [0, py.get("startMs"), py.get("readyMs"), py.get("loadedMs"), resume.get("startMs"), resume.get("playingMs")]
+    parts = [b - a if a is not None and b is not None else None for a, b in zip(marks, marks[1:])]
+    total = (playing - reloaded) * 1000
+    loaded = py.get("loadedMs")
+    return {"reload_ms": total, "reload_stand_in_frames": segments[1] - segments[0] if len(segments) > 1 else None,
+            **dict(zip(("reload_page_ms", "reload_init_ms", "reload_load_ms", "reload_rejoin_ms", "reload_resim_ms"),
+                       parts)),
+            "reload_back_ms": None if loaded is None else total - loaded,
+            "reload_rest_ms": total - sum(p for p in parts if p is not None) if None not in parts else None}
+
+
+def _poll(page: Any, done: Any, timeout: float) -> dict[str, Any]:
+    """window.coplay of `page` once `done(it)` (every 50 ms; a page reloading answers once it is back)."""
+    deadline = time.monotonic() + timeout
+    state: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        try:
+            state = page.evaluate("() => JSON.parse(JSON.stringify(window.coplay || {}))")
+        except Exception:  # noqa: BLE001 - the page is between documents
+            state = {}
+        if done(state):
+            return state
+        page.wait_for_timeout(50)
+    raise TimeoutError(f"the page did not get there within {timeout} s: window.coplay = {state}")
 
 
 if __name__ == "__main__":

@@ -102,7 +102,11 @@ class MatchClient:
         if self.done is not None:
             self.session.poll()
         else:
+            # Catching up, no tick but the last builds packets: they would be dropped (a packet is
+            # an encoding of every unacknowledged input, the bulk of a re-simulated frame's cost).
+            self.session.muted = self.catching_up and self.session.current_frame + 1 < self._preloaded
             self.runner.tick(actions)
+            self.session.muted = False
             if self.catching_up:
                 self.transport.take_outgoing()
             if self.runner.done:

@@ -85,6 +85,7 @@ class P2PSession:
         self.generation = generation
         self.local_players = tuple(local_players)
         self.transport = transport
+        self.muted = False   # build and send no packets (a seat re-simulating frames already played), as if sent
         self.clock = clock
         now = clock()
         self.remotes = {addr: _Remote(addr, tuple(players), now) for addr, players in remotes.items()}
@@ -347,11 +348,13 @@ class P2PSession:
     def _send_all(self, force: bool, now: float) -> None:
         for remote in self.remotes.values():
             if not remote.disconnected and (force or now - remote.last_sent >= self.config.keepalive_ms):
-                self._send(remote.addr, self._input_packet(remote, now))
+                if not self.muted:
+                    self._send(remote.addr, self._input_packet(remote, now))
                 remote.last_sent = now
         for spectator in self.spectators.values():
             if force or now - spectator.last_sent >= self.config.keepalive_ms:
-                self._send(spectator.addr, self._confirmed_packet(spectator, now))
+                if not self.muted:
+                    self._send(spectator.addr, self._confirmed_packet(spectator, now))
                 spectator.last_sent = now
 
     def _send(self, addr: str, data: str) -> None:

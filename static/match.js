@@ -219,12 +219,17 @@ export class MatchView {
 
     this.openChannel(start);
     const current = this.current;
+    // A seat taken back: when match_start came and when the worker had re-simulated to the present
+    // (page milliseconds; benchmarks/browser.py reads them beside coplay.pyodide's).
+    const resumed = start.resume ? (coplay.resume = {frame: start.resume.frame, startMs: Math.round(performance.now()),
+                                                     playingMs: null}) : null;
     this.chain = this.chain
       .then(() => (previous ? this.worker.request("STOP").catch((e) => console.error("coplay: STOP failed", e)) : null))
       .then(() => this.bundle)
       .then((bundle) => this.worker.request("START", {start: withBundledPolicies(start, bundle),
                                                      game: bundle.games?.[start.game] || start.game}))
       .then(() => {
+        if (resumed) resumed.playingMs = Math.round(performance.now());
         if (this.current !== current) return;
         const queued = this.starting;
         this.starting = null;

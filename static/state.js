@@ -15,6 +15,7 @@ export const coplay = {
   events: [],
   errors: [],
   pyodide: {startMs: null, readyMs: null, loadedMs: null},
+  resume: null,   // {frame, startMs, playingMs} of the last match_start with resume (static/match.js)
   disconnects: 0,
   connected: false,
   end: null,

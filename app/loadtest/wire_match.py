@@ -11,8 +11,12 @@ The server ends an episode only when every seat's `episode_done` names the frame
 checksum of its own re-simulation, so a wire seat needs the real game state at check frames and
 at the end: `MatchSim` steps one lockstep re-simulation (game.lockstep) of the match over the
 inputs known in this process (both seats of a match share it when they live in the same process;
-`SimRegistry`). A seat reports a checksum only for frames its own inputs and the ones it received
-cover, so what it sends is what a real seat could know.
+`SimRegistry`). The simulation takes only inputs the server has logged: a peer's as the server
+relays them, a seat's own once a peer acknowledges them (they came through the relay), and the
+log a taken-back seat resumes from. A seat's own inputs the server never logged (sent while the
+server gave the seat to a stand-in) must not enter it: the referee re-simulates the server's log.
+A seat reports a checksum only for frames those inputs cover, so what it sends is what a real
+seat could know.
 """
 from __future__ import annotations
 
@@ -136,7 +140,8 @@ class WireSeat:
         else:
             for p in self.players:
                 self.mine[p].extend([config.default_actions[p]] * config.delay_of(p))
-                sim.know(p, 0, self.mine[p])
+                if not self.peers:
+                    self._know_mine(p, len(self.mine[p]))
         self.done: dict[str, Any] | None = None
         self.stalls = 0
         self.desyncs: list[dict[str, Any]] = []
@@ -169,7 +174,8 @@ class WireSeat:
                 observations: dict[str, Any] = {}
                 for p, action in self.policy.actions(observations, self.frame).items():
                     self.mine[p].append(action)
-                    self.sim.know(p, len(self.mine[p]) - 1, self.mine[p][-1:])
+                    if not self.peers:
+                        self._know_mine(p, len(self.mine[p]))
                 self.frame += 1
                 advanced = True
             else:
@@ -182,6 +188,14 @@ class WireSeat:
         out = [(peer.addr, self._packet(peer, now_ms)) for peer in self.peers.values()]
         self.packets_sent += len(out)
         return out
+
+    def _know_mine(self, player: str, upto: int) -> None:
+        """Own inputs of `player` before frame `upto` are the match's: a peer acknowledged them (or no
+        peer could, there being none). Before that the server may not have logged them."""
+        upto = min(upto, len(self.mine[player]))
+        have = len(self.sim.known[player])
+        if upto > have:
+            self.sim.know(player, have, self.mine[player][have:upto])
 
     def _peers_through(self) -> int:
         """Frames (from 0) for which every peer's inputs have arrived."""
@@ -241,6 +255,8 @@ class WireSeat:
         for p, frame in packet.ack:
             if p in self.mine:
                 peer.acked[p] = max(peer.acked.get(p, -1), min(frame, len(self.mine[p]) - 1))
+                if packet.peer_gen == self.gen:   # acks of our inputs, not of a later holder's
+                    self._know_mine(p, peer.acked[p] + 1)
         peer.frame = packet.frame
         if packet.t > peer.last_t:
             peer.last_t, peer.last_t_at = packet.t, now_ms
