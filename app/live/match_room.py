@@ -17,6 +17,11 @@ re-simulate before it plays on. After the grace period `seat_lost` gives the sea
 ends the match. Every change of holder bumps the seat's holder generation (`Seat.gen`, in
 every packet; netcode.codec) and is recorded as a `seat_changed` event at the frame the new
 holder plays first: the seat segments.
+
+A remote AI seat held by an agent process (kind AGENT, app/live/agents.py) is played like a human
+seat, over its own connection; when the agent drops or falls silent, `agent_lost` gives the seat to
+its fallback at once (no grace period: an agent does not come back), and `agent_meta` records the
+metadata the agent attaches to its steps.
 """
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from app.live.agents import MetaEntry
 from app.live.input_log import InconsistentInput, InputLog
 from app.live.metrics import Metrics
 from app.live.protocol import EpisodeDone, PacketEvent, ProtocolError
@@ -36,7 +42,8 @@ from netcode.config import SessionConfig
 from netcode.errors import NetcodeError
 from scenes.ai_seat import as_ai_seat
 
-HUMAN, AI = "human", "ai"
+HUMAN, AI, AGENT = "human", "ai", "agent"
+HELD = (HUMAN, AGENT)   # seats played by a connection (a participant's page, a remote agent process)
 MAX_AHEAD_SECONDS = 10  # a seat's inputs may run at most this far past the last frame everyone has sent
 REFEREE_LAG = 120       # frames the referee may fall behind the confirmed inputs before it is run
 _UNCHECKED = object()
@@ -73,7 +80,8 @@ class Seat:
     def info(self, match_seed: int) -> dict[str, Any]:
         """The seat as the recording header and the store list it."""
         ai = self.ai_info(match_seed)
-        return {"players": list(self.players), "kind": self.kind, "participant": self.participant,
+        participant = None if self.kind == AGENT else self.participant
+        return {"players": list(self.players), "kind": self.kind, "participant": participant,
                 "policy": ai["policy"] if ai else None, "ai": ai}
 
 
@@ -165,7 +173,7 @@ class MatchRoom:
                 continue
             if seat.rejoining:
                 self._return_to(seat)
-            if seat.kind == HUMAN and seat.absent_since is None:
+            if seat.kind in HELD and seat.absent_since is None:
                 self.host.send(seat, "match_start", self.start_payload(seat))
             else:
                 if seat.bot is not None:
@@ -440,6 +448,9 @@ class MatchRoom:
     def seat_absent(self, seat: Seat, why: str) -> None:
         """A human seat's participant dropped (closed connection, silence, a second page): a stand-in
         plays the seat while it is held for them (`grace_s`; with 0, `seat_lost` at once)."""
+        if seat.kind == AGENT:
+            self.agent_lost(seat, why)
+            return
         if seat.gone or seat.kind != HUMAN or self.ended:
             return
         if seat.absent_since is not None:
@@ -520,10 +531,46 @@ class MatchRoom:
         episode, else `silent_after_s`); give up seats held longer than the grace period."""
         now = self.host.now()
         for seat in list(self.seats.values()):
-            if seat.kind != HUMAN or seat.gone:
+            if seat.kind not in HELD or seat.gone:
                 continue
             if seat.absent_since is not None:
                 if not seat.rejoining and now - seat.absent_since > self.settings.grace_s:
                     self.seat_lost(seat, "grace_expired")
             elif seat.done is None and now - seat.last_heard > (absent_after_s if seat.heard else silent_after_s):
                 self.seat_absent(seat, "silent")
+
+    # ------------------------------------------------------------ remote agents
+
+    def agent_lost(self, seat: Seat, why: str) -> None:
+        """A remote agent stopped answering (closed connection, silence): its seat's fallback plays on from
+        the next unlogged frame (a server bot, as a dropped human's seat); with no fallback, as the scene's
+        on_partner_drop says (a fill_policy bot, or the match ends)."""
+        if seat.gone or seat.kind != AGENT or self.ended:
+            return
+        fallback = as_ai_seat(seat.policy).fallback_seat()
+        if fallback is None and self.settings.on_partner_drop == "ai":
+            fallback = as_ai_seat(self.settings.fill_policy)
+        humans_left = [s for s in self.seats.values() if s.kind == HUMAN and not s.gone]
+        if fallback is None or not humans_left:
+            self._hand_over(seat, "gone", why)
+            seat.gone = True
+            self.end("partner_dropped" if humans_left else "abandoned")
+            return
+        seat.policy = fallback
+        frame = self._hand_over(seat, "ai", why)
+        seat.kind, seat.participant = AI, None
+        seat.bot = self.host.start_bot(self, seat, self.log.snapshot())
+        self._tell_partners(seat, "replaced", frame)
+
+    def agent_meta(self, seat: Seat, match: str, entries: list[MetaEntry]) -> None:
+        """Record the metadata a remote agent attached to its steps (checked by app.live.agents)."""
+        if match != self.id:
+            raise ProtocolError(f"agent_meta for match {match!r}, but this seat is in match {self.id!r}")
+        limit = min(len(self.log.actions[p]) for p in seat.players) + MAX_AHEAD_SECONDS * self.settings.fps
+        for entry in entries:
+            if entry.episode == self.episode and entry.frame > limit:
+                raise ProtocolError(f"agent_meta names frame {entry.frame}, past the seat's inputs ({limit})")
+        for entry in entries:
+            if entry.episode == self.episode:   # else in flight across an episode change: dropped
+                self.recording.event("agent_meta", {"seat": seat.addr, "players": list(seat.players),
+                                                    "meta": entry.meta}, self.episode, entry.frame)
