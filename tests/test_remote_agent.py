@@ -214,3 +214,33 @@ def test_wrong_or_missing_tokens_are_refused_and_change_nothing(server: Server) 
     header = read_recording(str(server.data_dir / "agents" / "recordings" / f"{record['match']}.jsonl")).header
     assert header["seats"]["s1"]["kind"] == "ai"
     assert header["seats"]["s1"]["policy"] == "game.games.policies:PongTracker"
+
+
+def test_blocking_code_plays_through_steps_and_act_and_a_slow_agent_is_just_predicted(server: Server) -> None:
+    seen: list[int] = []
+    outcome: list[Any] = []
+    connected = threading.Event()
+
+    def slow_agent() -> None:
+        with connect(server.url, token=token(server)).sync() as agent:
+            connected.set()
+            for step in agent.steps(matches=1):
+                time.sleep(0.05)   # answers 20 times a second in a 60 fps match: its partner predicts the rest
+                seen.append(step.frame)
+                agent.act(2 if (step.frame // 60) % 2 else 1, meta={"seen": step.frame})
+            outcome.append(agent.agent.matches)
+
+    thread = threading.Thread(target=slow_agent)
+    thread.start()
+    assert connected.wait(30)
+    result = human(server, 4).run(timeout=90)
+    thread.join(30)
+    assert result.completed and result.ok, result.reason
+    (record,) = result.matches
+    assert record["reason"] == "completed" and [m.reason for m in outcome[0]] == ["completed"]
+    assert 50 < len(seen) < FRAMES // 2 and seen == sorted(seen)   # it saw a frame in every few, in order
+    events = match_events(server, record["match"])
+    recorded = [e["data"]["meta"]["seen"] for e in events if e["kind"] == "agent_meta"]
+    assert recorded == seen[:len(recorded)] and len(recorded) >= len(seen) - 1   # the last may answer too late
+    assert not [e for e in events if e["kind"] == "seat_changed"]
+    assert replay_recording(server, "agents", record["match"]).ok

@@ -175,21 +175,22 @@ class Agent:
     def matches_done(self) -> int:
         return sum(1 for m in self.matches if m.reason is not None)
 
-    async def steps(self) -> AsyncIterator[Step]:
+    async def steps(self, matches: int | None = None) -> AsyncIterator[Step]:
         """The latest frame's observations each time a new frame was played and the caller is ready for it
-        (frames it was too slow for are skipped); ends when the connection does."""
-        while self.closed_reason is None:
+        (frames it was too slow for are skipped); ends when `matches` matches ended, or the connection did."""
+        while self.closed_reason is None and (matches is None or self.matches_done < matches):
             await self._step_ready.wait()
             self._step_ready.clear()
             step, self._step = self._step, None
-            if step is not None and self.closed_reason is None:
+            if step is not None and self.closed_reason is None and self._episode is not None:
                 yield step
 
     def act(self, actions: Mapping[str, Any] | Any, meta: Mapping[str, Any] | None = None) -> None:
         """Play `actions` ({player: action}, or one action when the seat plays one player) from the next
-        frame on, with `meta` (a JSON object, at most MAX_META_BYTES) attached to that frame."""
+        frame on, with `meta` (a JSON object, at most MAX_META_BYTES) attached to that frame. After the
+        episode's end (a step the caller was slow to answer) it does nothing."""
         ep = self._episode
-        if ep is None:
+        if ep is None or ep.client.done is not None:
             return
         if not isinstance(actions, Mapping) or set(actions) - set(ep.client.players):
             actions = {player: actions for player in ep.client.players}
@@ -253,6 +254,7 @@ class Agent:
             if record.match == payload.get("match"):
                 record.reason = str(payload.get("reason"))
         self._changed.set()
+        self._step_ready.set()
 
     async def _on_seat_changed(self, payload: dict[str, Any]) -> None:
         pass   # a partner dropped or came back: the netcode goes on regardless

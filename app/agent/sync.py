@@ -43,8 +43,8 @@ class SyncAgent:
             self._call(self.agent.close())
             self._stop()
 
-    def steps(self) -> Iterator[Step]:
-        stream = self.agent.steps()
+    def steps(self, matches: int | None = None) -> Iterator[Step]:
+        stream = self.agent.steps(matches)
         while True:
             try:
                 yield self._call(stream.__anext__())
@@ -67,3 +67,5 @@ class SyncAgent:
     def _stop(self) -> None:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
+        if not self._thread.is_alive():
+            self._loop.close()
