@@ -132,7 +132,8 @@ class Agent:
                               wait_timeout=self.connect_timeout)
         except socketio.exceptions.ConnectionError as error:
             refusal = self._refusal if isinstance(self._refusal, dict) else {}   # {"message", "data": {"code"}}
-            data = refusal.get("data") if isinstance(refusal.get("data"), dict) else {}
+            data = refusal.get("data")
+            data = data if isinstance(data, dict) else {}
             raise AgentError(str(refusal.get("message") or f"cannot connect to {self.server_url}: {error}"),
                              code=str(data.get("code") or "agent_connect_failed")) from None
         self._sio = sio
