@@ -23,7 +23,8 @@ from app.live.protocol import ProtocolError
 from app.web.admin import AdminTokenError
 from app.web.agent_tokens import agent_names, agent_tokens, token_locations
 from game.loader import GameLoader
-from scenes import AISeat, End, Experiment, ExperimentError, Match
+from scenes import AISeat, End, Experiment, ExperimentError, Match, WaitingRoom
+from tests.test_admission_hub import arrive
 
 TOKEN = "t0ken-of-the-tracker-agent-0123456789"
 OTHER = "t0ken-of-the-other-agent-9876543210xx"
@@ -32,7 +33,7 @@ OTHER = "t0ken-of-the-other-agent-9876543210xx"
 def experiment(fallback: Any = "random", on_partner_drop: str = "ai") -> Experiment:
     return Experiment("agents", [
         Match(id="duel", game="game.games.pong:Pong", config={"max_frames": 600}, humans=("left",), fps=60,
-              on_partner_drop=on_partner_drop,
+              on_partner_drop=on_partner_drop, waiting_room=WaitingRoom(timeout_s=5, on_timeout="ai"),
               ai={"right": AISeat(runs="remote", agent="tracker", fallback=fallback)}),
         End(id="end"),
     ], allow_anonymous=True)
@@ -71,14 +72,6 @@ def setup(tmp_path: Path) -> Iterator[tuple[Hub, Server, Store]]:
     hub, server, store = make_hub(tmp_path, experiment())
     yield hub, server, store
     store.close()
-
-
-def arrive(hub: Hub, name: str) -> str:
-    participant = hub.flow.enter({"PROLIFIC_PID": name}, "10.0.0.1").participant
-    assert participant is not None
-    hub.connect(participant, name)
-    hub.handle("ready", name, {"index": 0})
-    return participant
 
 
 def events(store: Store) -> int:
@@ -120,9 +113,28 @@ def test_wrong_and_missing_tokens_change_nothing_in_the_hub(setup: tuple[Hub, Se
             hub.agent_connect("sid-x", wrong)
     assert hub.participant_of == {} and hub.sid_of == {} and hub.agents.free == {}
     assert events(store) == before
-    arrive(hub, "p1")   # no agent: the remote seat's fallback plays from the start
+
+
+def test_the_waiting_room_waits_for_a_free_agent_until_its_timeout(setup: tuple[Hub, Server, Store]) -> None:
+    hub, server, store = setup
+    arrive(hub, "p1")
+    server.clock += 4
+    hub.tick()
+    assert not hub.matches   # no agent yet: waits, as for a partner
+    hub.agent_connect("agent-sid", TOKEN)
+    hub.tick()
     (room,) = hub.matches.values()
-    assert room.seats["s1"].kind == AI and as_spec(room.seats["s1"].policy) == "random"
+    assert room.seats["s1"].kind == AGENT
+    arrive(hub, "p2")
+    arrive(hub, "p3")
+    server.clock += 6   # their wait times out with the one agent busy: each starts with the fallback
+    hub.tick()
+    hub.tick()   # one timed-out group starts a poll
+    assert len(hub.matches) == 3
+    for other in hub.matches.values():
+        if other is not room:
+            assert other.seats["s1"].kind == AI and as_spec(other.seats["s1"].policy) == "random"
+            assert len(other.seats) == 2
 
 
 def as_spec(policy: Any) -> str:

@@ -31,11 +31,11 @@ from app.participant.link import ShapedLink
 from tests.server_fixtures import ROOT, Server, pid, replay_recording
 
 EXPERIMENT = '''
-from scenes import AISeat, End, Experiment, Match
+from scenes import AISeat, End, Experiment, Match, WaitingRoom
 
 EXPERIMENT = Experiment(id="agents", scenes=[
     Match(id="duel", game="game.games.pong:Pong", config={"max_score": 1000, "max_frames": FRAMES},
-          humans=["left"], fps=60, episodes=1,
+          humans=["left"], fps=60, episodes=1, waiting_room=WaitingRoom(timeout_s=3, on_timeout="ai"),
           ai={"right": AISeat(runs="remote", agent="tracker", fallback="game.games.policies:PongTracker")}),
     End(id="end", html="<p>Thanks</p>", completion_code="AGENTS"),
 ])
@@ -207,7 +207,7 @@ def test_wrong_or_missing_tokens_are_refused_and_change_nothing(server: Server) 
     assert cli.returncode != 0 and "wrong agent token" in cli.stderr
     assert store_rows(server) == before
 
-    # a human still gets the fallback when no agent is connected: the seat was never taken
+    # with no agent connected, a human waits the waiting room's timeout, then plays the fallback
     result = human(server, 3).run(timeout=90)
     assert result.completed, result.reason
     (record,) = result.matches

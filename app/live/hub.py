@@ -12,7 +12,7 @@ import logging
 import math
 import secrets
 import threading
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -405,7 +405,7 @@ class Hub(MatchHost):
     def _poll_room(self, room: WaitingRoom) -> None:
         now = self.services.now()
         for action in room.poll(now, self.admission.open, self.admission.settings.max_hold_s,
-                                self.admission.start_budget(now)):
+                                self.admission.start_budget(now), self._seatable(room.scene_id)):
             if isinstance(action, StartMatch):
                 self.admission.started(1)
                 self._start_match(room.scene_id, action)
@@ -718,6 +718,13 @@ class Hub(MatchHost):
                 continue
             log.warning("no agent %r connected for seat %s: its fallback plays it", ai.agent, seat.addr)
             seat.policy = ai.fallback_seat() or fill
+
+    def _seatable(self, scene_id: str) -> float:
+        """How many matches of the scene the free agent connections can seat (inf: it has no remote seats)."""
+        scene = self.flow.experiment.scene_by_id(scene_id)
+        assert isinstance(scene, Match)
+        wanted = Counter(str(ai.agent) for ai in scene.seat_settings()[0].values() if ai.runs == "remote")
+        return min((self.agents.connected(name) // count for name, count in wanted.items()), default=math.inf)
 
     def _agent_meta(self, participant: str, payload: Any) -> None:
         if not is_agent(participant):
