@@ -272,3 +272,24 @@ def test_metadata_is_recorded_and_oversize_or_too_much_is_refused_changing_nothi
     recorded = len(metas())
     hub.handle("agent_meta", "agent-sid", meta_event(room.id, *[(0, 1, {})] * MAX_META_ENTRIES))
     assert "too much agent metadata" in server.to("agent-sid", "error")[-1]["reason"] and len(metas()) == recorded
+
+
+def test_a_silent_agent_loses_its_seat_to_the_fallback_and_is_let_go(setup: tuple[Hub, Server, Store]) -> None:
+    hub, server, store = setup
+    hub.agent_connect("agent-sid", TOKEN)
+    conn = hub.participant_of["agent-sid"]
+    arrive(hub, "p1")
+    (room,) = hub.matches.values()
+    server.clock += 5
+    hub.tick()
+    assert room.seats["s1"].kind == AGENT   # not silent for long enough yet (it never sent a packet)
+    server.clock += 0.2
+    for _ in range(30):   # 6 s more, ticking as the server does
+        server.clock += 0.2
+        hub.tick()
+    seat = room.seats["s1"]
+    assert seat.kind == AI and as_spec(seat.policy) == "random" and isinstance(seat.bot, BotPeer)
+    assert server.to("agent-sid", "match_end")[-1]["reason"] == "seat_taken_over"
+    assert server.disconnected == ["agent-sid"] and conn not in hub.seat_of
+    hub.disconnect("agent-sid")   # the socket closes: nothing more to do
+    assert hub.agents.connected("tracker") == 0 and "agent-sid" not in hub.participant_of
