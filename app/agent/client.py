@@ -193,11 +193,12 @@ class Agent:
         ep = self._episode
         if ep is None or ep.client.done is not None:
             return
+        checked = _checked_meta(meta) if meta is not None else None   # raises before anything changes
         if not isinstance(actions, Mapping) or set(actions) - set(ep.client.players):
             actions = {player: actions for player in ep.client.players}
         ep.held.update(actions)
-        if meta is not None:
-            self._attach(ep, dict(meta))
+        if checked is not None:
+            self._attach(ep, checked)
 
     async def play(self, matches: int | None = None) -> list[MatchRecord]:
         """Play (with the policy) until `matches` matches ended (None: until the connection ends)."""
@@ -294,15 +295,22 @@ class Agent:
     # ------------------------------------------------------------------ the tick loop
 
     async def _run(self) -> None:
-        while self.closed_reason is None:
-            ep = self._episode
-            if ep is None:
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            await self._service(ep, time.monotonic())
-            await self._flush_meta()
-            await asyncio.sleep(ep.schedule.delay(time.monotonic()))
+        """The fixed-step loop of the current episode; a failure (the policy chose an invalid action, the
+        game raised) ends the connection, so the seat goes to its fallback at once."""
+        try:
+            while self.closed_reason is None:
+                ep = self._episode
+                if ep is None:
+                    self._wake.clear()
+                    await self._wake.wait()
+                    continue
+                await self._service(ep, time.monotonic())
+                await self._flush_meta()
+                await asyncio.sleep(ep.schedule.delay(time.monotonic()))
+        except Exception as error:  # noqa: BLE001 - reported as the reason the connection ended
+            self._end(f"failed: {type(error).__name__}: {error}")
+            if self._sio is not None:
+                await self._sio.disconnect()
 
     async def _service(self, ep: _Episode, now: float) -> None:
         client = ep.client
@@ -316,7 +324,7 @@ class Agent:
                     metadata = getattr(bot.policy, "metadata", None)
                     meta = metadata() if callable(metadata) else None
                     if meta is not None:
-                        self._attach(ep, dict(meta))
+                        self._attach(ep, _checked_meta(meta))
             client.tick({} if client.done is not None else dict(ep.held))
             for packet in client.outbox():
                 await self._send(packet)
@@ -341,10 +349,6 @@ class Agent:
     # ------------------------------------------------------------------ metadata
 
     def _attach(self, ep: _Episode, meta: dict[str, Any]) -> None:
-        size = meta_size(meta)
-        if size > MAX_META_BYTES:
-            raise AgentError(f"metadata of {size} bytes as JSON is over the limit of {MAX_META_BYTES}: keep it "
-                             "short (e.g. a latency and a brief message)", code="agent_meta_too_large")
         self._meta.append({"episode": ep.client.episode, "frame": ep.client.session.current_frame, "meta": meta})
 
     async def _flush_meta(self, force: bool = False, match: str | None = None) -> None:
@@ -360,6 +364,20 @@ class Agent:
         while self._meta:
             batch, self._meta = self._meta[:MAX_META_ENTRIES], self._meta[MAX_META_ENTRIES:]
             await self._sio.emit("agent_meta", {"match": match, "steps": batch})
+
+
+def _checked_meta(meta: Any) -> dict[str, Any]:
+    """`meta` as a dict, if it is a JSON object within MAX_META_BYTES; AgentError saying what is wrong if not."""
+    if not isinstance(meta, Mapping):
+        raise AgentError(f"metadata is a JSON object (a dict), got {type(meta).__name__}", code="agent_meta_invalid")
+    try:
+        size = meta_size(dict(meta))
+    except (TypeError, ValueError) as error:
+        raise AgentError(f"metadata must be JSON-able: {error}", code="agent_meta_invalid") from None
+    if size > MAX_META_BYTES:
+        raise AgentError(f"metadata of {size} bytes as JSON is over the limit of {MAX_META_BYTES}: keep it "
+                         "short (e.g. a latency and a brief message)", code="agent_meta_too_large")
+    return dict(meta)
 
 
 def connect(url: str, token: str, policy: Any = None, **options: Any) -> Agent:
