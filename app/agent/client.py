@@ -173,6 +173,10 @@ class Agent:
     # ------------------------------------------------------------------ the caller's side
 
     @property
+    def in_match(self) -> bool:
+        return any(m.reason is None for m in self.matches)
+
+    @property
     def matches_done(self) -> int:
         return sum(1 for m in self.matches if m.reason is not None)
 

@@ -53,26 +53,32 @@ def run_agent(args: argparse.Namespace) -> int:
 
 async def serve_matches(url: str, token: str, policy: str, matches: int | None, parallel: int,
                         seed: int) -> list[MatchRecord]:
-    """`parallel` connections playing until `matches` matches ended in all (None: until interrupted)."""
+    """`parallel` connections playing until `matches` matches ended in all (None: until interrupted); a
+    connection in a match when the count is reached plays it to its end."""
     records: list[MatchRecord] = []
-    connections = parallel if matches is None else min(parallel, matches)
+    enough = asyncio.Event()
 
     async def one(index: int) -> None:
         async with Agent(url, token, policy, seed=seed + index) as agent:
             print(f"coplay agent: connection {index} ready", flush=True)
-            while agent.closed_reason is None and (matches is None or len(_ended(records)) < matches):
-                await agent.play(agent.matches_done + 1)
+            while agent.closed_reason is None and not enough.is_set():
+                playing = asyncio.ensure_future(agent.play(agent.matches_done + 1))
+                stop = asyncio.ensure_future(enough.wait())
+                await asyncio.wait({playing, stop}, return_when=asyncio.FIRST_COMPLETED)
+                if not playing.done() and agent.in_match:
+                    await playing   # the count was reached elsewhere: finish this match first
+                playing.cancel()
+                stop.cancel()
                 for record in agent.matches:
                     if record.reason is not None and record not in records:
                         records.append(record)
                         print(f"coplay agent: match {record.match} seat {record.seat} ended: {record.reason}",
                               flush=True)
+                if matches is not None and len(records) >= matches:
+                    enough.set()
             if agent.closed_reason not in (None, "closed"):
                 print(f"coplay agent: connection {index}: {agent.closed_reason}", file=sys.stderr, flush=True)
 
+    connections = parallel if matches is None else min(parallel, matches)
     await asyncio.gather(*(one(i) for i in range(connections)))
     return records
-
-
-def _ended(records: list[MatchRecord]) -> list[MatchRecord]:
-    return [r for r in records if r.reason is not None]
