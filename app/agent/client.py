@@ -186,9 +186,9 @@ class Agent:
         while self.closed_reason is None and (matches is None or self.matches_done < matches):
             await self._step_ready.wait()
             self._step_ready.clear()
-            step, self._step = self._step, None
-            if step is not None and self.closed_reason is None and self._episode is not None:
-                yield step
+            step, self._step, ep = self._step, None, self._episode
+            if step is not None and self.closed_reason is None and ep is not None and ep.client.done is None:
+                yield step   # (not one left from before the episode's end: there is nothing to act on)
 
     def act(self, actions: Mapping[str, Any] | Any, meta: Mapping[str, Any] | None = None) -> None:
         """Play `actions` ({player: action}, or one action when the seat plays one player) from the next
@@ -251,10 +251,9 @@ class Agent:
         self._wake.set()
 
     async def _on_match_end(self, payload: dict[str, Any]) -> None:
-        ep, self._episode = self._episode, None
+        self._episode = None
         self._router.attach(None)
-        if ep is not None:
-            await self._flush_meta(force=True, match=ep.client.match)
+        self._meta.clear()   # sent with episode_done; what came after the episode's end has no step to go with
         await self._close_channel()
         for record in self.matches:
             if record.match == payload.get("match"):
