@@ -228,8 +228,19 @@ def _connect(server: Server, given: str | None) -> AgentError:
     return found[0]
 
 
+def settled_rows(server: Server) -> dict[str, int]:
+    """The store's row counts once the previous test's last events (disconnects) are written."""
+    rows = store_rows(server)
+    while True:
+        time.sleep(1.5)
+        now = store_rows(server)
+        if now == rows:
+            return rows
+        rows = now
+
+
 def test_wrong_or_missing_tokens_are_refused_and_change_nothing(server: Server) -> None:
-    before = store_rows(server)
+    before = settled_rows(server)
     wrong = _connect(server, token(server)[:-1] + ("x" if token(server)[-1] != "x" else "y"))
     assert wrong.code == "agent_token_refused" and "wrong agent token" in wrong.message
     missing = _connect(server, None)
