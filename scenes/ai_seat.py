@@ -10,8 +10,12 @@ the same as `AISeat(spec)` with every setting at its default; `Match(ai=...)`, `
 - `runs`: where the policy runs. "server": a bot in the server process. "browser": a local player of one
   participant's peer, played in their browser worker (the match's first human seat hosts it; zero latency,
   no server cost; its inputs travel in that peer's packets and are logged as the AI seat's); if that
-  participant leaves, the server plays it with the same policy. "remote" (an agent process) is not yet
-  supported, and is refused.
+  participant leaves, the server plays it with the same policy. "remote": an agent process
+  (`coplay agent URL --token T --policy FILE.py:Class`, app/agent) holding the token of agent `agent`
+  plays the seat; `policy` is then only recorded (default "agent:NAME"). A remote seat with no agent
+  connected when its match starts, or whose agent stops answering, is played by `fallback` (a server
+  policy), or, with fallback=None, as the scene's on_partner_drop says (a fill_policy bot, or the match
+  ends).
 - `reaction_delay_frames`, `action_repeat`: human-like timing, applied by `game.paced_policy.PacedPolicy`.
 - `seed`: the seed the policy gets; None draws one from the match seed (`game.paced_policy.seat_seed`).
   Either way it is recorded in the seat's info (recording header, store, `seat_changed` events).
@@ -19,6 +23,7 @@ the same as `AISeat(spec)` with every setting at its default; `Match(ai=...)`, `
 """
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from game.adapters.onnx_policy import ONNX_PREFIX, OnnxPolicy
@@ -28,7 +33,7 @@ from scenes.base import Resolver
 from scenes.policies import policy_spec, resolve_policy, why_not_policy
 
 RUNS = ("server", "browser", "remote")
-SUPPORTED_RUNS = ("server", "browser")
+AGENT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 MAX_DELAY_FRAMES = 3600
 MAX_REPEAT = 3600
 
@@ -36,10 +41,13 @@ MAX_REPEAT = 3600
 class AISeat:
     """The settings of one AI seat (see the module docstring)."""
 
-    def __init__(self, policy: Any, *, runs: str = "server", reaction_delay_frames: int = 0, action_repeat: int = 1,
-                 seed: int | None = None, reveal: bool | None = None) -> None:
-        self.policy = policy
+    def __init__(self, policy: Any = None, *, runs: str = "server", reaction_delay_frames: int = 0,
+                 action_repeat: int = 1, seed: int | None = None, reveal: bool | None = None,
+                 agent: str | None = None, fallback: Any = None) -> None:
+        self.policy = f"agent:{agent}" if policy is None and runs == "remote" else policy
         self.runs = runs
+        self.agent = agent
+        self.fallback = fallback
         self.reaction_delay_frames = reaction_delay_frames
         self.action_repeat = action_repeat
         self.seed = seed
@@ -48,20 +56,23 @@ class AISeat:
 
     def __repr__(self) -> str:
         return (f"AISeat({self.policy!r}, runs={self.runs!r}, reaction_delay_frames={self.reaction_delay_frames!r}, "
-                f"action_repeat={self.action_repeat!r}, seed={self.seed!r}, reveal={self.reveal!r})")
+                f"action_repeat={self.action_repeat!r}, seed={self.seed!r}, reveal={self.reveal!r}, "
+                f"agent={self.agent!r}, fallback={self.fallback!r})")
 
     def why_not(self) -> str | None:
         """What is wrong with these settings, or None."""
         if isinstance(self.policy, AISeat):
             return "AISeat(policy=...) takes a policy spec, not another AISeat"
-        reason = why_not_policy(self.policy)
+        if self.runs == "remote":
+            reason = self._why_not_remote()
+        else:
+            reason = why_not_policy(self.policy)
+            if not reason and (self.agent is not None or self.fallback is not None):
+                reason = "agent= and fallback= are settings of remote seats (runs='remote')"
         if reason:
             return reason
         if self.runs not in RUNS:
             return f"runs must be one of {', '.join(map(repr, RUNS))}, got {self.runs!r:.40}"
-        if self.runs not in SUPPORTED_RUNS:
-            return (f"runs={self.runs!r} is not yet supported (AI seats run on the server for now); "
-                    f"use runs='server'")
         if self.runs == "browser" and _is_onnx(self.policy):
             return ("runs='browser' takes a Python policy class; ONNX policies run on the server for now "
                     "(use runs='server')")
@@ -75,11 +86,38 @@ class AISeat:
             return f"reveal must be None (follow the scene's reveal_ai), True or False, got {self.reveal!r:.40}"
         return None
 
+    def _why_not_remote(self) -> str | None:
+        if not isinstance(self.agent, str) or not AGENT_NAME.fullmatch(self.agent):
+            return (f"a remote seat names its agent: agent= 1 to 32 lower-case letters, digits, _ or - "
+                    f"(its token's name), got {self.agent!r:.40}")
+        if not isinstance(self.policy, str):
+            return f"a remote seat's policy is only recorded: give a spec string or None, got {self.policy!r:.40}"
+        if self.fallback is None:
+            return None
+        fallback = as_ai_seat(self.fallback)
+        if fallback.runs != "server":
+            return f"fallback runs on the server (the remote agent is gone), got runs={fallback.runs!r}"
+        reason = fallback.why_not()
+        return f"fallback: {reason}" if reason else None
+
     def resolve(self, resolve: Resolver | None = None) -> Any:
-        """The policy factory (a class, or a loaded OnnxPolicy), resolved once and kept."""
+        """The policy factory (a class, or a loaded OnnxPolicy), resolved once and kept. A remote seat's
+        policy runs in its agent: this resolves its fallback and returns None."""
+        if self.runs == "remote":
+            fallback = self.fallback_seat()
+            if fallback is not None:
+                fallback.resolve(resolve)
+            return None
         if self.factory is None:
             self.factory = resolve_policy(self.policy, resolve)
         return self.factory
+
+    def fallback_seat(self) -> AISeat | None:
+        """A remote seat's fallback as an AISeat (None: the scene's on_partner_drop decides)."""
+        if self.fallback is None:
+            return None
+        self.fallback = as_ai_seat(self.fallback)   # one object, so its resolved factory is kept
+        return self.fallback
 
     @property
     def spec(self) -> str:
@@ -99,7 +137,8 @@ class AISeat:
         sha256 = factory.sha256 if isinstance(factory, OnnxPolicy) else None
         return {"policy": self.spec, "runs": self.runs, "seed": self.seat_seed(match_seed, seat),
                 "reaction_delay_frames": self.reaction_delay_frames, "action_repeat": self.action_repeat,
-                "reveal": self.reveal, "model_sha256": sha256}
+                "reveal": self.reveal, "model_sha256": sha256,
+                **({"agent": self.agent} if self.runs == "remote" else {})}
 
 
 BROWSER_BUILTINS = {"random": "game.policies:RandomPolicy", "idle": "game.policies:IdlePolicy"}

@@ -121,7 +121,7 @@ def pong(**kwargs: Any) -> Match:
 @pytest.mark.parametrize("match, message", [
     (pong(ai={"right": AISeat("onnx:policy.onnx", runs="browser")}),
      "ai['right']: runs='browser' takes a Python policy class; ONNX policies run on the server for now"),
-    (pong(ai={"right": AISeat("random", runs="remote")}), "ai['right']: runs='remote' is not yet supported"),
+    (pong(ai={"right": AISeat("random", runs="remote")}), "ai['right']: a remote seat names its agent: agent="),
     (pong(ai={"right": AISeat("random", runs="gpu")}),
      "ai['right']: runs must be one of 'server', 'browser', 'remote', got 'gpu'"),
     (pong(ai={"right": AISeat("random", reaction_delay_frames=-2)}),

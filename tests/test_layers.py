@@ -76,13 +76,13 @@ def _is_stdlib(module: str) -> bool:
     return module.split(".")[0] in STDLIB
 
 
-APP_SIDE = ("app.web", "app.analysis", "app.loadtest", "app.participant", "app.commands")
+APP_SIDE = ("app.web", "app.analysis", "app.loadtest", "app.participant", "app.commands", "app.agent")
 GAME_RULE = "game/ imports only the stdlib and game (game/adapters/ may import their library inside a function)"
 NETCODE_RULE = "netcode/ imports only the stdlib, game and netcode"
 SCENES_RULE = "scenes/ imports only the stdlib, game, netcode, scenes and markdown_it"
 SCENES_LIBRARIES = ("markdown_it",)
-LIVE_RULE = "app/live must not import app.web, app.analysis, app.loadtest, app.participant or app.commands"
-DATA_RULE = "app/data must not import app.web, app.live, app.analysis, app.loadtest, app.participant or app.commands"
+LIVE_RULE = "app/live must not import app.web, app.analysis, app.loadtest, app.participant, app.commands or app.agent"
+DATA_RULE = "app/data must not import app.web, app.live, app.analysis, app.loadtest, app.participant, app.commands or app.agent"
 COMMANDS_RULE = "only app/commands and app/cli.py import app.commands"
 
 

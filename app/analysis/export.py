@@ -11,10 +11,11 @@ Tables, one file each per experiment:
   flattened when it is a dict/list of scalars of stable shape across the episode;
   otherwise the `observation` column holds it as JSON text. `predicted` says whether a
   peer ever simulated that input as a prediction: True, False, or empty when unknown
-  (`app.analysis.predicted`). `seat_kind` says who played the step (human, ai, stand_in); for
-  an AI (or a stand-in) `policy` is its policy spec, `policy_runs` where it ran ("server") and
+  (`app.analysis.predicted`). `seat_kind` says who played the step (human, ai, stand_in, agent); for
+  an AI (or a stand-in) `policy` is its policy spec, `policy_runs` where it ran ("server", "remote") and
   `policy_seed` the seed its policy got in that episode (`game.paced_policy.policy_seed` of the
-  seat's recorded seed). Per-step metadata of remote agents will come as one more column.
+  seat's recorded seed).
+- `agent_meta`: the metadata remote agents attached to their steps (match, episode, frame, seat, meta as JSON).
 - `participants`, `answers`, `matches`, `match_participants`: the store's rows.
 - `events`: the store's events and every recording's events (with episode and frame).
 
@@ -45,7 +46,7 @@ from app.data.modes import make_folder
 from app.data.store import DATABASE_NAME, Store
 
 FORMATS = ("csv", "npz", "parquet")
-TABLES = ("steps", "participants", "answers", "events", "matches", "match_participants")
+TABLES = ("steps", "participants", "answers", "events", "matches", "match_participants", "agent_meta")
 STEP_COLUMNS = ("experiment", "match", "episode", "seed", "frame", "player", "seat", "participant", "seat_kind",
                 "action", "reward", "terminated", "truncated", "info", "predicted", "policy", "policy_runs", "policy_seed")
 PARTICIPANT_COLUMNS = ("experiment", "id", "platform_id", "url_params", "created_at", "status", "outcome_at",
@@ -54,6 +55,8 @@ ANSWER_COLUMNS = ("experiment", "participant_id", "scene_id", "question_id", "va
 EVENT_COLUMNS = ("experiment", "source", "id", "at", "participant_id", "match_id", "episode", "frame", "kind", "data")
 MATCH_COLUMNS = ("experiment", "id", "scene_id", "created_at", "ended_at", "status", "seats", "recording", "seed")
 MATCH_PARTICIPANT_COLUMNS = ("experiment", "match_id", "participant_id", "seat", "players")
+# the metadata remote agents attached to their steps (app/agent): one row per step, `meta` as JSON text
+AGENT_META_COLUMNS = ("experiment", "match", "episode", "frame", "seat", "players", "meta")
 PARQUET_HINT = "parquet export needs pyarrow: pip install pyarrow  (or: pip install 'coplay[parquet]')"
 
 
@@ -122,13 +125,14 @@ def export_experiment(name: str, folder: str, out_dir: str, fmt: str) -> Experim
     result = ExperimentExport(experiment=name, source=folder, out_dir=out_dir)
     tables = {table: Table(list(columns)) for table, columns in (
         ("participants", PARTICIPANT_COLUMNS), ("answers", ANSWER_COLUMNS), ("events", EVENT_COLUMNS),
-        ("matches", MATCH_COLUMNS), ("match_participants", MATCH_PARTICIPANT_COLUMNS))}
+        ("matches", MATCH_COLUMNS), ("match_participants", MATCH_PARTICIPANT_COLUMNS),
+        ("agent_meta", AGENT_META_COLUMNS))}
     referenced: list[str] = []
     if os.path.isfile(os.path.join(folder, DATABASE_NAME)):
         referenced = _store_tables(name, folder, tables)
     make_folder(out_dir)
     with StepSpool(out_dir, STEP_COLUMNS, last=("observation",)) as steps:
-        _steps_table(name, folder, referenced, tables["events"], result, steps)
+        _steps_table(name, folder, referenced, tables, result, steps)
         result.rows["steps"] = steps.count
         result.files.append(write_steps(steps, os.path.join(out_dir, "steps"), fmt))
     for table_name in (t for t in TABLES if t != "steps"):
@@ -186,13 +190,14 @@ def _recording_paths(folder: str, referenced: list[str]) -> list[str]:
     return list(paths.values())
 
 
-def _steps_table(name: str, folder: str, referenced: list[str], events: Table, result: ExperimentExport,
-                 spool: StepSpool) -> None:
+def _steps_table(name: str, folder: str, referenced: list[str], tables: dict[str, Table],
+                 result: ExperimentExport, spool: StepSpool) -> None:
     """Append every recording's step rows to `spool`, one episode at a time.
 
     Columns: STEP_COLUMNS, the flattened `obs.*` keys in first-seen order, then
     `observation` when some episode's observations could not be flattened. A recording that
-    fails part-way is skipped whole: its episodes already spooled are rolled back.
+    fails part-way is skipped whole: its episodes already spooled are rolled back. Its events go to
+    the `events` table, remote agents' step metadata also to `agent_meta`.
     """
     for path in _recording_paths(folder, referenced):
         if not os.path.isfile(path):
@@ -219,10 +224,19 @@ def _steps_table(name: str, folder: str, referenced: list[str], events: Table, r
         if recording.truncated:
             result.notes.append(f"{path}: the last line was cut short (the server died); exported what it has")
         for index, event in enumerate(recording.events):
-            events.rows.append({
+            if event.get("kind") == "agent_meta":
+                tables["agent_meta"].rows.append(_agent_meta_row(name, recording, event))
+            tables["events"].rows.append({
                 "experiment": name, "source": "recording", "id": index, "at": None, "participant_id": None,
                 "match_id": recording.header.get("match"), "episode": event.get("episode"),
                 "frame": event.get("frame"), "kind": event.get("kind"), "data": json_text(event.get("data", {}))})
+
+
+def _agent_meta_row(name: str, recording: Recording, event: Mapping[str, Any]) -> dict[str, Any]:
+    data = event.get("data") or {}
+    return {"experiment": name, "match": recording.header.get("match"), "episode": event.get("episode"),
+            "frame": event.get("frame"), "seat": data.get("seat"), "players": json_text(data.get("players", [])),
+            "meta": json_text(data.get("meta", {}))}
 
 
 class Holder(NamedTuple):
@@ -237,7 +251,7 @@ class Holder(NamedTuple):
 
 _NOBODY = Holder("", "", None)
 # seat_changed `by` -> the seat_kind of the frames from there on: an absent participant's seat keeps their id
-_SEAT_KINDS = {"ai": "ai", "stand_in": "stand_in", "participant": "human"}
+_SEAT_KINDS = {"ai": "ai", "stand_in": "stand_in", "participant": "human"}   # a header's seat kind may be "agent"
 
 
 def _ai_settings(info: Mapping[str, Any]) -> dict[str, Any] | None:

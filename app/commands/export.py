@@ -11,7 +11,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "export", help="turn recordings and the database into per-step tables (CSV, NPZ or Parquet)",
         description="Re-simulate every recorded episode with the recorded game and write tables: steps (one row "
         "per player per frame: observation before acting, action, reward, terminated, truncated, info), "
-        "participants, answers, events, matches, match_participants. DATA_DIR is an experiment's data folder "
+        "participants, answers, events, matches, match_participants, agent_meta. DATA_DIR is an experiment's data folder "
         "(with coplay.sqlite and recordings/) or a data root holding several; each experiment goes in its own "
         "subfolder of --out. Recordings whose game source changed are skipped with the reason.",
     )

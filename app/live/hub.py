@@ -12,10 +12,11 @@ import logging
 import math
 import secrets
 import threading
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
+from app.live.agents import META_PER_SECOND, AgentPool, AgentTokenError, MetaLimit, is_agent, parse_agent_meta
 from app.live.admission import BUSY_MESSAGE, DEFAULT_ADMISSION, Admission, AdmissionSettings, Closed, Opened
 from app.live.bots import BotPeer
 from app.live.channel import (
@@ -23,7 +24,7 @@ from app.live.channel import (
 )
 from app.live.flow import Flow
 from app.live.log_text import log_text
-from app.live.match_room import AI, HUMAN, MatchHost, MatchRoom, MatchSettings, Seat
+from app.live.match_room import AGENT, AI, HUMAN, MatchHost, MatchRoom, MatchSettings, Seat
 from app.live.metrics import Metrics
 from app.live.recovery import close_interrupted_matches
 from app.live.protocol import (
@@ -34,6 +35,7 @@ from app.live.tickets import Ticket, TicketError, Tickets
 from app.data.recording import RecordingWriter, make_header, recording_path
 from app.live.waiting import Held, StartMatch, TimedOut, WaitingRoom
 from game.env import action_space_for
+from scenes.ai_seat import as_ai_seat
 from scenes.match import Match
 
 log = logging.getLogger("coplay.server")
@@ -44,6 +46,7 @@ LATE_TICK_S = 0.5       # a tick this late means the server itself stalled: pack
 # the match); a peer's own timeout must not fire first, or the peers' inputs would diverge.
 PEER_TIMEOUT_MS = (SILENT_AFTER_S + 20) * 1000
 REFEREE_STEPS = 256   # frames a match's referee re-simulates before it lets the relay run again
+AGENT_EVENTS = ("packet", "episode_done", "agent_meta")   # what a remote agent's connection may send
 
 
 @dataclass
@@ -67,7 +70,8 @@ class Hub(MatchHost):
 
     def __init__(self, flow: Flow, experiment_dir: str, services: Services, relay_delay_s: float = 0.0,
                  budget: Budget = DEFAULT_BUDGET, admission: AdmissionSettings = DEFAULT_ADMISSION,
-                 tickets: Tickets | None = None, channel_url: str = CHANNEL_PATH) -> None:
+                 tickets: Tickets | None = None, channel_url: str = CHANNEL_PATH,
+                 agents: AgentPool | None = None) -> None:
         self.flow = flow
         self.relay_delay_s = relay_delay_s
         self.store = flow.store
@@ -79,7 +83,9 @@ class Hub(MatchHost):
         self.rate_limit = RateLimit(budget)
         self._handlers: dict[str, Callable[[str, Any], None]] = {
             "advance": self._advance, "ready": self._ready, "packet": self._packet,
-            "episode_done": self._episode_done, "client_error": self._client_error}
+            "episode_done": self._episode_done, "client_error": self._client_error, "agent_meta": self._agent_meta}
+        self.agents = agents if agents is not None else AgentPool()   # remote agents' tokens and connections
+        self._meta_limits: dict[str, MetaLimit] = {}
         self.rooms: dict[str, WaitingRoom] = {}
         self.matches: dict[str, MatchRoom] = {}
         self.seat_of: dict[str, tuple[MatchRoom, Seat]] = {}
@@ -132,6 +138,9 @@ class Hub(MatchHost):
 
     def disconnect(self, sid: str) -> None:
         with self.lock:
+            if is_agent(self.participant_of.get(sid)):
+                self._agent_disconnected(sid)
+                return
             self.metrics.socket_disconnects.inc()
             self._close_budget(sid)
             participant = self.participant_of.pop(sid, None)
@@ -172,6 +181,8 @@ class Hub(MatchHost):
                     raise ProtocolError("this connection has no participant; reload the page")
                 if handler is None:
                     raise ProtocolError(f"unknown event {event!r}")
+                if is_agent(participant) and event not in AGENT_EVENTS:
+                    raise ProtocolError(f"an agent connection sends only {', '.join(AGENT_EVENTS)}")
                 handler(participant, payload)
                 self.metrics.event(event)
             except ProtocolError as error:
@@ -394,7 +405,7 @@ class Hub(MatchHost):
     def _poll_room(self, room: WaitingRoom) -> None:
         now = self.services.now()
         for action in room.poll(now, self.admission.open, self.admission.settings.max_hold_s,
-                                self.admission.start_budget(now)):
+                                self.admission.start_budget(now), self._seatable(room.scene_id)):
             if isinstance(action, StartMatch):
                 self.admission.started(1)
                 self._start_match(room.scene_id, action)
@@ -503,6 +514,7 @@ class Hub(MatchHost):
             reveal_ai=scene.reveal_ai,
         )
         seed = secrets.randbelow(1 << 31)
+        self._seat_agents(seats, fill)
         seat_info = {a: s.info(seed) for a, s in seats.items()}
         match_id = self.store.create_match(scene_id, seat_info, seed)
         path = recording_path(self.experiment_dir, match_id)
@@ -520,6 +532,7 @@ class Hub(MatchHost):
         for seat in seats.values():
             if seat.participant is not None:
                 self.seat_of[seat.participant] = (room, seat)
+            if seat.participant is not None and seat.kind == HUMAN:
                 self.store.add_match_participant(match_id, seat.participant, seat.addr, list(seat.players))
         self.store.log_event("match_start", {"seats": seat_info, "filled_with_ai": start.fill_with_ai},
                              match_id=match_id)
@@ -617,6 +630,9 @@ class Hub(MatchHost):
             self._close_stale_channel(participant, f"match {room.id} is over")
             if participant is None or self.seat_of.get(participant, (None,))[0] is not room:
                 continue
+            if seat.kind == AGENT:
+                self._agent_match_over(participant, room, reason)
+                continue
             if seat.absent_since is not None:
                 continue   # away when it ended (a stand-in played): they go on past it if they come back
             del self.seat_of[participant]
@@ -645,6 +661,8 @@ class Hub(MatchHost):
         self.store.log_event(kind, data, match_id=room.id)
         if kind == "seat_changed":
             self._close_stale_channel(data.get("participant"), f"seat {data.get('seat')} changed holder")
+            if is_agent(data.get("participant")):
+                self._agent_unseated(data["participant"], room)
         if kind == "seat_changed" and data.get("why") == "grace_expired" and data.get("participant"):
             self._send_on(room, data["participant"])
 
@@ -660,6 +678,89 @@ class Hub(MatchHost):
 
     def now(self) -> float:
         return self.services.now()
+
+    # ------------------------------------------------------------ remote agents (app/live/agents.py)
+
+    def agent_connect(self, sid: str, token: Any) -> None:
+        """Accept socket `sid` as a connection of the agent whose token `token` is: it is free to take a
+        remote seat of that agent from the next match on. Raises AgentTokenError, having changed nothing,
+        for a missing or wrong token, or when the agent connects too often just now."""
+        with self.lock:
+            try:
+                name = self.agents.check(token)
+            except AgentTokenError:
+                self.metrics.refused("agent_token")
+                raise
+            conn = self.agents.open(name)
+            if not self.rate_limit.open(sid, conn, self.services.now()):
+                self.agents.close(conn)
+                self.metrics.refused("connect_rate")
+                raise AgentTokenError("this agent connects too often just now: wait a few seconds")
+            self.sid_of[conn] = sid
+            self.participant_of[sid] = conn
+            self._meta_limits[conn] = MetaLimit(self.services.now())
+            log.info("agent connection %s opened", conn)
+            self.store.log_event("agent_connect", {"agent": name, "connection": conn})
+
+    def _agent_disconnected(self, sid: str) -> None:
+        conn = self.participant_of.pop(sid)
+        self._close_budget(sid)
+        self.sid_of.pop(conn, None)
+        self._meta_limits.pop(conn, None)
+        self.agents.close(conn)
+        self.store.log_event("agent_disconnect", {"connection": conn})
+        seated = self.seat_of.get(conn)
+        if seated is not None:
+            seated[0].agent_lost(seated[1], "disconnected")
+
+    def _seat_agents(self, seats: dict[str, Seat], fill: Any) -> None:
+        """Give each remote AI seat of a starting match to a free connection of its agent; a seat whose
+        agent has none plays its fallback (or the scene's fill_policy) from the start."""
+        for seat in seats.values():
+            ai = as_ai_seat(seat.policy) if seat.kind == AI else None
+            if ai is None or ai.runs != "remote" or ai.agent is None:
+                continue
+            conn = self.agents.take(ai.agent)
+            if conn is not None:
+                seat.kind, seat.participant = AGENT, conn
+                continue
+            log.warning("no agent %r connected for seat %s: its fallback plays it", ai.agent, seat.addr)
+            seat.policy = ai.fallback_seat() or fill
+
+    def _seatable(self, scene_id: str) -> float:
+        """How many matches of the scene the free agent connections can seat (inf: it has no remote seats)."""
+        scene = self.flow.experiment.scene_by_id(scene_id)
+        assert isinstance(scene, Match)
+        wanted = Counter(str(ai.agent) for ai in scene.seat_settings()[0].values() if ai.runs == "remote")
+        return min((self.agents.connected(name) // count for name, count in wanted.items()), default=math.inf)
+
+    def _agent_meta(self, participant: str, payload: Any) -> None:
+        if not is_agent(participant):
+            raise ProtocolError("agent_meta comes from remote agents only")
+        match, entries = parse_agent_meta(payload)
+        room, seat = self._seat(participant)
+        if not self._meta_limits[participant].allow(len(entries), self.services.now()):
+            raise ProtocolError(f"too much agent metadata: at most {META_PER_SECOND:g} steps a second")
+        room.agent_meta(seat, match, entries)
+
+    def _agent_unseated(self, conn: str, room: MatchRoom) -> None:
+        """An agent lost its seat (a fallback plays it) while maybe still connected: it is told, and
+        disconnected, since a silent agent process is not trusted with another match."""
+        if self.seat_of.get(conn, (None,))[0] is room:
+            del self.seat_of[conn]
+        sid = self.sid_of.get(conn)
+        if sid is not None:
+            self.services.emit("match_end", {"match": room.id, "reason": "seat_taken_over",
+                                             "message": "the seat went to its fallback"}, to=sid)
+            self.services.disconnect(sid)
+
+    def _agent_match_over(self, conn: str, room: MatchRoom, reason: str) -> None:
+        del self.seat_of[conn]
+        sid = self.sid_of.get(conn)
+        if sid is not None:
+            self.services.emit("match_end", {"match": room.id, "reason": reason,
+                                             "message": room.end_message or _END_MESSAGES[reason]}, to=sid)
+            self.agents.release(conn)
 
     # ------------------------------------------------------------ researcher actions (app/web/admin_routes.py)
 

@@ -22,6 +22,11 @@ An AI seat with runs="browser" has a `host` seat: its players are local players 
 (netcode-wise the host seat plays them, in its packets), while the log, the recording and the export
 attribute them to the AI seat. Whoever holds the host seat plays them: the participant's worker, or
 the host seat's bot (stand-in or AI) on the server, which plays them with the AI seat's policy.
+
+A remote AI seat held by an agent process (kind AGENT, app/live/agents.py) is played like a human
+seat, over its own connection; when the agent drops or falls silent, `agent_lost` gives the seat to
+its fallback at once (no grace period: an agent does not come back), and `agent_meta` records the
+metadata the agent attaches to its steps.
 """
 from __future__ import annotations
 
@@ -29,6 +34,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from app.live.agents import MetaEntry
 from app.live.input_log import InconsistentInput, InputLog
 from app.live.metrics import Metrics
 from app.live.protocol import EpisodeDone, PacketEvent, ProtocolError
@@ -42,7 +48,8 @@ from netcode.errors import NetcodeError
 from game.paced_policy import policy_seed
 from scenes.ai_seat import as_ai_seat, browser_policy_spec
 
-HUMAN, AI = "human", "ai"
+HUMAN, AI, AGENT = "human", "ai", "agent"
+HELD = (HUMAN, AGENT)   # seats played by a connection (a participant's page, a remote agent process)
 MAX_AHEAD_SECONDS = 10  # a seat's inputs may run at most this far past the last frame everyone has sent
 REFEREE_LAG = 120       # frames the referee may fall behind the confirmed inputs before it is run
 _UNCHECKED = object()
@@ -85,7 +92,8 @@ class Seat:
     def info(self, match_seed: int) -> dict[str, Any]:
         """The seat as the recording header and the store list it."""
         ai = self.ai_info(match_seed)
-        return {"players": list(self.players), "kind": self.kind, "participant": self.participant,
+        participant = None if self.kind == AGENT else self.participant
+        return {"players": list(self.players), "kind": self.kind, "participant": participant,
                 "policy": ai["policy"] if ai else None, "ai": ai}
 
 
@@ -177,7 +185,7 @@ class MatchRoom:
                 continue
             if seat.rejoining:
                 self._return_to(seat)
-            if seat.kind == HUMAN and seat.absent_since is None:
+            if seat.kind in HELD and seat.absent_since is None:
                 self.host.send(seat, "match_start", self.start_payload(seat))
             else:
                 if seat.bot is not None:
@@ -479,6 +487,9 @@ class MatchRoom:
     def seat_absent(self, seat: Seat, why: str) -> None:
         """A human seat's participant dropped (closed connection, silence, a second page): a stand-in
         plays the seat while it is held for them (`grace_s`; with 0, `seat_lost` at once)."""
+        if seat.kind == AGENT:
+            self.agent_lost(seat, why)
+            return
         if seat.gone or seat.kind != HUMAN or self.ended:
             return
         if seat.absent_since is not None:
@@ -569,10 +580,46 @@ class MatchRoom:
         episode, else `silent_after_s`); give up seats held longer than the grace period."""
         now = self.host.now()
         for seat in list(self.seats.values()):
-            if seat.kind != HUMAN or seat.gone:
+            if seat.kind not in HELD or seat.gone:
                 continue
             if seat.absent_since is not None:
                 if not seat.rejoining and now - seat.absent_since > self.settings.grace_s:
                     self.seat_lost(seat, "grace_expired")
             elif seat.done is None and now - seat.last_heard > (absent_after_s if seat.heard else silent_after_s):
                 self.seat_absent(seat, "silent")
+
+    # ------------------------------------------------------------ remote agents
+
+    def agent_lost(self, seat: Seat, why: str) -> None:
+        """A remote agent stopped answering (closed connection, silence): its seat's fallback plays on from
+        the next unlogged frame (a server bot, as a dropped human's seat); with no fallback, as the scene's
+        on_partner_drop says (a fill_policy bot, or the match ends)."""
+        if seat.gone or seat.kind != AGENT or self.ended:
+            return
+        fallback = as_ai_seat(seat.policy).fallback_seat()
+        if fallback is None and self.settings.on_partner_drop == "ai":
+            fallback = as_ai_seat(self.settings.fill_policy)
+        humans_left = [s for s in self.seats.values() if s.kind == HUMAN and not s.gone]
+        if fallback is None or not humans_left:
+            self._hand_over(seat, "gone", why)
+            seat.gone = True
+            self.end("partner_dropped" if humans_left else "abandoned")
+            return
+        seat.policy = fallback
+        frame = self._hand_over(seat, "ai", why)
+        seat.kind, seat.participant = AI, None
+        seat.bot = self.host.start_bot(self, seat, self.log.snapshot())
+        self._tell_partners(seat, "replaced", frame)
+
+    def agent_meta(self, seat: Seat, match: str, entries: list[MetaEntry]) -> None:
+        """Record the metadata a remote agent attached to its steps (checked by app.live.agents)."""
+        if match != self.id:
+            raise ProtocolError(f"agent_meta for match {match!r}, but this seat is in match {self.id!r}")
+        limit = min(len(self.log.actions[p]) for p in seat.players) + MAX_AHEAD_SECONDS * self.settings.fps
+        for entry in entries:
+            if entry.episode == self.episode and entry.frame > limit:
+                raise ProtocolError(f"agent_meta names frame {entry.frame}, past the seat's inputs ({limit})")
+        for entry in entries:
+            if entry.episode == self.episode:   # else in flight across an episode change: dropped
+                self.recording.event("agent_meta", {"seat": seat.addr, "players": list(seat.players),
+                                                    "meta": entry.meta}, self.episode, entry.frame)

@@ -7,6 +7,9 @@ on because the wait timed out. `poll(now, admit=False)` while admission is close
 participant held longer than `max_hold_s` is sent on (reason "server_busy"). Open, at
 most `max_starts` matches start (the slow start after reopening); the rest wait, in
 arrival order. Either way `Held` counts the matches that could have started but wait.
+`seatable` is how many matches could have all their seats filled now (a scene with remote AI seats
+waits for free agent connections, app/live/agents.py): full groups beyond it wait, like partners,
+until their timeout, when they start anyway (the seat's fallback plays) or are sent on.
 """
 from __future__ import annotations
 
@@ -76,27 +79,27 @@ class WaitingRoom:
         return now - self.waiting[participant] - self.held(participant, now)
 
     def poll(self, now: float, admit: bool = True, max_hold_s: float = math.inf,
-             max_starts: float = math.inf) -> list[StartMatch | TimedOut | Held]:
-        actions = self._open(now, max_starts) if admit else self._hold(now, max_hold_s)
+             max_starts: float = math.inf, seatable: float = math.inf) -> list[StartMatch | TimedOut | Held]:
+        actions = self._open(now, max_starts, seatable) if admit else self._hold(now, max_hold_s)
         waiting_groups = len(self.waiting) // self.needed
         if waiting_groups > self._held_matches:
             actions.append(Held(waiting_groups - self._held_matches))
         self._held_matches = waiting_groups
         return actions
 
-    def _open(self, now: float, max_starts: float) -> list[StartMatch | TimedOut | Held]:
+    def _open(self, now: float, max_starts: float, seatable: float) -> list[StartMatch | TimedOut | Held]:
         self._reopen(now)
         actions: list[StartMatch | TimedOut | Held] = []
-        while len(self.waiting) >= self.needed and len(actions) < max_starts:
+        while len(self.waiting) >= self.needed and len(actions) < min(max_starts, seatable):
             group = tuple(list(self.waiting)[: self.needed])
             waited = tuple(now - self._pop(participant) for participant in group)
             actions.append(StartMatch(group, 0, waited))
-        if len(self.waiting) >= self.needed:
+        if len(self.waiting) >= self.needed and len(actions) >= max_starts:
             return actions   # no more starts allowed just now: the timeouts wait too
         expired = [p for p in self.waiting if self._counted(p, now) >= self.timeout_s]
         if expired and self.on_timeout == "ai":
             if len(actions) < max_starts:
-                group = tuple(self.waiting)
+                group = tuple(list(self.waiting)[: self.needed])
                 waited = tuple(now - self._pop(participant) for participant in group)
                 actions.append(StartMatch(group, self.needed - len(group), waited))
         else:

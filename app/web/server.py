@@ -18,13 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response, abort, render_template, request, send_from_directory, session
-from flask_socketio import SocketIO
+from flask_socketio import ConnectionRefusedError, SocketIO
 from werkzeug.security import safe_join
 from werkzeug.wsgi import FileWrapper
 
 from app.web import assets, security
 from app.web.precompress import precompressed_dir
 from app.web.admin import admin_token, generated_secret, token_location
+from app.web.agent_tokens import agent_tokens, token_locations
+from app.live.agents import AgentPool, AgentTokenError
 from app.pyodide.bundle import EncodedBundle, build_bundle, encode_bundle
 from app.live.admission import DEFAULT_MAX_LAG_MS, settings_for
 from app.pyodide.packages import served_file
@@ -118,7 +120,8 @@ def create_server(
         spawn=socketio.start_background_task, sleep=socketio.sleep, now=time.monotonic,
         resolve_game=resolve, game_source=game_source, make_policy=make_policy, game_spec=resolve.absolute,
         metrics=metrics,
-    ), relay_delay_s=options.relay_delay_ms / 1000.0, admission=admission, tickets=Tickets(app.secret_key))
+    ), relay_delay_s=options.relay_delay_ms / 1000.0, admission=admission, tickets=Tickets(app.secret_key),
+        agents=AgentPool(agent_tokens(experiment, experiment_dir)))
     # In front of everything else (Socket.IO, the proxy fix): `/match-ws` is the match channel.
     app.wsgi_app = MatchChannelEndpoint(app.wsgi_app, hub, socketio.server.eio)  # type: ignore[method-assign]
 
@@ -176,6 +179,12 @@ def create_server(
 
     @socketio.on("connect")
     def on_connect(auth: Any = None) -> bool:
+        if isinstance(auth, dict) and "agent_token" in auth:   # a remote agent (app/agent), not a page
+            try:
+                hub.agent_connect(request.sid, auth["agent_token"])  # type: ignore[attr-defined]
+            except AgentTokenError as error:
+                raise ConnectionRefusedError(error.message, {"code": error.code}) from None
+            return True
         participant = session.get("participant")
         if participant is None or store.get_participant(participant) is None:
             return False
@@ -282,6 +291,8 @@ def serve(experiment: Any, host: str, port: int, data_dir: str, options: ServerO
     print(f"coplay: researcher's dashboard at http://{host}:{port}/admin", flush=True)
     print(f"coplay: replay viewer at http://{host}:{port}/replay; the admin token is in "
           f"{token_location(os.path.join(data_dir, experiment.id))}", flush=True)
+    for where in token_locations(experiment, os.path.join(data_dir, experiment.id)):
+        print(f"coplay: remote {where}", flush=True)
     missing = assets.missing_assets(self_hosted_pyodide=options.pyodide_url is None)
     if missing:
         print(f"coplay: warning: not installed: {', '.join(missing)}; browsers cannot play until you "
