@@ -233,18 +233,18 @@ class Metrics:
         with self._fold_lock:
             histogram: Any = self._relay_histogram
             for i, count in enumerate(list(self._relay_counts)):
-                self._fold_one(f"relay{i}", count, lambda i=i: histogram._buckets[i])
-            self._fold_one("relay_sum", self._relay_sum, lambda: histogram._sum)
-            self._fold_one("bytes", self._relay_bytes, lambda: self.relayed_bytes)
+                self._fold_one(f"relay{i}", count, histogram._buckets[i].inc)
+            self._fold_one("relay_sum", self._relay_sum, histogram._sum.inc)
+            self._fold_one("bytes", self._relay_bytes, self.relayed_bytes.inc)
             for name, count in list(self._event_counts.items()):
-                self._fold_one(f"event {name}", count, lambda name=name: self.events.labels(name))
+                self._fold_one(f"event {name}", count, self.events.labels(name).inc)
             for path, count in list(self._path_counts.items()):
-                self._fold_one(f"path {path}", count, lambda path=path: self.packets_by_path.labels(path))
+                self._fold_one(f"path {path}", count, self.packets_by_path.labels(path).inc)
 
-    def _fold_one(self, key: str, total: float, metric: Callable[[], Any]) -> None:
+    def _fold_one(self, key: str, total: float, inc: Callable[[float], None]) -> None:
         delta = total - self._folded.get(key, 0)
         if delta:
-            metric().inc(delta)
+            inc(delta)
             self._folded[key] = total
 
     def packet_received(self, path: str) -> None:
