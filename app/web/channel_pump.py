@@ -251,11 +251,13 @@ class ChannelPump:
     def _run(self) -> None:
         while True:
             try:
+                # Wait through eventlet's hub before every batch, even when sockets are ready already:
+                # under load there always are, and a pump that never yields starves every other green
+                # thread (Socket.IO pings, pages, timers).
+                trampoline(self.epoll.fileno(), read=True)
                 events = self.epoll.poll(0)
-                if not events:
-                    trampoline(self.epoll.fileno(), read=True)
-                    continue
-                self._batch(events)
+                if events:
+                    self._batch(events)
             except Exception:   # one connection's trouble must not stop every channel
                 log.exception("the match channel pump failed a batch")
 
