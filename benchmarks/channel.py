@@ -169,8 +169,8 @@ async def open_channel(client: Client, http: aiohttp.ClientSession, url: str, la
 async def play(url: str, server_pid: int, path: str, pairs: int, seconds: float) -> Figures:
     lags: list[float] = []
     async with aiohttp.ClientSession() as http:
-        clients = [await enter(http, url) for _ in range(2 * pairs)]
-        readers = [await connect(c, http, url, lags) for c in clients]
+        clients = list(await asyncio.gather(*(enter(http, url) for _ in range(2 * pairs))))
+        readers = list(await asyncio.gather(*(connect(c, http, url, lags) for c in clients)))
         await asyncio.wait_for(asyncio.gather(*(c.started.wait() for c in clients)), 60)
         by_match: dict[str, list[Client]] = {}
         for c in clients:
@@ -179,7 +179,8 @@ async def play(url: str, server_pid: int, path: str, pairs: int, seconds: float)
         for a, b in by_match.values():
             a.partner_client, b.partner_client = b, a
         if path == "channel":
-            readers += [await open_channel(c, http, url, lags) for c in clients]
+            # all at once: opened one by one, the last matches' seats would fall silent (an AI takes them)
+            readers += await asyncio.gather(*(open_channel(c, http, url, lags) for c in clients))
         action = default_action_for(Pong({}), "left")
         loop = asyncio.get_running_loop()
         period = 1 / FPS

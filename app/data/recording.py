@@ -4,8 +4,9 @@
 inputs, checksum and event records in the order the server saw them. The format is
 documented in docs/recording.md.
 
-Durability: each record is one `os.write` of one whole line to a file opened with
-O_APPEND, with no buffering in Python. When a `RecordingWriter` method returns, the
+Durability: each record is one write(2) of one whole line to a file opened with
+O_APPEND, with no buffering in Python (an unbuffered `io.FileIO`, whose write a green-thread
+library does not wrap: one system call per record). When a `RecordingWriter` method returns, the
 line is in the operating system's hands and survives the process being killed; a
 kill during a write leaves at most one partial last line, which `read_recording`
 reports as `truncated` and skips. `fsync_every=` seconds also guards against power loss.
@@ -16,6 +17,7 @@ Files and the recordings folder get the data modes of app/data/modes.py.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import platform
@@ -100,11 +102,19 @@ def _line(record: dict[str, Any]) -> bytes:
     return (text + "\n").encode()
 
 
-def _write_all(fd: int, line: bytes) -> None:
-    """Write `line` to `fd` (a regular file takes it in one write; loop in case not)."""
+def _inputs_line(episode: int, frame: int, actions: list[Any]) -> bytes:
+    """An inputs record's line; actions that are all plain ints (most games) skip the JSON encoder."""
+    if all(type(action) is int for action in actions):
+        return (f'{{"type":"inputs","episode":{episode},"frame":{frame},"actions":[{",".join(map(str, actions))}]}}\n'
+                .encode())
+    return _line({"type": "inputs", "episode": episode, "frame": frame, "actions": list(actions)})
+
+
+def _write_all(file: io.FileIO, line: bytes) -> None:
+    """Write `line` to `file` (a regular file takes it in one write; loop in case not)."""
     view = memoryview(line)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[file.write(view) or 0:]
 
 
 class RecordingWriter:
@@ -135,6 +145,7 @@ class RecordingWriter:
             self._fd: int | None = open_file(path, os.O_WRONLY | os.O_EXCL | os.O_APPEND)
         except FileExistsError:
             raise FileExistsError(f"recording {path} already exists; recordings are never overwritten") from None
+        self._file = io.FileIO(self._fd, "w", closefd=False)
         self._last_sync = clock()
         try:
             with self._lock:
@@ -147,7 +158,7 @@ class RecordingWriter:
         """Write one whole line, holding the lock."""
         if self._fd is None:
             raise ValueError(f"recording {self.path} is closed")
-        _write_all(self._fd, line)
+        _write_all(self._file, line)
         if self.fsync_every is not None and self._clock() - self._last_sync >= self.fsync_every:
             self._sync()
 
@@ -170,7 +181,7 @@ class RecordingWriter:
         """Record the confirmed actions of `frame`, one per player in the header's order."""
         if len(actions) != len(self.players):
             raise ValueError(f"frame {frame}: {len(actions)} actions for {len(self.players)} players {self.players}")
-        line = _line({"type": "inputs", "episode": episode, "frame": frame, "actions": list(actions)})
+        line = _inputs_line(episode, frame, actions)
         with self._lock:
             if episode not in self._next_frame:
                 raise ValueError(f"inputs for episode {episode}, which has not started")
@@ -251,7 +262,7 @@ def close_after_crash(path: str, data: dict[str, Any], episode: int | None = Non
         if end < size:
             os.ftruncate(fd, end)
         dropped = {"dropped_bytes": size - end} if end < size else {}
-        _write_all(fd, _line({"type": "event", "episode": episode, "frame": None, "kind": "match_end",
+        _write_all(io.FileIO(fd, "w", closefd=False), _line({"type": "event", "episode": episode, "frame": None, "kind": "match_end",
                               "data": {**data, **dropped}}))
         os.fsync(fd)
         return size - end

@@ -343,7 +343,7 @@ class Hub(MatchHost):
                 self.refuse(channel.conn, "packet", "invalid", str(error))
                 return True
             self.metrics.event("packet")
-            self._by_channel.inc()
+            self.metrics.packet_received("channel")
             return True
 
     def channel_closed(self, channel: OpenChannel) -> None:

@@ -36,9 +36,12 @@ class InputLog:
 
     def take_complete(self) -> list[tuple[int, list[Any]]]:
         """Frames that became complete since the last call, with one action per player."""
-        upto = min(len(actions) for actions in self.actions.values())
-        frames = [(f, [self.actions[p][f] for p in self.players]) for f in range(self.complete, upto)]
-        self.complete = max(self.complete, upto)
+        columns = [self.actions[p] for p in self.players]
+        upto = min(map(len, columns))
+        if upto <= self.complete:
+            return []
+        frames = [(f, [column[f] for column in columns]) for f in range(self.complete, upto)]
+        self.complete = upto
         return frames
 
     def snapshot(self) -> dict[str, list[Any]]:

@@ -8,7 +8,9 @@ thread or thread) and written by the channel's own writer, so a client that stop
 blocks the relay.
 
 The WebSocket implementation is Engine.IO's for the server's async mode (eventlet's WebSocketWSGI,
-simple-websocket under gevent and threading), so every supported mode serves the channel.
+simple-websocket under gevent and threading), so every supported mode serves the channel. Under
+eventlet that WebSocket only takes the ticket: the channel's frames are then read and written by
+app/web/channel_pump.py, one green thread for every channel (several times cheaper per packet).
 """
 from __future__ import annotations
 
@@ -38,6 +40,11 @@ class MatchChannelEndpoint:
         self.hub = hub
         self.eio = eio
         self.path = path
+        self.pump: Any = None
+        if getattr(eio, "async_mode", None) == "eventlet":
+            from app.web.channel_pump import ChannelPump
+
+            self.pump = ChannelPump(hub, eio.start_background_task)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if environ.get("PATH_INFO") != self.path:
@@ -46,7 +53,31 @@ class MatchChannelEndpoint:
             start_response("400 Bad Request", [("Content-Type", "text/plain; charset=utf-8")])
             return [b"The match channel is a WebSocket: open it with the URL of match_start's channel.\n"]
         websocket_class = self.eio._async["websocket"]
+        if self.pump is not None:
+            environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)   # the pump speaks no extension (no deflate)
+            return websocket_class(self._serve_pumped, self.eio)(environ, start_response)
         return websocket_class(self._serve, self.eio)(environ, start_response)
+
+    def _serve_pumped(self, ws: Any) -> None:
+        """One channel under eventlet: the ticket here, then the pump serves it; returns when it is done."""
+        from app.web.channel_pump import PumpLink
+
+        _no_delay(ws)
+        _buffer_reads(ws)
+        buffered = ws.socket
+        ticket = ws.wait()
+        if ticket is None:
+            return
+        link = PumpLink(self.pump, getattr(buffered, "fd", buffered), int(self.eio.max_http_buffer_size))
+        try:
+            link.channel = self.hub.open_channel(link, ticket)
+        except TicketError as error:
+            link.close(CLOSE_BAD_TICKET, error.message)
+        except ChannelRefused as error:
+            link.close(error.close_code, error.message)
+        self.pump.adopt(link, buffered.leftover() if isinstance(buffered, _BufferedSocket) else b"")
+        link.done.wait()
+        ws.websocket_closed = True   # the pump sent the close frame, or the connection broke
 
     def _serve(self, ws: Any) -> None:
         """One channel, on its own green thread or thread: the ticket, then frames until it closes."""
@@ -151,6 +182,11 @@ class _BufferedSocket:
         at = self._at
         self._at = at + n
         return self._data[at:at + n]
+
+    def leftover(self) -> bytes:
+        """What was read but not yet asked for (it is not the socket's any more)."""
+        data, self._data, self._at = self._data[self._at:], b"", 0
+        return data
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sock, name)
