@@ -74,6 +74,7 @@ class ServerOptions:
     proxy_fix: bool = False
     max_relay_lag_ms: float = DEFAULT_MAX_LAG_MS
     packages_dir: str | None = None   # Match(packages=) wheels; default: packages/ beside the experiment file
+    redis_url: str | None = None      # place matches on relay processes registered there (app/relay, docs/scaling.md)
 
 
 def create_server(
@@ -119,6 +120,11 @@ def create_server(
         resolve_game=resolve, game_source=game_source, make_policy=make_policy, game_spec=resolve.absolute,
         metrics=metrics,
     ), relay_delay_s=options.relay_delay_ms / 1000.0, admission=admission, tickets=Tickets(app.secret_key))
+    if options.redis_url:
+        from app.relay.room import attach as attach_relays   # redis-py only where relays are used
+
+        attach_relays(hub, options.redis_url, experiment.id, resolve.base_dir, socketio.start_background_task,
+                      socketio.sleep)
     # In front of everything else (Socket.IO, the proxy fix): `/match-ws` is the match channel.
     app.wsgi_app = MatchChannelEndpoint(app.wsgi_app, hub, socketio.server.eio)  # type: ignore[method-assign]
 
