@@ -10,6 +10,8 @@ from typing import Any, Iterator
 import pytest
 
 from app.participant.headless import HeadlessParticipant
+from app.analysis.replay import replay
+from app.data.recording import read_recording
 from app.data.store import Store, database_path
 from tests.relay_fixtures import SECRET, Relay, RedisServer, redis_server  # noqa: F401  (a fixture)
 from tests.server_fixtures import Server, pid, replay_recording, run_together
@@ -87,3 +89,99 @@ def wait_for(check: Any, timeout: float = 20) -> None:
     while not check():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.1)
+
+
+def started_in_background(participants: list[HeadlessParticipant], timeout: float) -> tuple[list[Any], Any]:
+    """Run `participants` on threads; returns (results so far, join) — join() waits and returns them all."""
+    import threading
+
+    results: list[Any] = [None] * len(participants)
+
+    def play(i: int) -> None:
+        results[i] = participants[i].run(timeout)
+
+    threads = [threading.Thread(target=play, args=(i,)) for i in range(len(participants))]
+    for thread in threads:
+        thread.start()
+
+    def join() -> list[Any]:
+        for thread in threads:
+            thread.join()
+        return results
+
+    return results, join
+
+
+def test_a_relay_killed_mid_match_interrupts_only_its_matches_and_loses_nothing_recorded(
+        tmp_path: Path, redis_server: RedisServer) -> None:  # noqa: F811
+    coordinator = Server(["serve", str(experiment_file(tmp_path, 1800)), "--redis", redis_server.url],
+                         tmp_path / "data", env=SECRET)
+    # Both relays write into the coordinator's data folder, as `--relays N` does on one machine.
+    relays = [Relay(name, coordinator.url, redis_server, "relayed", coordinator.data_dir) for name in ("r1", "r2")]
+    try:
+        urls = {relay_url(redis_server, r.name): r.name for r in relays}
+        starts: list[dict[str, Any]] = []
+        _, join = started_in_background(pair(coordinator, starts, 10) + pair(coordinator, starts, 20), timeout=90)
+        wait_for(lambda: len({s["match"] for s in starts}) == 2)
+        on = {s["match"]: urls[s["channel"]["url"]] for s in starts}
+        assert sorted(on.values()) == ["r1", "r2"]   # the least-loaded relay takes each new match
+        killed = next(m for m, r in on.items() if r == "r1")
+        survivor = next(m for m, r in on.items() if r == "r2")
+        recording = coordinator.data_dir / "relayed" / "recordings" / f"{killed}.jsonl"
+        wait_for(lambda: recording.exists() and read_recording(str(recording)).complete_frames.get(0, 0) > 120)
+        relays[0].kill()
+        frames_before = read_recording(str(recording)).complete_frames[0]
+        wait_for(lambda: matches(coordinator)[killed].status == "interrupted", timeout=15)
+        assert matches(coordinator)[survivor].status == "active"
+
+        results = join()
+        by_match = {r.matches[0]["match"]: r for r in results}
+        assert matches(coordinator)[survivor].status == "completed"
+        for result in results:
+            assert result.completed, result.to_json()   # on_interrupted="continue": on to the end scene
+            assert result.matches[0]["reason"] == ("interrupted" if result.matches[0]["match"] == killed
+                                                   else "completed")
+        assert by_match[survivor].ok
+        kept = read_recording(str(recording))
+        assert kept.end_reason == "interrupted" and kept.complete_frames[0] >= frames_before
+        assert replay(str(recording)).ok and replay_recording(coordinator, "relayed", survivor).ok
+
+        # A new match goes to the surviving relay.
+        after: list[dict[str, Any]] = []
+        for result in run_together(pair(coordinator, after, 30), timeout=90):
+            assert result.completed and result.ok, result.to_json()
+        assert {urls[s["channel"]["url"]] for s in after} == {"r2"}
+        assert replay_recording(coordinator, "relayed", after[0]["match"]).ok
+    finally:
+        for relay in relays:
+            relay.stop()
+        coordinator.stop()
+    assert "Traceback" not in coordinator.log_path.read_text() + relays[1].log()
+
+
+def test_relays_on_two_loopback_addresses_send_every_recording_to_the_coordinator(
+        tmp_path: Path, coordinator: Server, redis_server: RedisServer) -> None:  # noqa: F811
+    # Each relay has its own data folder, as on another machine: recordings are copied, checked by sha256.
+    relays = [Relay(f"r{i}", coordinator.url, redis_server, "relayed", tmp_path / f"machine{i}", host=f"127.0.0.{i}")
+              for i in (1, 2)]
+    try:
+        assert {relay_url(redis_server, r.name) for r in relays} == {
+            u for u in (relay_url(redis_server, "r1"), relay_url(redis_server, "r2"))
+            if u.startswith(("ws://127.0.0.1:", "ws://127.0.0.2:"))}
+        starts: list[dict[str, Any]] = []
+        results = run_together(pair(coordinator, starts, 40) + pair(coordinator, starts, 50), timeout=90)
+        for result in results:
+            assert result.completed and result.ok and not result.errors, result.to_json()
+        hosts = {s["match"]: s["channel"]["url"].split(":")[1] for s in starts}
+        assert sorted(set(hosts.values())) == ["//127.0.0.1", "//127.0.0.2"]
+        for match in hosts:
+            assert matches(coordinator)[match].status == "completed"
+            copied = coordinator.data_dir / "relayed" / "recordings" / f"{match}.jsonl"
+            written = [r.data_dir / "relayed" / "recordings" / f"{match}.jsonl" for r in relays]
+            assert copied.read_bytes() in [w.read_bytes() for w in written if w.exists()]
+            assert replay_recording(coordinator, "relayed", match).ok
+    finally:
+        for relay in relays:
+            relay.stop()
+    for relay in relays:
+        assert "Traceback" not in relay.log()

@@ -29,6 +29,7 @@ READ_TIMEOUT_S = 1        # a blocking read wakes this often, so its loop can no
 RECORDING_TTL_S = 24 * 3600
 SECRET_ENV = "COPLAY_RELAY_SECRET"
 MIN_SECRET_CHARS = 32
+INTERRUPTED_MESSAGE = "The game stopped because of a problem on our side."
 
 
 class RelayError(CoplayError):
@@ -97,7 +98,9 @@ class Bus:
         return cards
 
     def forget(self, relay_id: str) -> None:
+        """A dead relay: out of the set, and its unread commands dropped."""
         self.redis.srem(self.key("relays"), relay_id)
+        self.redis.delete(self.key("to-relay", relay_id))
 
     # ------------------------------------------------------------ messages
 

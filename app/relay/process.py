@@ -2,7 +2,9 @@
 
 It asks the coordinator's /health which experiment it serves (the Redis namespace), listens on
 HOST:PORT (port 0: any free one), registers in Redis with the URL participants reach its channel at,
-and runs the coordinator's commands until stopped. SIGTERM takes it out of the registry at once.
+and runs the coordinator's commands until stopped. SIGTERM (or Ctrl-C) ends its matches as
+`interrupted` (their recordings go to the coordinator as at any end), takes it out of the registry
+and exits.
 """
 from __future__ import annotations
 
@@ -59,9 +61,7 @@ def run_relay(coordinator: str, redis_url: str, host: str, port: int, data_dir: 
     relay = RelayHost(bus, relay_id, url, experiment_dir, tickets, eio.start_background_task, eio.sleep)
 
     def stop(*_: Any) -> None:
-        relay.stopping = True
-        bus.leave(relay_id)
-        raise SystemExit(0)
+        relay.stopping = True   # run_ticks ends the matches, leaves the registry and exits
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)

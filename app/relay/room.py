@@ -28,11 +28,10 @@ from app.live.match_room import MatchRoom, MatchSettings, Seat
 from app.live.protocol import EpisodeDone, PacketEvent
 from app.live.recovery import INTERRUPTED, _close_recording
 from app.live.tickets import Tickets
-from app.relay.bus import HEARTBEAT_S, Bus, relay_secret
+from app.relay.bus import HEARTBEAT_S, INTERRUPTED_MESSAGE, Bus, relay_secret
 from app.relay.wire import seats_out, settings_out
 
 log = logging.getLogger("coplay.server")
-INTERRUPTED_MESSAGE = "The game stopped because of a problem on our side."
 
 
 class _RecordedByRelay:
@@ -172,6 +171,7 @@ class RelayPool:
                         if room.relay_id not in self.dead:
                             log.warning("relay %s stopped answering: its matches end as interrupted", room.relay_id)
                             self.dead.add(room.relay_id)
+                            self.bus.forget(room.relay_id)
                         self.interrupt(room)
                 self.dead -= set(live)   # a relay back under the same id serves again
 
@@ -199,6 +199,9 @@ class RelayPool:
             except OSError as error:   # the match still ends here; the relay keeps its copy
                 log.error("match %s: collecting its recording failed: %s", room.id, error)
                 self.hub.store.log_event("recording_not_collected", {"error": str(error)}, match_id=room.id)
+            if message["reason"] == INTERRUPTED:   # the relay was stopped: as if it had died, recording collected
+                self._interrupted(room)
+                return
             room.ended, room.end_reason, room.end_message = True, message["reason"], message.get("message")
             self.hub.match_ended(room, message["reason"])
 
@@ -234,13 +237,16 @@ class RelayPool:
 
     def interrupt(self, room: RemoteRoom) -> None:
         """End a dead relay's match as interrupted; its participants go on as the scene's on_interrupted says."""
-        hub = self.hub
-        path = recording_path(hub.experiment_dir, room.id)
+        path = recording_path(self.hub.experiment_dir, room.id)
         if os.path.exists(path):
             _close_recording(path, room.id)
         else:
             log.warning("match %s: its recording stays on the dead relay %s's machine", room.id, room.relay_id)
         self.rooms.pop(room.id, None)
+        self._interrupted(room)
+
+    def _interrupted(self, room: RemoteRoom) -> None:
+        hub = self.hub
         room.ended, room.end_reason, room.end_message = True, INTERRUPTED, INTERRUPTED_MESSAGE
         hub.metrics.matches_ended.labels(INTERRUPTED).inc()
         hub.store.end_match(room.id, INTERRUPTED)

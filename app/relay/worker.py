@@ -26,8 +26,9 @@ from app.live.hub import ABSENT_AFTER_S, REFEREE_STEPS, SILENT_AFTER_S
 from app.live.match_room import MatchRoom, Seat
 from app.live.protocol import EpisodeDone, PacketEvent, ProtocolError
 from app.live.ratelimit import DEFAULT_BUDGET, RateLimit
+from app.live.recovery import INTERRUPTED
 from app.live.tickets import Tickets
-from app.relay.bus import HEARTBEAT_S, Bus, RelayCard, this_host
+from app.relay.bus import HEARTBEAT_S, INTERRUPTED_MESSAGE, Bus, RelayCard, this_host
 from app.relay.wire import seat_states, seats_in, settings_in
 from game.env import default_action_for
 from game.loader import GameLoader
@@ -84,6 +85,16 @@ class RelayHost:
                 last_beat = now
                 self.bus.heartbeat(RelayCard(self.id, self.url, matches, os.getpid(), this_host()))
             self.sleep(TICK_S)
+        self.shut_down()
+
+    def shut_down(self) -> None:
+        """Stopping on purpose: every match ends as interrupted (recordings handed over), then leave and exit."""
+        with self.lock:
+            for room in list(self.rooms.values()):
+                room.end(INTERRUPTED, INTERRUPTED_MESSAGE)
+            self.bus.leave(self.id)
+        log.info("relay %s: stopped", self.id)
+        os._exit(0)   # eventlet's hub and server threads hold nothing left to save
 
     # ------------------------------------------------------------ the coordinator's commands
 
