@@ -185,3 +185,33 @@ def test_relays_on_two_loopback_addresses_send_every_recording_to_the_coordinato
             relay.stop()
     for relay in relays:
         assert "Traceback" not in relay.log()
+
+
+def test_serve_with_relays_starts_its_own_redis_and_relays_and_plays_matches_on_them(tmp_path: Path) -> None:
+    coordinator = Server(["serve", str(experiment_file(tmp_path, 300)), "--relays", "2"], tmp_path / "data")
+    try:
+        import redis
+
+        private = redis.Redis(unix_socket_path=str(coordinator.data_dir / "relayed" / "redis" / "redis.sock"))
+        wait_for(lambda: len(private.keys("coplay:relayed:relay:*")) == 2, timeout=60)
+        relay_pids = [json.loads(private.get(k) or "{}")["pid"] for k in private.keys("coplay:relayed:relay:*")]
+        starts: list[dict[str, Any]] = []
+        results = run_together(pair(coordinator, starts, 60) + pair(coordinator, starts, 70), timeout=90)
+        for result in results:
+            assert result.completed and result.ok and not result.errors, result.to_json()
+        assert len({s["channel"]["url"] for s in starts}) == 2   # one match on each relay
+        for match in {s["match"] for s in starts}:
+            assert replay_recording(coordinator, "relayed", match).ok
+        private.close()
+    finally:
+        coordinator.stop()
+    # The relays end with the coordinator.
+    wait_for(lambda: not any(Path(f"/proc/{p}").exists() and "zombie" not in _state(p) for p in relay_pids))
+    assert "Traceback" not in coordinator.log_path.read_text()
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().lower()
+    except OSError:
+        return "zombie"

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import atexit
+import ctypes
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -12,6 +14,15 @@ import time
 from app.relay.bus import SECRET_ENV, RelayError
 
 REDIS_WAIT_S = 10.0
+PR_SET_PDEATHSIG = 1
+
+
+def _end_with_parent() -> None:
+    """In the child, before exec: get SIGTERM when the coordinator dies, however it dies (Linux)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass   # not Linux: atexit still stops them on a normal exit
 
 
 def ensure_secret() -> None:
@@ -30,7 +41,7 @@ def start_redis(folder: str) -> str:
     sock = os.path.join(folder, "redis.sock")
     process = subprocess.Popen([server, "--port", "0", "--unixsocket", sock, "--unixsocketperm", "700",
                                 "--save", "", "--appendonly", "no", "--dir", folder],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+                               stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, preexec_fn=_end_with_parent)
     _stop_at_exit(process)
     deadline = time.monotonic() + REDIS_WAIT_S
     while not os.path.exists(sock):
@@ -45,7 +56,8 @@ def start_relays(count: int, coordinator: str, redis_url: str, host: str, data_d
     processes = []
     for _ in range(count):
         process = subprocess.Popen([sys.executable, "-m", "app.cli", "relay", "--coordinator", coordinator,
-                                    "--redis", redis_url, "--host", host, "--port", "0", "--data", data_dir])
+                                    "--redis", redis_url, "--host", host, "--port", "0", "--data", data_dir],
+                                   preexec_fn=_end_with_parent)
         _stop_at_exit(process)
         processes.append(process)
     return processes

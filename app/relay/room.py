@@ -21,6 +21,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
+from redis import RedisError
+
 from app.data.modes import make_folder, open_file
 from app.data.recording import recording_path
 from app.live.hub import Hub
@@ -143,8 +145,8 @@ class RelayPool:
         while True:
             try:
                 message = self.bus.read("to-coordinator")
-            except Exception:   # Redis went away for a moment: keep trying
-                log.exception("reading the relays' reports failed")
+            except RedisError as error:   # Redis went away for a moment: keep trying
+                log.warning("reading the relays' reports failed: %s", error)
                 self.sleep(1.0)
                 continue
             if message is None:
@@ -162,8 +164,8 @@ class RelayPool:
             try:
                 seen_at = time.monotonic()
                 live = self.bus.live_relays()
-            except Exception:
-                log.exception("reading the relay registry failed")
+            except RedisError as error:
+                log.warning("reading the relay registry failed: %s", error)
                 continue
             with self.hub.lock:
                 for room in list(self.rooms.values()):

@@ -17,6 +17,8 @@ import threading
 import time
 from typing import Any, Callable
 
+from redis import RedisError
+
 from app.data.recording import RecordingWriter, recording_path
 from app.live.bots import BotPeer
 from app.live.channel import (
@@ -63,7 +65,12 @@ class RelayHost:
         """Carry out the coordinator's commands, in order, until stopped."""
         queue = f"to-relay:{self.id}"
         while not self.stopping:
-            message = self.bus.read(queue)
+            try:
+                message = self.bus.read(queue)
+            except RedisError as error:   # Redis went away for a moment: keep trying
+                log.warning("relay %s: reading commands failed: %s", self.id, error)
+                self.sleep(1.0)
+                continue
             if message is None:
                 continue
             with self.lock:
@@ -83,18 +90,25 @@ class RelayHost:
                 matches = len(self.rooms)
             if now - last_beat >= HEARTBEAT_S:
                 last_beat = now
-                self.bus.heartbeat(RelayCard(self.id, self.url, matches, os.getpid(), this_host()))
+                try:
+                    self.bus.heartbeat(RelayCard(self.id, self.url, matches, os.getpid(), this_host()))
+                except RedisError as error:   # missed beats expire the card: the coordinator ends our matches
+                    log.warning("relay %s: heartbeat failed: %s", self.id, error)
             self.sleep(TICK_S)
         self.shut_down()
 
     def shut_down(self) -> None:
         """Stopping on purpose: every match ends as interrupted (recordings handed over), then leave and exit."""
-        with self.lock:
-            for room in list(self.rooms.values()):
-                room.end(INTERRUPTED, INTERRUPTED_MESSAGE)
-            self.bus.leave(self.id)
-        log.info("relay %s: stopped", self.id)
-        os._exit(0)   # eventlet's hub and server threads hold nothing left to save
+        try:
+            with self.lock:
+                for room in list(self.rooms.values()):
+                    room.end(INTERRUPTED, INTERRUPTED_MESSAGE)
+                self.bus.leave(self.id)
+            log.info("relay %s: stopped", self.id)
+        except Exception as error:   # Redis went first (the coordinator's private one): recordings stay here
+            log.warning("relay %s: stopped without telling the coordinator (%s)", self.id, error)
+        finally:
+            os._exit(0)   # eventlet's hub and server threads hold nothing left to save
 
     # ------------------------------------------------------------ the coordinator's commands
 
