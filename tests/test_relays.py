@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+import requests
 
 from app.participant.headless import HeadlessParticipant
 from app.analysis.replay import replay
@@ -194,7 +195,15 @@ def test_serve_with_relays_starts_its_own_redis_and_relays_and_plays_matches_on_
 
         private = redis.Redis(unix_socket_path=str(coordinator.data_dir / "relayed" / "redis" / "redis.sock"))
         wait_for(lambda: len(private.keys("coplay:relayed:relay:*")) == 2, timeout=60)
-        relay_pids = [json.loads(private.get(k) or "{}")["pid"] for k in private.keys("coplay:relayed:relay:*")]
+        cards = [json.loads(private.get(k) or "{}") for k in private.keys("coplay:relayed:relay:*")]
+        relay_pids = [card["pid"] for card in cards]
+        # Browsers may open the relays' channels: their origins are in the pages' connect-src.
+        origins = [card["url"].rsplit("/", 1)[0] for card in cards]
+
+        def policy() -> str:
+            page = requests.get(coordinator.url + "/", params={"PROLIFIC_PID": pid()}, timeout=10)
+            return page.headers["Content-Security-Policy"]
+        wait_for(lambda: all(origin in policy() for origin in origins), timeout=10)
         starts: list[dict[str, Any]] = []
         results = run_together(pair(coordinator, starts, 60) + pair(coordinator, starts, 70), timeout=90)
         for result in results:

@@ -20,6 +20,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
+from urllib.parse import urlsplit
 
 from redis import RedisError
 
@@ -105,6 +106,7 @@ class RelayPool:
         self.bus, self.hub, self.tickets, self.base_dir, self.sleep = bus, hub, tickets, base_dir, sleep
         self.rooms: dict[str, RemoteRoom] = {}
         self.dead: set[str] = set()
+        self.origins: tuple[str, ...] = ()   # of the live relays' channels, for the pages' CSP (app/web/security.py)
         self._warned_empty = False
 
     def place(self, match_id: str, scene_id: str, settings: MatchSettings, seats: dict[str, Seat],
@@ -130,6 +132,13 @@ class RelayPool:
         self.rooms[match_id] = room
         self.hub.store.log_event("match_placed", {"relay": card.id, "url": card.url}, match_id=match_id)
         return room
+
+    def live_count(self) -> int:
+        """Relays registered and alive now (GET /health)."""
+        try:
+            return len(self.bus.live_relays())
+        except RedisError:
+            return 0
 
     def start(self, room: RemoteRoom) -> None:
         self.bus.to_relay(room.relay_id, room.start_message)
@@ -176,6 +185,7 @@ class RelayPool:
                             self.bus.forget(room.relay_id)
                         self.interrupt(room)
                 self.dead -= set(live)   # a relay back under the same id serves again
+                self.origins = tuple(sorted({_origin(card.url) for card in live.values()}))
 
     # ------------------------------------------------------------ reports
 
@@ -271,6 +281,11 @@ class RelayPool:
                                                 "message": INTERRUPTED_MESSAGE}, to=sid)
                 hub.services.emit("scene", hub.flow.scene_payload(participant), to=sid)
         hub.store.log_event("match_interrupted", {"relay": room.relay_id, "participants": choices}, match_id=room.id)
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def _sha256_of(path: str) -> str:

@@ -105,7 +105,8 @@ def create_server(
                       SESSION_COOKIE_NAME=f"coplay_{experiment.id}")
     socketio = SocketIO(app, async_mode=async_mode, ping_interval=5, ping_timeout=10,
                         max_http_buffer_size=64 * 1024)
-    security.install(app, page_config["pyodide_url"], options.proxy_fix or env_flag(security.PROXY_FIX_ENV))
+    security.install(app, page_config["pyodide_url"], options.proxy_fix or env_flag(security.PROXY_FIX_ENV),
+                     lambda: relay_pool.origins if relay_pool is not None else ())
     store = Store(database_path(data_dir, experiment.id))
     metrics = Metrics()
     flow = Flow(experiment, store, metrics)
@@ -120,10 +121,11 @@ def create_server(
         resolve_game=resolve, game_source=game_source, make_policy=make_policy, game_spec=resolve.absolute,
         metrics=metrics,
     ), relay_delay_s=options.relay_delay_ms / 1000.0, admission=admission, tickets=Tickets(app.secret_key))
+    relay_pool: Any = None
     if options.redis_url:
         from app.relay.room import attach as attach_relays   # redis-py only where relays are used
 
-        attach_relays(hub, options.redis_url, experiment.id, resolve.base_dir, socketio.start_background_task,
+        relay_pool = attach_relays(hub, options.redis_url, experiment.id, resolve.base_dir, socketio.start_background_task,
                       socketio.sleep)
     # In front of everything else (Socket.IO, the proxy fix): `/match-ws` is the match channel.
     app.wsgi_app = MatchChannelEndpoint(app.wsgi_app, hub, socketio.server.eio)  # type: ignore[method-assign]
@@ -172,7 +174,8 @@ def create_server(
 
     @app.get("/health")
     def health() -> Any:
-        return {"ok": True, "experiment": experiment.id, "matches": len(hub.matches)}
+        relays = {"relays": relay_pool.live_count()} if relay_pool is not None else {}
+        return {"ok": True, "experiment": experiment.id, "matches": len(hub.matches), **relays}
 
     @app.get("/metrics")
     def metrics_text() -> Any:
