@@ -62,7 +62,7 @@ class Relay:
     """`python -m app.cli relay ...` as a subprocess, ready once it registered in Redis."""
 
     def __init__(self, name: str, coordinator: str, redis_server: RedisServer, experiment: str, data_dir: Path,
-                 host: str = "127.0.0.1") -> None:
+                 host: str = "127.0.0.1", port: int = 0, public_url: str | None = None) -> None:
         self.name = name
         data_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir = data_dir
@@ -70,7 +70,8 @@ class Relay:
         self._log = open(self.log_path, "w")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "app.cli", "relay", "--coordinator", coordinator, "--redis", redis_server.url,
-             "--host", host, "--port", "0", "--data", str(data_dir), "--id", name],
+             "--host", host, "--port", str(port), "--data", str(data_dir), "--id", name,
+             *(["--public-url", public_url] if public_url else [])],
             cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **SECRET})
         key = f"coplay:{experiment}:relay:{name}"
         deadline = time.monotonic() + 60
