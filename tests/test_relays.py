@@ -224,3 +224,23 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/status").read_text().lower()
     except OSError:
         return "zombie"
+
+
+def test_a_match_a_relay_cannot_start_ends_as_an_error_and_participants_go_on(
+        tmp_path: Path, redis_server: RedisServer) -> None:  # noqa: F811
+    (tmp_path / "mygame.py").write_text("from game.games.pong import Pong as MyPong\n")
+    (tmp_path / "relayed.py").write_text(EXPERIMENT.replace("game.games.pong:Pong", "mygame.py:MyPong")
+                                         .replace("FRAMES", "300"))
+    coordinator = Server(["serve", str(tmp_path / "relayed.py"), "--redis", redis_server.url], tmp_path / "data",
+                         env=SECRET)
+    relay = Relay("r1", coordinator.url, redis_server, "relayed", tmp_path / "elsewhere")
+    try:
+        (tmp_path / "mygame.py").unlink()   # as on a relay machine without the experiment's files
+        results = run_together(pair(coordinator, [], 90), timeout=60)
+        for result in results:
+            assert result.completed and not result.matches, result.to_json()   # never started: on to the end
+        assert [m.status for m in matches(coordinator).values()] == ["error"]
+        assert "could not start on relay r1" in coordinator.log_path.read_text()
+    finally:
+        relay.stop()
+        coordinator.stop()

@@ -206,8 +206,13 @@ class RelayPool:
             self.hub.log_event(room, message["kind"], message["data"])
         elif kind == "ended":
             self.rooms.pop(room.id, None)
+            if message.get("error"):   # the relay could not start the match
+                log.error("match %s could not start on relay %s: %s", room.id, room.relay_id, message["error"])
+                self.hub.store.log_event("relay_error", {"relay": room.relay_id, "error": message["error"]},
+                                         match_id=room.id)
             try:
-                self._collect_recording(room.id, message["sha256"])
+                if message["sha256"]:
+                    self._collect_recording(room.id, message["sha256"])
             except OSError as error:   # the match still ends here; the relay keeps its copy
                 log.error("match %s: collecting its recording failed: %s", room.id, error)
                 self.hub.store.log_event("recording_not_collected", {"error": str(error)}, match_id=room.id)

@@ -76,8 +76,12 @@ class RelayHost:
             with self.lock:
                 try:
                     self.command(message)
-                except Exception:   # one bad command must not stop the relay
+                except Exception as error:   # one bad command must not stop the relay
                     log.exception("relay %s: command %s failed", self.id, message.get("type"))
+                    if message.get("type") == "start":   # the match cannot run here: it ends as an error
+                        self.bus.to_coordinator({"type": "ended", "match": message.get("match"), "reason": "error",
+                                                 "message": None, "sha256": "", "seats": None,
+                                                 "error": repr(error)[:300]})
 
     def run_ticks(self) -> None:
         """Heartbeats, and the silence checks of every seat (as the coordinator's Hub.tick does in-process)."""
