@@ -132,7 +132,7 @@ def test_a_relay_killed_mid_match_interrupts_only_its_matches_and_loses_nothing_
         wait_for(lambda: recording.exists() and read_recording(str(recording)).complete_frames.get(0, 0) > 120)
         relays[0].kill()
         frames_before = read_recording(str(recording)).complete_frames[0]
-        wait_for(lambda: matches(coordinator)[killed].status == "interrupted", timeout=15)
+        wait_for(lambda: matches(coordinator)[killed].status == "interrupted", timeout=25)
         assert matches(coordinator)[survivor].status == "active"
 
         results = join()

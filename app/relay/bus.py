@@ -24,7 +24,7 @@ import redis
 from game.errors import CoplayError
 
 HEARTBEAT_S = 1.0
-HEARTBEAT_TTL_S = 3.0
+HEARTBEAT_TTL_S = 10.0   # generous: a relay busy past its beat must not be taken for dead
 READ_TIMEOUT_S = 1        # a blocking read wakes this often, so its loop can notice it should stop
 RECORDING_TTL_S = 24 * 3600
 SECRET_ENV = "COPLAY_RELAY_SECRET"

@@ -92,6 +92,7 @@ class RemoteRoom(MatchRoom):
                 continue
             seat.kind, seat.participant, seat.gen, seat.gone = state["kind"], state["participant"], state["gen"], \
                 state["gone"]
+            seat.last_heard = now   # as far as the dashboard knows: the relay judges silence
             if not state["absent"]:
                 seat.absent_since = None
             elif seat.absent_since is None:
@@ -223,6 +224,8 @@ class RelayPool:
             self.hub.match_ended(room, message["reason"])
 
     def _emit(self, room: RemoteRoom, participant: str, event: str, payload: dict[str, Any]) -> None:
+        if event == "match_start":
+            room.episode = max(room.episode, payload["episode"])   # for the dashboard
         sid = self.hub.sid_of.get(participant)
         if sid is None:
             return

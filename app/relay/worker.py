@@ -79,7 +79,7 @@ class RelayHost:
                 except Exception as error:   # one bad command must not stop the relay
                     log.exception("relay %s: command %s failed", self.id, message.get("type"))
                     if message.get("type") == "start":   # the match cannot run here: it ends as an error
-                        self.bus.to_coordinator({"type": "ended", "match": message.get("match"), "reason": "error",
+                        self._tell({"type": "ended", "match": message.get("match"), "reason": "error",
                                                  "message": None, "sha256": "", "seats": None,
                                                  "error": repr(error)[:300]})
 
@@ -171,7 +171,7 @@ class RelayHost:
                 channel.link.send(f"{payload['episode']} {payload['from']} {payload['data']}")
             return   # no channel open: the netcode resends everything unacknowledged once it is
         room = self.rooms.get(payload.get("match", ""))
-        self.bus.to_coordinator({"type": "send", "match": payload.get("match"), "seat": seat.addr,
+        self._tell({"type": "send", "match": payload.get("match"), "seat": seat.addr,
                                  "participant": participant, "event": event, "payload": payload,
                                  "seats": seat_states(room.seats) if room else None})
 
@@ -218,14 +218,17 @@ class RelayHost:
         path = recording_path(self.experiment_dir, room.id)
         with open(path, "rb") as file:
             data = file.read()
-        self.bus.put_recording(room.id, data)
+        try:
+            self.bus.put_recording(room.id, data)
+        except RedisError as error:   # the coordinator finds no copy: recording_not_collected; ours stays here
+            log.warning("relay %s: match %s: its recording could not be handed over: %s", self.id, room.id, error)
         self.rooms.pop(room.id, None)
         self._policies.pop(room.id, None)
         for seat in room.seats.values():
             channel = self.channels.get(seat.participant or "")
             if channel is not None and channel.ticket.match == room.id:
                 self._drop(channel, CLOSE_GONE, f"match {room.id} is over")
-        self.bus.to_coordinator({"type": "ended", "match": room.id, "reason": reason, "message": room.end_message,
+        self._tell({"type": "ended", "match": room.id, "reason": reason, "message": room.end_message,
                                  "sha256": hashlib.sha256(data).hexdigest(), "seats": seat_states(room.seats)})
         log.info("relay %s: match %s ended (%s; %d running)", self.id, room.id, reason, len(self.rooms))
 
@@ -237,11 +240,19 @@ class RelayHost:
                 self._drop(channel, CLOSE_GONE, f"seat {data.get('seat')} changed holder")
 
     def _report(self, room: MatchRoom, kind: str, data: dict[str, Any]) -> None:
-        self.bus.to_coordinator({"type": "log", "match": room.id, "kind": kind, "data": data,
+        self._tell({"type": "log", "match": room.id, "kind": kind, "data": data,
                                  "seats": seat_states(room.seats)})
 
     def now(self) -> float:
         return time.monotonic()
+
+    def _tell(self, message: dict[str, Any]) -> None:
+        """A report to the coordinator; lost (and logged) while Redis is unreachable, never an error here."""
+        try:
+            self.bus.to_coordinator(message)
+        except RedisError as error:
+            log.warning("relay %s: a %s report for match %s was lost: %s", self.id, message.get("type"),
+                        message.get("match"), error)
 
     # ------------------------------------------------------------ match channels (app/web/match_channel.py)
 
