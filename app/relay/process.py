@@ -24,6 +24,7 @@ from app.live.tickets import Tickets
 from app.web.match_channel import MatchChannelEndpoint
 
 COORDINATOR_WAIT_S = 60.0
+STOP_WITHIN_S = 10
 
 
 def coordinator_experiment(url: str, wait_s: float = COORDINATOR_WAIT_S) -> str:
@@ -62,6 +63,7 @@ def run_relay(coordinator: str, redis_url: str, host: str, port: int, data_dir: 
 
     def stop(*_: Any) -> None:
         relay.stopping = True   # run_ticks ends the matches, leaves the registry and exits
+        signal.alarm(STOP_WITHIN_S)   # or SIGALRM's default action ends the process, whatever hangs
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
