@@ -11,10 +11,10 @@ patch_for_server(sys.argv[1:])  # must run before anything else imports socket o
 
 import argparse  # noqa: E402
 
-from app.commands import agent, check_env, export, loadtest, packages, play, replay, serve, simulate  # noqa: E402
+from app.commands import agent, check_env, export, loadtest, packages, play, relay, replay, serve, simulate  # noqa: E402
 from game.errors import CoplayError  # noqa: E402
 
-COMMANDS = (serve, check_env, simulate, replay, export, loadtest, play, packages, agent)
+COMMANDS = (serve, check_env, simulate, replay, export, loadtest, play, packages, agent, relay)
 # How commands have always reported errors: check-env without "coplay ", export and simulate on stdout
 # (the error is their whole report).
 ERROR_PREFIX = {"check-env": "check-env"}

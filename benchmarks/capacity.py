@@ -1,7 +1,7 @@
 """How many concurrent 2-player 60 fps Pong matches one server process holds on this machine.
 
     python benchmarks/capacity.py [--start 5] [--step 5] [--max 200] [--seconds 30]
-                                  [--async-mode eventlet | --modes eventlet,gevent,threading]
+                                  [--async-mode eventlet | --modes eventlet,gevent,threading] [--relays 1,2]
                                   [--generator wire|full] [--processes N] [--max-relay-p99-ms 20]
                                   [--rtt-source server|client|both] [--baseline DIR]
 
@@ -29,7 +29,10 @@ of the two. Both are always printed.
 
 `--baseline DIR` runs the same search against an older checkout in the same run (DIR is e.g. a
 `git clone` of commit ff74edf with node_modules linked in; its server runs from DIR, the load
-generator is this one) and ends with old vs new side by side, with ratios. Each server and its
+generator is this one) and ends with old vs new side by side, with ratios. `--relays 1,2` runs one
+search per relay count (`coplay serve --relays N`: N relay processes and a private redis-server beside
+the coordinator) and compares them the same way; with relays, the pass criterion uses the participants'
+relay p99, and the server CPU shown is the coordinator's only. Each server and its
 generator share this machine, so the server's share of the CPU is printed too.
 """
 from __future__ import annotations
@@ -137,7 +140,7 @@ class ServerProcess:
     """`python -m app.cli serve ... --port P --data D` run from `checkout` (this one or a baseline),
     ready once /health answers."""
 
-    def __init__(self, checkout: Path, args: list[str], data_dir: Path, env: dict[str, str]) -> None:
+    def __init__(self, checkout: Path, args: list[str], data_dir: Path, env: dict[str, str], relays: int = 0) -> None:
         self.url = f"http://127.0.0.1:{free_port()}"
         data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = data_dir / "server.log"
@@ -152,7 +155,8 @@ class ServerProcess:
                 self.stop()
                 raise RuntimeError(f"exited with {self.process.returncode}: {self.log_path.read_text()[-300:]}")
             try:
-                if requests.get(self.url + "/health", timeout=1).status_code == 200:
+                health = requests.get(self.url + "/health", timeout=1)
+                if health.status_code == 200 and health.json().get("relays", 0) >= relays:
                     return
             except requests.RequestException:
                 pass
@@ -174,11 +178,12 @@ class ServerProcess:
 
 def run_once(matches: int, mode: str, args: argparse.Namespace, folder: Path, checkout: Path) -> Row:
     """A fresh server in `mode` (from `checkout`) and one load test of `matches` matches against it."""
-    run_dir = folder / f"{checkout.name}-{mode}-{matches}"
+    run_dir = folder / f"{checkout.name}-{mode}-{matches}-r{args.relays}"
     env = {"COPLAY_CAPACITY_FRAMES": str(int(args.seconds * FPS))}
     try:
-        server = ServerProcess(checkout, ["serve", str(checkout / EXPERIMENT), "--async-mode", mode],
-                               run_dir / "data", env)
+        relays = ["--relays", str(args.relays)] if args.relays else []
+        server = ServerProcess(checkout, ["serve", str(checkout / EXPERIMENT), "--async-mode", mode, *relays],
+                               run_dir / "data", env, args.relays)
     except RuntimeError as error:
         return Row(matches, {}, f"the server did not start: {error}")
     summary_file = run_dir / "summary.json"
@@ -272,6 +277,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="which relay p99 the limit applies to (default server; see the module doc)")
     parser.add_argument("--baseline", metavar="DIR", help="also run the search against the coplay checkout in DIR "
                         "(e.g. a git clone of an older commit) and compare")
+    parser.add_argument("--relays", metavar="N[,N...]", default="0",
+                        help="serve with `--relays N` (relay processes beside the coordinator; 0: none, the default); "
+                             "several values run one search each and compare them (e.g. 1,2). With relays the "
+                             "pass criterion uses the participants' relay p99 (the server's histogram is in the "
+                             "relays) and the server CPU shown is the coordinator's alone")
     parser.add_argument("--keep", metavar="DIR", help="keep servers' data, logs and summaries here")
     args = parser.parse_args(argv)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()] if args.modes else [args.async_mode]
@@ -285,12 +295,25 @@ def main(argv: list[str] | None = None) -> int:
         if not (baseline / "app" / "cli.py").is_file() or not (baseline / EXPERIMENT).is_file():
             parser.error(f"--baseline {baseline} is not a coplay checkout with {EXPERIMENT}")
         checkouts["baseline"] = baseline
+    try:
+        relay_counts = [int(n) for n in args.relays.split(",")]
+    except ValueError:
+        parser.error(f"--relays takes counts such as 2 or 1,2, not {args.relays!r}")
+    if min(relay_counts) < 0 or (len(relay_counts) > 1 and args.baseline):
+        parser.error("--relays counts must be >= 0, and several of them cannot go with --baseline")
+    runs = {label: (checkout, argparse.Namespace(**{**vars(args), "relays": relay_counts[0]}))
+            for label, checkout in checkouts.items()}
+    if len(relay_counts) > 1:
+        runs = {f"relays={n}": (ROOT, argparse.Namespace(**{**vars(args), "relays": n})) for n in relay_counts}
+    for _, run_args in runs.values():
+        if run_args.relays:
+            run_args.rtt_source = "client"   # the server's relay histogram lives in the relay processes
     with tempfile.TemporaryDirectory(prefix="coplay-capacity-") as tmp:
         folder = Path(args.keep) if args.keep else Path(tmp)
-        results = {(mode, label): search(mode, args, folder, checkout, f"{label} server ({checkout})")
-                   for mode in modes for label, checkout in checkouts.items()}
-    if len(modes) > 1 or len(checkouts) > 1:
-        print("\n" + comparison(results, modes, list(checkouts)))
+        results = {(mode, label): search(mode, run_args, folder, checkout, f"{label} server ({checkout})")
+                   for mode in modes for label, (checkout, run_args) in runs.items()}
+    if len(modes) > 1 or len(runs) > 1:
+        print("\n" + comparison(results, modes, list(runs)))
     return 0
 
 

@@ -6,7 +6,9 @@
 - scenes/ imports the stdlib, game, netcode and scenes, plus markdown-it-py (a scene's Markdown text is
   rendered by it; no I/O library ever belongs in an experiment definition).
 - app/ arrows point down (web -> live -> data; analysis, participant, loadtest, pyodide and
-  commands beside): nothing in app/live imports web, analysis, loadtest, participant or commands;
+  commands beside; app/relay, the relay processes, above web and live): nothing in app/live imports web,
+  analysis, loadtest, participant, commands or relay; app/relay imports none of analysis, loadtest,
+  participant or commands;
   nothing in app/data imports any of those or live; only app/commands and app/cli.py import
   app.commands.
 
@@ -76,13 +78,17 @@ def _is_stdlib(module: str) -> bool:
     return module.split(".")[0] in STDLIB
 
 
-APP_SIDE = ("app.web", "app.analysis", "app.loadtest", "app.participant", "app.commands", "app.agent")
+APP_SIDE = ("app.web", "app.analysis", "app.loadtest", "app.participant", "app.commands", "app.agent",
+            "app.relay")
 GAME_RULE = "game/ imports only the stdlib and game (game/adapters/ may import their library inside a function)"
 NETCODE_RULE = "netcode/ imports only the stdlib, game and netcode"
 SCENES_RULE = "scenes/ imports only the stdlib, game, netcode, scenes and markdown_it"
 SCENES_LIBRARIES = ("markdown_it",)
-LIVE_RULE = "app/live must not import app.web, app.analysis, app.loadtest, app.participant, app.commands or app.agent"
-DATA_RULE = "app/data must not import app.web, app.live, app.analysis, app.loadtest, app.participant, app.commands or app.agent"
+LIVE_RULE = ("app/live must not import app.web, app.analysis, app.loadtest, app.participant, app.commands, "
+             "app.agent or app.relay")
+DATA_RULE = ("app/data must not import app.web, app.live, app.analysis, app.loadtest, app.participant, app.commands, "
+             "app.agent or app.relay")
+RELAY_RULE = "app/relay must not import app.analysis, app.loadtest, app.participant or app.commands"
 COMMANDS_RULE = "only app/commands and app/cli.py import app.commands"
 
 
@@ -102,6 +108,9 @@ def broken_rule(file: str, imp: Import) -> str | None:
         return LIVE_RULE
     if file.startswith("app/data/") and _within(module, ("app.live", *APP_SIDE)):
         return DATA_RULE
+    if file.startswith("app/relay/") and _within(module, ("app.analysis", "app.loadtest", "app.participant",
+                                                          "app.commands")):
+        return RELAY_RULE
     if (_within(module, ("app.commands",)) and file.startswith("app/")
             and not file.startswith("app/commands/") and file != "app/cli.py"):
         return COMMANDS_RULE
@@ -156,6 +165,9 @@ FAKE_TREE = {
     "app/data/__init__.py": "",
     "app/data/bad.py": "import app.live.hub\n",
     "app/data/good.py": "import sqlite3\n",
+    "app/relay/__init__.py": "",
+    "app/relay/good.py": "from app.live import hub\nfrom app.web import match_channel\nimport redis\n",
+    "app/relay/bad.py": "from app.participant import headless\n",
     "app/web/server.py": "from app.live import hub\nfrom app.analysis import replay\nfrom app.data import store\n",
     "app/web/bad.py": "from app.commands import serve\n",
     "app/commands/__init__.py": "",
@@ -180,6 +192,7 @@ def test_the_checker_names_every_broken_rule_with_file_and_line(fake_tree: Path)
         f"app/live/bad.py:1 imports app.web.server.create_app: {LIVE_RULE}",
         f"app/live/bad.py:5 imports app.analysis.replay (inside a function): {LIVE_RULE}",
         f"app/live/side.py:1 imports app.participant: {LIVE_RULE}",
+        f"app/relay/bad.py:1 imports app.participant.headless: {RELAY_RULE}",
         f"app/web/bad.py:1 imports app.commands.serve: {COMMANDS_RULE}",
         f"game/adapters/eager.py:1 imports gymnasium: {GAME_RULE}",
         f"game/bad.py:5 imports numpy (inside a function): {GAME_RULE}",

@@ -53,6 +53,12 @@ def _common(parser: argparse.ArgumentParser) -> None:
                         help="behind a reverse proxy (nginx, Caddy...) that terminates https: honour its "
                              "X-Forwarded-For/-Proto/-Host headers and send the session cookie as Secure "
                              "(same as COPLAY_PROXY_FIX=1)")
+    parser.add_argument("--redis", default=None, metavar="URL",
+                        help="scale out: place matches on relay processes registered in this Redis "
+                             "(`coplay relay`; set COPLAY_RELAY_SECRET for both; docs/scaling.md)")
+    parser.add_argument("--relays", type=int, default=0, metavar="N",
+                        help="start N relay processes on this machine beside this coordinator (with a private "
+                             "redis-server unless --redis is given; default 0: one process, matches run in it)")
     parser.add_argument("--data-group-access", action="store_true",
                         help="let the owner's group read the data: folders 0750 and files 0640 instead of "
                              "0700/0600 (same as COPLAY_DATA_GROUP_ACCESS=1)")
@@ -107,13 +113,23 @@ def _serve(experiment: Experiment, args: argparse.Namespace, experiment_file: st
     if args.data_group_access:
         os.environ[GROUP_ACCESS_ENV] = "1"   # read wherever data files are created (app/data/modes.py)
     try:
+        redis_url = _start_relays(experiment, args) if args.relays > 0 else args.redis
         options = ServerOptions(async_mode=args.async_mode, experiment_file=experiment_file,
                                 pyodide_url=args.pyodide_url, relay_delay_ms=args.relay_delay_ms,
                                 proxy_fix=args.proxy_fix, max_relay_lag_ms=args.max_relay_lag_ms,
-                                packages_dir=args.packages_dir)
+                                packages_dir=args.packages_dir, redis_url=redis_url)
         serve(experiment, args.host, args.port, args.data, options)
     except KeyboardInterrupt:
         pass
     return 0
 
 
+def _start_relays(experiment: Experiment, args: argparse.Namespace) -> str:
+    """`--relays N`: the Redis URL (a private redis-server unless --redis), with N relays started beside."""
+    from app.relay.launch import ensure_secret, start_redis, start_relays
+
+    ensure_secret()
+    redis_url = args.redis or start_redis(os.path.join(args.data, experiment.id, "redis"))
+    host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+    start_relays(args.relays, f"http://{host}:{args.port}", redis_url, host, args.data)
+    return str(redis_url)

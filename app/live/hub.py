@@ -95,6 +95,8 @@ class Hub(MatchHost):
         self._last_tick = services.now()
         self.tickets = tickets            # None: match_start offers no match channel
         self.channel_url = channel_url
+        # Places a new match on a relay process (app/relay/room.py), or None: it runs here.
+        self.placer: Callable[..., MatchRoom | None] | None = None
         self.channels: dict[str, OpenChannel] = {}        # participant -> their seat's open channel
         self.channel_conns: dict[str, OpenChannel] = {}   # rate-limit connection id -> channel
         self._channel_ids = itertools.count()
@@ -523,8 +525,10 @@ class Hub(MatchHost):
             game=settings.game, game_source=self.services.game_source(game_class), config=settings.config,
             players=list(players), seats=seat_info, netcode=settings.netcode, fps=settings.fps,
         )
-        room = MatchRoom(match_id, scene_id, settings, seats, self, RecordingWriter(path, header), seed, game_class,
-                         metrics=self.metrics)
+        room = self.placer(match_id, scene_id, settings, seats, header, seed, game_class) if self.placer else None
+        if room is None:
+            room = MatchRoom(match_id, scene_id, settings, seats, self, RecordingWriter(path, header), seed,
+                             game_class, metrics=self.metrics)
         self.matches[match_id] = room
         self.metrics.matches_started.inc()
         for waited in start.waited_s:

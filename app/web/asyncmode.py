@@ -10,7 +10,7 @@ import os
 import warnings
 
 ASYNC_MODES = ("eventlet", "gevent", "threading")
-SERVER_COMMANDS = ("serve", "demo")
+SERVER_COMMANDS = ("serve", "demo", "relay")
 
 
 def requested_mode(argv: list[str]) -> str:

@@ -7,13 +7,14 @@ What the policy allows, and why:
 - scripts from this server only (no inline script, no eval), plus WebAssembly compilation
   ('wasm-unsafe-eval') for Pyodide; the worker is a module script from this server;
 - connections to this server: fetches, the Socket.IO WebSocket and the match channel (ws:/wss: on
-  this host; a channel URL on another host would have to be added here);
+  this host), and the match channels of live relay processes on other origins (app/relay);
 - a Pyodide index on another origin (`--pyodide-url`, e.g. a CDN) in script-src and connect-src;
 - the researcher's scene HTML may show images and media from https: sites and use style
   attributes, so img-src/media-src allow https: and style-src allows inline styles.
 """
 from __future__ import annotations
 
+from typing import Callable, Iterable
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, request
@@ -31,15 +32,17 @@ def pyodide_origin(pyodide_url: str) -> str | None:
     return f"{parts.scheme}://{parts.netloc}" if parts.scheme else parts.netloc
 
 
-def content_security_policy(host: str, pyodide_url: str) -> str:
-    """The pages' policy for a page served as `host` (e.g. "study.example.org"), Pyodide from `pyodide_url`."""
+def content_security_policy(host: str, pyodide_url: str, channels: Iterable[str] = ()) -> str:
+    """The pages' policy for a page served as `host` (e.g. "study.example.org"), Pyodide from `pyodide_url`;
+    `channels`: other origins of match channels (relay processes, app/relay)."""
     extra = pyodide_origin(pyodide_url)
     origins = f" {extra}" if extra else ""
+    relays = "".join(f" {origin}" for origin in channels)
     return "; ".join([
         "default-src 'self'",
         f"script-src 'self' 'wasm-unsafe-eval'{origins}",
         "worker-src 'self' blob:",
-        f"connect-src 'self' ws://{host} wss://{host}{origins}",
+        f"connect-src 'self' ws://{host} wss://{host}{origins}{relays}",
         "img-src 'self' data: blob: https:",
         "media-src 'self' https:",
         "style-src 'self' 'unsafe-inline'",
@@ -50,7 +53,8 @@ def content_security_policy(host: str, pyodide_url: str) -> str:
     ])
 
 
-def install(app: Flask, pyodide_url: str, behind_proxy: bool) -> None:
+def install(app: Flask, pyodide_url: str, behind_proxy: bool,
+            channel_origins: Callable[[], Iterable[str]] = tuple) -> None:
     """Add the headers to `app`'s responses; behind a proxy, honour X-Forwarded-For/-Proto/-Host (one proxy)
     and mark the session cookie Secure. Call after Flask-SocketIO wrapped `app.wsgi_app`, so socket
     connections see the forwarded addresses too."""
@@ -65,7 +69,8 @@ def install(app: Flask, pyodide_url: str, behind_proxy: bool) -> None:
         headers.setdefault("X-Content-Type-Options", "nosniff")
         headers.setdefault("Referrer-Policy", "no-referrer")
         if response.mimetype == "text/html":
-            headers.setdefault("Content-Security-Policy", content_security_policy(request.host, pyodide_url))
+            headers.setdefault("Content-Security-Policy",
+                               content_security_policy(request.host, pyodide_url, channel_origins()))
             headers.setdefault("X-Frame-Options", "DENY")
         return response
 

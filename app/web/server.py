@@ -76,6 +76,7 @@ class ServerOptions:
     proxy_fix: bool = False
     max_relay_lag_ms: float = DEFAULT_MAX_LAG_MS
     packages_dir: str | None = None   # Match(packages=) wheels; default: packages/ beside the experiment file
+    redis_url: str | None = None      # place matches on relay processes registered there (app/relay, docs/scaling.md)
 
 
 def create_server(
@@ -106,7 +107,8 @@ def create_server(
                       SESSION_COOKIE_NAME=f"coplay_{experiment.id}")
     socketio = SocketIO(app, async_mode=async_mode, ping_interval=5, ping_timeout=10,
                         max_http_buffer_size=64 * 1024)
-    security.install(app, page_config["pyodide_url"], options.proxy_fix or env_flag(security.PROXY_FIX_ENV))
+    security.install(app, page_config["pyodide_url"], options.proxy_fix or env_flag(security.PROXY_FIX_ENV),
+                     lambda: relay_pool.origins if relay_pool is not None else ())
     store = Store(database_path(data_dir, experiment.id))
     metrics = Metrics()
     flow = Flow(experiment, store, metrics)
@@ -122,6 +124,12 @@ def create_server(
         metrics=metrics,
     ), relay_delay_s=options.relay_delay_ms / 1000.0, admission=admission, tickets=Tickets(app.secret_key),
         agents=AgentPool(agent_tokens(experiment, experiment_dir)))
+    relay_pool: Any = None
+    if options.redis_url:
+        from app.relay.room import attach as attach_relays   # redis-py only where relays are used
+
+        relay_pool = attach_relays(hub, options.redis_url, experiment.id, resolve.base_dir, socketio.start_background_task,
+                      socketio.sleep)
     # In front of everything else (Socket.IO, the proxy fix): `/match-ws` is the match channel.
     app.wsgi_app = MatchChannelEndpoint(app.wsgi_app, hub, socketio.server.eio)  # type: ignore[method-assign]
 
@@ -169,7 +177,8 @@ def create_server(
 
     @app.get("/health")
     def health() -> Any:
-        return {"ok": True, "experiment": experiment.id, "matches": len(hub.matches)}
+        relays = {"relays": relay_pool.live_count()} if relay_pool is not None else {}
+        return {"ok": True, "experiment": experiment.id, "matches": len(hub.matches), **relays}
 
     @app.get("/metrics")
     def metrics_text() -> Any:

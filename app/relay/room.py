@@ -1,0 +1,314 @@
+"""The coordinator's side: placing matches on relays, and a `RemoteRoom` standing in for each.
+
+`RelayPool.place` is the Hub's match placer (Hub.placer): it puts a new match on the live relay with
+the fewest of this coordinator's matches and returns a `RemoteRoom`, which the Hub keeps in `matches`
+and `seat_of` like any room. What the Hub asks of a room (a seat's episode_done, rejoin, absent,
+lost, end) goes to the relay as a command; the relay's reports come back on the coordinator's queue
+and `RelayPool.handle` turns them into what the Hub does for an in-process room: emit to the seat
+(match_start gets a ticket for the relay's channel), log, end the match and collect its recording.
+
+A relay whose heartbeat expired is dead: `watch` ends its matches as `interrupted` (as a restart
+does after a crash, app/live/recovery.py), closes their recordings where the coordinator can reach
+them, and places no more matches there. Socket.IO `packet` events of a relayed match are dropped:
+its packets go on the relay's channel only (the netcode resends what was not acknowledged).
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+from redis import RedisError
+
+from app.data.modes import make_folder, open_file
+from app.data.recording import recording_path
+from app.live.hub import Hub
+from app.live.match_room import MatchRoom, MatchSettings, Seat
+from app.live.protocol import EpisodeDone, PacketEvent
+from app.live.recovery import INTERRUPTED, _close_recording
+from app.live.tickets import Tickets
+from app.relay.bus import HEARTBEAT_S, INTERRUPTED_MESSAGE, Bus, relay_secret
+from app.relay.wire import seats_out, settings_out
+
+log = logging.getLogger("coplay.server")
+
+
+class _RecordedByRelay:
+    """A relayed match's recording, as the Hub sees it: written by the relay, collected at its end."""
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass(eq=False)
+class RemoteRoom(MatchRoom):
+    """A match running on relay `relay_id`; its seats mirror the relay's (who holds each, and how)."""
+
+    relay_id: str = ""
+    channel_url: str = ""
+    pool: Any = None
+    placed_at: float = 0.0
+    start_message: dict[str, Any] = field(default_factory=dict)
+
+    def start_next_episode(self) -> None:
+        if self.episode < 0:
+            self.episode = 0
+            self.pool.start(self)
+
+    def episode_done(self, seat: Seat, done: EpisodeDone) -> None:
+        self.pool.command(self, "episode_done", seat=seat.addr, done=asdict(done))
+
+    def relay(self, sender: Seat, event: PacketEvent) -> None:
+        pass   # not refused: a page sends over Socket.IO until its channel says `ok`
+
+    def end(self, reason: str, message: str | None = None) -> None:
+        self.pool.command(self, "end", reason=reason, message=message)
+
+    def seat_absent(self, seat: Seat, why: str) -> None:
+        self.pool.command(self, "absent", seat=seat.addr, why=why)
+
+    def rejoin(self, seat: Seat) -> None:
+        self.pool.command(self, "rejoin", seat=seat.addr)
+
+    def seat_lost(self, seat: Seat, why: str) -> None:
+        self.pool.command(self, "lost", seat=seat.addr, why=why)
+
+    def check_seats(self, absent_after_s: float, silent_after_s: float) -> None:
+        pass   # the relay checks its seats
+
+    def referee_work(self, max_steps: int) -> bool:
+        return False
+
+    def mirror(self, states: dict[str, dict[str, Any]] | None) -> None:
+        """Take the seats' state from a relay's report."""
+        now = time.monotonic()
+        for addr, state in (states or {}).items():
+            seat = self.seats.get(addr)
+            if seat is None:
+                continue
+            seat.kind, seat.participant, seat.gen, seat.gone = state["kind"], state["participant"], state["gen"], \
+                state["gone"]
+            seat.last_heard = now   # as far as the dashboard knows: the relay judges silence
+            if not state["absent"]:
+                seat.absent_since = None
+            elif seat.absent_since is None:
+                seat.absent_since = now
+
+
+class RelayPool:
+    """This coordinator's relayed matches, and the reading of its relays' reports."""
+
+    def __init__(self, bus: Bus, hub: Hub, tickets: Tickets, base_dir: str | None,
+                 sleep: Callable[[float], None]) -> None:
+        self.bus, self.hub, self.tickets, self.base_dir, self.sleep = bus, hub, tickets, base_dir, sleep
+        self.rooms: dict[str, RemoteRoom] = {}
+        self.dead: set[str] = set()
+        self.origins: tuple[str, ...] = ()   # of the live relays' channels, for the pages' CSP (app/web/security.py)
+        self._warned_empty = False
+
+    def place(self, match_id: str, scene_id: str, settings: MatchSettings, seats: dict[str, Seat],
+              header: dict[str, Any], seed: int, game_class: type) -> MatchRoom | None:
+        """A RemoteRoom on the least-loaded live relay; None (the Hub runs the match itself) when none is live."""
+        cards = {i: c for i, c in self.bus.live_relays().items() if i not in self.dead}
+        if not cards:
+            if not self._warned_empty:
+                log.warning("no live relay: new matches run in the coordinator until one registers")
+                self._warned_empty = True
+            return None
+        self._warned_empty = False
+        load = {i: 0 for i in cards}
+        for room in self.rooms.values():
+            if room.relay_id in load:
+                load[room.relay_id] += 1
+        card = min(cards.values(), key=lambda c: (load[c.id], c.matches, c.id))
+        start = {"type": "start", "match": match_id, "scene": scene_id, "seed": seed, "settings": settings_out(settings),
+                 "seats": seats_out(seats), "header": header, "base_dir": self.base_dir}
+        room = RemoteRoom(match_id, scene_id, settings, seats, self.hub, _RecordedByRelay(), seed, game_class,
+                          relay_id=card.id, channel_url=card.url, pool=self, placed_at=time.monotonic(),
+                          start_message=start)
+        self.rooms[match_id] = room
+        self.hub.store.log_event("match_placed", {"relay": card.id, "url": card.url}, match_id=match_id)
+        return room
+
+    def live_count(self) -> int:
+        """Relays registered and alive now (GET /health)."""
+        try:
+            return len(self.bus.live_relays())
+        except RedisError:
+            return 0
+
+    def start(self, room: RemoteRoom) -> None:
+        self.bus.to_relay(room.relay_id, room.start_message)
+
+    def command(self, room: RemoteRoom, kind: str, **fields: Any) -> None:
+        if room.id in self.rooms:
+            self.bus.to_relay(room.relay_id, {"type": kind, "match": room.id, **fields})
+
+    # ------------------------------------------------------------ background tasks
+
+    def run_reports(self) -> None:
+        """Act on the relays' reports, in order, forever."""
+        while True:
+            try:
+                message = self.bus.read("to-coordinator")
+            except RedisError as error:   # Redis went away for a moment: keep trying
+                log.warning("reading the relays' reports failed: %s", error)
+                self.sleep(1.0)
+                continue
+            if message is None:
+                continue
+            with self.hub.lock:
+                try:
+                    self.handle(message)
+                except Exception:
+                    log.exception("a relay's report could not be handled: %.300r", message)
+
+    def watch(self) -> None:
+        """End the matches of relays whose heartbeat expired, forever."""
+        while True:
+            self.sleep(HEARTBEAT_S)
+            try:
+                seen_at = time.monotonic()
+                live = self.bus.live_relays()
+            except RedisError as error:
+                log.warning("reading the relay registry failed: %s", error)
+                continue
+            with self.hub.lock:
+                for room in list(self.rooms.values()):
+                    if room.relay_id not in live and room.placed_at < seen_at:
+                        if room.relay_id not in self.dead:
+                            log.warning("relay %s stopped answering: its matches end as interrupted", room.relay_id)
+                            self.dead.add(room.relay_id)
+                            self.bus.forget(room.relay_id)
+                        self.interrupt(room)
+                self.dead -= set(live)   # a relay back under the same id serves again
+                self.origins = tuple(sorted({_origin(card.url) for card in live.values()}))
+
+    # ------------------------------------------------------------ reports
+
+    def handle(self, message: dict[str, Any]) -> None:
+        room = self.rooms.get(message.get("match") or "")
+        if room is None:
+            return
+        room.mirror(message.get("seats"))
+        kind = message["type"]
+        if kind == "send":
+            self._emit(room, message["participant"], message["event"], message["payload"])
+        elif kind == "log" and message["kind"] == "refused":
+            data = message["data"]
+            sid = self.hub.sid_of.get(data["participant"] or "")
+            if sid is not None:
+                self.hub.refuse(sid, data["event"], "invalid", data["reason"])
+        elif kind == "log":
+            self.hub.log_event(room, message["kind"], message["data"])
+        elif kind == "ended":
+            self.rooms.pop(room.id, None)
+            if message.get("error"):   # the relay could not start the match
+                log.error("match %s could not start on relay %s: %s", room.id, room.relay_id, message["error"])
+                self.hub.store.log_event("relay_error", {"relay": room.relay_id, "error": message["error"]},
+                                         match_id=room.id)
+            try:
+                if message["sha256"]:
+                    self._collect_recording(room.id, message["sha256"])
+            except OSError as error:   # the match still ends here; the relay keeps its copy
+                log.error("match %s: collecting its recording failed: %s", room.id, error)
+                self.hub.store.log_event("recording_not_collected", {"error": str(error)}, match_id=room.id)
+            if message["reason"] == INTERRUPTED:   # the relay was stopped: as if it had died, recording collected
+                self._interrupted(room)
+                return
+            room.ended, room.end_reason, room.end_message = True, message["reason"], message.get("message")
+            self.hub.match_ended(room, message["reason"])
+
+    def _emit(self, room: RemoteRoom, participant: str, event: str, payload: dict[str, Any]) -> None:
+        if event == "match_start":
+            room.episode = max(room.episode, payload["episode"])   # for the dashboard
+        sid = self.hub.sid_of.get(participant)
+        if sid is None:
+            return
+        if event == "match_start":
+            ticket = self.tickets.issue(room.id, payload["seat"], participant, payload["gen"])
+            payload = {**payload, "channel": {"url": room.channel_url, "ticket": ticket}}
+        self.hub.services.emit(event, payload, to=sid)
+
+    def _collect_recording(self, match_id: str, sha256: str) -> None:
+        """The relay's recording into the coordinator's data folder, checked by its sha256 (already there
+        when the relay writes into the same folder)."""
+        path = recording_path(self.hub.experiment_dir, match_id)
+        data = self.bus.take_recording(match_id)
+        if os.path.exists(path) and _sha256_of(path) == sha256:
+            return
+        if data is None or hashlib.sha256(data).hexdigest() != sha256:
+            log.error("match %s: its recording did not reach the coordinator intact; it stays on its relay", match_id)
+            self.hub.store.log_event("recording_not_collected", {"sha256": sha256}, match_id=match_id)
+            return
+        make_folder(os.path.dirname(path))
+        part = path + ".part"
+        fd = open_file(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(part, path)
+
+    def interrupt(self, room: RemoteRoom) -> None:
+        """End a dead relay's match as interrupted; its participants go on as the scene's on_interrupted says."""
+        path = recording_path(self.hub.experiment_dir, room.id)
+        if os.path.exists(path):
+            _close_recording(path, room.id)
+        else:
+            log.warning("match %s: its recording stays on the dead relay %s's machine", room.id, room.relay_id)
+        self.rooms.pop(room.id, None)
+        self._interrupted(room)
+
+    def _interrupted(self, room: RemoteRoom) -> None:
+        hub = self.hub
+        room.ended, room.end_reason, room.end_message = True, INTERRUPTED, INTERRUPTED_MESSAGE
+        hub.metrics.matches_ended.labels(INTERRUPTED).inc()
+        hub.store.end_match(room.id, INTERRUPTED)
+        hub.matches.pop(room.id, None)
+        hub.ended_matches.append(room.id)
+        choices: dict[str, str | None] = {}
+        for seat in room.seats.values():
+            participant = seat.participant
+            if participant is None or hub.seat_of.get(participant, (None,))[0] is not room:
+                continue
+            del hub.seat_of[participant]
+            try:
+                choices[participant] = hub.flow.match_interrupted(participant, room.scene_id, room.id)
+            except (LookupError, ValueError) as error:
+                log.error("match %s: participant %s cannot go on: %s", room.id, participant, error)
+                choices[participant] = "error"
+            sid = hub.sid_of.get(participant)
+            if sid is not None:
+                hub.services.emit("match_end", {"match": room.id, "reason": INTERRUPTED,
+                                                "message": INTERRUPTED_MESSAGE}, to=sid)
+                hub.services.emit("scene", hub.flow.scene_payload(participant), to=sid)
+        hub.store.log_event("match_interrupted", {"relay": room.relay_id, "participants": choices}, match_id=room.id)
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _sha256_of(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def attach(hub: Hub, redis_url: str, namespace: str, base_dir: str | None, spawn: Callable[..., Any],
+           sleep: Callable[[float], None]) -> RelayPool:
+    """Make `hub` place new matches on the relays registered in Redis under `namespace` (the experiment id)."""
+    pool = RelayPool(Bus(redis_url, namespace), hub, Tickets(relay_secret()), base_dir, sleep)
+    hub.placer = pool.place
+    spawn(pool.run_reports)
+    spawn(pool.watch)
+    return pool

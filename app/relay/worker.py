@@ -1,0 +1,320 @@
+"""A relay process's matches: the real `MatchRoom`s, hosted here instead of in the coordinator's Hub.
+
+`RelayHost` is the `MatchHost` of every room the coordinator placed on this relay. Packets come
+and go on the match channel (the same endpoint and frames as the coordinator's, app/web/match_channel.py);
+everything else a room says to a seat (match_start, seat_changed, match_end...) and every event it
+logs goes to the coordinator as a report, with the seats' new state. The coordinator's commands
+(start a match, a seat's episode_done, rejoin, absent, lost, end) arrive on this relay's queue.
+Recordings are written here, durably, and handed to the coordinator at match end with their sha256.
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import logging
+import os
+import threading
+import time
+from typing import Any, Callable
+
+from redis import RedisError
+
+from app.data.recording import RecordingWriter, recording_path
+from app.live.bots import BotPeer
+from app.live.channel import (
+    CLOSE_FLOODING, CLOSE_GONE, CLOSE_TRY_LATER, ChannelLink, ChannelRefused, OpenChannel, parse_frame,
+)
+from app.live.hub import ABSENT_AFTER_S, REFEREE_STEPS, SILENT_AFTER_S
+from app.live.match_room import MatchRoom, Seat
+from app.live.protocol import EpisodeDone, PacketEvent, ProtocolError
+from app.live.ratelimit import DEFAULT_BUDGET, RateLimit
+from app.live.recovery import INTERRUPTED
+from app.live.tickets import Tickets
+from app.relay.bus import HEARTBEAT_S, INTERRUPTED_MESSAGE, Bus, RelayCard, this_host
+from app.relay.wire import seat_states, seats_in, settings_in
+from game.env import default_action_for
+from game.loader import GameLoader
+from scenes.ai_seat import as_ai_seat
+from scenes.policies import Bot
+
+log = logging.getLogger("coplay.relay")
+TICK_S = 0.25
+
+
+class RelayHost:
+    """Every match of one relay process. `spawn(fn, *args)` starts a green thread, `sleep(s)` yields."""
+
+    def __init__(self, bus: Bus, relay_id: str, url: str, experiment_dir: str, tickets: Tickets,
+                 spawn: Callable[..., Any], sleep: Callable[[float], None]) -> None:
+        self.bus, self.id, self.url = bus, relay_id, url
+        self.experiment_dir = experiment_dir
+        self.tickets = tickets
+        self.spawn, self.sleep = spawn, sleep
+        self.lock = threading.RLock()
+        self.rooms: dict[str, MatchRoom] = {}
+        self.channels: dict[str, OpenChannel] = {}   # participant -> their seat's open channel
+        self.rate_limit = RateLimit(DEFAULT_BUDGET)
+        self._conn_ids = itertools.count()
+        self._settling: set[str] = set()
+        self._policies: dict[str, Callable[..., Bot]] = {}   # match -> its make_policy (BotPeer)
+        self.stopping = False
+
+    # ------------------------------------------------------------ loops (green threads)
+
+    def run_commands(self) -> None:
+        """Carry out the coordinator's commands, in order, until stopped."""
+        queue = f"to-relay:{self.id}"
+        while not self.stopping:
+            try:
+                message = self.bus.read(queue)
+            except RedisError as error:   # Redis went away for a moment: keep trying
+                log.warning("relay %s: reading commands failed: %s", self.id, error)
+                self.sleep(1.0)
+                continue
+            if message is None:
+                continue
+            with self.lock:
+                try:
+                    self.command(message)
+                except Exception as error:   # one bad command must not stop the relay
+                    log.exception("relay %s: command %s failed", self.id, message.get("type"))
+                    if message.get("type") == "start":   # the match cannot run here: it ends as an error
+                        self._tell({"type": "ended", "match": message.get("match"), "reason": "error",
+                                                 "message": None, "sha256": "", "seats": None,
+                                                 "error": repr(error)[:300]})
+
+    def run_ticks(self) -> None:
+        """Heartbeats, and the silence checks of every seat (as the coordinator's Hub.tick does in-process)."""
+        last_beat = 0.0
+        while not self.stopping:
+            now = time.monotonic()
+            with self.lock:
+                for room in list(self.rooms.values()):
+                    room.check_seats(ABSENT_AFTER_S, SILENT_AFTER_S)
+                matches = len(self.rooms)
+            if now - last_beat >= HEARTBEAT_S:
+                last_beat = now
+                try:
+                    self.bus.heartbeat(RelayCard(self.id, self.url, matches, os.getpid(), this_host()))
+                except RedisError as error:   # missed beats expire the card: the coordinator ends our matches
+                    log.warning("relay %s: heartbeat failed: %s", self.id, error)
+            self.sleep(TICK_S)
+        self.shut_down()
+
+    def shut_down(self) -> None:
+        """Stopping on purpose: every match ends as interrupted (recordings handed over), then leave and exit."""
+        try:
+            with self.lock:
+                for room in list(self.rooms.values()):
+                    room.end(INTERRUPTED, INTERRUPTED_MESSAGE)
+                self.bus.leave(self.id)
+            log.info("relay %s: stopped", self.id)
+        except Exception as error:   # Redis went first (the coordinator's private one): recordings stay here
+            log.warning("relay %s: stopped without telling the coordinator (%s)", self.id, error)
+        finally:
+            os._exit(0)   # eventlet's hub and server threads hold nothing left to save
+
+    # ------------------------------------------------------------ the coordinator's commands
+
+    def command(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        if kind == "start":
+            self.start_match(message)
+            return
+        room = self.rooms.get(message["match"])
+        if room is None:
+            return   # over already: the coordinator hears of its end on its queue
+        seat = room.seats[message["seat"]] if "seat" in message else None
+        try:
+            if kind == "episode_done" and seat is not None:
+                room.episode_done(seat, EpisodeDone(**message["done"]))
+            elif kind == "rejoin" and seat is not None:
+                room.rejoin(seat)
+            elif kind == "absent" and seat is not None:
+                room.seat_absent(seat, message["why"])
+            elif kind == "lost" and seat is not None:
+                room.seat_lost(seat, message["why"])
+            elif kind == "end":
+                room.end(message["reason"], message.get("message"))
+        except ProtocolError as error:
+            if seat is not None:
+                self._report(room, "refused", {"seat": seat.addr, "participant": seat.participant,
+                                               "event": kind, "reason": str(error)})
+
+    def start_match(self, message: dict[str, Any]) -> None:
+        resolve = GameLoader(message.get("base_dir"))
+        game_class = resolve(message["settings"]["game"])
+        settings = settings_in(message["settings"], game_class)
+        seats = seats_in(message["seats"])
+        match_id = message["match"]
+        recording = RecordingWriter(recording_path(self.experiment_dir, match_id), message["header"])
+
+        def make_policy(spec: Any, player: str, action_space: Any, env: Any, seed: int) -> Bot:
+            return Bot(as_ai_seat(spec).resolve(resolve), player=player, action_space=action_space,
+                       default_action=default_action_for(env, player), seed=seed)
+
+        self._policies[match_id] = make_policy
+        room = MatchRoom(match_id, message["scene"], settings, seats, self, recording, message["seed"], game_class)
+        self.rooms[match_id] = room
+        log.info("relay %s: match %s started (%d running)", self.id, match_id, len(self.rooms))
+        room.start_next_episode()
+
+    # ------------------------------------------------------------ MatchHost
+
+    def send(self, seat: Seat, event: str, payload: dict[str, Any]) -> None:
+        participant = seat.participant
+        if participant is None:
+            return
+        if event == "packet":
+            channel = self.channels.get(participant)
+            if channel is not None:
+                channel.link.send(f"{payload['episode']} {payload['from']} {payload['data']}")
+            return   # no channel open: the netcode resends everything unacknowledged once it is
+        room = self.rooms.get(payload.get("match", ""))
+        self._tell({"type": "send", "match": payload.get("match"), "seat": seat.addr,
+                                 "participant": participant, "event": event, "payload": payload,
+                                 "seats": seat_states(room.seats) if room else None})
+
+    def start_bot(self, room: MatchRoom, seat: Seat, preload: dict[str, list[Any]] | None) -> BotPeer:
+        bot = BotPeer(room, seat, self._policies[room.id], time.monotonic, preload)
+        self.spawn(self._play, room, bot)
+        return bot
+
+    def _play(self, room: MatchRoom, bot: BotPeer) -> None:
+        while not (bot.stopped or room.ended):
+            with self.lock:
+                ok, _ = self._guarded(room, "bot_error", bot.run_due, time.monotonic())
+                if not ok:
+                    return
+            self.sleep(bot.schedule.delay(time.monotonic()))
+
+    def settle(self, room: MatchRoom) -> None:
+        if room.id not in self._settling:
+            self._settling.add(room.id)
+            self.spawn(self._referee, room)
+
+    def _referee(self, room: MatchRoom) -> None:
+        more = True
+        while more:
+            with self.lock:
+                ok, more = self._guarded(room, "referee_error", room.referee_work, REFEREE_STEPS)
+                more = ok and bool(more)
+                if not more:
+                    self._settling.discard(room.id)
+            self.sleep(0)
+
+    def _guarded(self, room: MatchRoom, kind: str, work: Callable[..., Any], *args: Any) -> tuple[bool, Any]:
+        """(True, `work(*args)`); a game or policy bug ends the match as "error" instead of the relay: (False, None)."""
+        try:
+            return True, work(*args)
+        except Exception as error:
+            log.exception("relay %s: %s in match %s", self.id, kind, room.id)
+            self.log_event(room, kind, {"error": repr(error)})
+            room.end("error")
+            return False, None
+
+    def match_ended(self, room: MatchRoom, reason: str) -> None:
+        room.recording.close()
+        path = recording_path(self.experiment_dir, room.id)
+        with open(path, "rb") as file:
+            data = file.read()
+        try:
+            self.bus.put_recording(room.id, data)
+        except RedisError as error:   # the coordinator finds no copy: recording_not_collected; ours stays here
+            log.warning("relay %s: match %s: its recording could not be handed over: %s", self.id, room.id, error)
+        self.rooms.pop(room.id, None)
+        self._policies.pop(room.id, None)
+        for seat in room.seats.values():
+            channel = self.channels.get(seat.participant or "")
+            if channel is not None and channel.ticket.match == room.id:
+                self._drop(channel, CLOSE_GONE, f"match {room.id} is over")
+        self._tell({"type": "ended", "match": room.id, "reason": reason, "message": room.end_message,
+                                 "sha256": hashlib.sha256(data).hexdigest(), "seats": seat_states(room.seats)})
+        log.info("relay %s: match %s ended (%s; %d running)", self.id, room.id, reason, len(self.rooms))
+
+    def log_event(self, room: MatchRoom, kind: str, data: dict[str, Any]) -> None:
+        self._report(room, kind, data)
+        if kind == "seat_changed":
+            channel = self.channels.get(data.get("participant") or "")
+            if channel is not None and channel.ticket.match == room.id:
+                self._drop(channel, CLOSE_GONE, f"seat {data.get('seat')} changed holder")
+
+    def _report(self, room: MatchRoom, kind: str, data: dict[str, Any]) -> None:
+        self._tell({"type": "log", "match": room.id, "kind": kind, "data": data,
+                                 "seats": seat_states(room.seats)})
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    def _tell(self, message: dict[str, Any]) -> None:
+        """A report to the coordinator; lost (and logged) while Redis is unreachable, never an error here."""
+        try:
+            self.bus.to_coordinator(message)
+        except RedisError as error:
+            log.warning("relay %s: a %s report for match %s was lost: %s", self.id, message.get("type"),
+                        message.get("match"), error)
+
+    # ------------------------------------------------------------ match channels (app/web/match_channel.py)
+
+    def open_channel(self, link: ChannelLink, ticket_text: Any) -> OpenChannel:
+        """As Hub.open_channel: the ticket (signed with the secret shared with the coordinator), then `ok`."""
+        with self.lock:
+            ticket = self.tickets.verify(ticket_text)
+            self._seat(ticket.match, ticket.seat, ticket.participant, ticket.gen)
+            conn = f"channel-{next(self._conn_ids)}"
+            if not self.rate_limit.open(conn, ticket.participant, time.monotonic()):
+                raise ChannelRefused("too many connections just now: try again in a few seconds",
+                                     CLOSE_TRY_LATER, "connect_rate")
+            old = self.channels.get(ticket.participant)
+            if old is not None:
+                self._drop(old, CLOSE_GONE, "replaced by a newer channel of this seat")
+            channel = self.channels[ticket.participant] = OpenChannel(link, ticket, conn)
+            link.send("ok")
+            return channel
+
+    def channel_frame(self, channel: OpenChannel, raw: Any) -> bool:
+        with self.lock:
+            if channel.closed:
+                return True
+            now = time.monotonic()
+            if not self.rate_limit.charge(channel.conn, now):
+                report = self.rate_limit.report(channel.conn, now)
+                if report is not None and report.disconnect:
+                    self._drop(channel, CLOSE_FLOODING, "too many frames for too long")
+                return False
+            ticket = channel.ticket
+            try:
+                room, seat = self._seat(ticket.match, ticket.seat, ticket.participant, ticket.gen)
+            except ChannelRefused as error:
+                self._drop(channel, error.close_code, error.message)
+                return True
+            try:
+                episode, to, data = parse_frame(raw)
+                room.relay(seat, PacketEvent(room.id, episode, to, data))
+            except ProtocolError as error:
+                channel.link.send(f"! {error}")
+            return True
+
+    def channel_closed(self, channel: OpenChannel) -> None:
+        with self.lock:
+            channel.closed = True
+            self._forget(channel)
+
+    def _seat(self, match: str, addr: str, participant: str, gen: int) -> tuple[MatchRoom, Seat]:
+        room = self.rooms.get(match)
+        if room is None or room.ended:
+            raise ChannelRefused(f"match {match} is over (or not on this relay)", CLOSE_GONE, "gone")
+        seat = room.seats.get(addr)
+        if seat is None or seat.participant != participant or seat.gen != gen:
+            raise ChannelRefused(f"seat {addr} of match {match} is no longer this ticket's holder's: send `ready` "
+                                 "for a fresh ticket", CLOSE_GONE, "gone")
+        return room, seat
+
+    def _drop(self, channel: OpenChannel, code: int, reason: str) -> None:
+        channel.close(code, reason)
+        self._forget(channel)
+
+    def _forget(self, channel: OpenChannel) -> None:
+        if self.channels.get(channel.ticket.participant) is channel:
+            del self.channels[channel.ticket.participant]
+        self.rate_limit.close(channel.conn, time.monotonic())

@@ -1,0 +1,73 @@
+"""The relay registry and messages on a real redis-server, the match description's round trip, the secret."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from app.live.match_room import MatchSettings, Seat
+from app.relay.bus import HEARTBEAT_TTL_S, Bus, RelayCard, RelayError, relay_secret
+from app.relay.wire import seats_in, seats_out, settings_in, settings_out
+from game.games.pong import Pong
+from scenes.ai_seat import AISeat
+from tests.relay_fixtures import RedisServer, redis_server  # noqa: F401  (a fixture)
+
+
+def test_a_card_lives_while_renewed_and_expires_after_its_ttl(redis_server: RedisServer) -> None:  # noqa: F811
+    bus = Bus(redis_server.url, "study")
+    other = Bus(redis_server.url, "another-study")
+    bus.heartbeat(RelayCard("r1", "ws://127.0.0.1:7001/match-ws", 3, 42, "h"))
+    bus.heartbeat(RelayCard("r2", "ws://127.0.0.1:7002/match-ws", 0, 43, "h"))
+    assert set(bus.live_relays()) == {"r1", "r2"} and other.live_relays() == {}
+    assert bus.live_relays()["r1"].matches == 3
+    bus.leave("r2")
+    assert set(bus.live_relays()) == {"r1"}
+    time.sleep(HEARTBEAT_TTL_S + 0.5)
+    assert bus.live_relays() == {}
+
+
+def test_messages_keep_their_order_and_recordings_are_taken_once(redis_server: RedisServer) -> None:  # noqa: F811
+    bus = Bus(redis_server.url, "study")
+    for i in range(3):
+        bus.to_relay("r1", {"type": "end", "n": i})
+    assert [bus.read("to-relay:r1")["n"] for _ in range(3)] == [0, 1, 2]  # type: ignore[index]
+    assert bus.read("to-relay:r1", timeout_s=1) is None
+    bus.to_relay("r1", {"type": "end"})
+    bus.forget("r1")   # a dead relay's unread commands go with it
+    assert bus.read("to-relay:r1", timeout_s=1) is None
+    bus.put_recording("m1", b"header\nline\n")
+    assert bus.take_recording("m1") == b"header\nline\n" and bus.take_recording("m1") is None
+
+
+def test_an_unreachable_redis_is_a_clear_error() -> None:
+    with pytest.raises(RelayError, match="cannot reach Redis"):
+        Bus("redis://127.0.0.1:1/0", "study")
+
+
+def test_the_ticket_secret_is_configured_and_long_enough() -> None:
+    with pytest.raises(RelayError, match="COPLAY_RELAY_SECRET"):
+        relay_secret({})
+    with pytest.raises(RelayError, match="at least 32"):
+        relay_secret({"COPLAY_RELAY_SECRET": "short"})
+    assert relay_secret({"COPLAY_RELAY_SECRET": "x" * 32}) == "x" * 32
+
+
+def test_a_match_description_survives_the_trip_to_a_relay() -> None:
+    env = Pong({})
+    players = tuple(env.players)
+    fill = AISeat("random", reaction_delay_frames=6, action_repeat=2, seed=7, reveal=True)
+    settings = MatchSettings(game="game.games.pong:Pong", config={"max_frames": 10}, players=players,
+                             action_spaces={p: env.action_space for p in players}, episodes=2, fps=60,
+                             netcode={"input_delay": 2}, keys={"left": {}}, on_partner_drop="ai", fill_policy=fill,
+                             grace_s=5.0, stand_in="idle", reveal_ai=False)
+    back = settings_in(settings_out(settings), Pong)
+    assert (back.game, back.config, back.players, back.episodes, back.fps, back.netcode, back.keys, back.grace_s) == \
+        (settings.game, settings.config, settings.players, 2, 60, {"input_delay": 2}, {"left": {}}, 5.0)
+    assert repr(back.fill_policy) == repr(fill) and back.stand_in is not None and back.stand_in.spec == "idle"
+    assert set(back.action_spaces) == set(players)
+    seats = {"s0": Seat("s0", (players[0],), "human", participant="p1"),
+             "s1": Seat("s1", (players[1],), "ai", policy=fill)}
+    again = seats_in(seats_out(seats))
+    assert [(s.addr, s.players, s.kind, s.participant) for s in again.values()] == \
+        [(s.addr, s.players, s.kind, s.participant) for s in seats.values()]
+    assert again["s1"].info(5) == seats["s1"].info(5)
