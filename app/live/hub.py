@@ -103,7 +103,6 @@ class Hub(MatchHost):
         self.metrics = services.metrics
         self.metrics.channels_open.set_function(lambda: len(self.channels))
         self._by_socketio = self.metrics.packets_by_path.labels("socketio")
-        self._by_channel = self.metrics.packets_by_path.labels("channel")
         self.metrics.sockets_connected.set_function(lambda: len(self.participant_of))
         self.metrics.matches_active.set_function(lambda: len(self.matches))
         self.admission = Admission(admission)
