@@ -16,9 +16,11 @@ import pytest
 from app.analysis.export import export
 from app.analysis.policy_replay import agreement, policy_steps
 from app.data.recording import Recording, read_recording
+from game.adapters.onnx_policy import OnnxPolicy
 from scenes.ai_seat import AISeat
 from tests.browser_fixtures import open_participant
 from tests.server_fixtures import Server, pid, replay_recording
+from tests.test_onnx_policy import TRACKER_KEYS, tracker_model
 
 PARTNER = AISeat("random", runs="browser", reaction_delay_frames=3, action_repeat=2, seed=11)
 EXPERIMENT = '''
@@ -121,3 +123,71 @@ def test_the_ai_partner_moves_to_a_server_bot_when_its_host_leaves(browser: Any,
     assert agreement(list(policy_steps(recording, PARTNER, "chef_2"))) == 1.0
     runs = {int(r["frame"]): r["policy_runs"] for r in _steps(server, tmp_path / "export") if r["player"] == "chef_2"}
     assert {runs[f] for f in runs if f < frame} == {"browser"} and {runs[f] for f in runs if f >= frame} == {"server"}
+
+
+# ----------------------------------------------------------------------------- an ONNX policy in the worker
+
+ONNX_DELAY, ONNX_REPEAT, ONNX_SEED = 2, 3, 5
+ONNX_EXPERIMENT = f'''
+from scenes import AISeat, End, Experiment, Match, OnnxPolicy
+
+EXPERIMENT = Experiment(id="pong-onnx", scenes=[
+    Match(id="pong", game="game.games.pong:Pong", config={{"max_score": 3, "max_frames": MAX_FRAMES}},
+          humans=("left",), episodes=1, fps=60, grace_s=120,
+          ai={{"right": AISeat(OnnxPolicy("tracker.onnx", observation_keys=["ball.1", "paddle"]), runs="browser",
+                              reaction_delay_frames={ONNX_DELAY}, action_repeat={ONNX_REPEAT}, seed={ONNX_SEED})}}),
+    End(id="end", html="<p>Thanks</p>", completion_code="PONG"),
+])
+'''
+
+
+@pytest.fixture()
+def onnx_server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Server]:
+    tracker_model(tmp_path / "tracker.onnx")
+    (tmp_path / "experiment.py").write_text(ONNX_EXPERIMENT.replace("MAX_FRAMES", str(request.param)))
+    served = Server(["serve", str(tmp_path / "experiment.py")], tmp_path / "data")
+    yield served
+    served.stop()
+
+
+def _onnx_partner(server: Server) -> AISeat:
+    """The seat's settings as CPython onnxruntime runs them (app/analysis/policy_replay.py)."""
+    model = OnnxPolicy(str(server.data_dir.parent / "tracker.onnx"), observation_keys=TRACKER_KEYS)
+    return AISeat(model, reaction_delay_frames=ONNX_DELAY, action_repeat=ONNX_REPEAT, seed=ONNX_SEED)
+
+
+@pytest.mark.parametrize("onnx_server", [600], indirect=True)
+def test_an_onnx_partner_plays_in_the_worker_with_onnxruntime_web(browser: Any, onnx_server: Server) -> None:
+    server = onnx_server
+    page = open_participant(browser, server.url, f"PROLIFIC_PID={pid()}&autopilot=1")
+    try:
+        state = page.wait_for(lambda s: bool(s.get("match", {}).get("checksums")), 120, "the Pong match to end")
+        assert not page.console_errors, page.console_errors
+    finally:
+        page.close()
+    match = state["match"]["checksums"][0]["match"]
+    path = str(server.data_dir / "pong-onnx" / "recordings" / f"{match}.jsonl")
+    recording = _wait_for_end_of(path, server, 30)
+    ai = recording.header["seats"]["s1"]["ai"]
+    assert ai["runs"] == "browser" and ai["seed"] == ONNX_SEED and len(ai["model_sha256"]) == 64
+    assert [e["data"]["reason"] for e in recording.events if e["kind"] == "match_end"] == ["completed"]
+    replayed = subprocess.run([sys.executable, "-m", "app.cli", "replay", "--verify", path],
+                              capture_output=True, text=True, timeout=120)
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    # onnxruntime-web in the worker chose, frame by frame, what CPython onnxruntime chooses on the same observations.
+    steps = list(policy_steps(recording, _onnx_partner(server), "right"))
+    assert len(steps) >= 300 and agreement(steps) == 1.0
+    column = recording.players.index("right")
+    assert {inputs[column] for inputs in recording.episodes[0]["inputs"]} >= {1, 2}, "the ONNX partner never moved"
+
+
+def _wait_for_end_of(path: str, server: Server, timeout: float) -> Recording:
+    deadline = time.monotonic() + timeout
+    while True:
+        recording = read_recording(path)
+        if any(e.get("kind") == "match_end" for e in recording.events):
+            return recording
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{path} has no match_end after {timeout} s; the server's log: "
+                                 f"{server.log_path.read_text()[-3000:]}")
+        time.sleep(0.5)
