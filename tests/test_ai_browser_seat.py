@@ -47,14 +47,14 @@ def server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Server]:
     served.stop()
 
 
-def _recording(server: Server, match: str) -> Recording:
-    return read_recording(str(server.data_dir / "kitchen-ai" / "recordings" / f"{match}.jsonl"))
+def _recording(server: Server, match: str, experiment: str = "kitchen-ai") -> Recording:
+    return read_recording(str(server.data_dir / experiment / "recordings" / f"{match}.jsonl"))
 
 
-def _wait_for_end(server: Server, match: str, timeout: float) -> Recording:
+def _wait_for_end(server: Server, match: str, timeout: float, experiment: str = "kitchen-ai") -> Recording:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        recording = _recording(server, match)
+        recording = _recording(server, match, experiment)
         ends = [e for e in recording.events if e.get("kind") == "match_end"]
         if ends:
             return recording
@@ -64,8 +64,8 @@ def _wait_for_end(server: Server, match: str, timeout: float) -> Recording:
                          f"the server's log: {server.log_path.read_text()[-3000:]}")
 
 
-def _steps(server: Server, out: Path) -> list[dict[str, str]]:
-    export(str(server.data_dir / "kitchen-ai"), "csv", str(out))
+def _steps(server: Server, out: Path, experiment: str = "kitchen-ai") -> list[dict[str, str]]:
+    export(str(server.data_dir / experiment), "csv", str(out))
     with open(out / "steps.csv", newline="") as file:
         return list(csv.DictReader(file))
 
@@ -104,24 +104,31 @@ def test_the_ai_partner_plays_in_the_participants_worker(browser: Any, server: S
 @pytest.mark.parametrize("server", [400], indirect=True)
 def test_the_ai_partner_moves_to_a_server_bot_when_its_host_leaves(browser: Any, server: Server,
                                                                      tmp_path: Path) -> None:
+    _host_leaves(browser, server, tmp_path, "kitchen-ai", "chef_2", PARTNER, end=400)
+
+
+def _host_leaves(browser: Any, server: Server, tmp_path: Path, experiment: str, player: str, partner: AISeat,
+                 end: int) -> None:
+    """The hosting page goes away at frame 40 or later: a server bot with the same policy plays the AI seat on."""
     page = open_participant(browser, server.url, f"PROLIFIC_PID={pid()}&autopilot=1")
     try:
-        state = page.wait_for(lambda s: s.get("match", {}).get("frame", 0) >= 40, 120, "the kitchen to be under way")
+        state = page.wait_for(lambda s: s.get("match", {}).get("frame", 0) >= 40, 120, "the match to be under way")
         assert not page.console_errors, page.console_errors
     finally:
         page.close()   # the host leaves: its seat is held (a stand-in plays it), the AI partner moves to the server
     match = state["match"]["match"]
-    recording = _wait_for_end(server, match, 90)
+    recording = _wait_for_end(server, match, 90, experiment)
     assert [e["data"]["reason"] for e in recording.events if e["kind"] == "match_end"] == ["completed"]
     moved = [e for e in recording.events if e["kind"] == "seat_changed" and e["data"]["seat"] == "s1"]
     assert len(moved) == 1 and moved[0]["data"]["ai"]["runs"] == "server" and moved[0]["data"]["by"] == "ai"
     frame = moved[0]["frame"]
-    assert 40 <= frame < 400
-    replayed = replay_recording(server, "kitchen-ai", match)
+    assert 40 <= frame < end
+    replayed = replay_recording(server, experiment, match)
     assert replayed.verdict == "ok", replayed.mismatches
     # Browser before the move, server after it: the same policy, so the seat's inputs are its choices throughout.
-    assert agreement(list(policy_steps(recording, PARTNER, "chef_2"))) == 1.0
-    runs = {int(r["frame"]): r["policy_runs"] for r in _steps(server, tmp_path / "export") if r["player"] == "chef_2"}
+    assert agreement(list(policy_steps(recording, partner, player))) == 1.0
+    runs = {int(r["frame"]): r["policy_runs"] for r in _steps(server, tmp_path / "export", experiment)
+            if r["player"] == player}
     assert {runs[f] for f in runs if f < frame} == {"browser"} and {runs[f] for f in runs if f >= frame} == {"server"}
 
 
@@ -167,7 +174,7 @@ def test_an_onnx_partner_plays_in_the_worker_with_onnxruntime_web(browser: Any, 
         page.close()
     match = state["match"]["checksums"][0]["match"]
     path = str(server.data_dir / "pong-onnx" / "recordings" / f"{match}.jsonl")
-    recording = _wait_for_end_of(path, server, 30)
+    recording = _wait_for_end(server, match, 30, "pong-onnx")
     ai = recording.header["seats"]["s1"]["ai"]
     assert ai["runs"] == "browser" and ai["seed"] == ONNX_SEED and len(ai["model_sha256"]) == 64
     assert [e["data"]["reason"] for e in recording.events if e["kind"] == "match_end"] == ["completed"]
@@ -181,13 +188,7 @@ def test_an_onnx_partner_plays_in_the_worker_with_onnxruntime_web(browser: Any, 
     assert {inputs[column] for inputs in recording.episodes[0]["inputs"]} >= {1, 2}, "the ONNX partner never moved"
 
 
-def _wait_for_end_of(path: str, server: Server, timeout: float) -> Recording:
-    deadline = time.monotonic() + timeout
-    while True:
-        recording = read_recording(path)
-        if any(e.get("kind") == "match_end" for e in recording.events):
-            return recording
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{path} has no match_end after {timeout} s; the server's log: "
-                                 f"{server.log_path.read_text()[-3000:]}")
-        time.sleep(0.5)
+@pytest.mark.parametrize("onnx_server", [900], indirect=True)
+def test_an_onnx_partner_moves_to_a_server_bot_when_its_host_leaves(browser: Any, onnx_server: Server,
+                                                                      tmp_path: Path) -> None:
+    _host_leaves(browser, onnx_server, tmp_path, "pong-onnx", "right", _onnx_partner(onnx_server), end=900)

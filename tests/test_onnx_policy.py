@@ -292,3 +292,63 @@ def test_paced_onnx_policy_matches_a_python_reference_offline(tmp_path: Path) ->
                          reaction_delay_frames=2, action_repeat=1, default_action=STAY)
     observations = [{"ball": [0.0, y], "paddle": 300.0} for y in (100.0, 500.0, 300.0, 100.0, 100.0)]
     assert [player.act(o, f) for f, o in enumerate(observations)] == [STAY, STAY, UP, DOWN, STAY]
+
+
+# ----------------------------------------------------------------------------- in the browser worker's glue
+
+def test_the_default_postprocess_reads_onnxruntime_web_outputs_without_numpy() -> None:
+    assert default_action_of([{"data": [2], "dims": [1], "type": "int64"}], Discrete(3)) == 2
+    assert default_action_of([{"data": [0.1, 0.9, 0.9], "dims": [1, 3], "type": "float32"}], Discrete(3)) == 1
+    assert default_action_of([{"data": [1.5, -0.2], "dims": [1, 2], "type": "float32"}], Box(-1.0, 1.0, (2,))) == \
+        [1.0, -0.2]
+    assert default_action_of([[[0.2, 2.6], [9.0, -3.0]]], Box(0, 5, (2, 2), integer=True)) == [[0, 3], [5, 0]]
+    with pytest.raises(OnnxPolicyError, match=r"has 3 numbers; the Box action space of shape \(2,\) needs 2"):
+        default_action_of([{"data": [1.0, 2.0, 3.0], "type": "float32"}], Box(-1.0, 1.0, (2,)))
+
+
+def test_the_glue_asks_for_the_models_input_on_decision_frames_and_plays_its_outputs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What static/worker_core.js does each tick, with CPython onnxruntime standing in for onnxruntime-web:
+    ai_inputs() on the decision frames only, the model run on them, its outputs passed to tick()."""
+    import importlib.util
+    import json
+    import sys
+
+    import onnxruntime
+
+    from game.adapters.onnx_policy import worker_model_name
+    from tests.test_worker_glue import GLUE_FILE
+
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    spec = importlib.util.spec_from_file_location("worker_glue_onnx", GLUE_FILE)
+    assert spec is not None and spec.loader is not None
+    glue = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "worker_glue_onnx", glue)
+    spec.loader.exec_module(glue)
+    path = tracker_model(tmp_path / "t.onnx")
+    name = worker_model_name(OnnxPolicy(str(path), observation_keys=TRACKER_KEYS))
+    glue.load(str(tmp_path), "[]", json.dumps({name: {"observation_keys": list(TRACKER_KEYS)}}))
+    ai = {"right": {"policy": name, "seed": 0, "reaction_delay_frames": 2, "action_repeat": 3}}
+    glue.start(json.dumps({"match": "m1", "episode": 0, "episodes": 1, "seed": 7, "seat": "s0",
+                           "players": ["left", "right"], "peers": {}, "game": "game.games.pong:Pong",
+                           "config": {"max_frames": 200}, "fps": 60, "netcode": {"input_delay": 0},
+                           "keys": {}, "local_ai": ai}), "game.games.pong:Pong")
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    reference = make_player(OnnxPolicy(str(path), observation_keys=TRACKER_KEYS))
+    try:
+        with pytest.raises(OnnxPolicyError, match="no outputs for this decision"):
+            glue.tick("{}", "[]", False)   # frame 0 decides: the model's outputs must come with it
+        decided = []
+        for frame in range(150):
+            inputs = json.loads(glue.ai_inputs())
+            observation = glue._match.observations["right"]
+            if inputs:
+                assert inputs == {"right": {"model": name, "data": [observation["ball"][1], observation["paddle"]]}}
+                action = session.run(None, {"obs": [inputs["right"]["data"]]})[0]
+                outputs = {"right": [{"data": action.tolist(), "dims": [1], "type": "int64"}]}
+                decided.append((frame, default_action_of(outputs["right"], Discrete(3)), reference.act(observation)))
+            glue.tick(json.dumps({"left": frame // 20 % 3}), "[]", False, json.dumps(outputs) if inputs else "{}")
+        assert [f for f, _, _ in decided] == list(range(0, 150, 3))
+        assert all(mine == theirs for _, mine, theirs in decided) and {a for _, a, _ in decided} >= {UP, DOWN}
+    finally:
+        glue.terminate()
