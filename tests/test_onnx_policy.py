@@ -352,3 +352,42 @@ def test_the_glue_asks_for_the_models_input_on_decision_frames_and_plays_its_out
         assert all(mine == theirs for _, mine, theirs in decided) and {a for _, a, _ in decided} >= {UP, DOWN}
     finally:
         glue.terminate()
+
+
+# ----------------------------------------------------------------------------- onnxruntime-web, served
+
+def test_onnxruntime_web_is_served_immutable_and_precompressed_under_its_version(tmp_path: Path) -> None:
+    """The files the worker loads (app/pyodide/bundle.py ONNXRUNTIME_WEB_FILES), from set-up's brotli copies."""
+    import brotli
+    import requests
+
+    from app.pyodide.bundle import ONNXRUNTIME_WEB_FILES, onnxruntime_web_folder, onnxruntime_web_version
+    from app.web.precompress import precompress
+    from tests.server_fixtures import ROOT
+
+    dist, version = onnxruntime_web_folder(), onnxruntime_web_version()
+    assert dist is not None and version, "onnxruntime-web is not installed: run scripts/setup"
+    modules = tmp_path / "node_modules"
+    (modules / "onnxruntime-web").mkdir(parents=True)
+    (modules / "onnxruntime-web" / "dist").symlink_to(dist)
+    (modules / "onnxruntime-web" / "package.json").symlink_to(dist.parent / "package.json")
+    (modules / "pyodide").symlink_to(ROOT / "node_modules" / "pyodide")
+    copies = precompress(dist, tmp_path / "node_modules.precompressed" / "onnxruntime-web", list(ONNXRUNTIME_WEB_FILES),
+                         brotli_quality=5)
+    assert {copy.name for copy in copies} >= {"ort-wasm-simd-threaded.wasm.br", "ort.wasm.min.mjs.gz"}
+    server = Server(["demo"], tmp_path / "data", env={"COPLAY_NODE_MODULES": str(modules)})
+    try:
+        url = f"{server.url}/static/vendor/onnxruntime-web@{version}/"
+        wasm = requests.get(url + "ort-wasm-simd-threaded.wasm", headers={"Accept-Encoding": "br"}, timeout=30,
+                            stream=True)
+        body = wasm.raw.read(decode_content=False)
+        assert wasm.headers["Content-Encoding"] == "br" and wasm.headers["Content-Type"] == "application/wasm"
+        assert "immutable" in wasm.headers["Cache-Control"] and "max-age=31536000" in wasm.headers["Cache-Control"]
+        assert brotli.decompress(body) == (dist / "ort-wasm-simd-threaded.wasm").read_bytes()
+        assert requests.get(url + "ort.wasm.min.mjs", timeout=30).headers["Content-Type"].startswith("text/javascript")
+        for path in ("ort.all.min.mjs", "package.json"):   # only what the worker loads
+            assert requests.get(url + path, timeout=30).status_code == 404
+        assert requests.get(f"{server.url}/static/vendor/onnxruntime-web@0.0.1/ort.wasm.min.mjs",
+                            timeout=30).status_code == 404
+    finally:
+        server.stop()
