@@ -10,8 +10,9 @@ the same as `AISeat(spec)` with every setting at its default; `Match(ai=...)`, `
 - `runs`: where the policy runs. "server": a bot in the server process. "browser": a local player of one
   participant's peer, played in their browser worker (the match's first human seat hosts it; zero latency,
   no server cost; its inputs travel in that peer's packets and are logged as the AI seat's); if that
-  participant leaves, the server plays it with the same policy. "remote" (an agent process) is not yet
-  supported, and is refused.
+  participant leaves, the server plays it with the same policy. An ONNX policy runs there with onnxruntime-web
+  (default pre/post-processing or observation_keys only: the worker cannot call the experiment's functions).
+  "remote" (an agent process) is not yet supported, and is refused.
 - `reaction_delay_frames`, `action_repeat`: human-like timing, applied by `game.paced_policy.PacedPolicy`.
 - `seed`: the seed the policy gets; None draws one from the match seed (`game.paced_policy.seat_seed`).
   Either way it is recorded in the seat's info (recording header, store, `seat_changed` events).

@@ -64,6 +64,17 @@ def _wait_for_end(server: Server, match: str, timeout: float, experiment: str = 
                          f"the server's log: {server.log_path.read_text()[-3000:]}")
 
 
+def _play_through(browser: Any, server: Server, experiment: str) -> Recording:
+    """One participant (autopilot) plays the match to its end; its recording."""
+    page = open_participant(browser, server.url, f"PROLIFIC_PID={pid()}&autopilot=1")
+    try:
+        state = page.wait_for(lambda s: bool(s.get("match", {}).get("checksums")), 120, "the match to end")
+        assert not page.console_errors, page.console_errors
+    finally:
+        page.close()
+    return _wait_for_end(server, state["match"]["checksums"][0]["match"], 30, experiment)
+
+
 def _steps(server: Server, out: Path, experiment: str = "kitchen-ai") -> list[dict[str, str]]:
     export(str(server.data_dir / experiment), "csv", str(out))
     with open(out / "steps.csv", newline="") as file:
@@ -77,14 +88,7 @@ def _chef_2_inputs(recording: Recording) -> list[Any]:
 
 @pytest.mark.parametrize("server", [120], indirect=True)
 def test_the_ai_partner_plays_in_the_participants_worker(browser: Any, server: Server, tmp_path: Path) -> None:
-    page = open_participant(browser, server.url, f"PROLIFIC_PID={pid()}&autopilot=1")
-    try:
-        state = page.wait_for(lambda s: bool(s.get("match", {}).get("checksums")), 120, "the kitchen to end")
-        assert not page.console_errors, page.console_errors
-    finally:
-        page.close()
-    match = state["match"]["checksums"][0]["match"]
-    recording = _wait_for_end(server, match, 30)
+    recording = _play_through(browser, server, "kitchen-ai")
     seats = recording.header["seats"]
     assert seats["s1"]["players"] == ["chef_2"] and seats["s1"]["kind"] == "ai"
     assert seats["s1"]["ai"]["runs"] == "browser" and seats["s1"]["ai"]["seed"] == 11
@@ -166,15 +170,8 @@ def _onnx_partner(server: Server) -> AISeat:
 @pytest.mark.parametrize("onnx_server", [600], indirect=True)
 def test_an_onnx_partner_plays_in_the_worker_with_onnxruntime_web(browser: Any, onnx_server: Server) -> None:
     server = onnx_server
-    page = open_participant(browser, server.url, f"PROLIFIC_PID={pid()}&autopilot=1")
-    try:
-        state = page.wait_for(lambda s: bool(s.get("match", {}).get("checksums")), 120, "the Pong match to end")
-        assert not page.console_errors, page.console_errors
-    finally:
-        page.close()
-    match = state["match"]["checksums"][0]["match"]
-    path = str(server.data_dir / "pong-onnx" / "recordings" / f"{match}.jsonl")
-    recording = _wait_for_end(server, match, 30, "pong-onnx")
+    recording = _play_through(browser, server, "pong-onnx")
+    path = recording.path
     ai = recording.header["seats"]["s1"]["ai"]
     assert ai["runs"] == "browser" and ai["seed"] == ONNX_SEED and len(ai["model_sha256"]) == 64
     assert [e["data"]["reason"] for e in recording.events if e["kind"] == "match_end"] == ["completed"]

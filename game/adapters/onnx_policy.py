@@ -16,6 +16,9 @@ Box, the output reshaped to the space's shape and clipped to its bounds.
 An `OnnxPolicy` is a policy factory: `load()` reads and checks the model once (the file's sha256
 is what recordings name), and each call makes a fresh player policy (`setup`, `act`). numpy and
 onnxruntime are imported only when a model is loaded (`pip install 'coplay[onnx]'`).
+
+In the browser worker (an AI seat with runs="browser") onnxruntime-web runs the model instead: a
+`WorkerOnnxPlayer` takes the same input (`model_input`) and the same pure-Python `default_action_of`.
 """
 from __future__ import annotations
 
