@@ -271,7 +271,7 @@ def _flat(value: Any) -> tuple[list[Any], bool]:
         return list(value["data"]), value.get("type") in INTEGER_TYPES
     dtype = getattr(value, "dtype", None)
     if dtype is not None:   # numpy
-        return _flat(value.tolist())[0], dtype.kind in "iu"
+        return value.reshape(-1).tolist(), dtype.kind in "iu"
     if isinstance(value, (list, tuple)):
         flat: list[Any] = []
         for item in value:
