@@ -4,6 +4,7 @@ server on loopback) against a headless participant; the recording replays and ex
 from __future__ import annotations
 
 import csv
+import base64
 import hashlib
 import json
 from pathlib import Path
@@ -391,3 +392,29 @@ def test_onnxruntime_web_is_served_immutable_and_precompressed_under_its_version
                             timeout=30).status_code == 404
     finally:
         server.stop()
+
+
+def test_the_bundle_ships_a_browser_seats_model_or_says_how_to_install_onnxruntime_web(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.pyodide.bundle import BundleError, build_bundle, onnxruntime_web_version
+    from game.adapters.onnx_policy import worker_model_name
+    from game.loader import GameLoader
+    from scenes import End
+
+    path = tracker_model(tmp_path / "t.onnx")
+    seat = AISeat(OnnxPolicy("t.onnx", observation_keys=TRACKER_KEYS), runs="browser")
+    experiment = Experiment(id="b", scenes=[Match("pong", "game.games.pong:Pong", humans=["left"], ai={"right": seat}),
+                                            End(id="end", html="<p>bye</p>")])
+    loader = GameLoader(str(tmp_path))
+    experiment.validate(loader)
+    bundle = build_bundle(experiment, loader.absolute)
+    name = worker_model_name(seat.factory)
+    assert bundle["onnx"]["runtime"] == f"/static/vendor/onnxruntime-web@{onnxruntime_web_version()}/"
+    model = bundle["onnx"]["models"][name]
+    assert base64.b64decode(model["base64"]) == path.read_bytes() and model["observation_keys"] == list(TRACKER_KEYS)
+    assert model["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert "onnx" not in build_bundle(Experiment(id="p", scenes=[Match("pong", "game.games.pong:Pong",
+                                                                       humans=["left", "right"])]), loader.absolute)
+    monkeypatch.setenv("COPLAY_NODE_MODULES", str(tmp_path / "empty"))
+    with pytest.raises(BundleError, match=r"needs onnxruntime-web, which is not installed .*run scripts/setup"):
+        build_bundle(experiment, loader.absolute)

@@ -12,7 +12,9 @@ imports a game by the `module:Class` that `games` maps the match's spec to:
      "packages": ["numpy"],                                           # from Pyodide's index URL
      "wheels":   [{"name": "more-itertools", "url": "/static/packages/<sha>/more_itertools-….whl",
                    "sha256": "…"}],                                   # from the server's package folder
-     "unavailable": {"gymnasium:CartPole-v1": "… cannot run in browsers: …"}}
+     "unavailable": {"gymnasium:CartPole-v1": "… cannot run in browsers: …"},
+     "onnx":     {"runtime": "/static/vendor/onnxruntime-web@1.31.1/",           # only with ONNX AI seats
+                  "models": {"onnx:<digest>": {"base64": "…", "sha256": "…", "observation_keys": ["ball.1"]}}}}
 
 - `game/` and `netcode/` go in whole (every .py file, recursively); `netcode/worker_glue.py`
   is the worker's Python side, which static/worker_core.js imports once the files are written.
@@ -27,6 +29,9 @@ imports a game by the `module:Class` that `games` maps the match's spec to:
   game that cannot reach browsers does not stop the server (headless participants and server
   bots play it): `unavailable` says why, the server warns at start, and the worker refuses to
   START it with that message.
+- An AI seat with runs="browser" brings its policy class like a game; an ONNX policy brings its model
+  (`onnx`, named by `game.adapters.onnx_policy.worker_model_name`), which the worker runs with
+  onnxruntime-web from `runtime` (this server's copy, app/web/assets.py).
 - `Match(packages=[...])` is resolved by app/pyodide/packages.py: a wheel in the server's
   package folder becomes a `wheels` entry the worker installs at LOAD; a package of Pyodide's
   own index stays in `packages` (`pyodide.loadPackage`).
