@@ -51,9 +51,13 @@ class PacedPolicy:
         self.default_action = default_action
         self.decisions: dict[int, Any] = {}   # decision frame -> the action the policy chose there
 
+    def decides(self, frame: int) -> bool:
+        """Whether `act(observation, frame)` asks the policy (a decision frame not decided yet)."""
+        return frame % self.repeat == 0 and frame not in self.decisions
+
     def act(self, observation: Any, frame: int) -> Any:
         """The action for `frame`, whose observation is `observation`."""
-        if frame % self.repeat == 0 and frame not in self.decisions:
+        if self.decides(frame):
             self.decisions[frame] = self.policy.act(observation)
         played = frame - self.delay
         if played < 0:

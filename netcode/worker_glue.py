@@ -10,6 +10,7 @@ It runs in CPython too (tests/test_worker_glue.py), where `root` is any folder.
 """
 from __future__ import annotations
 
+import functools
 import gc
 import importlib
 import json
@@ -18,6 +19,7 @@ import sys
 import time
 from typing import Any
 
+from game.adapters.onnx_policy import ONNX_PREFIX, WorkerOnnxPlayer, model_input
 from game.env import default_action_for
 from game.loader import LoadError, load_class
 from game.paced_policy import PacedPolicy, local_ai
@@ -28,7 +30,7 @@ from netcode.executor import Executor
 from netcode.playground import Playground
 from netcode.requests import AdvanceFrame, LoadState, Request, SaveState
 
-FUNCTIONS = ("prepare", "load", "start", "tick", "stop", "step", "batch", "evaluate", "terminate", "play")
+FUNCTIONS = ("prepare", "load", "start", "ai_inputs", "tick", "stop", "step", "batch", "evaluate", "terminate", "play")
 
 _root: str | None = None                        # the bundle folder `load` was given
 _match: MatchClient | None = None               # the running match
@@ -36,6 +38,7 @@ _last: tuple[str, dict[str, Any], int] | None = None   # (game, config, seed) of
 _bench: tuple[Any, Executor] | None = None      # the env (and its Executor) STEP and BATCH run against
 _play: Playground | None = None                 # `coplay play`'s bench (PLAY)
 _ai: dict[str, PacedPolicy] = {}                # the local AI players (an AI seat with runs="browser") and their policies
+_models: dict[str, dict[str, Any]] = {}         # the bundle's ONNX models by name: {"observation_keys"}
 
 
 def _clock() -> float:
@@ -67,10 +70,12 @@ def prepare() -> None:
             del sys.modules[name]
 
 
-def load(root: str, paths_json: str) -> str:
+def load(root: str, paths_json: str, models_json: str = "{}") -> str:
     """The bundle's files are written under `root` (and this module imported from there): put root
-    and the bundle's `paths` (relative to it) first on sys.path; answer the Python version."""
-    global _root
+    and the bundle's `paths` (relative to it) first on sys.path; answer the Python version.
+    `models_json` is the bundle's ONNX models ({name: {"observation_keys"}}; the worker runs them)."""
+    global _root, _models
+    _models = json.loads(models_json)
     entries = [root]
     for path in json.loads(paths_json):
         entry = os.path.normpath(os.path.join(root, path))
@@ -98,14 +103,36 @@ def start(start_json: str, game_spec: str) -> str:
     return _dumps({"frame": _match.session.current_frame, "players": list(_match.players)})
 
 
-def tick(actions_json: str, packets_json: str, want_draw: bool) -> str:
-    """One frame: feed the relayed packets, tick with the local actions, answer what to post."""
+def ai_inputs() -> str:
+    """Before a tick: {player: {"model": name, "data": [float]}} for each local ONNX player that decides on
+    the coming frame (game/paced_policy.py), its model's input (shape [1, n]) from that frame's observation.
+    The worker runs the models (onnxruntime-web) and passes their outputs to `tick`."""
+    match = _match
+    if match is None or match.done is not None:
+        return "{}"
+    observations, frame = match.observations, match.session.current_frame
+    inputs = {}
+    for player, paced in _ai.items():
+        policy = paced.policy.policy
+        if isinstance(policy, WorkerOnnxPlayer) and paced.decides(frame):
+            inputs[player] = {"model": policy.name, "data": model_input(policy, observations.get(player))}
+    return _dumps(inputs)
+
+
+def tick(actions_json: str, packets_json: str, want_draw: bool, outputs_json: str = "{}") -> str:
+    """One frame: feed the relayed packets, tick with the local actions (and the local AI players': those of
+    ONNX models from `outputs_json`, {player: [output {"data", "dims", "type"}]}), answer what to post."""
     match = _match
     if match is None:
         raise RuntimeError("no match: START one first")
     for packet in json.loads(packets_json):
         match.receive(packet["from"], packet["data"])
     actions = json.loads(actions_json)
+    for player, outputs in json.loads(outputs_json).items():
+        policy = _ai[player].policy.policy if player in _ai else None
+        if not isinstance(policy, WorkerOnnxPlayer):
+            raise ValueError(f"model outputs for {player!r}, which is not a local ONNX player")
+        policy.outputs = outputs
     if _ai and match.done is None:
         observations, frame = match.observations, match.session.current_frame
         actions.update({p: policy.act(observations.get(p), frame) for p, policy in _ai.items()})
@@ -206,7 +233,11 @@ def play(call_json: str) -> str:
     return _dumps({**_play.view(bool(call.get("draw", True))), "records": _play.take_records()})
 
 
-def _policy_class(player: str, spec: str) -> type:
+def _policy_class(player: str, spec: str) -> Any:
+    if spec.startswith(ONNX_PREFIX):   # a model of the bundle, which the worker's JavaScript runs
+        if spec not in _models:
+            raise LoadError(f"the ONNX policy of {player!r} ({spec}) is not in the game bundle; restart the server")
+        return functools.partial(WorkerOnnxPlayer, spec, _models[spec].get("observation_keys"))
     try:
         return load_class(spec)
     except LoadError as error:

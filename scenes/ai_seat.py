@@ -10,7 +10,9 @@ the same as `AISeat(spec)` with every setting at its default; `Match(ai=...)`, `
 - `runs`: where the policy runs. "server": a bot in the server process. "browser": a local player of one
   participant's peer, played in their browser worker (the match's first human seat hosts it; zero latency,
   no server cost; its inputs travel in that peer's packets and are logged as the AI seat's); if that
-  participant leaves, the server plays it with the same policy. "remote": an agent process
+  participant leaves, the server plays it with the same policy. An ONNX policy runs there with onnxruntime-web
+  (default pre/post-processing or observation_keys only: the worker cannot call the experiment's functions).
+  "remote": an agent process
   (`coplay agent URL --token T --policy FILE.py:Class`, app/agent) holding the token of agent `agent`
   plays the seat; `policy` is then only recorded (default "agent:NAME"). A remote seat with no agent
   connected when its match starts, or whose agent stops answering, is played by `fallback` (a server
@@ -26,7 +28,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from game.adapters.onnx_policy import ONNX_PREFIX, OnnxPolicy
+from game.adapters.onnx_policy import ONNX_PREFIX, OnnxPolicy, worker_model_name
 from game.paced_policy import seat_seed
 
 from scenes.base import Resolver
@@ -73,9 +75,11 @@ class AISeat:
             return reason
         if self.runs not in RUNS:
             return f"runs must be one of {', '.join(map(repr, RUNS))}, got {self.runs!r:.40}"
-        if self.runs == "browser" and _is_onnx(self.policy):
-            return ("runs='browser' takes a Python policy class; ONNX policies run on the server for now "
-                    "(use runs='server')")
+        onnx = onnx_policy_of(self)
+        if self.runs == "browser" and onnx is not None and (onnx.preprocess or onnx.postprocess):
+            return ("runs='browser' runs an ONNX model with the default pre- and post-processing or "
+                    "observation_keys=[...] (the browser worker cannot call a preprocess/postprocess function "
+                    "of the experiment file); drop those functions, or use runs='server'")
         for name, value, low, high in (("reaction_delay_frames", self.reaction_delay_frames, 0, MAX_DELAY_FRAMES),
                                        ("action_repeat", self.action_repeat, 1, MAX_REPEAT)):
             if type(value) is not int or not low <= value <= high:
@@ -144,13 +148,24 @@ class AISeat:
 BROWSER_BUILTINS = {"random": "game.policies:RandomPolicy", "idle": "game.policies:IdlePolicy"}
 
 
-def _is_onnx(policy: Any) -> bool:
-    return isinstance(policy, OnnxPolicy) or (isinstance(policy, str) and policy.startswith(ONNX_PREFIX))
+def onnx_policy_of(seat: AISeat) -> OnnxPolicy | None:
+    """The seat's ONNX policy (loaded once the seat is resolved), or None when its policy is not one."""
+    if isinstance(seat.factory, OnnxPolicy):
+        return seat.factory
+    if isinstance(seat.policy, OnnxPolicy):
+        return seat.policy
+    if isinstance(seat.policy, str) and seat.policy.startswith(ONNX_PREFIX):
+        return OnnxPolicy(seat.policy.removeprefix(ONNX_PREFIX))
+    return None
 
 
 def browser_policy_spec(seat: AISeat) -> str:
     """The `module:Class` of the seat's policy as the game bundle (app/pyodide/bundle.py) names it for the
-    worker: a built-in's class, else the resolved class (a FILE.py class names the module it was loaded as)."""
+    worker: a built-in's class, else the resolved class (a FILE.py class names the module it was loaded as);
+    an ONNX policy is the name of its model in the bundle's `onnx` (the worker runs it with onnxruntime-web)."""
+    onnx = onnx_policy_of(seat)
+    if onnx is not None:
+        return worker_model_name(onnx)
     if isinstance(seat.policy, str) and seat.policy in BROWSER_BUILTINS:
         return BROWSER_BUILTINS[seat.policy]
     return policy_spec(seat.factory if isinstance(seat.factory, type) else seat.policy)

@@ -14,7 +14,7 @@
 const ROOT = "/home/pyodide/coplay";           // bundle files go under here (on sys.path)
 const WHEELS = "/home/pyodide/coplay-packages"; // the bundle's wheels are unpacked here (on sys.path)
 const GLUE_MODULE = "netcode.worker_glue";
-const GLUE_FUNCTIONS = ["prepare", "load", "start", "tick", "stop", "step", "batch", "evaluate", "terminate", "play"];
+const GLUE_FUNCTIONS = ["prepare", "load", "start", "ai_inputs", "tick", "stop", "step", "batch", "evaluate", "terminate", "play"];
 // The loop's schedule mirrors netcode/scheduler.py (FixedStep) with the same constants
 // (tests/test_scheduler.py checks that they agree).
 const MAX_CATCH_UP = 4;     // ticks run back to back in one round when the loop fell behind
@@ -102,6 +102,43 @@ function removeTree(FS, path) {
   FS.rmdir(path);
 }
 
+// The bundle's ONNX models (`onnx`: {runtime: URL, models: {name: {base64, sha256}}}) as onnxruntime-web
+// sessions: {name: session}, with the runtime module as `ort`. One thread, so no cross-origin isolation.
+async function onnxSessions(onnx) {
+  const models = Object.entries(onnx?.models || {});
+  if (!models.length) return { ort: null, sessions: {} };
+  const base = new URL(onnx.runtime, globalThis.location?.href).href;
+  const ort = await import(base + "ort.wasm.min.mjs");
+  ort.env.wasm.numThreads = 1;
+  ort.env.wasm.wasmPaths = base;
+  const sessions = {};
+  for (const [name, { base64, sha256 }] of models) {
+    const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+    if (globalThis.crypto?.subtle && await sha256Hex(bytes) !== sha256) {
+      throw new Error(`ONNX model ${name}: the bundle's bytes do not match its sha256; reload the page`);
+    }
+    sessions[name] = await ort.InferenceSession.create(bytes);
+  }
+  return { ort, sessions };
+}
+
+// The outputs of the local ONNX players' models on `inputs` (worker_glue.ai_inputs: {player: {model, data}}),
+// as worker_glue.tick reads them: {player: [{data, dims, type}]} (int64 data as Numbers).
+async function runModels(onnx, inputs) {
+  const outputs = {};
+  for (const [player, { model, data }] of Object.entries(inputs)) {
+    const session = onnx.sessions[model];
+    if (!session) throw new Error(`ONNX model ${model} of ${player} is not in the bundle`);
+    const feed = new onnx.ort.Tensor("float32", Float32Array.from(data), [1, data.length]);
+    const result = await session.run({ [session.inputNames[0]]: feed });
+    outputs[player] = session.outputNames.map((name) => {
+      const tensor = result[name];
+      return { data: Array.from(tensor.data, Number), dims: Array.from(tensor.dims), type: tensor.type };
+    });
+  }
+  return outputs;
+}
+
 // The bundle's files as [path, text] pairs; accepts {path: text} or [{path, text}] / [[path, text]].
 function bundleFiles(files) {
   const pairs = Array.isArray(files)
@@ -126,6 +163,7 @@ export function createCore(post, { close } = {}) {
   let loop = null;               // the running match loop
   let actionsJson = "{}";        // latest INPUT, already as the JSON Python reads
   let packets = [];              // PACKETs of the running match since the last tick
+  let onnx = { ort: null, sessions: {} };   // the bundle's ONNX models (onnxSessions)
 
   const progress = (stage, fraction, message) => post({ type: "PROGRESS", stage, fraction, message });
 
@@ -152,6 +190,12 @@ export function createCore(post, { close } = {}) {
     }
   }
 
+  async function releaseSessions() {
+    const sessions = Object.values(onnx.sessions);
+    onnx = { ort: null, sessions: {} };
+    for (const session of sessions) await session.release().catch(() => {});
+  }
+
   function releaseGlue() {
     if (py) for (const proxy of Object.values(py)) proxy.destroy();
     py = null;
@@ -160,16 +204,28 @@ export function createCore(post, { close } = {}) {
   // ---------------------------------------------------------------- the match loop
 
   // Each timer callback runs the ticks the FixedStep schedule says are due, then sleeps
-  // until the next one. Only the last tick of a callback may draw.
+  // until the next one. Only the last tick of a callback may draw. A tick whose local ONNX
+  // players decide awaits their models first (onnxruntime-web's run is async).
   function startLoop(fps) {
     const sched = { schedule: new FixedStep(1000 / fps, now()), lastDraw: -Infinity, timer: null, doneSent: false };
-    const run = () => {
+    const run = async () => {
       if (loop !== sched) return;
       const t = now();
       const due = sched.schedule.due(t);
       for (let i = 0; i < due; i++) {
         const draw = i === due - 1 && t - sched.lastDraw >= DRAW_MS;
-        if (!tick(sched, draw)) return;
+        let outputs = null;
+        if (onnx.ort) {
+          try {
+            const inputs = JSON.parse(py.ai_inputs());
+            if (Object.keys(inputs).length) outputs = await runModels(onnx, inputs);
+          } catch (err) {
+            if (loop === sched) fail(err);
+            return;
+          }
+        }
+        if (loop !== sched) return;   // stopped (or restarted) while a model ran
+        if (!tick(sched, draw, outputs)) return;
       }
       sched.timer = setTimeout(run, sched.schedule.delay(now()));
     };
@@ -182,17 +238,22 @@ export function createCore(post, { close } = {}) {
     loop = null;
   }
 
-  // One Python call per tick. Returns false (and has stopped the loop) if Python raised.
-  function tick(sched, draw) {
+  function fail(err) {
+    stopLoop();
+    post({ type: "ERROR", id: null, ...describe(err) });
+  }
+
+  // One Python call per tick (`outputs`: the local ONNX players' model outputs, or null).
+  // Returns false (and has stopped the loop) if Python raised.
+  function tick(sched, draw, outputs) {
     const received = packets;
     packets = [];
     const start = now();
     let result;
     try {
-      result = JSON.parse(py.tick(actionsJson, JSON.stringify(received), draw));
+      result = JSON.parse(py.tick(actionsJson, JSON.stringify(received), draw, outputs ? JSON.stringify(outputs) : "{}"));
     } catch (err) {
-      stopLoop();
-      post({ type: "ERROR", id: null, ...describe(err) });
+      fail(err);
       return false;
     }
     const tickMs = now() - start;
@@ -289,8 +350,13 @@ export function createCore(post, { close } = {}) {
           progress("bundle", 0.9 * (i + 1) / files.length, `wrote ${i + 1} of ${files.length} files`);
         }
       });
+      if (Object.keys(bundle.onnx?.models || {}).length) progress("bundle", 0.95, "loading the ONNX models");
+      await releaseSessions();
+      onnx = await onnxSessions(bundle.onnx);
       py = importGlue();
-      JSON.parse(py.load(ROOT, JSON.stringify(bundle.paths || [])));
+      const models = Object.fromEntries(Object.entries(bundle.onnx?.models || {})
+        .map(([name, { observation_keys }]) => [name, { observation_keys }]));
+      JSON.parse(py.load(ROOT, JSON.stringify(bundle.paths || []), JSON.stringify(models)));
       loaded = true;
       progress("bundle", 1, "game and netcode imported");
       return { seconds: (now() - start) / 1000, files: files.length };
@@ -347,6 +413,7 @@ export function createCore(post, { close } = {}) {
         try { py.terminate(); } catch { /* freeing anyway */ }
       }
       releaseGlue();
+      releaseSessions();
       pyodide = null;  // no API frees the wasm heap; dropping every reference lets GC do it
       loaded = false;
       terminated = true;

@@ -17,7 +17,7 @@ from game.games.pong import Pong
 from game.loader import GameLoader
 from game.paced_policy import PacedPolicy, policy_seed, seat_seed
 from game.policies import RandomPolicy
-from scenes import AISeat, Experiment, ExperimentError, Match
+from scenes import AISeat, Experiment, ExperimentError, Match, OnnxPolicy
 from scenes.ai_seat import as_ai_seat
 from scenes.policies import Bot
 from tests.test_bots import Host, make_room, play
@@ -119,8 +119,9 @@ def pong(**kwargs: Any) -> Match:
 
 
 @pytest.mark.parametrize("match, message", [
-    (pong(ai={"right": AISeat("onnx:policy.onnx", runs="browser")}),
-     "ai['right']: runs='browser' takes a Python policy class; ONNX policies run on the server for now"),
+    (pong(ai={"right": AISeat(OnnxPolicy("policy.onnx", preprocess=len), runs="browser")}),
+     "ai['right']: runs='browser' runs an ONNX model with the default pre- and post-processing or "
+     "observation_keys=[...] (the browser worker cannot call a preprocess/postprocess function"),
     (pong(ai={"right": AISeat("random", runs="remote")}), "ai['right']: a remote seat names its agent: agent="),
     (pong(ai={"right": AISeat("random", runs="gpu")}),
      "ai['right']: runs must be one of 'server', 'browser', 'remote', got 'gpu'"),

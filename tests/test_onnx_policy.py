@@ -4,6 +4,7 @@ server on loopback) against a headless participant; the recording replays and ex
 from __future__ import annotations
 
 import csv
+import base64
 import hashlib
 import json
 from pathlib import Path
@@ -292,3 +293,128 @@ def test_paced_onnx_policy_matches_a_python_reference_offline(tmp_path: Path) ->
                          reaction_delay_frames=2, action_repeat=1, default_action=STAY)
     observations = [{"ball": [0.0, y], "paddle": 300.0} for y in (100.0, 500.0, 300.0, 100.0, 100.0)]
     assert [player.act(o, f) for f, o in enumerate(observations)] == [STAY, STAY, UP, DOWN, STAY]
+
+
+# ----------------------------------------------------------------------------- in the browser worker's glue
+
+def test_the_default_postprocess_reads_onnxruntime_web_outputs_without_numpy() -> None:
+    assert default_action_of([{"data": [2], "dims": [1], "type": "int64"}], Discrete(3)) == 2
+    assert default_action_of([{"data": [0.1, 0.9, 0.9], "dims": [1, 3], "type": "float32"}], Discrete(3)) == 1
+    assert default_action_of([{"data": [1.5, -0.2], "dims": [1, 2], "type": "float32"}], Box(-1.0, 1.0, (2,))) == \
+        [1.0, -0.2]
+    assert default_action_of([[[0.2, 2.6], [9.0, -3.0]]], Box(0, 5, (2, 2), integer=True)) == [[0, 3], [5, 0]]
+    with pytest.raises(OnnxPolicyError, match=r"has 3 numbers; the Box action space of shape \(2,\) needs 2"):
+        default_action_of([{"data": [1.0, 2.0, 3.0], "type": "float32"}], Box(-1.0, 1.0, (2,)))
+
+
+def test_the_glue_asks_for_the_models_input_on_decision_frames_and_plays_its_outputs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What static/worker_core.js does each tick, with CPython onnxruntime standing in for onnxruntime-web:
+    ai_inputs() on the decision frames only, the model run on them, its outputs passed to tick()."""
+    import importlib.util
+    import json
+    import sys
+
+    import onnxruntime
+
+    from game.adapters.onnx_policy import worker_model_name
+    from tests.test_worker_glue import GLUE_FILE
+
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    spec = importlib.util.spec_from_file_location("worker_glue_onnx", GLUE_FILE)
+    assert spec is not None and spec.loader is not None
+    glue = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "worker_glue_onnx", glue)
+    spec.loader.exec_module(glue)
+    path = tracker_model(tmp_path / "t.onnx")
+    name = worker_model_name(OnnxPolicy(str(path), observation_keys=TRACKER_KEYS))
+    glue.load(str(tmp_path), "[]", json.dumps({name: {"observation_keys": list(TRACKER_KEYS)}}))
+    ai = {"right": {"policy": name, "seed": 0, "reaction_delay_frames": 2, "action_repeat": 3}}
+    glue.start(json.dumps({"match": "m1", "episode": 0, "episodes": 1, "seed": 7, "seat": "s0",
+                           "players": ["left", "right"], "peers": {}, "game": "game.games.pong:Pong",
+                           "config": {"max_frames": 200}, "fps": 60, "netcode": {"input_delay": 0},
+                           "keys": {}, "local_ai": ai}), "game.games.pong:Pong")
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    reference = make_player(OnnxPolicy(str(path), observation_keys=TRACKER_KEYS))
+    try:
+        with pytest.raises(OnnxPolicyError, match="no outputs for this decision"):
+            glue.tick("{}", "[]", False)   # frame 0 decides: the model's outputs must come with it
+        decided = []
+        for frame in range(150):
+            inputs = json.loads(glue.ai_inputs())
+            observation = glue._match.observations["right"]
+            if inputs:
+                assert inputs == {"right": {"model": name, "data": [observation["ball"][1], observation["paddle"]]}}
+                action = session.run(None, {"obs": [inputs["right"]["data"]]})[0]
+                outputs = {"right": [{"data": action.tolist(), "dims": [1], "type": "int64"}]}
+                decided.append((frame, default_action_of(outputs["right"], Discrete(3)), reference.act(observation)))
+            glue.tick(json.dumps({"left": frame // 20 % 3}), "[]", False, json.dumps(outputs) if inputs else "{}")
+        assert [f for f, _, _ in decided] == list(range(0, 150, 3))
+        assert all(mine == theirs for _, mine, theirs in decided) and {a for _, a, _ in decided} >= {UP, DOWN}
+    finally:
+        glue.terminate()
+
+
+# ----------------------------------------------------------------------------- onnxruntime-web, served
+
+def test_onnxruntime_web_is_served_immutable_and_precompressed_under_its_version(tmp_path: Path) -> None:
+    """The files the worker loads (app/pyodide/bundle.py ONNXRUNTIME_WEB_FILES), from set-up's brotli copies."""
+    import brotli
+    import requests
+
+    from app.pyodide.bundle import ONNXRUNTIME_WEB_FILES, onnxruntime_web_folder, onnxruntime_web_version
+    from app.web.precompress import precompress
+    from tests.server_fixtures import ROOT
+
+    dist, version = onnxruntime_web_folder(), onnxruntime_web_version()
+    assert dist is not None and version, "onnxruntime-web is not installed: run scripts/setup"
+    modules = tmp_path / "node_modules"
+    (modules / "onnxruntime-web").mkdir(parents=True)
+    (modules / "onnxruntime-web" / "dist").symlink_to(dist)
+    (modules / "onnxruntime-web" / "package.json").symlink_to(dist.parent / "package.json")
+    (modules / "pyodide").symlink_to(ROOT / "node_modules" / "pyodide")
+    copies = precompress(dist, tmp_path / "node_modules.precompressed" / "onnxruntime-web", list(ONNXRUNTIME_WEB_FILES),
+                         brotli_quality=5)
+    assert {copy.name for copy in copies} >= {"ort-wasm-simd-threaded.wasm.br", "ort.wasm.min.mjs.gz"}
+    server = Server(["demo"], tmp_path / "data", env={"COPLAY_NODE_MODULES": str(modules)})
+    try:
+        url = f"{server.url}/static/vendor/onnxruntime-web@{version}/"
+        wasm = requests.get(url + "ort-wasm-simd-threaded.wasm", headers={"Accept-Encoding": "br"}, timeout=30,
+                            stream=True)
+        body = wasm.raw.read(decode_content=False)
+        assert wasm.headers["Content-Encoding"] == "br" and wasm.headers["Content-Type"] == "application/wasm"
+        assert "immutable" in wasm.headers["Cache-Control"] and "max-age=31536000" in wasm.headers["Cache-Control"]
+        assert brotli.decompress(body) == (dist / "ort-wasm-simd-threaded.wasm").read_bytes()
+        assert requests.get(url + "ort.wasm.min.mjs", timeout=30).headers["Content-Type"].startswith("text/javascript")
+        for path in ("ort.all.min.mjs", "package.json"):   # only what the worker loads
+            assert requests.get(url + path, timeout=30).status_code == 404
+        assert requests.get(f"{server.url}/static/vendor/onnxruntime-web@0.0.1/ort.wasm.min.mjs",
+                            timeout=30).status_code == 404
+    finally:
+        server.stop()
+
+
+def test_the_bundle_ships_a_browser_seats_model_or_says_how_to_install_onnxruntime_web(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.pyodide.bundle import BundleError, build_bundle, onnxruntime_web_version
+    from game.adapters.onnx_policy import worker_model_name
+    from game.loader import GameLoader
+    from scenes import End
+
+    path = tracker_model(tmp_path / "t.onnx")
+    seat = AISeat(OnnxPolicy("t.onnx", observation_keys=TRACKER_KEYS), runs="browser")
+    experiment = Experiment(id="b", scenes=[Match("pong", "game.games.pong:Pong", humans=["left"], ai={"right": seat}),
+                                            End(id="end", html="<p>bye</p>")])
+    loader = GameLoader(str(tmp_path))
+    experiment.validate(loader)
+    bundle = build_bundle(experiment, loader.absolute)
+    name = worker_model_name(seat.factory)
+    assert bundle["onnx"]["runtime"] == f"/static/vendor/onnxruntime-web@{onnxruntime_web_version()}/"
+    model = bundle["onnx"]["models"][name]
+    assert base64.b64decode(model["base64"]) == path.read_bytes() and model["observation_keys"] == list(TRACKER_KEYS)
+    assert model["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert "onnx" not in build_bundle(Experiment(id="p", scenes=[Match("pong", "game.games.pong:Pong",
+                                                                       humans=["left", "right"])]), loader.absolute)
+    monkeypatch.setenv("COPLAY_NODE_MODULES", str(tmp_path / "empty"))
+    with pytest.raises(BundleError, match=r"needs onnxruntime-web, which is not installed .*run scripts/setup"):
+        build_bundle(experiment, loader.absolute)

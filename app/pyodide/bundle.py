@@ -12,7 +12,9 @@ imports a game by the `module:Class` that `games` maps the match's spec to:
      "packages": ["numpy"],                                           # from Pyodide's index URL
      "wheels":   [{"name": "more-itertools", "url": "/static/packages/<sha>/more_itertools-….whl",
                    "sha256": "…"}],                                   # from the server's package folder
-     "unavailable": {"gymnasium:CartPole-v1": "… cannot run in browsers: …"}}
+     "unavailable": {"gymnasium:CartPole-v1": "… cannot run in browsers: …"},
+     "onnx":     {"runtime": "/static/vendor/onnxruntime-web@1.31.1/",           # only with ONNX AI seats
+                  "models": {"onnx:<digest>": {"base64": "…", "sha256": "…", "observation_keys": ["ball.1"]}}}}
 
 - `game/` and `netcode/` go in whole (every .py file, recursively); `netcode/worker_glue.py`
   is the worker's Python side, which static/worker_core.js imports once the files are written.
@@ -27,6 +29,9 @@ imports a game by the `module:Class` that `games` maps the match's spec to:
   game that cannot reach browsers does not stop the server (headless participants and server
   bots play it): `unavailable` says why, the server warns at start, and the worker refuses to
   START it with that message.
+- An AI seat with runs="browser" brings its policy class like a game; an ONNX policy brings its model
+  (`onnx`, named by `game.adapters.onnx_policy.worker_model_name`), which the worker runs with
+  onnxruntime-web from `runtime` (this server's copy, app/web/assets.py).
 - `Match(packages=[...])` is resolved by app/pyodide/packages.py: a wheel in the server's
   package folder becomes a `wheels` entry the worker installs at LOAD; a package of Pyodide's
   own index stays in `packages` (`pyodide.loadPackage`).
@@ -40,6 +45,7 @@ the server refuses to start rather than failing in a participant's browser.
 """
 from __future__ import annotations
 
+import base64
 import gzip
 import hashlib
 import importlib.util
@@ -51,7 +57,7 @@ from typing import Any, Callable
 
 from app.pyodide.packages import PackageError, PackageSource, resolve_packages
 from game.loader import ADAPTERS, USER_MODULE_PREFIX
-from scenes.ai_seat import browser_policy_spec
+from scenes.ai_seat import browser_policy_spec, onnx_policy_of
 from scenes.errors import ExperimentError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -287,6 +293,50 @@ class _Builder:
                 "wheels": [wheel.entry() for wheel in wheels], "unavailable": self.unavailable}
 
 
+ONNXRUNTIME_WEB = "onnxruntime-web"
+# What the worker loads of onnxruntime-web: its wasm build's ES module, which imports the second and
+# instantiates the wasm (one thread: no SharedArrayBuffer, so no cross-origin isolation needed).
+ONNXRUNTIME_WEB_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
+
+
+def onnxruntime_web_folder() -> Path | None:
+    """onnxruntime-web's dist/ folder (npm, package.json), or None when it is not installed."""
+    from app.pyodide.node import node_modules_dir   # node imports this module
+    folder = node_modules_dir() / ONNXRUNTIME_WEB / "dist"
+    return folder if all((folder / name).is_file() for name in ONNXRUNTIME_WEB_FILES) else None
+
+
+def onnxruntime_web_version() -> str | None:
+    """The installed onnxruntime-web's version, or None when it is not installed."""
+    folder = onnxruntime_web_folder()
+    try:
+        version = json.loads((folder.parent / "package.json").read_text())["version"] if folder else None
+    except (OSError, ValueError, KeyError):
+        return None
+    return version if isinstance(version, str) and version.replace(".", "").isalnum() else None
+
+
+def onnxruntime_web_url() -> str:
+    """Where the worker loads onnxruntime-web from: this server, under a URL naming the version (immutable)."""
+    version = onnxruntime_web_version()
+    if version is None:
+        raise BundleError(f"an ONNX policy with runs='browser' needs onnxruntime-web, which is not installed "
+                          f"(node_modules/{ONNXRUNTIME_WEB}): run scripts/setup (npm ci)")
+    return f"/static/vendor/{ONNXRUNTIME_WEB}@{version}/"
+
+
+def _model_entry(onnx: Any) -> dict[str, Any]:
+    """An ONNX model as the bundle ships it: its bytes (base64), sha256 and observation_keys."""
+    if onnx.file is None:
+        raise BundleError(f"{onnx!r} was not loaded (the experiment's check loads it)")
+    with open(onnx.file, "rb") as file:
+        model = file.read()
+    if hashlib.sha256(model).hexdigest() != onnx.sha256:
+        raise BundleError(f"{onnx.file} changed since the server loaded it; restart the server")
+    keys = None if onnx.observation_keys is None else list(onnx.observation_keys)
+    return {"base64": base64.b64encode(model).decode("ascii"), "sha256": onnx.sha256, "observation_keys": keys}
+
+
 # The trees of the games the last build_bundle sent, by spec: what participants' browsers run,
 # recorded with every match even if a file changed on disk since the server started.
 _served_trees: dict[str, dict[str, Any]] = {}
@@ -311,13 +361,21 @@ def build_bundle(experiment: Any, resolve_spec: Callable[[Any], str],
         for package in scene.packages:
             builder.add_package(package)
         seat_settings = getattr(scene, "seat_settings", None)   # `coplay play`'s stand-in scenes have none
+        models: dict[str, dict[str, Any]] = {}
         for player, ai in (seat_settings()[0] if seat_settings else {}).items():
-            if ai.runs == "browser":   # the participant's worker plays it: its class ships too
-                try:
+            if ai.runs != "browser":
+                continue
+            try:   # the participant's worker plays it: its class (or ONNX model) ships too
+                onnx = onnx_policy_of(ai)
+                if onnx is not None:
+                    models[browser_policy_spec(ai)] = _model_entry(onnx)
+                else:
                     builder.add_game(browser_policy_spec(ai))
-                except BundleError as error:
-                    raise BundleError(f"match scene {scene.id!r}, AI player {player!r}: {error}") from None
+            except BundleError as error:
+                raise BundleError(f"match scene {scene.id!r}, AI player {player!r}: {error}") from None
     bundle = builder.result(packages)
+    if models:
+        bundle["onnx"] = {"runtime": onnxruntime_web_url(), "models": models}
     _served_trees.update({spec: builder.tree(spec) for spec in builder.games})
     return bundle
 

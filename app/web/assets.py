@@ -1,10 +1,12 @@
-"""What the page loads besides static/: Pyodide and the Socket.IO client from node_modules/.
+"""What the page loads besides static/: Pyodide, the Socket.IO client and onnxruntime-web from node_modules/.
 
 `scripts/setup` installs both with npm (package.json) and makes their brotli/gzip copies
 (app/web/precompress.py). The server serves them under `/static/vendor/`, so a study needs no
 CDN; `--pyodide-url` may point browsers at another Pyodide index URL instead (the page reads it
 from `/config.json`). By default the page loads Pyodide from a URL naming its version,
 `/static/vendor/pyodide@0.27.7/`, which browsers may cache for good (an upgrade changes the URL).
+The worker loads onnxruntime-web (for ONNX policies with runs="browser") from
+`/static/vendor/onnxruntime-web@VERSION/` (the bundle names it), likewise immutable.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Callable
 
+from app.pyodide.bundle import ONNXRUNTIME_WEB, ONNXRUNTIME_WEB_FILES, onnxruntime_web_folder, onnxruntime_web_version
 from app.pyodide.node import node_modules_dir, pyodide_dir
 from app.pyodide.packages import PackageSource
 from app.web.precompress import ENCODINGS, Encoding, current_copy, precompressed_dir
@@ -107,7 +110,17 @@ def vendor_folders() -> dict[str, tuple[Path, list[str] | None]]:
     socket_io = socket_io_folder()
     if socket_io is not None:
         folders["socket.io"] = (socket_io, list(SOCKET_IO_FILES))
+    onnxruntime_web = onnxruntime_web_folder()
+    if onnxruntime_web is not None:   # for ONNX policies in the worker (app/pyodide/bundle.py names the URL)
+        folders[ONNXRUNTIME_WEB] = (onnxruntime_web, list(ONNXRUNTIME_WEB_FILES))
     return folders
+
+
+def onnxruntime_web_file(version: str, name: str) -> tuple[Path | None, bool]:
+    """(onnxruntime-web's folder or None when not installed, whether `name` of `version` is served there):
+    only the files the worker loads, only under the installed version."""
+    folder = onnxruntime_web_folder()
+    return folder, folder is None or (version == onnxruntime_web_version() and name in ONNXRUNTIME_WEB_FILES)
 
 
 def compressed_copy(group: str, folder: Path, name: str,

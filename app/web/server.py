@@ -236,6 +236,13 @@ def register_pyodide_routes(app: Flask) -> None:
             return "No such Pyodide version on this server.\n", 404, {"Content-Type": "text/plain; charset=utf-8"}
         return _vendor_file("pyodide", assets.pyodide_folder(), name, "Pyodide", immutable=True)
 
+    @app.get(f"/static/vendor/{assets.ONNXRUNTIME_WEB}@<version>/<name>")
+    def onnxruntime_web_files(version: str, name: str) -> Any:
+        folder, served = assets.onnxruntime_web_file(version, name)
+        if not served:
+            abort(404)
+        return _vendor_file(assets.ONNXRUNTIME_WEB, folder, name, "onnxruntime-web", immutable=True)
+
 
 def _tighten(experiment_dir: str) -> None:
     """Make an experiment folder left too open (e.g. by an older coplay) private, saying so on stderr."""

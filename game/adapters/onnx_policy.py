@@ -16,6 +16,9 @@ Box, the output reshaped to the space's shape and clipped to its bounds.
 An `OnnxPolicy` is a policy factory: `load()` reads and checks the model once (the file's sha256
 is what recordings name), and each call makes a fresh player policy (`setup`, `act`). numpy and
 onnxruntime are imported only when a model is loaded (`pip install 'coplay[onnx]'`).
+
+In the browser worker (an AI seat with runs="browser") onnxruntime-web runs the model instead: a
+`WorkerOnnxPlayer` takes the same input (`model_input`) and the same pure-Python `default_action_of`.
 """
 from __future__ import annotations
 
@@ -53,6 +56,7 @@ class OnnxPolicy:
         self.observation_keys = None if observation_keys is None else tuple(observation_keys)
         self.postprocess = postprocess
         self.sha256: str | None = None     # of the model file, once loaded
+        self.file: str | None = None       # its absolute path, once loaded
         self.session: Any = None
 
     @property
@@ -95,7 +99,7 @@ class OnnxPolicy:
             session = _sessions.get((path, sha256))
             if session is None:
                 session = _sessions[(path, sha256)] = _open_session(model, self.path)
-        self.session, self.sha256 = session, sha256
+        self.session, self.sha256, self.file = session, sha256, path
         return self
 
     def __call__(self) -> OnnxPlayer:
@@ -143,21 +147,57 @@ class OnnxPlayer:
     def act(self, observation: Any) -> Any:
         import numpy as np
 
-        pre, keys = self.model.preprocess, self.model.observation_keys
-        if pre is not None:
-            tensor = pre(observation)
-        elif keys is not None:
-            tensor = [x for key in keys for x in flatten_observation(pick(observation, key), key)]
-        else:
-            tensor = flatten_observation(observation)
+        tensor = model_input(self.model, observation)
         if isinstance(tensor, Mapping):
             feeds = {name: np.asarray(value, dtype=np.float32) for name, value in tensor.items()}
         else:
             array = np.asarray(tensor, dtype=np.float32)
-            feeds = {self.input_name: array.reshape(1, -1) if pre is None else array}
+            feeds = {self.input_name: array.reshape(1, -1) if self.model.preprocess is None else array}
         outputs = self.session.run(None, feeds)
         post = self.model.postprocess
         return post(outputs, self.action_space) if post is not None else default_action_of(outputs, self.action_space)
+
+
+def worker_model_name(policy: OnnxPolicy) -> str:
+    """The name of `policy`'s model in the game bundle (app/pyodide/bundle.py) and the browser worker:
+    "onnx:" and a digest of its path and observation_keys."""
+    digest = hashlib.sha256(repr((policy.path, policy.observation_keys)).encode()).hexdigest()
+    return ONNX_PREFIX + digest[:16]
+
+
+class WorkerOnnxPlayer:
+    """An ONNX policy's player in the browser worker, where onnxruntime-web (JavaScript, async) runs the
+    model: before a tick, netcode/worker_glue.py hands `model_input` to static/worker_core.js, which awaits
+    the model and passes its outputs back; `act` then reads them (`outputs`, set just before)."""
+
+    preprocess = None   # a browser-run ONNX seat takes the default preprocess or observation_keys
+
+    def __init__(self, name: str, observation_keys: Sequence[str] | None = None) -> None:
+        self.name = name
+        self.observation_keys = None if observation_keys is None else tuple(observation_keys)
+        self.action_space: Any = None
+        self.outputs: list[Any] | None = None
+
+    def setup(self, player: str, action_space: Any, seed: int) -> None:
+        self.action_space = action_space
+
+    def act(self, observation: Any) -> Any:
+        outputs, self.outputs = self.outputs, None
+        if outputs is None:
+            raise OnnxPolicyError(f"ONNX model {self.name}: no outputs for this decision (the worker must run "
+                                  f"the model on worker_glue.ai_inputs() before the tick)")
+        return default_action_of(outputs, self.action_space)
+
+
+def model_input(model: Any, observation: Any) -> Any:
+    """The model's input for `observation`: `model.preprocess(observation)` when it has one, else the
+    observation's numbers (those at `model.observation_keys`, or all) as a flat list of floats."""
+    pre, keys = getattr(model, "preprocess", None), model.observation_keys
+    if pre is not None:
+        return pre(observation)
+    if keys is not None:
+        return [x for key in keys for x in flatten_observation(pick(observation, key), key)]
+    return flatten_observation(observation)
 
 
 def pick(observation: Any, key: str) -> Any:
@@ -198,19 +238,50 @@ def flatten_observation(observation: Any, where: str = "observation") -> list[fl
 
 
 def default_action_of(outputs: list[Any], action_space: Any) -> Any:
-    """The default postprocess: the action the model's first output names (see the module docstring)."""
-    import numpy as np
-
-    first = np.asarray(outputs[0])
+    """The default postprocess: the action the model's first output names (see the module docstring).
+    Pure Python (the browser worker has no numpy): an output is a numpy array, a nested list, or
+    {"data": flat list, "dims": shape, "type": onnxruntime-web's element type}."""
+    values, integer = _flat(outputs[0])
     if isinstance(action_space, Discrete):
-        if first.size == 1 and np.issubdtype(first.dtype, np.integer):
-            return int(first.reshape(-1)[0]) + action_space.start
-        return int(np.argmax(first.reshape(-1))) + action_space.start
+        if len(values) == 1 and integer:
+            return int(values[0]) + action_space.start
+        if not values:
+            raise OnnxPolicyError("the ONNX model's first output is empty; a Discrete action needs scores or an index")
+        return max(range(len(values)), key=values.__getitem__) + action_space.start   # the first of equal maxima
     if isinstance(action_space, Box):
-        values = np.clip(first.reshape(action_space.shape), action_space.low, action_space.high)
-        if action_space.integer:
-            values = np.rint(values).astype(np.int64)
-        result: Any = values.tolist()
-        return result
+        size = 1
+        for dim in action_space.shape:
+            size *= dim
+        if len(values) != size:
+            raise OnnxPolicyError(f"the ONNX model's first output has {len(values)} numbers; the Box action space "
+                                  f"of shape {tuple(action_space.shape)} needs {size}")
+        clipped = [min(max(v, action_space.low), action_space.high) for v in values]
+        flat: list[Any] = [int(round(v)) for v in clipped] if action_space.integer else clipped
+        return _shaped(flat, tuple(action_space.shape))
     raise OnnxPolicyError(f"the default ONNX postprocess handles Discrete and Box action spaces, not "
                           f"{type(action_space).__name__}: pass OnnxPolicy(path, postprocess=...)")
+
+
+INTEGER_TYPES = ("int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64")
+
+
+def _flat(value: Any) -> tuple[list[Any], bool]:
+    """The numbers of an output (or a space bound) in order, and whether they are integers."""
+    if isinstance(value, Mapping):   # onnxruntime-web's tensor, as static/worker_core.js passes it
+        return list(value["data"]), value.get("type") in INTEGER_TYPES
+    dtype = getattr(value, "dtype", None)
+    if dtype is not None:   # numpy
+        return value.reshape(-1).tolist(), dtype.kind in "iu"
+    if isinstance(value, (list, tuple)):
+        flat: list[Any] = []
+        for item in value:
+            flat.extend(_flat(item)[0])
+        return flat, all(isinstance(x, int) and not isinstance(x, bool) for x in flat)
+    return [value], isinstance(value, int) and not isinstance(value, bool)
+
+
+def _shaped(flat: list[Any], shape: tuple[int, ...]) -> Any:
+    if len(shape) <= 1:
+        return flat if shape else flat[0]
+    step = len(flat) // shape[0]
+    return [_shaped(flat[i * step:(i + 1) * step], shape[1:]) for i in range(shape[0])]
