@@ -10,6 +10,8 @@ A rollback may show that the game ended at a frame the session has already passe
 predicted the game went on) and re-simulate the frames after it. The game is never stepped
 past its end: `EndStates` answers those steps with the ending step's result and leaves the
 env at its end state, which gives the final checksum; the session holds where it is.
+A snapshot taken past the end carries the ending step's result too, but its checksum is the
+game state's alone (`EndStates.checksum`), as a lockstep re-simulation computes it.
 """
 from __future__ import annotations
 
@@ -59,6 +61,13 @@ class EndStates:
             state, self._ending = state[ENDED]
         self.env.set_state(state)
 
+    @staticmethod
+    def checksum(state: Any) -> str:
+        """The checksum of a state `get_state()` returned: the game's state, without the ending result."""
+        if isinstance(state, dict) and ENDED in state:
+            state = state[ENDED][0]
+        return state_hash(state)
+
     def take(self) -> list[Any]:
         taken, self._after_steps = self._after_steps, []
         return taken
@@ -72,7 +81,7 @@ class EpisodeRunner:
         self.session = session
         self.env = env
         self.end_states = EndStates(env)
-        self.runner = SessionRunner(session, self.end_states, capacity, on_requests)
+        self.runner = SessionRunner(session, self.end_states, capacity, on_requests, EndStates.checksum)
         self.observations: dict[str, Any] = dict(observations)
         self.rewards: dict[str, float] = {}
         self._end_state: Any = None

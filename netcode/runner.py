@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping
 
+from game.hashing import state_hash
 from game.snapshot import with_snapshots
 from netcode.executor import BatchResult, Executor
 from netcode.requests import Request
@@ -18,15 +19,15 @@ class SessionRunner:
     An env without get_state/set_state gets the generic deep snapshot (`game.snapshot`),
     whose states are plain values with checksums comparable between peers.
     `on_requests(requests)`, when given, sees every batch before it runs (tests use it
-    to check invariants).
+    to check invariants). `hasher(state)` gives the checksum of a saved state.
     """
 
     def __init__(
         self, session: Any, env: Any, capacity: int = 72,
-        on_requests: Callable[[list[Request]], None] | None = None,
+        on_requests: Callable[[list[Request]], None] | None = None, hasher: Callable[[Any], str] = state_hash,
     ) -> None:
         self.session = session
-        self.executor = Executor(with_snapshots(env), capacity)
+        self.executor = Executor(with_snapshots(env), capacity, hasher)
         self.on_requests = on_requests
 
     def tick(self, inputs: Mapping[str, Any]) -> BatchResult:
