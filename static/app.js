@@ -26,6 +26,7 @@ let view = null;          // the current scene's view
 let terminated = false;   // the study is over and the worker told to close: its errors no longer matter
 let pendingReport = null; // a client_error waiting for the connection
 let advanceTimer = null;  // an `advance` the server has not answered yet
+let pendingAdvance = null;  // {index, data} of that advance: sent again if a reconnect lost it
 let awayNotice = null;    // {text, scene}: why the page skipped a match, shown above the next scene (scene null till then)
 
 const now = () => Math.round(performance.now());
@@ -178,6 +179,7 @@ socket.on("connect_error", (error) => {
 /** Finish scene `index`; if the server neither moves on nor refuses within a while, let the participant retry. */
 function advance(index, data) {
   clearTimeout(advanceTimer);
+  pendingAdvance = {index, data};
   const asked = view;
   advanceTimer = setTimeout(() => {
     if (view === asked) asked.onError?.("The study server did not answer. Please try again in a moment.");
@@ -186,13 +188,17 @@ function advance(index, data) {
 }
 
 socket.on("scene", ({index, count, scene}) => {
-  clearTimeout(advanceTimer);
   if (coplay.worker.error || !scene) return;
   ui.step.textContent = count > 1 ? `Step ${index + 1} of ${count}` : "";
   if (view && coplay.scene.index === index && coplay.scene.id === scene.id) {
-    view.resent?.();   // sent again after a reconnect: keep what the participant has typed
+    // Sent again after a reconnect: keep what the participant has typed, and send again an advance
+    // the dropped connection may have swallowed (the server is still on this scene, so it never got it).
+    view.resent?.();
+    if (pendingAdvance?.index === index) socket.emit("advance", pendingAdvance);
     return;
   }
+  clearTimeout(advanceTimer);
+  pendingAdvance = null;
   view?.leave?.();
   coplay.scene = {index, kind: scene.kind, id: scene.id};
   const shown = view = sceneView(index, scene, {
@@ -233,7 +239,11 @@ socket.on("match_end", (payload) => {
 });
 
 socket.on("error", (payload = {}) => {
-  if (payload.event === "advance") clearTimeout(advanceTimer);
+  if (payload.event === "advance") {
+    if (!pendingAdvance) return;   // refusing a resent advance the server had already taken: stale
+    clearTimeout(advanceTimer);
+    pendingAdvance = null;
+  }
   coplay.errors.push(payload);
   console.warn("coplay: the server refused an event:", payload);
   if ((payload.event === "advance" || payload.event === "ready") && view?.onError) view.onError(payload.reason);

@@ -44,10 +44,14 @@ class Participant:
         self.context.close()
 
 
-def open_participant(browser: Any, url: str, query: str, init_script: str = "") -> Participant:
-    """A new participant's page at `url/?query`; `init_script` runs before the page's own scripts."""
+def open_participant(browser: Any, url: str, query: str, init_script: str = "",
+                     prepare: Callable[[Any], None] | None = None) -> Participant:
+    """A new participant's page at `url/?query`; `init_script` runs before the page's own scripts, and
+    `prepare(context)` before the page opens (e.g. to route its WebSockets)."""
     context = browser.new_context(viewport={"width": 1000, "height": 750})
     context.add_init_script(LONG_TASKS_SCRIPT + init_script)
+    if prepare is not None:
+        prepare(context)
     page = context.new_page()
     participant = Participant(page, context)
     page.on("console", lambda message: participant.console_errors.append(message.text)
