@@ -14,7 +14,7 @@ from typing import Iterator
 import pytest
 import redis
 
-from tests.server_fixtures import ROOT, free_port
+from tests.server_fixtures import ROOT, free_port, stop_process
 
 SECRET = {"COPLAY_RELAY_SECRET": secrets.token_hex(32)}   # made per test run, never a fixed value
 
@@ -46,9 +46,7 @@ class RedisServer:
 
     def stop(self) -> None:
         self.client.close()
-        if self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
+        stop_process(self.process)
 
 
 @pytest.fixture
@@ -88,12 +86,7 @@ class Relay:
             self.process.wait()
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        stop_process(self.process)
         self._log.close()
 
     def log(self) -> str:
