@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from app.analysis.policy_replay import agreement, policy_steps
-from app.data.recording import RecordingWriter, make_header, read_recording
+from app.data.recording import Recording, RecordingWriter, make_header, read_recording
 from app.live.match_room import AI, HUMAN, MatchRoom, MatchSettings, Seat
 from app.live.protocol import PacketEvent, ProtocolError
 from app.participant.headless import HeadlessParticipant
@@ -115,18 +115,23 @@ EXPERIMENT = Experiment(id="kitchen-headless", scenes=[
 '''
 
 
-def test_a_headless_participant_hosts_the_ai_seat_with_its_policy(tmp_path: Path) -> None:
-    """The headless participant (app/participant/headless.py) plays `local_ai` players with the seat's
-    policy, as the browser worker does: the recording holds exactly the seat's choices, in every episode."""
-    (tmp_path / "experiment.py").write_text(KITCHEN)
+def hosted_match(tmp_path: Path, experiment: str, experiment_id: str, code: str) -> Recording:
+    """The recording of a match a headless participant (policy idle) played through, hosting the AI seat."""
+    (tmp_path / "experiment.py").write_text(experiment)
     server = Server(["serve", str(tmp_path / "experiment.py")], tmp_path / "data")
     try:
         result = HeadlessParticipant(server.url, {"PROLIFIC_PID": pid()}, seed=1, policy="idle").run(90)
     finally:
         server.stop()
-    assert result.completion_code == "K", result
+    assert result.completion_code == code, result
     match = result.matches[0]["match"]
-    recording = read_recording(str(tmp_path / "data" / "kitchen-headless" / "recordings" / f"{match}.jsonl"))
+    return read_recording(str(tmp_path / "data" / experiment_id / "recordings" / f"{match}.jsonl"))
+
+
+def test_a_headless_participant_hosts_the_ai_seat_with_its_policy(tmp_path: Path) -> None:
+    """The headless participant (app/participant/headless.py) plays `local_ai` players with the seat's
+    policy, as the browser worker does: the recording holds exactly the seat's choices, in every episode."""
+    recording = hosted_match(tmp_path, KITCHEN, "kitchen-headless", "K")
     assert sorted(recording.episodes) == [0, 1]
     steps = list(policy_steps(recording, AISeat("random", reaction_delay_frames=2, action_repeat=3, seed=5), "chef_2"))
     assert len(steps) == 180 and agreement(steps) == 1.0
@@ -153,15 +158,7 @@ def test_a_headless_participant_hosts_an_onnx_seat_with_the_bundles_model(tmp_pa
     from tests.test_onnx_policy import TRACKER_KEYS, tracker_model
 
     tracker_model(tmp_path / "tracker.onnx")
-    (tmp_path / "experiment.py").write_text(ONNX_PONG)
-    server = Server(["serve", str(tmp_path / "experiment.py")], tmp_path / "data")
-    try:
-        result = HeadlessParticipant(server.url, {"PROLIFIC_PID": pid()}, seed=1, policy="idle").run(60)
-    finally:
-        server.stop()
-    assert result.completion_code == "P", result
-    match = result.matches[0]["match"]
-    recording = read_recording(str(tmp_path / "data" / "pong-onnx-headless" / "recordings" / f"{match}.jsonl"))
+    recording = hosted_match(tmp_path, ONNX_PONG, "pong-onnx-headless", "P")
     assert recording.header["seats"]["s1"]["ai"]["runs"] == "browser"
     assert not [e for e in recording.events if e["kind"] == "seat_changed"]   # no server bot took it over
     model = OnnxPolicy(str(tmp_path / "tracker.onnx"), observation_keys=TRACKER_KEYS)
