@@ -18,7 +18,8 @@ the same as `AISeat(spec)` with every setting at its default; `Match(ai=...)`, `
   connected when its match starts, or whose agent stops answering, is played by `fallback` (a server
   policy), or, with fallback=None, as the scene's on_partner_drop says (a fill_policy bot, or the match
   ends).
-- `reaction_delay_frames`, `action_repeat`: human-like timing, applied by `game.paced_policy.PacedPolicy`.
+- `reaction_delay_frames`, `action_repeat`: human-like timing, applied by `game.paced_policy.PacedPolicy`
+  wherever the seat runs (a remote seat's in its agent process, on top of the agent's own latency).
 - `seed`: the seed the policy gets; None draws one from the match seed (`game.paced_policy.seat_seed`).
   Either way it is recorded in the seat's info (recording header, store, `seat_changed` events).
 - `reveal`: whether participants are told this seat is an AI; None follows the scene's `reveal_ai`.

@@ -233,10 +233,12 @@ class Match(Scene):
                 raise ExperimentError(f"player {player!r} is in both humans and ai")
         for where, value in [*((f"ai[{p!r}]", v) for p, v in self.ai.items()), ("fill_policy", self.fill_policy),
                              ("stand_in", self.stand_in)]:
-            reason = as_ai_seat(value).why_not()
-            if not reason and where in ("fill_policy", "stand_in") and as_ai_seat(value).runs == "browser":
-                reason = ("runs='browser' is not yet supported for a seat whose participant dropped (the server "
-                          "plays it); use runs='server'")
+            seat = as_ai_seat(value)
+            reason = seat.why_not()
+            if not reason and where in ("fill_policy", "stand_in") and seat.runs != "server":
+                reason = (f"runs={seat.runs!r} is not supported for a seat whose participant dropped (the server "
+                          "plays it with this policy); use runs='server' (a remote seat's own fallback= covers its "
+                          "agent leaving)")
             if reason:
                 raise ExperimentError(f"{where}: {reason}")
 

@@ -30,11 +30,11 @@ TOKEN = "t0ken-of-the-tracker-agent-0123456789"
 OTHER = "t0ken-of-the-other-agent-9876543210xx"
 
 
-def experiment(fallback: Any = "random", on_partner_drop: str = "ai") -> Experiment:
+def experiment(fallback: Any = "random", on_partner_drop: str = "ai", **timing: int) -> Experiment:
     return Experiment("agents", [
         Match(id="duel", game="game.games.pong:Pong", config={"max_frames": 600}, humans=("left",), fps=60,
               on_partner_drop=on_partner_drop, waiting_room=WaitingRoom(timeout_s=5, on_timeout="ai"),
-              ai={"right": AISeat(runs="remote", agent="tracker", fallback=fallback)}),
+              ai={"right": AISeat(runs="remote", agent="tracker", fallback=fallback, **timing)}),
         End(id="end"),
     ], allow_anonymous=True)
 
@@ -200,6 +200,17 @@ def test_an_agent_takes_the_remote_seat_and_its_fallback_takes_over_when_it_drop
     assert [(c["data"]["by"], c["data"]["why"], c["data"]["policy"]) for c in changes] == [
         ("ai", "disconnected", "random")]
     assert conn not in hub.seat_of and not room.ended
+
+
+def test_the_agent_is_told_the_seats_reaction_delay_and_action_repeat(tmp_path: Path) -> None:
+    hub, server, store = make_hub(tmp_path, experiment(reaction_delay_frames=5, action_repeat=3))
+    hub.agent_connect("agent-sid", TOKEN)
+    arrive(hub, "p1")
+    (start,) = server.to("agent-sid", "match_start")
+    assert start["pacing"] == {"reaction_delay_frames": 5, "action_repeat": 3}   # app.agent.client applies it
+    human = server.to("p1", "match_start")
+    assert human and all("pacing" not in payload for payload in human)
+    store.close()
 
 
 def test_with_no_fallback_and_on_partner_drop_end_the_match_ends(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from app.analysis.policy_replay import agreement, policy_steps
-from app.data.recording import RecordingWriter, make_header, read_recording
+from app.data.recording import Recording, RecordingWriter, make_header, read_recording
 from app.live.match_room import AI, HUMAN, MatchRoom, MatchSettings, Seat
 from app.live.protocol import PacketEvent, ProtocolError
 from app.participant.headless import HeadlessParticipant
@@ -115,20 +115,54 @@ EXPERIMENT = Experiment(id="kitchen-headless", scenes=[
 '''
 
 
-def test_a_headless_participant_hosts_the_ai_seat_with_its_policy(tmp_path: Path) -> None:
-    """The headless participant (app/participant/headless.py) plays `local_ai` players with the seat's
-    policy, as the browser worker does: the recording holds exactly the seat's choices, in every episode."""
-    (tmp_path / "experiment.py").write_text(KITCHEN)
+def hosted_match(tmp_path: Path, experiment: str, experiment_id: str, code: str) -> Recording:
+    """The recording of a match a headless participant (policy idle) played through, hosting the AI seat."""
+    (tmp_path / "experiment.py").write_text(experiment)
     server = Server(["serve", str(tmp_path / "experiment.py")], tmp_path / "data")
     try:
         result = HeadlessParticipant(server.url, {"PROLIFIC_PID": pid()}, seed=1, policy="idle").run(90)
     finally:
         server.stop()
-    assert result.completion_code == "K", result
+    assert result.completion_code == code, result
     match = result.matches[0]["match"]
-    recording = read_recording(str(tmp_path / "data" / "kitchen-headless" / "recordings" / f"{match}.jsonl"))
+    return read_recording(str(tmp_path / "data" / experiment_id / "recordings" / f"{match}.jsonl"))
+
+
+def test_a_headless_participant_hosts_the_ai_seat_with_its_policy(tmp_path: Path) -> None:
+    """The headless participant (app/participant/headless.py) plays `local_ai` players with the seat's
+    policy, as the browser worker does: the recording holds exactly the seat's choices, in every episode."""
+    recording = hosted_match(tmp_path, KITCHEN, "kitchen-headless", "K")
     assert sorted(recording.episodes) == [0, 1]
     steps = list(policy_steps(recording, AISeat("random", reaction_delay_frames=2, action_repeat=3, seed=5), "chef_2"))
     assert len(steps) == 180 and agreement(steps) == 1.0
     assert len({str(step.recorded) for step in steps}) > 1   # it moved: not the idle human's default action
     assert recording.header["seats"]["s1"]["ai"]["runs"] == "browser"
+
+
+ONNX_PONG = '''
+from scenes import AISeat, End, Experiment, Match, OnnxPolicy
+
+EXPERIMENT = Experiment(id="pong-onnx-headless", scenes=[
+    Match(id="pong", game="game.games.pong:Pong", config={"max_score": 1000, "max_frames": 360}, humans=("left",),
+          ai={"right": AISeat(OnnxPolicy("tracker.onnx", observation_keys=["ball.1", "paddle"]), runs="browser",
+                              reaction_delay_frames=2, action_repeat=3, seed=5)}, episodes=1, fps=60),
+    End(id="end", html="<p>Thanks</p>", completion_code="P"),
+])
+'''
+
+
+def test_a_headless_participant_hosts_an_onnx_seat_with_the_bundles_model(tmp_path: Path) -> None:
+    """A browser-run ONNX seat's model reaches the headless host as the worker gets it (the bundle's bytes,
+    named onnx:<digest>) and plays with CPython onnxruntime: every recorded input is the model's choice."""
+    from scenes import OnnxPolicy
+    from tests.test_onnx_policy import TRACKER_KEYS, tracker_model
+
+    tracker_model(tmp_path / "tracker.onnx")
+    recording = hosted_match(tmp_path, ONNX_PONG, "pong-onnx-headless", "P")
+    assert recording.header["seats"]["s1"]["ai"]["runs"] == "browser"
+    assert not [e for e in recording.events if e["kind"] == "seat_changed"]   # no server bot took it over
+    model = OnnxPolicy(str(tmp_path / "tracker.onnx"), observation_keys=TRACKER_KEYS)
+    steps = list(policy_steps(recording, AISeat(model, reaction_delay_frames=2, action_repeat=3, seed=5), "right"))
+    assert len(steps) == 360 and agreement(steps) == 1.0
+    column = recording.players.index("right")
+    assert {inputs[column] for inputs in recording.episodes[0]["inputs"]} >= {1, 2}, "the ONNX partner never moved"

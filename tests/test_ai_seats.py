@@ -137,7 +137,12 @@ def pong(**kwargs: Any) -> Match:
      "ai['right']: reveal must be None (follow the scene's reveal_ai), True or False, got 'yes'"),
     (pong(ai={"right": AISeat("smart")}), "ai['right']: 'smart' is not a policy"),
     (pong(ai={"right": AISeat(AISeat("random"))}), "ai['right']: AISeat(policy=...) takes a policy spec, not another"),
-    (pong(ai={"right": "random"}, fill_policy=AISeat("idle", runs="browser")), "fill_policy: runs='browser' is not yet"),
+    (pong(ai={"right": "random"}, fill_policy=AISeat("idle", runs="browser")),
+     "fill_policy: runs='browser' is not supported for a seat whose participant dropped (the server plays it"),
+    (pong(ai={"right": "random"}, fill_policy=AISeat(runs="remote", agent="llm")),
+     "fill_policy: runs='remote' is not supported for a seat whose participant dropped (the server plays it"),
+    (pong(ai={"right": "random"}, stand_in=AISeat(runs="remote", agent="llm", fallback="idle")),
+     "stand_in: runs='remote' is not supported for a seat whose participant dropped"),
     (pong(ai={"right": "random"}, stand_in=AISeat("idle", action_repeat=-1)), "stand_in: action_repeat must be"),
 ])
 def test_bad_ai_seat_settings_are_refused_with_what_to_fix(match: Match, message: str) -> None:

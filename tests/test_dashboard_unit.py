@@ -2,21 +2,24 @@
 pause of new entries kept in the (real SQLite) store."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from app.data.store import Store
-from app.live.dashboard import Dashboard
+from app.live.dashboard import Dashboard, _match
 from app.live.entry import EntryPause
 from app.live.flow import Flow
 from app.live.hub import Hub, Services
+from app.live.match_room import AGENT, AI
 from app.live.metrics import Metrics
 from app.live.protocol import PacketEvent
 from app.live.spectator import LiveView
 from game.games.pong import Pong
 from game.lockstep import Lockstep
-from scenes import End, Experiment, Outcome, Page
+from scenes import AISeat, End, Experiment, Outcome, Page
 from tests.test_match_room import make_room, packet
 
 
@@ -61,6 +64,35 @@ def test_the_relay_times_its_round_trip_to_each_human_seat(tmp_path: Path) -> No
     room.relay(s0, PacketEvent("m1", 0, "s1", packet({"left": [2, [0]]}, t=950.0, echo=600.0, hold=0.0,
                                                      peer_gen=1)))
     assert list(room.rtt_samples) == pytest.approx([45.0, 30.0])
+
+
+def seat_row(room: Any, addr: str) -> dict[str, Any]:
+    """The dashboard's row of the seat, checked to be JSON (it is pushed to the page as such)."""
+    rows = json.loads(json.dumps(_match(room, 10.0)))["seats"]
+    return next(row for row in rows if row["addr"] == addr)
+
+
+def test_each_ai_seat_shows_where_it_runs(tmp_path: Path) -> None:
+    room, _ = make_room(tmp_path)
+    s0, s1 = room.seats["s0"], room.seats["s1"]
+    s1.kind, s1.participant, s1.policy, s1.host = AI, None, AISeat("random", runs="browser"), "s0"
+    row = seat_row(room, "s1")
+    assert (row["runs"], row["host"], row["policy"], row["state"]) == ("browser", "s0", "random",
+                                                                       "AI in the browser of pa (seat s0)")
+    assert seat_row(room, "s0")["state"] == "playing" and seat_row(room, "s0")["runs"] is None
+    s0.absent_since, s0.policy = 4.0, "idle"   # its participant dropped: the stand-in plays the hosted AI too
+    assert seat_row(room, "s0")["state"] == "absent 6 s (stand-in on the server)"
+    row = seat_row(room, "s1")
+    assert (row["runs"], row["host"], row["state"]) == ("server", None,
+                                                        "AI on the server (its host seat s0 is played there too)")
+    s1.kind, s1.participant, s1.policy, s1.host = AGENT, "agent:llm:3", AISeat(runs="remote", agent="llm"), None
+    s1.last_heard = 9.5
+    row = seat_row(room, "s1")
+    assert (row["runs"], row["agent"], row["policy"], row["participant"], row["state"], row["silent_s"]) == (
+        "remote", "llm", "agent:llm", None, "remote agent llm", 0.5)
+    s1.kind, s1.participant, s1.policy = AI, None, AISeat("idle", seed=3)   # its agent left: the fallback plays
+    row = seat_row(room, "s1")
+    assert (row["runs"], row["agent"], row["policy"], row["state"]) == ("server", None, "idle", "AI on the server")
 
 
 def test_a_pause_of_new_entries_is_kept_in_the_store(tmp_path: Path) -> None:

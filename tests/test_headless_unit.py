@@ -309,3 +309,32 @@ def test_a_match_left_without_match_end_is_marked_seat_taken_over() -> None:
     with pytest.raises(_Finished):
         participant._on_scene({"index": 2, "scene": {"kind": "end", "outcome": "completed"}})
     assert taken["reason"] == SEAT_TAKEN_OVER and ended["reason"] == "completed"
+
+
+def test_a_hosted_onnx_seat_needs_its_model_whole_in_the_bundle(tmp_path: Any) -> None:
+    import base64
+    import hashlib
+
+    from game.adapters.onnx_policy import OnnxPolicy, OnnxPolicyError
+    from game.loader import LoadError
+    from game.spaces import Discrete
+    from tests.test_onnx_policy import tracker_model
+
+    model = tracker_model(tmp_path / "t.onnx").read_bytes()
+    participant = HeadlessParticipant("http://127.0.0.1:9/")
+    entry = {"base64": base64.b64encode(model).decode(), "sha256": hashlib.sha256(model).hexdigest(),
+             "observation_keys": ["ball.1", "paddle"]}
+    participant._bundle_models = {"onnx:good": entry, "onnx:bad": {**entry, "sha256": "0" * 64},
+                                  "onnx:mangled": {**entry, "base64": "not base64!"}}
+    with pytest.raises(LoadError, match=r"the ONNX policy of 'right' \(onnx:gone\) is not in the game bundle"):
+        participant._policy_class("right", "onnx:gone")
+    with pytest.raises(OnnxPolicyError, match="onnx:bad does not match its sha256"):
+        participant._policy_class("right", "onnx:bad")
+    with pytest.raises(OnnxPolicyError, match="onnx:mangled is not base64"):
+        participant._policy_class("right", "onnx:mangled")
+    loaded = participant._policy_class("right", "onnx:good")
+    assert isinstance(loaded, OnnxPolicy) and loaded.observation_keys == ("ball.1", "paddle")
+    assert participant._policy_class("right", "onnx:good") is loaded   # loaded once
+    player = loaded()
+    player.setup("right", Discrete(3), 0)
+    assert player.act({"ball": [50.0, 90.0], "paddle": 30.0}) == 2   # the ball is below: down

@@ -3,6 +3,7 @@ static/worker_core.js drives it in Pyodide: prepare, load, start, tick, step, ba
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import json
 import sys
 from pathlib import Path
@@ -53,6 +54,20 @@ def test_the_functions_worker_core_js_calls_are_the_glues() -> None:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert names and all(callable(getattr(module, name, None)) for name in names)
+
+
+def test_docs_worker_md_lists_every_glue_function_with_its_arguments() -> None:
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "worker.md").read_text(encoding="utf-8")
+    listed = WORKER_CORE.read_text(encoding="utf-8").split("const GLUE_FUNCTIONS = [", 1)[1].split("]", 1)[0]
+    spec = importlib.util.spec_from_file_location("worker_glue_doc", GLUE_FILE)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for name in (name.strip().strip('"') for name in listed.split(",")):
+        parameters = inspect.signature(getattr(module, name)).parameters.values()
+        arguments = ", ".join(p.name if p.default is p.empty else f"{p.name}={json.dumps(p.default)}"
+                              for p in parameters)
+        assert f"| `{name}({arguments})` |" in doc, f"docs/worker.md does not list `{name}({arguments})`"
 
 
 def test_load_puts_the_bundle_paths_on_sys_path_and_prepare_forgets_its_modules(

@@ -15,6 +15,11 @@ sets the actions held from the next frame on: an agent slower than the frame rat
 actions, and its partners predict it as they predict anyone. A policy runs inside the tick, as a server
 bot's does; a policy with a `metadata()` method has what it returns attached to its step.
 
+The seat's `reaction_delay_frames` and `action_repeat` (match_start's `pacing`) apply here, with the
+`PacedPolicy` a server bot of the seat would use, on the same frames: the policy (or, without one, the
+actions `act` holds) is asked on frames 0, k, 2k, ... and what it gives is played d frames later. The
+delay comes on top of the agent's own latency, as the researcher asked.
+
 Metadata (a JSON object of at most `MAX_META_BYTES` per step) goes to the server in batched `agent_meta`
 events, is recorded in the match's recording and exported (`coplay export`: the agent_meta table).
 """
@@ -34,7 +39,7 @@ from app.participant.socket_client import PacketRouter, split_url
 from game.env import action_space_for, default_action_for
 from game.errors import CoplayError
 from game.loader import GameLoader, load_class
-from game.paced_policy import policy_seed
+from game.paced_policy import PacedPolicy, policy_seed
 from netcode.client import MatchClient
 from netcode.errors import NetcodeError
 from netcode.scheduler import FixedStep
@@ -76,8 +81,18 @@ class _Episode:
     client: MatchClient
     schedule: FixedStep
     held: dict[str, Any]
-    bots: dict[str, Bot] = field(default_factory=dict)
+    paced: dict[str, PacedPolicy] = field(default_factory=dict)   # {player: its policy or its held actions, paced}
     reported: bool = False
+
+
+class _Held:
+    """The action `Agent.act` holds for one player, as a policy PacedPolicy can ask (agents without a policy)."""
+
+    def __init__(self, held: dict[str, Any], player: str) -> None:
+        self.held, self.player = held, player
+
+    def act(self, observation: Any) -> Any:
+        return self.held[self.player]
 
 
 class Agent:
@@ -228,19 +243,13 @@ class Agent:
             return
         try:
             client = MatchClient(payload, load_class(payload["game"]), clock=lambda: time.monotonic() * 1000.0)
+            ep = self._new_episode(client, payload.get("pacing") or {})
         except (NetcodeError, TypeError, ValueError, KeyError, ImportError) as error:
             self.errors.append({"event": "match_start", "reason": f"{type(error).__name__}: {error}"})
             self._end(f"cannot start match {match}: {type(error).__name__}: {error}")
             return
-        env = client.env
-        held = {p: default_action_for(env, p) for p in client.players}
-        client.catch_up(held)
+        client.catch_up(ep.held)
         self._router.attach(client)
-        ep = _Episode(client, FixedStep(client.config.frame_ms / 1000.0, time.monotonic()), held)
-        if self.policy is not None:
-            ep.bots = {p: Bot(self.policy, player=p, action_space=action_space_for(env, p),
-                              default_action=held[p], seed=policy_seed(self.seed, client.episode, i))
-                       for i, p in enumerate(client.players)}
         self._episode = ep
         record = next((m for m in self.matches if m.match == match), None)
         if record is None:
@@ -249,6 +258,21 @@ class Agent:
         record.episodes += 1
         await self._open_channel(payload)
         self._wake.set()
+
+    def _new_episode(self, client: MatchClient, pacing: Mapping[str, Any]) -> _Episode:
+        """The episode's state: each player's actions come from the policy (a Bot, seeded as a server bot
+        would seed it) or from what `act` holds, paced as the seat says."""
+        env = client.env
+        held = {p: default_action_for(env, p) for p in client.players}
+        ep = _Episode(client, FixedStep(client.config.frame_ms / 1000.0, time.monotonic()), held)
+        for i, player in enumerate(client.players):
+            source: Any = _Held(held, player)
+            if self.policy is not None:
+                source = Bot(self.policy, player=player, action_space=action_space_for(env, player),
+                             default_action=held[player], seed=policy_seed(self.seed, client.episode, i))
+            ep.paced[player] = PacedPolicy(source, reaction_delay_frames=pacing.get("reaction_delay_frames", 0),
+                                           action_repeat=pacing.get("action_repeat", 1), default_action=held[player])
+        return ep
 
     async def _on_match_end(self, payload: dict[str, Any]) -> None:
         self._episode = None
@@ -320,15 +344,7 @@ class Agent:
         for _ in range(ep.schedule.due(now)):
             if self._episode is not ep:
                 return
-            if client.done is None and ep.bots:
-                observations = client.observations
-                for player, bot in ep.bots.items():
-                    ep.held[player] = bot.act(observations.get(player))
-                    metadata = getattr(bot.policy, "metadata", None)
-                    meta = metadata() if callable(metadata) else None
-                    if meta is not None:
-                        self._attach(ep, _checked_meta(meta))
-            client.tick({} if client.done is not None else dict(ep.held))
+            client.tick({} if client.done is not None else self._actions(ep))
             for packet in client.outbox():
                 await self._send(packet)
             ep.schedule.ticked(client.take_skip_frames())
@@ -341,6 +357,19 @@ class Agent:
                 ep.reported = True
                 await self._flush_meta(force=True, match=client.match)
                 await self._sio.emit("episode_done", dict(client.done))
+
+    def _actions(self, ep: _Episode) -> dict[str, Any]:
+        """This frame's actions (see the module docstring), with the metadata of a policy that decided."""
+        observations, frame = ep.client.observations, ep.client.session.current_frame
+        actions = {}
+        for player, paced in ep.paced.items():
+            decides = paced.decides(frame)
+            actions[player] = paced.act(observations.get(player), frame)
+            metadata = getattr(getattr(paced.policy, "policy", None), "metadata", None)
+            meta = metadata() if decides and callable(metadata) else None
+            if meta is not None:
+                self._attach(ep, _checked_meta(meta))
+        return actions
 
     async def _send(self, packet: dict[str, Any]) -> None:
         channel = self._channel

@@ -13,7 +13,8 @@ from collections import Counter, deque
 from typing import Any, Callable
 
 from app.live.hub import Hub
-from app.live.match_room import HUMAN, MatchRoom
+from app.live.agents import name_of
+from app.live.match_room import AGENT, HELD, HUMAN, MatchRoom, Seat
 from app.live.metrics import histogram_count, histogram_quantile, process_cpu_seconds, process_resident_bytes
 
 # Event kinds shown under "recent events" (connects, waits and seat moves are too many to be useful there).
@@ -110,22 +111,41 @@ class Dashboard:
 def _match(room: MatchRoom, now: float) -> dict[str, Any]:
     seats = []
     for seat in room.seats.values():
-        if seat.gone:
-            state = "gone"
-        elif seat.absent_since is not None:
-            state = f"absent {round(now - seat.absent_since)} s (stand-in)"
-        elif seat.kind == HUMAN:
-            state = "playing"
-        else:
-            state = "AI on the server"
+        ai = seat.ai_info(room.seed)
+        runs = None if ai is None else ai["runs"]
+        host = room.seats.get(seat.host) if seat.host is not None else None
+        if runs == "browser" and (host is None or host.kind != HUMAN or host.gone or host.absent_since is not None):
+            runs = "server"   # its host seat is played on the server, and the AI seats it hosts with it
+        agent = name_of(seat.participant) if seat.kind == AGENT and seat.participant else None
         seats.append({"addr": seat.addr, "players": list(seat.players), "kind": seat.kind,
-                      "participant": seat.participant, "policy": seat.policy, "state": state,
-                      "silent_s": round(now - seat.last_heard, 1) if seat.kind == HUMAN and not seat.gone else None,
+                      "participant": None if seat.kind == AGENT else seat.participant,
+                      "policy": None if ai is None else ai["policy"], "runs": runs,
+                      "host": seat.host if runs == "browser" else None, "agent": agent,
+                      "state": _seat_state(seat, runs, host, agent, now),
+                      "silent_s": round(now - seat.last_heard, 1) if seat.kind in HELD and not seat.gone else None,
                       "ping_ms": None if seat.ping_ms is None else round(seat.ping_ms, 1)})
     return {"id": room.id, "scene": room.scene_id, "episode": room.episode, "episodes": room.settings.episodes,
             "frame": room.log.complete, "fps": room.settings.fps, "seats": seats,
             "desyncs": len(room.desync_frames), "faults": dict(room.faults),
             "rollbacks": None, "stalls": None}   # counted in the peers, which do not report them to the server
+
+
+def _seat_state(seat: Seat, runs: str | None, host: Seat | None, agent: str | None, now: float) -> str:
+    """Who plays the seat now, and where: a participant, an AI on the server, an AI in the browser of the
+    participant holding its host seat, or a remote agent."""
+    if seat.gone:
+        return "gone"
+    if seat.absent_since is not None:
+        return f"absent {round(now - seat.absent_since)} s (stand-in on the server)"
+    if seat.kind == HUMAN:
+        return "playing"
+    if seat.kind == AGENT:
+        return f"remote agent {agent}"
+    if runs == "browser" and host is not None:
+        return f"AI in the browser of {host.participant} (seat {host.addr})"
+    if host is not None:
+        return f"AI on the server (its host seat {host.addr} is played there too)"
+    return "AI on the server"
 
 
 def _completion_code(experiment: Any, outcome: str) -> str | None:

@@ -205,6 +205,9 @@ class MatchRoom:
         }
         if hosted and seat.kind == HUMAN:
             payload["local_ai"] = {p: settings for ai in hosted for p, settings in self.local_ai(ai).items()}
+        if seat.kind == AGENT:   # the remote agent paces its actions as a server bot of the seat would
+            ai = as_ai_seat(seat.policy)
+            payload["pacing"] = {"reaction_delay_frames": ai.reaction_delay_frames, "action_repeat": ai.action_repeat}
         return payload
 
     def hosted(self, seat: Seat) -> list[Seat]:

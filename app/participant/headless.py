@@ -4,7 +4,8 @@ It does what a browser does (docs/protocol.md): GET the entry page keeping the s
 cookie, connect Socket.IO with that cookie, answer every scene, fetch `/bundle.json`
 before the first match (and start only games it names), and play matches with
 the very client the browser worker runs (`netcode.client.MatchClient`), relaying its
-packets through the server. The load tester starts many of them; end-to-end tests use
+packets through the server. An AI seat it hosts (match_start's `local_ai`) plays with the
+seat's policy, as the worker plays it; an ONNX model of the bundle with CPython onnxruntime. The load tester starts many of them; end-to-end tests use
 them as scripted participants (drop mid-match, reload to prove resume).
 
 Threads: the Socket.IO client's reader thread only queues what arrives (scene events
@@ -16,6 +17,9 @@ Uses the python-socketio *client* (threaded) and requests; never eventlet.
 """
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import queue
 import threading
 import time
@@ -31,6 +35,7 @@ import socketio
 from app.participant.answers import Policy, PolicyFn, generate_answers
 from app.participant.socket_client import MatchChannel, OrderedClient, PacketRouter, split_url
 from app.participant.link import ShapedLink
+from game.adapters.onnx_policy import ONNX_PREFIX, OnnxPolicy, OnnxPolicyError
 from game.env import default_action_for
 from game.loader import LoadError, load_class
 from game.paced_policy import PacedPolicy, local_ai
@@ -220,6 +225,8 @@ class HeadlessParticipant:
         self._reloaded = False
         self._started = 0.0
         self._bundle_games: dict[str, str] | None = None
+        self._bundle_models: dict[str, Any] = {}     # the bundle's ONNX models by name (`onnx.models`)
+        self._onnx: dict[str, OnnxPolicy] = {}       # those loaded (once each)
 
     # ------------------------------------------------------------------ public
 
@@ -444,12 +451,15 @@ class HeadlessParticipant:
         try:
             response = self._http.get(self.server_url + BUNDLE_PATH, timeout=self.connect_timeout)
             response.raise_for_status()
-            games = response.json().get("games")
+            bundle = response.json()
+            games = bundle.get("games")
+            models = (bundle.get("onnx") or {}).get("models") or {}
         except (requests.RequestException, ValueError, AttributeError) as error:
             raise _Finished(f"error: cannot load the game bundle: {error}") from None
         if not isinstance(games, dict):
             raise _Finished("error: the game bundle has no games")
         self._bundle_games = games
+        self._bundle_models = models if isinstance(models, dict) else {}
 
     def _on_waiting(self, payload: dict[str, Any]) -> None:
         self.phase = "waiting"
@@ -539,9 +549,30 @@ class HeadlessParticipant:
         client = MatchClient(payload, load_class(payload["game"]), clock=lambda: time.monotonic() * 1000.0)
         client.catch_up({p: default_action_for(client.env, p) for p in client.players})   # a seat taken back
         self._router.attach(client)
-        ai = local_ai(payload.get("local_ai") or {}, client.env, lambda player, spec: load_class(spec))
+        ai = local_ai(payload.get("local_ai") or {}, client.env, self._policy_class)
         policy = Policy(self.policy, client.env, [p for p in client.players if p not in ai], self.rng.randbelow(1 << 31))
         return _Episode(client, policy, started=now, schedule=FixedStep(client.config.frame_ms / 1000.0, now), ai=ai)
+
+    def _policy_class(self, player: str, spec: str) -> Any:
+        """The policy of a local AI player: a class, or an ONNX model of the bundle (as the worker gets it,
+        netcode/worker_glue.py), run with CPython onnxruntime."""
+        if not spec.startswith(ONNX_PREFIX):
+            return load_class(spec)
+        loaded = self._onnx.get(spec)
+        if loaded is not None:
+            return loaded
+        entry = self._bundle_models.get(spec)
+        if not isinstance(entry, dict):
+            raise LoadError(f"the ONNX policy of {player!r} ({spec}) is not in the game bundle")
+        try:
+            model = base64.b64decode(entry["base64"], validate=True)
+        except (KeyError, TypeError, binascii.Error) as error:
+            raise OnnxPolicyError(f"the game bundle's ONNX model {spec} is not base64: {error}") from None
+        if hashlib.sha256(model).hexdigest() != entry.get("sha256"):
+            raise OnnxPolicyError(f"the game bundle's ONNX model {spec} does not match its sha256")
+        policy = OnnxPolicy(spec, observation_keys=entry.get("observation_keys")).load_model(model, spec)
+        self._onnx[spec] = policy
+        return policy
 
     def _service_episode(self, ep: _Episode, now: float) -> None:
         """Run the ticks that are due (a few at most when behind); after the end the client only

@@ -94,12 +94,19 @@ class OnnxPolicy:
         except OSError as exc:
             raise OnnxPolicyError(f"ONNX model {self.path} cannot be read ({exc.strerror}: {path}); "
                                   f"put the .onnx file there or fix the path") from None
+        self.load_model(model, path)
+        self.file = path
+        return self
+
+    def load_model(self, model: bytes, source: str) -> OnnxPolicy:
+        """Open an onnxruntime session on `model`, the bytes of an .onnx file (`load` reads them from the
+        file; a headless participant gets them from the game bundle); `source` names where they came from."""
         sha256 = hashlib.sha256(model).hexdigest()
         with _lock:
-            session = _sessions.get((path, sha256))
+            session = _sessions.get((source, sha256))
             if session is None:
-                session = _sessions[(path, sha256)] = _open_session(model, self.path)
-        self.session, self.sha256, self.file = session, sha256, path
+                session = _sessions[(source, sha256)] = _open_session(model, self.path)
+        self.session, self.sha256 = session, sha256
         return self
 
     def __call__(self) -> OnnxPlayer:
