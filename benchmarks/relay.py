@@ -7,10 +7,11 @@ Two seats of a Pong match send each other input packets shaped like the netcode'
 at 60 fps. Each packet goes through the room's relay into a real recording file and a
 host that only counts. "now" is `MatchRoom.relay` as the server runs it; "without its
 metrics" swaps the room's metrics for no-ops, to show what they cost. `--profile`
-prints cProfile's top functions. `--baseline DIR` runs this checkout's benchmark and DIR's own copy of
-it (an older checkout of coplay, e.g. `git worktree add /tmp/base COMMIT`) in turns, each turn a fresh
-process, and prints both side by side: best of R turns each, so that load from elsewhere hits both alike.
-The figures are CPU-bound and single-threaded: run on a quiet machine.
+prints cProfile's top functions. `--baseline DIR` runs this benchmark against this checkout's code and
+against DIR's (an older checkout of coplay, e.g. `git worktree add /tmp/base COMMIT`) in turns, each turn a
+fresh process, and prints both side by side: best of R turns each, so that load from elsewhere hits both
+alike. Times are the process's CPU time (not wall time), which a busy machine disturbs less; still, the
+figures are CPU-bound and single-threaded: run on a quiet machine for figures to quote.
 """
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# The code measured: this checkout's, or (a --baseline turn) the older checkout's named by this variable.
+sys.path.insert(0, os.environ.get("COPLAY_RELAY_BENCH_CODE") or str(Path(__file__).resolve().parent.parent))
 
 from app.live.match_room import HUMAN, MatchRoom, MatchSettings, Seat  # noqa: E402
 from app.live.protocol import PacketEvent  # noqa: E402
@@ -121,10 +123,10 @@ def run(style: str, stream: list[tuple[str, PacketEvent]], folder: str) -> tuple
         room.metrics = NoMetrics()  # type: ignore[assignment]
     relay = room.relay
     seats = room.seats
-    started = time.perf_counter()
+    started = time.process_time()
     for addr, event in stream:
         relay(seats[addr], event)
-    elapsed = time.perf_counter() - started
+    elapsed = time.process_time() - started
     room.recording.close()
     return elapsed / len(stream) * 1e6, host.sent
 
@@ -133,12 +135,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_checkout(folder: Path, packets: int, window: int) -> dict[str, float]:
-    """One turn of FOLDER/benchmarks/relay.py in a process of its own, run from FOLDER:
+    """One turn of this benchmark measuring the code of checkout FOLDER, in a process of its own:
     {"now": µs, "now-no-metrics": µs}."""
-    command = [sys.executable, str(folder / "benchmarks" / "relay.py"), "--packets", str(packets),
+    command = [sys.executable, str(Path(__file__).resolve()), "--packets", str(packets),
                "--window", str(window), "--repeat", "1"]
-    output = subprocess.run(command, cwd=folder, env={**os.environ, "PYTHONPATH": str(folder)},
-                            capture_output=True, text=True, check=True).stdout
+    env = {**os.environ, "PYTHONPATH": str(folder), "COPLAY_RELAY_BENCH_CODE": str(folder)}
+    output = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True, check=True).stdout
     figures = dict(re.findall(r"^  (now|now without its metrics) +([0-9.]+) µs/packet", output, re.MULTILINE))
     return {"now": float(figures["now"]), "now-no-metrics": float(figures["now without its metrics"])}
 

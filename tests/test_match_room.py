@@ -193,6 +193,28 @@ def test_input_log_refuses_a_changed_resend_and_ignores_gaps() -> None:
         log.add("a", 1, [3])
 
 
+@given(st.lists(st.tuples(st.integers(0, 12), st.lists(st.integers(0, 2), max_size=6)), max_size=12))
+def test_input_log_add_keeps_the_first_input_of_each_frame_and_refuses_a_changed_one(
+        runs: list[tuple[int, list[int]]]) -> None:
+    """Against the rule frame by frame: a frame already known must be resent equal (else the whole run
+    is refused, naming the first frame that differs, and nothing changes); the next unknown frame extends
+    the log; a run starting past it (a gap) is ignored."""
+    log = InputLog(["a"])
+    model: list[int] = []
+    for start, actions in runs:
+        before = list(log.actions["a"])
+        differs = [start + i for i, action in enumerate(actions) if start + i < len(model) and model[start + i] != action]
+        if start <= len(model) and differs:
+            with pytest.raises(InconsistentInput, match=f"for frame {differs[0]} "):
+                log.add("a", start, actions)
+            assert log.actions["a"] == before
+            continue
+        log.add("a", start, actions)
+        if start <= len(model):
+            model.extend(actions[len(model) - start:])
+        assert log.actions["a"] == model
+
+
 class LoneHost(Host):
     """Hands the room's packets (the server's acks) to the lone seat's client."""
 

@@ -112,9 +112,11 @@ def _inputs_line(episode: int, frame: int, actions: list[Any]) -> bytes:
 
 def _write_all(file: io.FileIO, line: bytes) -> None:
     """Write `line` to `file` (a regular file takes it in one write; loop in case not)."""
-    view = memoryview(line)
-    while view:
-        view = view[file.write(view) or 0:]
+    written = file.write(line) or 0
+    if written < len(line):
+        view = memoryview(line)[written:]
+        while view:
+            view = view[file.write(view) or 0:]
 
 
 class RecordingWriter:

@@ -19,24 +19,25 @@ class InputLog:
         self.players = tuple(players)
         self.actions: dict[str, list[Any]] = {p: [] for p in self.players}
         self.complete = 0  # frames [0, complete) are known for every player
+        self._columns = [self.actions[p] for p in self.players]
 
     def add(self, player: str, start: int, actions: Sequence[Any]) -> None:
         """Add a run of `player`'s inputs starting at frame `start` (resends are checked, gaps ignored)."""
         known = self.actions[player]
-        if start > len(known):
+        overlap = len(known) - start   # how many of `actions` the log already has
+        if overlap < 0:
             return
-        for offset, action in enumerate(actions):
-            frame = start + offset
-            if frame < len(known):
-                if known[frame] != action:
-                    raise InconsistentInput(
-                        f"input of {player!r} for frame {frame} was {known[frame]!r} and is now {action!r}")
-            else:
-                known.append(action)
+        if overlap and known[start:start + len(actions)] != actions[:overlap]:   # one C-level compare
+            for frame in range(start, min(len(known), start + len(actions))):
+                if known[frame] != actions[frame - start]:
+                    raise InconsistentInput(f"input of {player!r} for frame {frame} was {known[frame]!r} "
+                                            f"and is now {actions[frame - start]!r}")
+        if overlap < len(actions):
+            known.extend(actions[overlap:])
 
     def take_complete(self) -> list[tuple[int, list[Any]]]:
         """Frames that became complete since the last call, with one action per player."""
-        columns = [self.actions[p] for p in self.players]
+        columns = self._columns
         upto = min(map(len, columns))
         if upto <= self.complete:
             return []

@@ -158,6 +158,7 @@ class MatchRoom:
         self._faults_recorded: set[tuple[str, str]] = set()   # (seat, reason) already in a desync_settled
         self._desyncs = 0            # desyncs recorded this episode
         self._unlogged_desyncs = 0   # of those, the ones after the first not yet told to the host
+        self._hosting = any(seat.host is not None for seat in self.seats.values())   # an AI seat runs="browser"
 
     # ------------------------------------------------------------ episodes
 
@@ -320,10 +321,11 @@ class MatchRoom:
             sends = "the lone seat sends confirmed packets to the server" if to_server else "seats send input packets"
             raise ProtocolError(f"{sends}, got {packet.kind!r}")
         checks = packet.checks
+        check_every = self.check_every
         for frame, _ in checks:
-            if not (self.check_every and frame % self.check_every == 0):
+            if not (check_every and frame % check_every == 0):
                 raise ProtocolError(f"checksum of frame {frame}, which is not a check frame "
-                                    f"(every {self.check_every}th)")
+                                    f"(every {check_every}th)")
         if packet.gen != sender.gen:
             if packet.gen > sender.gen:
                 raise ProtocolError(f"holder generation {packet.gen} of seat {sender.addr!r} was never given "
@@ -332,27 +334,34 @@ class MatchRoom:
                 self.rejoin(sender)   # a page that fell silent plays on: it takes its seat back, re-simulating
             return   # a previous holder's packet, in flight when the seat changed hands
         inputs = packet.inputs
-        limit = self.log.complete + MAX_AHEAD_SECONDS * self.settings.fps
-        plays = sender.players if not self.hosted(sender) else self.net_players(sender)
+        log = self.log
+        limit = log.complete + MAX_AHEAD_SECONDS * self.settings.fps
+        plays = self.net_players(sender) if self._hosting else sender.players
         for player, start, actions in inputs:
             if player not in plays:
                 raise ProtocolError(f"seat {sender.addr!r} sent inputs for {player!r}, which it does not play")
             if start + len(actions) > limit:
                 raise ProtocolError(f"inputs of {player!r} reach frame {start + len(actions)}, more than "
-                                    f"{MAX_AHEAD_SECONDS} s past the last frame every seat has sent ({self.log.complete})")
+                                    f"{MAX_AHEAD_SECONDS} s past the last frame every seat has sent ({log.complete})")
             self._check_actions(player, actions)
         try:
             for player, start, actions in inputs:
-                self.log.add(player, start, actions)
+                log.add(player, start, actions)
         except InconsistentInput as error:
             raise ProtocolError(str(error)) from None
-        sender.last_heard = self.host.now()
+        now = self.host.now()
+        sender.last_heard = now
         sender.heard = True
         if target is not None:
-            self._time_round_trip(sender, target, packet)
+            self._time_round_trip(sender, target, packet, now)
         self._write_complete_frames()
-        for frame, checksum in checks:
-            self._checksum(sender, frame, checksum)
+        if checks:
+            reported = self.checks.get
+            addr = sender.addr
+            for frame, checksum in checks:
+                seen = reported(frame)
+                if seen is None or addr not in seen:   # most checks are resends of ones already logged
+                    self._checksum(sender, frame, checksum)
         if sender.started_at is not None and sender.kind == HUMAN:
             self.metrics.first_packet_seconds.observe(began - sender.started_at)
             sender.started_at = None
@@ -370,11 +379,11 @@ class MatchRoom:
             self._referee_due = False
             self.host.settle(self)
 
-    def _time_round_trip(self, sender: Seat, target: Seat, packet: codec.Packet) -> None:
+    def _time_round_trip(self, sender: Seat, target: Seat, packet: codec.Packet, now: float) -> None:
         """The relay's round trip to `sender`: from the arrival of the partner's packet that `sender` echoes
         (its "t") to this packet, less the time `sender` held it before answering (netcode.p2p's ping,
-        seen from the server)."""
-        now_ms = self.host.now() * 1000
+        seen from the server); `now` is the host's clock at its arrival."""
+        now_ms = now * 1000
         sender.sent_at[packet.t] = now_ms
         if len(sender.sent_at) > 64:
             del sender.sent_at[next(iter(sender.sent_at))]

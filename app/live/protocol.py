@@ -7,7 +7,7 @@ See docs/protocol.md.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from netcode.frame_ranges import MAX_REPORTED_RANGES
 from game.errors import CoplayError
@@ -69,8 +69,9 @@ def parse_ready(payload: Any) -> int:
     return _int(payload, "index")
 
 
-@dataclass(frozen=True)
-class PacketEvent:
+class PacketEvent(NamedTuple):
+    """A netcode packet `data` for seat `to` (a named tuple: one is built per relayed packet)."""
+
     match: str
     episode: int
     to: str
