@@ -20,11 +20,14 @@ from __future__ import annotations
 import logging
 import socket
 import struct
+import warnings
 from typing import Any, Callable
 
-from eventlet import patcher
-from eventlet.event import Event
-from eventlet.hubs import get_hub, trampoline
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # eventlet warns on import that it is deprecated upstream
+    from eventlet import patcher
+    from eventlet.event import Event
+    from eventlet.hubs import get_hub, trampoline
 
 from app.live.channel import CLOSE_FLOODING, OpenChannel
 from app.live.hub import Hub
