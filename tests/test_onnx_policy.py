@@ -418,3 +418,22 @@ def test_the_bundle_ships_a_browser_seats_model_or_says_how_to_install_onnxrunti
     monkeypatch.setenv("COPLAY_NODE_MODULES", str(tmp_path / "empty"))
     with pytest.raises(BundleError, match=r"needs onnxruntime-web, which is not installed .*run scripts/setup"):
         build_bundle(experiment, loader.absolute)
+
+
+def test_the_bundle_ships_the_models_of_every_match_scene_and_builds_without_any(tmp_path: Path) -> None:
+    from app.pyodide.bundle import build_bundle
+    from game.adapters.onnx_policy import worker_model_name
+    from game.loader import GameLoader
+    from scenes import End, Page
+
+    tracker_model(tmp_path / "t.onnx")
+    seat = AISeat(OnnxPolicy("t.onnx", observation_keys=TRACKER_KEYS), runs="browser")
+    experiment = Experiment(id="b", scenes=[
+        Match("with-ai", "game.games.pong:Pong", humans=["left"], ai={"right": seat}),
+        Match("humans", "game.games.pong:Pong", humans=["left", "right"]),
+        End(id="end", html="<p>bye</p>")])
+    loader = GameLoader(str(tmp_path))
+    experiment.validate(loader)
+    assert list(build_bundle(experiment, loader.absolute)["onnx"]["models"]) == [worker_model_name(seat.factory)]
+    no_match = Experiment(id="n", scenes=[Page("p", "Hello", markdown="hi"), End(id="end", html="<p>bye</p>")])
+    assert "onnx" not in build_bundle(no_match, loader.absolute)

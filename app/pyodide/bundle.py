@@ -352,6 +352,7 @@ def build_bundle(experiment: Any, resolve_spec: Callable[[Any], str],
     Raises BundleError when a game cannot be sent, PackageError when a package cannot be served.
     """
     builder = _Builder()
+    models: dict[str, dict[str, Any]] = {}   # ONNX models of browser-run AI seats, of every scene
     for scene in experiment.match_scenes():
         spec = resolve_spec(scene.game)
         try:
@@ -361,7 +362,6 @@ def build_bundle(experiment: Any, resolve_spec: Callable[[Any], str],
         for package in scene.packages:
             builder.add_package(package)
         seat_settings = getattr(scene, "seat_settings", None)   # `coplay play`'s stand-in scenes have none
-        models: dict[str, dict[str, Any]] = {}
         for player, ai in (seat_settings()[0] if seat_settings else {}).items():
             if ai.runs != "browser":
                 continue
