@@ -4,27 +4,34 @@
 module feeds it socket events and a periodic `tick`; the Hub answers through the
 injected `emit`, starts background work with `spawn` and waits with `sleep`, so the
 same logic runs under eventlet, gevent or threads, and in tests.
+
+The Hub holds the state and dispatches; each part of its work has a module of its own:
+app/live/lobby.py (waiting rooms, admission control), app/live/match_setup.py (a new match's seats
+and settings), app/live/seating.py (match ends, seat changes, participants back after either) and
+app/live/agent_seats.py (remote agents' connections and seats). The match channels' part is here.
 """
 from __future__ import annotations
 
 import itertools
 import logging
-import math
 import secrets
 import threading
-from collections import Counter, deque
+from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
-from app.live.agents import META_PER_SECOND, AgentPool, AgentTokenError, MetaLimit, is_agent, parse_agent_meta
-from app.live.admission import BUSY_MESSAGE, DEFAULT_ADMISSION, Admission, AdmissionSettings, Closed, Opened
+from app.live.agent_seats import AgentSeats
+from app.live.agents import AgentPool, is_agent
+from app.live.admission import DEFAULT_ADMISSION, Admission, AdmissionSettings
 from app.live.bots import BotPeer
 from app.live.channel import (
     CHANNEL_PATH, CLOSE_FLOODING, CLOSE_GONE, CLOSE_TRY_LATER, ChannelLink, ChannelRefused, OpenChannel, parse_frame,
 )
 from app.live.flow import Flow
+from app.live.lobby import Lobby
 from app.live.log_text import log_text
-from app.live.match_room import AGENT, AI, HUMAN, MatchHost, MatchRoom, MatchSettings, Seat
+from app.live.match_room import HUMAN, MatchHost, MatchRoom, Seat
+from app.live.match_setup import match_settings, seats_for
 from app.live.metrics import Metrics
 from app.live.recovery import close_interrupted_matches
 from app.live.protocol import (
@@ -33,9 +40,8 @@ from app.live.protocol import (
 from app.live.ratelimit import DEFAULT_BUDGET, RATE_LIMITED, Budget, RateLimit, Report
 from app.live.tickets import Ticket, TicketError, Tickets
 from app.data.recording import RecordingWriter, make_header, recording_path
-from app.live.waiting import Held, StartMatch, TimedOut, WaitingRoom
-from game.env import action_space_for
-from scenes.ai_seat import as_ai_seat
+from app.live.seating import END_MESSAGES, Seating
+from app.live.waiting import StartMatch, WaitingRoom
 from scenes.match import Match
 
 log = logging.getLogger("coplay.server")
@@ -81,17 +87,18 @@ class Hub(MatchHost):
         self.sid_of: dict[str, str] = {}
         self.participant_of: dict[str, str] = {}
         self.rate_limit = RateLimit(budget)
+        self.agent_seats = AgentSeats(self)   # the parts of the Hub's work with a module each
+        self.lobby = Lobby(self)
+        self.seating = Seating(self)
         self._handlers: dict[str, Callable[[str, Any], None]] = {
             "advance": self._advance, "ready": self._ready, "packet": self._packet,
-            "episode_done": self._episode_done, "client_error": self._client_error, "agent_meta": self._agent_meta}
+            "episode_done": self._episode_done, "client_error": self._client_error, "agent_meta": self.agent_seats.meta}
         self.agents = agents if agents is not None else AgentPool()   # remote agents' tokens and connections
-        self._meta_limits: dict[str, MetaLimit] = {}
         self.rooms: dict[str, WaitingRoom] = {}
         self.matches: dict[str, MatchRoom] = {}
         self.seat_of: dict[str, tuple[MatchRoom, Seat]] = {}
         self.ended_matches: deque[str] = deque(maxlen=1024)
         self.settling: set[str] = set()   # matches whose referee task is running
-        self._last_waiting_update = 0.0
         self._last_tick = services.now()
         self.tickets = tickets            # None: match_start offers no match channel
         self.channel_url = channel_url
@@ -106,7 +113,7 @@ class Hub(MatchHost):
         self.metrics.sockets_connected.set_function(lambda: len(self.participant_of))
         self.metrics.matches_active.set_function(lambda: len(self.matches))
         self.admission = Admission(admission)
-        self._watch_admission()
+        self.lobby.watch_admission()
         interrupted = close_interrupted_matches(flow)  # matches a crash of the previous server left running
         self.metrics.matches_ended.labels("interrupted").inc(len(interrupted))
 
@@ -128,19 +135,14 @@ class Hub(MatchHost):
             self.participant_of[sid] = participant
             self.metrics.connected(participant)
             self.store.log_event("connect", {"sid": sid}, participant_id=participant)
-            seated = self.seat_of.get(participant)
-            if old is not None and seated is not None and seated[1].participant == participant:
-                seated[0].seat_absent(seated[1], "reconnected")  # the new page has no game state to go on with
-            if seated is not None and (seated[0].ended or seated[1].kind != HUMAN or seated[1].participant != participant):
-                self._tell_what_happened_while_away(sid, seated[0])
-                self._leave_match_scene(participant)
+            self.seating.reconnected(participant, sid, had_socket=old is not None)
             self._send_scene(participant)
             return True
 
     def disconnect(self, sid: str) -> None:
         with self.lock:
             if is_agent(self.participant_of.get(sid)):
-                self._agent_disconnected(sid)
+                self.agent_seats.disconnected(sid)
                 return
             self.metrics.socket_disconnects.inc()
             self._close_budget(sid)
@@ -253,15 +255,7 @@ class Hub(MatchHost):
             return
         if seated is not None:
             raise ProtocolError("already in a match")
-        room = self.rooms.get(scene.id)
-        if room is None:
-            wait = scene.waiting_room
-            room = self.rooms[scene.id] = WaitingRoom(scene.id, len(scene.humans), wait.timeout_s, wait.on_timeout)
-        room.join(participant, self.services.now())
-        self.store.log_event("waiting", {"scene": scene.id}, participant_id=participant)
-        self._poll_room(room)
-        if participant in room.waiting:
-            self._send_waiting(room, participant)
+        self.lobby.join(participant, scene)
 
     def _packet(self, participant: str, payload: Any) -> None:
         event = parse_packet(payload)
@@ -388,13 +382,7 @@ class Hub(MatchHost):
         """Run waiting-room timeouts, waiting updates and silence checks; call a few times a second."""
         with self.lock:
             now = self.services.now()
-            for room in list(self.rooms.values()):
-                self._poll_room(room)
-            if now - self._last_waiting_update >= 1.0:
-                self._last_waiting_update = now
-                for room in self.rooms.values():
-                    for participant in room.waiting:
-                        self._send_waiting(room, participant)
+            self.lobby.tick(now)
             late, self._last_tick = now - self._last_tick > LATE_TICK_S, now
             if late:
                 return   # seats look silent after a server stall; judge them at the next tick, packets read
@@ -403,83 +391,13 @@ class Hub(MatchHost):
             for sid, report in self.rate_limit.due(now):
                 self._report_refusals(sid, report)
 
-    def _poll_room(self, room: WaitingRoom) -> None:
-        now = self.services.now()
-        for action in room.poll(now, self.admission.open, self.admission.settings.max_hold_s,
-                                self.admission.start_budget(now), self._seatable(room.scene_id)):
-            if isinstance(action, StartMatch):
-                self.admission.started(1)
-                self._start_match(room.scene_id, action)
-            elif isinstance(action, Held):
-                self.metrics.admission_held_starts.inc(action.matches)
-            elif isinstance(action, TimedOut):
-                reason = {"reason": action.reason}
-                self.store.log_event("waiting_timeout", {"scene": room.scene_id, **reason},
-                                     participant_id=action.participant)
-                self.flow.set_outcome(action.participant, "waiting_timeout", reason)
-                self._send_scene(action.participant)
-
-    def _send_waiting(self, room: WaitingRoom, participant: str) -> None:
-        sid = self.sid_of.get(participant)
-        if sid is not None:
-            index, _ = self.flow.current(participant)
-            seconds_left = round(room.seconds_left(participant, self.services.now()))
-            payload: dict[str, Any] = {"scene": index, "present": len(room.waiting), "needed": room.needed,
-                                       "seconds_left": seconds_left}
-            if not self.admission.open or (self.admission.start_budget(self.services.now()) < math.inf
-                                           and participant in room.grouped()):   # waits for its turn to start
-                payload.update(busy=True, message=BUSY_MESSAGE)
-            self.services.emit("waiting", payload, to=sid)
-
-    # ------------------------------------------------------------ admission control
-
     def run_lag_probe(self) -> None:
         """Measure the server's lag for admission control, forever (a background task)."""
-        while True:
-            try:
-                self.probe_lag()
-            except Exception:  # a failing probe must not leave admission stuck: log it and measure on
-                log.exception("the admission lag probe failed")
-                self.services.sleep(1.0)
+        self.lobby.run_lag_probe()
 
     def probe_lag(self) -> None:
         """Sleep one probe interval and feed how late it woke, and the longest relay since, to admission."""
-        interval = self.admission.settings.probe_interval_s
-        before = self.services.now()
-        self.services.sleep(interval)
-        woke = self.services.now()
-        with self.lock:
-            change = self.admission.observe(woke, woke - before - interval, self.metrics.take_relay_max())
-            if change is not None:
-                self._admission_changed(change)
-
-    def _admission_changed(self, change: Closed | Opened) -> None:
-        """Log and record a close or reopen once; tell the waiting, or start the matches held."""
-        waiting = sum(len(room.waiting) for room in self.rooms.values())
-        figures = {**change.figures.as_ms(), "max_lag_ms": round(self.admission.settings.max_lag_s * 1000, 1),
-                   "matches": len(self.matches), "waiting": waiting}
-        if isinstance(change, Closed):
-            self.metrics.admission_closes.inc()
-            log.warning("admission closed: new matches wait (lag %.1f ms over %.1f ms for %.1f s: event loop "
-                        "%.1f ms, relay %.2f ms; %d matches running, %d waiting)", figures["lag_ms"],
-                        figures["max_lag_ms"], change.above_s, figures["loop_lag_ms"], figures["relay_ms"],
-                        len(self.matches), waiting)
-            self.store.log_event("admission", {"open": False, **figures, "above_s": round(change.above_s, 2)})
-        else:
-            log.warning("admission reopened after %.1f s (lag %.1f ms; %d matches running, %d waiting)",
-                        change.closed_s, figures["lag_ms"], len(self.matches), waiting)
-            self.store.log_event("admission", {"open": True, **figures, "closed_s": round(change.closed_s, 2)})
-        for room in list(self.rooms.values()):
-            self._poll_room(room)   # closed: counts the held starts; open: starts them, in arrival order
-            for participant in room.waiting:
-                self._send_waiting(room, participant)
-
-    def _watch_admission(self) -> None:
-        self.metrics.admission_open.set_function(lambda: float(self.admission.open))
-        for part, read in (("total", lambda: self.admission.figures.lag_s),
-                           ("event_loop", lambda: self.admission.figures.loop_lag_s),
-                           ("relay", lambda: self.admission.figures.relay_s)):
-            self.metrics.lag_seconds.labels(part).set_function(read)
+        self.lobby.probe_lag()
 
     def _send_scene(self, participant: str) -> None:
         sid = self.sid_of.get(participant)
@@ -492,37 +410,17 @@ class Hub(MatchHost):
         scene = self.flow.experiment.scene_by_id(scene_id)
         assert isinstance(scene, Match), f"waiting rooms open only on match scenes, not {scene_id!r}"
         game_class = self.services.resolve_game(scene.game)
-        env = game_class(scene.config)
-        players = tuple(env.players)
-        seats: dict[str, Seat] = {}
-        humans = list(start.participants)
-        ai_seats, fill, stand_in = scene.seat_settings()
-        for player in scene.humans:
-            addr = f"s{len(seats)}"
-            if humans:
-                seats[addr] = Seat(addr, (player,), HUMAN, participant=humans.pop(0))
-            else:
-                seats[addr] = Seat(addr, (player,), AI, policy=fill)
-        for player, ai in ai_seats.items():
-            addr = f"s{len(seats)}"
-            seats[addr] = Seat(addr, (player,), AI, policy=ai, host=self._browser_host(seats, ai))
-        settings = MatchSettings(
-            game=self.services.game_spec(scene.game), config=dict(scene.config or {}), players=players,
-            action_spaces={p: action_space_for(env, p) for p in players}, episodes=scene.episodes, fps=scene.fps,
-            netcode=_relayed_netcode(scene.netcode), keys=dict(scene.keys or {}),
-            on_partner_drop=scene.on_partner_drop,
-            fill_policy=fill, grace_s=scene.grace_s, stand_in=stand_in,
-            reveal_ai=scene.reveal_ai,
-        )
+        seats = seats_for(scene, start.participants)
+        settings = match_settings(scene, game_class(scene.config), self.services.game_spec(scene.game), PEER_TIMEOUT_MS)
         seed = secrets.randbelow(1 << 31)
-        self._seat_agents(seats, fill)
+        self.agent_seats.seat(seats, settings.fill_policy)
         seat_info = {a: s.info(seed) for a, s in seats.items()}
         match_id = self.store.create_match(scene_id, seat_info, seed)
         path = recording_path(self.experiment_dir, match_id)
         header = make_header(
             match=match_id, experiment=self.flow.experiment.id, scene=scene_id, created_at=self.store.now(),
             game=settings.game, game_source=self.services.game_source(game_class), config=settings.config,
-            players=list(players), seats=seat_info, netcode=settings.netcode, fps=settings.fps,
+            players=list(settings.players), seats=seat_info, netcode=settings.netcode, fps=settings.fps,
         )
         room = self.placer(match_id, scene_id, settings, seats, header, seed, game_class) if self.placer else None
         if room is None:
@@ -540,14 +438,6 @@ class Hub(MatchHost):
         self.store.log_event("match_start", {"seats": seat_info, "filled_with_ai": start.fill_with_ai},
                              match_id=match_id)
         room.start_next_episode()
-
-    @staticmethod
-    def _browser_host(seats: dict[str, Seat], ai: Any) -> str | None:
-        """The seat whose participant's worker plays an AI seat with runs="browser": the first human seat
-        (None, so the server plays it, when no participant is in the match)."""
-        if ai.runs != "browser":
-            return None
-        return next((a for a, s in seats.items() if s.kind == HUMAN and s.participant is not None), None)
 
     # MatchHost: what a MatchRoom asks of the server.
 
@@ -623,147 +513,19 @@ class Hub(MatchHost):
             self.services.sleep(0)
 
     def match_ended(self, room: MatchRoom, reason: str) -> None:
-        self.metrics.matches_ended.labels(reason).inc()
-        room.recording.close()
-        self.store.end_match(room.id, reason)
-        self.matches.pop(room.id, None)
-        self.ended_matches.append(room.id)
-        for seat in room.seats.values():
-            participant = seat.participant
-            self._close_stale_channel(participant, f"match {room.id} is over")
-            if participant is None or self.seat_of.get(participant, (None,))[0] is not room:
-                continue
-            if seat.kind == AGENT:
-                self._agent_match_over(participant, room, reason)
-                continue
-            if seat.absent_since is not None:
-                continue   # away when it ended (a stand-in played): they go on past it if they come back
-            del self.seat_of[participant]
-            self.send(seat, "match_end", {"match": room.id, "reason": reason,
-                                          "message": room.end_message or _END_MESSAGES[reason]})
-            self.flow.finish_match(participant)
-            self._send_scene(participant)
-
-    def _tell_what_happened_while_away(self, sid: str, room: MatchRoom) -> None:
-        """A participant back after their match ended, or after an AI took their seat, hears which before the
-        page moves on past the match."""
-        reason = room.end_reason if room.ended and room.end_reason else "away"
-        message = _END_MESSAGES["ended_while_away"] if room.ended else _END_MESSAGES["away"]
-        self.services.emit("match_end", {"match": room.id, "reason": reason, "message": message, "away": True}, to=sid)
-
-    def _leave_match_scene(self, participant: str) -> None:
-        """A participant whose seat an AI took, or whose match ended while they were away, goes on past it."""
-        self.seat_of.pop(participant, None)
-        self.flow.finish_match(participant)
+        self.seating.match_ended(room, reason)
 
     def log_event(self, room: MatchRoom, kind: str, data: dict[str, Any]) -> None:
-        if kind == "seat_changed" and data.get("by") in ("stand_in", "ai", "gone") and data.get("why") != "grace_expired":
-            self.metrics.seats_lost.labels(str(data.get("why", "unknown"))).inc()
-        if kind in ("desync", "desyncs_repeated", "desync_settled", "seat_changed"):
-            log.warning("match %s: %s %s", room.id, kind, log_text(data))
-        self.store.log_event(kind, data, match_id=room.id)
-        if kind == "seat_changed":
-            self._close_stale_channel(data.get("participant"), f"seat {data.get('seat')} changed holder")
-            if is_agent(data.get("participant")):
-                self._agent_unseated(data["participant"], room)
-        if kind == "seat_changed" and data.get("why") == "grace_expired" and data.get("participant"):
-            self._send_on(room, data["participant"])
-
-    def _send_on(self, room: MatchRoom, participant: str) -> None:
-        """A participant still connected but silent for longer than the grace period (their seat went to an
-        AI) is told why and goes on past the match."""
-        sid = self.sid_of.get(participant)
-        if sid is None or self.seat_of.get(participant, (None,))[0] is not room:
-            return   # not connected: they go on past the match if they come back (connect)
-        self._tell_what_happened_while_away(sid, room)
-        self._leave_match_scene(participant)
-        self._send_scene(participant)
+        self.seating.log_event(room, kind, data)
 
     def now(self) -> float:
         return self.services.now()
 
-    # ------------------------------------------------------------ remote agents (app/live/agents.py)
+    # ------------------------------------------------------------ remote agents (app/live/agent_seats.py)
 
     def agent_connect(self, sid: str, token: Any) -> None:
-        """Accept socket `sid` as a connection of the agent whose token `token` is: it is free to take a
-        remote seat of that agent from the next match on. Raises AgentTokenError, having changed nothing,
-        for a missing or wrong token, or when the agent connects too often just now."""
-        with self.lock:
-            try:
-                name = self.agents.check(token)
-            except AgentTokenError:
-                self.metrics.refused("agent_token")
-                raise
-            conn = self.agents.open(name)
-            if not self.rate_limit.open(sid, conn, self.services.now()):
-                self.agents.close(conn)
-                self.metrics.refused("connect_rate")
-                raise AgentTokenError("this agent connects too often just now: wait a few seconds")
-            self.sid_of[conn] = sid
-            self.participant_of[sid] = conn
-            self._meta_limits[conn] = MetaLimit(self.services.now())
-            log.info("agent connection %s opened", conn)
-            self.store.log_event("agent_connect", {"agent": name, "connection": conn})
-
-    def _agent_disconnected(self, sid: str) -> None:
-        conn = self.participant_of.pop(sid)
-        self._close_budget(sid)
-        self.sid_of.pop(conn, None)
-        self._meta_limits.pop(conn, None)
-        self.agents.close(conn)
-        self.store.log_event("agent_disconnect", {"connection": conn})
-        seated = self.seat_of.get(conn)
-        if seated is not None:
-            seated[0].agent_lost(seated[1], "disconnected")
-
-    def _seat_agents(self, seats: dict[str, Seat], fill: Any) -> None:
-        """Give each remote AI seat of a starting match to a free connection of its agent; a seat whose
-        agent has none plays its fallback (or the scene's fill_policy) from the start."""
-        for seat in seats.values():
-            ai = as_ai_seat(seat.policy) if seat.kind == AI else None
-            if ai is None or ai.runs != "remote" or ai.agent is None:
-                continue
-            conn = self.agents.take(ai.agent)
-            if conn is not None:
-                seat.kind, seat.participant = AGENT, conn
-                continue
-            log.warning("no agent %r connected for seat %s: its fallback plays it", ai.agent, seat.addr)
-            seat.policy = ai.fallback_seat() or fill
-
-    def _seatable(self, scene_id: str) -> float:
-        """How many matches of the scene the free agent connections can seat (inf: it has no remote seats)."""
-        scene = self.flow.experiment.scene_by_id(scene_id)
-        assert isinstance(scene, Match)
-        wanted = Counter(str(ai.agent) for ai in scene.seat_settings()[0].values() if ai.runs == "remote")
-        return min((self.agents.connected(name) // count for name, count in wanted.items()), default=math.inf)
-
-    def _agent_meta(self, participant: str, payload: Any) -> None:
-        if not is_agent(participant):
-            raise ProtocolError("agent_meta comes from remote agents only")
-        match, entries = parse_agent_meta(payload)
-        room, seat = self._seat(participant)
-        if not self._meta_limits[participant].allow(len(entries), self.services.now()):
-            raise ProtocolError(f"too much agent metadata: at most {META_PER_SECOND:g} steps a second")
-        room.agent_meta(seat, match, entries)
-
-    def _agent_unseated(self, conn: str, room: MatchRoom) -> None:
-        """An agent lost its seat (a fallback plays it) while maybe still connected: it is told, and
-        disconnected, since a silent agent process is not trusted with another match."""
-        if self.seat_of.get(conn, (None,))[0] is room:
-            del self.seat_of[conn]
-        sid = self.sid_of.get(conn)
-        if sid is not None:
-            self.services.emit("match_end", {"match": room.id, "reason": "seat_taken_over",
-                                             "message": "the seat went to its fallback"}, to=sid)
-            self.services.disconnect(sid)
-
-    def _agent_match_over(self, conn: str, room: MatchRoom, reason: str) -> None:
-        del self.seat_of[conn]
-        sid = self.sid_of.get(conn)
-        if sid is not None:
-            self.services.emit("match_end", {"match": room.id, "reason": reason,
-                                             "message": room.end_message or _END_MESSAGES[reason]}, to=sid)
-            self.agents.release(conn)
+        """Accept socket `sid` as a connection of the agent whose token `token` is (AgentSeats.connect)."""
+        self.agent_seats.connect(sid, token)
 
     # ------------------------------------------------------------ researcher actions (app/web/admin_routes.py)
 
@@ -786,27 +548,7 @@ class Hub(MatchHost):
             seated = self.seat_of.pop(participant, None)
             if seated is not None and seated[1].participant == participant:
                 self.send(seated[1], "match_end", {"match": seated[0].id, "reason": outcome,
-                                                   "message": _END_MESSAGES["study_ended"]})
+                                                   "message": END_MESSAGES["study_ended"]})
                 seated[0].seat_lost(seated[1], outcome)
             self._send_scene(participant)
-
-
-_END_MESSAGES = {
-    "completed": "The game is over. Thank you!",
-    "partner_dropped": "Your partner left, so the game ended early.",
-    "abandoned": "Everyone left the game.",
-    "error": "The game stopped because of an error on our side.",
-    "away": "You were away too long, so the game went on without you.",
-    "ended_while_away": "The game ended while you were away.",
-    "ended_by_researcher": "The researcher ended this game.",
-    "study_ended": "The study has ended for you.",
-}
-
-
-def _relayed_netcode(settings: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The scene's netcode settings, with peer timeouts raised above the server's silence limit."""
-    netcode = dict(settings or {})
-    netcode["disconnect_timeout_ms"] = max(netcode.get("disconnect_timeout_ms", 0), PEER_TIMEOUT_MS)
-    netcode.setdefault("disconnect_notify_ms", 1000)
-    return netcode
 
