@@ -29,7 +29,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from game.adapters.onnx_policy import ONNX_PREFIX, OnnxPolicy, worker_model_name
+from game.adapters.onnx_policy import OnnxPolicy, as_onnx_policy, worker_model_name
 from game.paced_policy import seat_seed
 
 from scenes.base import Resolver
@@ -153,11 +153,7 @@ def onnx_policy_of(seat: AISeat) -> OnnxPolicy | None:
     """The seat's ONNX policy (loaded once the seat is resolved), or None when its policy is not one."""
     if isinstance(seat.factory, OnnxPolicy):
         return seat.factory
-    if isinstance(seat.policy, OnnxPolicy):
-        return seat.policy
-    if isinstance(seat.policy, str) and seat.policy.startswith(ONNX_PREFIX):
-        return OnnxPolicy(seat.policy.removeprefix(ONNX_PREFIX))
-    return None
+    return as_onnx_policy(seat.policy)
 
 
 def browser_policy_spec(seat: AISeat) -> str:

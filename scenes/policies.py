@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from game.adapters.onnx_policy import ONNX_PREFIX, OnnxPolicy
+from game.adapters.onnx_policy import OnnxPolicy, as_onnx_policy
 from game.policies import Bot, IdlePolicy, RandomPolicy  # noqa: F401 - Bot is re-exported here
 
 from scenes.base import Resolver
@@ -30,10 +30,9 @@ _POLICY_HINT = "use 'random', 'idle', a class with act(observation), 'FILE.py:Cl
 
 def why_not_policy(policy: Any) -> str | None:
     """Why `policy` is not a policy spec (None when it is)."""
-    if isinstance(policy, OnnxPolicy):
-        return policy.why_not()
-    if isinstance(policy, str) and policy.startswith(ONNX_PREFIX):
-        return OnnxPolicy(policy[len(ONNX_PREFIX):]).why_not()
+    onnx = as_onnx_policy(policy)
+    if onnx is not None:
+        return onnx.why_not()
     if isinstance(policy, str):
         target, sep, name = policy.rpartition(":")
         if policy in BUILTIN_POLICIES or (sep and target and name):
@@ -52,10 +51,9 @@ def resolve_policy(policy: Any, resolve: Resolver | None = None) -> Any:
     """The policy factory for a spec: the class of "random", "idle", a class, or a "FILE.py:Class" string
     (needs `resolve`); or a loaded OnnxPolicy for "onnx:FILE.onnx" or an OnnxPolicy (a relative path is taken
     from `resolve.base_dir`, the experiment file's folder). Calling the factory makes one policy."""
-    if isinstance(policy, str) and policy.startswith(ONNX_PREFIX):
-        policy = OnnxPolicy(policy[len(ONNX_PREFIX):])
-    if isinstance(policy, OnnxPolicy):
-        return policy.load(getattr(resolve, "base_dir", None))
+    onnx = as_onnx_policy(policy)
+    if onnx is not None:
+        return onnx.load(getattr(resolve, "base_dir", None))
     if policy == "random":
         return RandomPolicy
     if policy == "idle":

@@ -41,6 +41,15 @@ class OnnxPolicyError(CoplayError, ValueError):
     code = "onnx_policy"
 
 
+def as_onnx_policy(policy: Any) -> OnnxPolicy | None:
+    """`policy` as an OnnxPolicy: itself when it is one, a new one for an "onnx:PATH" spec, else None."""
+    if isinstance(policy, OnnxPolicy):
+        return policy
+    if isinstance(policy, str) and policy.startswith(ONNX_PREFIX):
+        return OnnxPolicy(policy.removeprefix(ONNX_PREFIX))
+    return None
+
+
 _sessions: dict[tuple[str, str], Any] = {}   # (absolute path, sha256) -> onnxruntime.InferenceSession
 _lock = threading.Lock()
 
