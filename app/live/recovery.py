@@ -36,7 +36,7 @@ def close_interrupted_matches(flow: Flow) -> list[Interrupted]:
     store = flow.store
     closed = []
     for match in store.matches(status="active"):
-        _close_recording(os.path.join(store.directory, match.recording), match.id)
+        close_interrupted_recording(os.path.join(store.directory, match.recording), match.id)
         choices = {row["participant_id"]: _go_on(flow, row["participant_id"], match.scene_id, match.id)
                    for row in store.match_participants(match_id=match.id)}
         store.end_match(match.id, INTERRUPTED)
@@ -57,7 +57,7 @@ def _go_on(flow: Flow, participant: str, scene_id: str, match_id: str) -> str | 
         return "error"
 
 
-def _close_recording(path: str, match_id: str) -> None:
+def close_interrupted_recording(path: str, match_id: str) -> None:
     """Append `match_end` (reason interrupted) unless the recording already ended or cannot take it."""
     try:
         recording = read_recording(path)

@@ -29,7 +29,7 @@ from app.data.recording import recording_path
 from app.live.hub import Hub
 from app.live.match_room import MatchRoom, MatchSettings, Seat
 from app.live.protocol import EpisodeDone, PacketEvent
-from app.live.recovery import INTERRUPTED, _close_recording
+from app.live.recovery import INTERRUPTED, close_interrupted_recording as _close_recording
 from app.live.tickets import Tickets
 from app.relay.bus import HEARTBEAT_S, INTERRUPTED_MESSAGE, Bus, relay_secret
 from app.relay.wire import seats_out, settings_out
