@@ -541,15 +541,19 @@ class MatchRoom:
         humans_left = [s for s in self.seats.values() if s.kind == HUMAN and not s.gone and s is not seat]
         seat.absent_since = None
         if self.settings.on_partner_drop == "ai" and humans_left:
-            seat.policy = self.settings.fill_policy
-            frame = self._hand_over(seat, "ai", why)
-            seat.kind, seat.participant = AI, None
-            seat.bot = self.host.start_bot(self, seat, self.log.snapshot())
-            self._tell_partners(seat, "replaced", frame)
+            self._give_to_ai(seat, self.settings.fill_policy, why)
             return
         self._hand_over(seat, "gone", why)
         seat.gone = True
         self.end("partner_dropped" if humans_left else "abandoned")
+
+    def _give_to_ai(self, seat: Seat, policy: Any, why: str) -> None:
+        """A server bot playing `policy` takes the seat from the next unlogged frame; partners are told."""
+        seat.policy = policy
+        frame = self._hand_over(seat, "ai", why)
+        seat.kind, seat.participant = AI, None
+        seat.bot = self.host.start_bot(self, seat, self.log.snapshot())
+        self._tell_partners(seat, "replaced", frame)
 
     def _hand_over(self, seat: Seat, by: str, why: str) -> int:
         """The seat changes holder (`by`: stand_in, participant, ai, gone): stop its bot, bump its holder
@@ -617,11 +621,7 @@ class MatchRoom:
             seat.gone = True
             self.end("partner_dropped" if humans_left else "abandoned")
             return
-        seat.policy = fallback
-        frame = self._hand_over(seat, "ai", why)
-        seat.kind, seat.participant = AI, None
-        seat.bot = self.host.start_bot(self, seat, self.log.snapshot())
-        self._tell_partners(seat, "replaced", frame)
+        self._give_to_ai(seat, fallback, why)
 
     def agent_meta(self, seat: Seat, match: str, entries: list[MetaEntry]) -> None:
         """Record the metadata a remote agent attached to its steps (checked by app.live.agents)."""
