@@ -33,7 +33,7 @@ import requests
 import socketio
 
 from app.participant.answers import Policy, PolicyFn, generate_answers
-from app.participant.socket_client import MatchChannel, OrderedClient, PacketRouter, split_url
+from app.participant.socket_client import MatchChannel, OrderedClient, PacketRouter, quietly, split_url
 from app.participant.link import ShapedLink
 from game.adapters.onnx_policy import ONNX_PREFIX, OnnxPolicy, OnnxPolicyError
 from game.env import default_action_for
@@ -113,14 +113,6 @@ def match_record(result: ParticipantResult, matches: dict[str, dict[str, Any]], 
 
 
 # ----------------------------------------------------------------------------- the participant
-
-
-def _quietly(action: Callable[[], Any]) -> None:
-    """Run a closing action whose failure only means the connection is already gone."""
-    try:
-        action()
-    except Exception:  # noqa: BLE001 - closing a dead socket may raise anything; nothing to do about it
-        pass
 
 
 def crash_reason(error: BaseException) -> str:
@@ -307,12 +299,12 @@ class HeadlessParticipant:
         self._close_channel()
         client, self._sio = self._sio, None
         if client is not None:
-            closer = threading.Thread(target=_quietly, args=(client.disconnect,), name="disconnect", daemon=True)
+            closer = threading.Thread(target=quietly, args=(client.disconnect,), name="disconnect", daemon=True)
             closer.start()
             closer.join(timeout=DISCONNECT_WAIT_SECONDS)
             ws = getattr(client.eio, "ws", None)
             if ws is not None:  # after a server crash the client may still hold the dead socket
-                _quietly(ws.shutdown)
+                quietly(ws.shutdown)
 
     def _drop(self) -> None:
         """Vanish like a crashed tab: shut the socket down with no Socket.IO or WebSocket goodbye."""
@@ -325,9 +317,9 @@ class HeadlessParticipant:
             return
         ws = getattr(client.eio, "ws", None)
         if ws is not None:
-            _quietly(ws.shutdown)
+            quietly(ws.shutdown)
         else:
-            _quietly(lambda: client.eio.disconnect(abort=True))
+            quietly(lambda: client.eio.disconnect(abort=True))
 
     def _emit(self, event: str, payload: dict[str, Any]) -> None:
         client = self._sio

@@ -139,14 +139,14 @@ class MatchChannel:
         self.ended, self.ready = True, False
         ws = self.ws
         if ws is not None:
-            _ignore_errors(lambda: ws.close(timeout=0.5))
+            quietly(lambda: ws.close(timeout=0.5))
 
     def abort(self) -> None:
         """Vanish with no goodbye, like a crashed tab."""
         self.ended, self.ready = True, False
         ws = self.ws
         if ws is not None:
-            _ignore_errors(ws.shutdown)
+            quietly(ws.shutdown)
 
     def _run(self) -> None:
         code: int | None = None
@@ -180,7 +180,7 @@ class MatchChannel:
                 self.ended = True
                 self.on_closed(code, reason, was_ready)
             if self.ws is not None:
-                _ignore_errors(self.ws.shutdown)
+                quietly(self.ws.shutdown)
 
     def _frame(self, text: str) -> None:
         if text.startswith("! "):
@@ -198,7 +198,8 @@ def _close_status(frame: bytes) -> tuple[int | None, str]:
     return int.from_bytes(frame[:2], "big"), frame[2:].decode("utf-8", "replace")
 
 
-def _ignore_errors(action: Callable[[], Any]) -> None:
+def quietly(action: Callable[[], Any]) -> None:
+    """Run a closing action whose failure only means the connection is already gone."""
     try:
         action()
     except Exception:  # noqa: BLE001 - closing a dead socket may raise anything; nothing to do about it
