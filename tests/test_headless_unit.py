@@ -315,6 +315,7 @@ def test_a_hosted_onnx_seat_needs_its_model_whole_in_the_bundle(tmp_path: Any) -
     import base64
     import hashlib
 
+    from app.participant.bundle_models import BundleModels
     from game.adapters.onnx_policy import OnnxPolicy, OnnxPolicyError
     from game.loader import LoadError
     from game.spaces import Discrete
@@ -324,8 +325,8 @@ def test_a_hosted_onnx_seat_needs_its_model_whole_in_the_bundle(tmp_path: Any) -
     participant = HeadlessParticipant("http://127.0.0.1:9/")
     entry = {"base64": base64.b64encode(model).decode(), "sha256": hashlib.sha256(model).hexdigest(),
              "observation_keys": ["ball.1", "paddle"]}
-    participant._bundle_models = {"onnx:good": entry, "onnx:bad": {**entry, "sha256": "0" * 64},
-                                  "onnx:mangled": {**entry, "base64": "not base64!"}}
+    participant._bundle_models = BundleModels({"onnx:good": entry, "onnx:bad": {**entry, "sha256": "0" * 64},
+                                               "onnx:mangled": {**entry, "base64": "not base64!"}})
     with pytest.raises(LoadError, match=r"the ONNX policy of 'right' \(onnx:gone\) is not in the game bundle"):
         participant._policy_class("right", "onnx:gone")
     with pytest.raises(OnnxPolicyError, match="onnx:bad does not match its sha256"):

@@ -17,9 +17,6 @@ Uses the python-socketio *client* (threaded) and requests; never eventlet.
 """
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
 import queue
 import threading
 import time
@@ -33,9 +30,10 @@ import requests
 import socketio
 
 from app.participant.answers import Policy, PolicyFn, generate_answers
+from app.participant.bundle_models import BundleModels
 from app.participant.socket_client import MatchChannel, OrderedClient, PacketRouter, quietly, split_url
 from app.participant.link import ShapedLink
-from game.adapters.onnx_policy import ONNX_PREFIX, OnnxPolicy, OnnxPolicyError
+from game.adapters.onnx_policy import ONNX_PREFIX
 from game.env import default_action_for
 from game.loader import LoadError, load_class
 from game.paced_policy import PacedPolicy, local_ai
@@ -217,8 +215,7 @@ class HeadlessParticipant:
         self._reloaded = False
         self._started = 0.0
         self._bundle_games: dict[str, str] | None = None
-        self._bundle_models: dict[str, Any] = {}     # the bundle's ONNX models by name (`onnx.models`)
-        self._onnx: dict[str, OnnxPolicy] = {}       # those loaded (once each)
+        self._bundle_models = BundleModels()         # the bundle's ONNX models (`onnx.models`)
 
     # ------------------------------------------------------------------ public
 
@@ -451,7 +448,7 @@ class HeadlessParticipant:
         if not isinstance(games, dict):
             raise _Finished("error: the game bundle has no games")
         self._bundle_games = games
-        self._bundle_models = models if isinstance(models, dict) else {}
+        self._bundle_models = BundleModels(models)
 
     def _on_waiting(self, payload: dict[str, Any]) -> None:
         self.phase = "waiting"
@@ -550,21 +547,7 @@ class HeadlessParticipant:
         netcode/worker_glue.py), run with CPython onnxruntime."""
         if not spec.startswith(ONNX_PREFIX):
             return load_class(spec)
-        loaded = self._onnx.get(spec)
-        if loaded is not None:
-            return loaded
-        entry = self._bundle_models.get(spec)
-        if not isinstance(entry, dict):
-            raise LoadError(f"the ONNX policy of {player!r} ({spec}) is not in the game bundle")
-        try:
-            model = base64.b64decode(entry["base64"], validate=True)
-        except (KeyError, TypeError, binascii.Error) as error:
-            raise OnnxPolicyError(f"the game bundle's ONNX model {spec} is not base64: {error}") from None
-        if hashlib.sha256(model).hexdigest() != entry.get("sha256"):
-            raise OnnxPolicyError(f"the game bundle's ONNX model {spec} does not match its sha256")
-        policy = OnnxPolicy(spec, observation_keys=entry.get("observation_keys")).load_model(model, spec)
-        self._onnx[spec] = policy
-        return policy
+        return self._bundle_models.policy(player, spec)
 
     def _service_episode(self, ep: _Episode, now: float) -> None:
         """Run the ticks that are due (a few at most when behind); after the end the client only
