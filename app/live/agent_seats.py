@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from app.live.agents import META_PER_SECOND, AgentTokenError, MetaLimit, is_agent, parse_agent_meta
 from app.live.match_room import AGENT, AI, MatchRoom, Seat
 from app.live.protocol import ProtocolError
+from app.live.seating import END_MESSAGES
 from scenes.ai_seat import as_ai_seat
 from scenes.match import Match
 
@@ -108,11 +109,12 @@ class AgentSeats:
                                             "message": "the seat went to its fallback"}, to=sid)
             hub.services.disconnect(sid)
 
-    def match_over(self, conn: str, room: MatchRoom, reason: str, message: str) -> None:
-        """The agent's match ended: it is told `message`, and its connection is free for the next match."""
+    def match_over(self, conn: str, room: MatchRoom, reason: str) -> None:
+        """The agent's match ended: it is told why, and its connection is free for the next match."""
         hub = self.hub
         del hub.seat_of[conn]
         sid = hub.sid_of.get(conn)
         if sid is not None:
-            hub.services.emit("match_end", {"match": room.id, "reason": reason, "message": message}, to=sid)
+            hub.services.emit("match_end", {"match": room.id, "reason": reason,
+                                            "message": room.end_message or END_MESSAGES[reason]}, to=sid)
             hub.agents.release(conn)

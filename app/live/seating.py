@@ -61,7 +61,7 @@ class Seating:
             if participant is None or hub.seat_of.get(participant, (None,))[0] is not room:
                 continue
             if seat.kind == AGENT:
-                hub.agent_seats.match_over(participant, room, reason, room.end_message or END_MESSAGES[reason])
+                hub.agent_seats.match_over(participant, room, reason)
                 continue
             if seat.absent_since is not None:
                 continue   # away when it ended (a stand-in played): they go on past it if they come back
