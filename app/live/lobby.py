@@ -102,9 +102,9 @@ class Lobby:
         with hub.lock:
             change = hub.admission.observe(woke, woke - before - interval, hub.metrics.take_relay_max())
             if change is not None:
-                self._admission_changed(change)
+                self.admission_changed(change)
 
-    def _admission_changed(self, change: Closed | Opened) -> None:
+    def admission_changed(self, change: Closed | Opened) -> None:
         """Log and record a close or reopen once; tell the waiting, or start the matches held."""
         hub = self.hub
         waiting = sum(len(room.waiting) for room in hub.rooms.values())
