@@ -362,16 +362,18 @@ def accounting_comparison(rows: dict[str, list[Row]], relays: dict[str, int], ma
                       if r.accounting and not r.verdict(max_p99_ms, source).startswith("FAIL")}
               for label, found in rows.items()}
     per_process = {label: {m / max(relays[label], 1): r for m, r in ok.items()} for label, ok in passed.items()}
-    sections = [_estimate_table("at the same M", passed), _estimate_table("at the same load per relaying process "
-                                                                          "(M / relays)", per_process)]
+    one_relay = next((label for label, n in relays.items() if n == 1), None)
+    sections = [_estimate_table("at the same M", passed, one_relay),
+                _estimate_table("at the same load per relaying process (M / relays)", per_process, one_relay)]
     return "\n\n".join(sections) + (
         "\nest. matches: for each relaying process (each relay; the coordinator when there are none), the matches it "
         "would carry at one whole core, summed: what one core per relaying process would hold at the CPU per "
-        "packet measured here and 2 x 60 packets per second per match (an estimate, not a measured hold). ratio: to the "
-        "first line's estimate. INCONCLUSIVE: the generator fell behind in that run (the per-packet CPU still counts).")
+        "packet measured here and 2 x 60 packets per second per match (an estimate, not a measured hold; a process's CPU "
+        "per packet falls as its load grows, so estimates from a lightly loaded process are low). ratio: to the "
+        "first line's estimate; vs 1 relay: to the relays=1 line's. INCONCLUSIVE: the generator fell behind in that run (the per-packet CPU still counts).")
 
 
-def _estimate_table(title: str, by_key: dict[str, dict[float, Row]]) -> str:
+def _estimate_table(title: str, by_key: dict[str, dict[float, Row]], one_relay: str | None) -> str:
     common = set.intersection(*(set(found) for found in by_key.values())) if by_key else set()
     if not common:
         return (f"capacity by CPU accounting {title}: no row ran without failing at every relay count there; "
@@ -379,8 +381,9 @@ def _estimate_table(title: str, by_key: dict[str, dict[float, Row]]) -> str:
     key = max(common)
     lines = [f"capacity by CPU accounting {title} = {key:g}:",
              f"{'server':<10} {'M':>4} {'relay cpu % each':>18} {'coord %':>7} {'redis %':>7} {'us/pkt':>7} "
-             f"{'gen %':>6} {'machine %':>9} {'est. matches':>12} {'ratio':>6}  verdict"]
+             f"{'gen %':>6} {'other %':>7} {'machine %':>9} {'est. matches':>12} {'ratio':>6} {'vs 1 relay':>10}  verdict"]
     first = None
+    single = by_key[one_relay][key].accounting if one_relay in by_key else None
     for label, found in by_key.items():
         row = found[key]
         acc = row.accounting
@@ -391,8 +394,10 @@ def _estimate_table(title: str, by_key: dict[str, dict[float, Row]]) -> str:
                      f"{'/'.join(f'{acc.cpu_percent[k]:.0f}' for k in sorted(acc.estimate)):>18} "
                      f"{acc.cpu_percent.get('coordinator', 0):>7.0f} {acc.cpu_percent.get('redis', 0):>7.0f} "
                      f"{fmt(acc.us_per_packet(), 0):>7} {acc.cpu_percent.get('generator', 0):>6.0f} "
+                     f"{acc.others_percent():>7.0f} "
                      f"{acc.machine_percent:>5.0f}/{100 * acc.cores:<3} {fmt(estimate, 0):>12} "
-                     f"{ratio(estimate, first):>6}  {'INCONCLUSIVE' if row.inconclusive() else 'ok'}")
+                     f"{ratio(estimate, first):>6} {ratio(estimate, single and single.estimated_matches()):>10}  "
+                     f"{'INCONCLUSIVE' if row.inconclusive() else 'ok'}")
     return "\n".join(lines)
 
 

@@ -209,6 +209,10 @@ class Accounting:
     def us_per_packet(self) -> float | None:
         return self.server_percent() / 100 * self.window_s * 1e6 / self.packets if self.packets else None
 
+    def others_percent(self) -> float:
+        """What the rest of the machine used: neither the server nor the generator (other users, the kernel)."""
+        return max(0.0, self.machine_percent - self.server_percent() - self.cpu_percent.get("generator", 0.0))
+
     def machine_full(self) -> bool:
         """All cores (nearly) busy: other processes, the generator included, competed with the server."""
         return self.machine_percent >= FULL_SHARE * 100 * self.cores
@@ -299,6 +303,7 @@ def format_accounting(acc: Accounting) -> list[str]:
              + ", ".join(parts) + f" = server {acc.server_percent():.0f} %"
              + (f" ({us:.0f} us/pkt)" if us is not None else "")
              + f"; generator {acc.cpu_percent.get('generator', 0.0):.0f} %"
+             + f"; other processes {acc.others_percent():.0f} %"
              + f"; machine {acc.machine_percent:.0f} % of {100 * acc.cores} %"
              + (" (full: the machine, not necessarily the server, was the limit)" if acc.machine_full() else "")]
     if acc.estimate:

@@ -117,7 +117,7 @@ def test_the_accounting_takes_cpu_over_the_play_window_and_merges_every_relays_h
     assert result.cpu_percent == {"coordinator": 2.0, "relay a": 30.0, "relay b": 30.0, "redis": 0.0,
                                   "generator": 90.0}
     assert result.server_percent() == 62.0 and round(result.us_per_packet()) == round(1.24e6 / 2400)
-    assert result.machine_percent == 150.0 and not result.machine_full()
+    assert result.machine_percent == 150.0 and not result.machine_full() and result.others_percent() == 0.0
     # 100 of 4800 relays took over 1 ms: p99 lands inside (1 ms, 50 ms], merged from both relays' buckets.
     assert 1.0 < result.relay_p99_ms < 50.0
     # Each relay: 0.6 s of CPU for 1200 packets = 500 us a packet; 1 s / 500 us / 120 packets a match = 16.7 matches.
@@ -125,6 +125,7 @@ def test_the_accounting_takes_cpu_over_the_play_window_and_merges_every_relays_h
     assert round(result.estimated_matches()) == 33
     lines = acc.format_accounting(result)
     assert "relay a 30 %, relay b 30 %, redis 0 % = server 62 %" in lines[0] and "machine 150 % of 200 %" in lines[0]
+    assert "generator 90 %; other processes 0 %" in lines[0]
     assert "an estimate, not a measured hold" in lines[1] and "= 33 matches" in lines[1]
 
 
@@ -148,11 +149,11 @@ def test_the_relay_counts_are_compared_at_the_same_m_and_at_the_same_load_per_re
     table = bench.accounting_comparison(rows, {"relays=1": 1, "relays=2": 2}, 20, "server")
     same_m, same_load = table.split("\n\n")
     # A lagging generator leaves the row in (marked): the accounting is per packet. A failed row is left out.
-    assert "at the same M = 20:" in same_m and same_m.splitlines()[-1].split()[-3:] == ["100", "1.75x", "INCONCLUSIVE"]
+    assert "at the same M = 20:" in same_m and same_m.splitlines()[-1].split()[-4:] == ["100", "1.75x", "1.75x", "INCONCLUSIVE"]
     assert "(M / relays) = 10:" in same_load
     assert same_load.splitlines()[2].split()[:2] == ["relays=1", "10"]
     assert same_load.splitlines()[3].split()[:3] == ["relays=2", "20", "20/20"]
-    assert same_load.splitlines()[3].split()[-3:] == ["100", "2.00x", "INCONCLUSIVE"]
+    assert same_load.splitlines()[3].split()[-4:] == ["100", "2.00x", "2.00x", "INCONCLUSIVE"]
     assert same_load.splitlines()[2].split()[-1] == "ok"
     none = bench.accounting_comparison({"relays=1": rows["relays=1"][:1], "relays=2": rows["relays=2"][1:]},
                                        {"relays=1": 1, "relays=2": 2}, 20, "server")
