@@ -10,10 +10,11 @@ pong_capacity.py: one Pong match of `--seconds`, no other scenes) and runs
 `coplay loadtest URL --mode wire --participants 2M --arrival burst --processes P` (P: the number of
 cores by default), then prints one row: matches, completed, disconnects, relay round trip p50/p99
 seen by the participants, the server's own relay p99 (its coplay_relay_seconds histogram), server
-CPU % and CPU µs per relayed packet (CPU accounting, below), and the load generator's own CPU (% of a core per process, µs
-per packet it sent or received) and tick lateness p99. M passes with zero disconnects, zero failed
-participants, zero desyncs and a relay p99 under `--max-relay-p99-ms`. The search stops at the
-first M that does not pass and prints "max matches held: K" (the last M that passed; 0 if none did).
+CPU % and CPU µs per relayed packet (CPU accounting, below), and the load generator's own CPU (% of
+a core per process, µs per packet it sent or received) and tick lateness p99. M passes with zero
+disconnects, zero failed participants, zero desyncs and a relay p99 under `--max-relay-p99-ms`. The
+search stops at the first M that does not pass and prints "max matches held: K" (the last M that
+passed; 0 if none did).
 
 The wire-level generator (app/loadtest/wire.py: many participants per process on one asyncio loop,
 no rollback netcode) is what makes the server, not the generator, the thing measured; `--generator
@@ -355,9 +356,9 @@ def comparison(results: dict[tuple[str, str], tuple[int, Row | None, str]], mode
 
 
 def accounting_comparison(rows: dict[str, list[Row]], relays: dict[str, int], max_p99_ms: float, source: str) -> str:
-    """The relay counts side by side by CPU accounting, twice: at the largest M every count ran without failing (verdict
-    ok, or INCONCLUSIVE: the accounting is per packet, so a lagging generator does not bias it), and at the largest
-    equal load per relaying process (M / relays). Estimates, never holds."""
+    """The relay counts side by side by CPU accounting, twice: at the largest M every count ran without
+    failing (verdict ok, or INCONCLUSIVE: the accounting is per packet, so a lagging generator does not
+    bias it), and at the largest equal load per relaying process (M / relays). Estimates, never holds."""
     passed = {label: {float(r.matches_asked): r for r in found
                       if r.accounting and not r.verdict(max_p99_ms, source).startswith("FAIL")}
               for label, found in rows.items()}
@@ -365,12 +366,15 @@ def accounting_comparison(rows: dict[str, list[Row]], relays: dict[str, int], ma
     one_relay = next((label for label, n in relays.items() if n == 1), None)
     sections = [_estimate_table("at the same M", passed, one_relay),
                 _estimate_table("at the same load per relaying process (M / relays)", per_process, one_relay)]
-    return "\n\n".join(sections) + (
-        "\nest. matches: for each relaying process (each relay; the coordinator when there are none), the matches it "
-        "would carry at one whole core, summed: what one core per relaying process would hold at the CPU per "
-        "packet measured here and 2 x 60 packets per second per match (an estimate, not a measured hold; a process's CPU "
-        "per packet falls as its load grows, so estimates from a lightly loaded process are low). ratio: to the "
-        "first line's estimate; vs 1 relay: to the relays=1 line's. INCONCLUSIVE: the generator fell behind in that run (the per-packet CPU still counts).")
+    return "\n\n".join(sections) + "\n" + ESTIMATE_NOTE
+
+
+ESTIMATE_NOTE = (
+    "est. matches: for each relaying process (each relay; the coordinator when there are none), the matches one whole "
+    "core of it would carry at the CPU per packet measured here and 2 x 60 packets per second per match, summed (an "
+    "estimate, not a measured hold; a process's CPU per packet falls as its load grows, so an estimate from a lightly "
+    "loaded process is low). ratio: to the first line's estimate; vs 1 relay: to the relays=1 line's. "
+    "INCONCLUSIVE: the generator fell behind in that run (the per-packet CPU still counts).")
 
 
 def _estimate_table(title: str, by_key: dict[str, dict[float, Row]], one_relay: str | None) -> str:
@@ -381,7 +385,8 @@ def _estimate_table(title: str, by_key: dict[str, dict[float, Row]], one_relay: 
     key = max(common)
     lines = [f"capacity by CPU accounting {title} = {key:g}:",
              f"{'server':<10} {'M':>4} {'relay cpu % each':>18} {'coord %':>7} {'redis %':>7} {'us/pkt':>7} "
-             f"{'gen %':>6} {'other %':>7} {'machine %':>9} {'est. matches':>12} {'ratio':>6} {'vs 1 relay':>10}  verdict"]
+             f"{'gen %':>6} {'other %':>7} {'machine %':>9} {'est. matches':>12} {'ratio':>6} {'vs 1 relay':>10}"
+             "  verdict"]
     first = None
     single = by_key[one_relay][key].accounting if one_relay in by_key else None
     for label, found in by_key.items():
