@@ -1,19 +1,20 @@
-"""How many concurrent 2-player 60 fps Pong matches one server process holds on this machine.
+"""How many concurrent 2-player 60 fps Pong matches one server process (or one with N relays) holds here.
 
     python benchmarks/capacity.py [--start 5] [--step 5] [--max 200] [--seconds 30]
-                                  [--async-mode eventlet | --modes eventlet,gevent,threading] [--relays 1,2]
+                                  [--async-mode eventlet | --modes eventlet,gevent,threading] [--relays 0,1,2]
                                   [--generator wire|full] [--processes N] [--max-relay-p99-ms 20]
-                                  [--rtt-source server|client|both] [--baseline DIR]
+                                  [--rtt-source server|client|both] [--baseline DIR] [--through-inconclusive]
 
 For M = start, start + step, ... it starts a fresh `coplay serve` (benchmarks/experiments/
 pong_capacity.py: one Pong match of `--seconds`, no other scenes) and runs
 `coplay loadtest URL --mode wire --participants 2M --arrival burst --processes P` (P: the number of
 cores by default), then prints one row: matches, completed, disconnects, relay round trip p50/p99
 seen by the participants, the server's own relay p99 (its coplay_relay_seconds histogram), server
-CPU % and CPU µs per relayed packet, and the load generator's own CPU (% of a core per process, µs
-per packet it sent or received) and tick lateness p99. M passes with zero disconnects, zero failed
-participants, zero desyncs and a relay p99 under `--max-relay-p99-ms`. The search stops at the
-first M that does not pass and prints "max matches held: K" (the last M that passed; 0 if none did).
+CPU % and CPU µs per relayed packet (CPU accounting, below), and the load generator's own CPU (% of
+a core per process, µs per packet it sent or received) and tick lateness p99. M passes with zero
+disconnects, zero failed participants, zero desyncs and a relay p99 under `--max-relay-p99-ms`. The
+search stops at the first M that does not pass and prints "max matches held: K" (the last M that
+passed; 0 if none did).
 
 The wire-level generator (app/loadtest/wire.py: many participants per process on one asyncio loop,
 no rollback netcode) is what makes the server, not the generator, the thing measured; `--generator
@@ -29,11 +30,35 @@ of the two. Both are always printed.
 
 `--baseline DIR` runs the same search against an older checkout in the same run (DIR is e.g. a
 `git clone` of commit ff74edf with node_modules linked in; its server runs from DIR, the load
-generator is this one) and ends with old vs new side by side, with ratios. `--relays 1,2` runs one
+generator is this one) and ends with old vs new side by side, with ratios. `--relays 0,1,2` runs one
 search per relay count (`coplay serve --relays N`: N relay processes and a private redis-server beside
-the coordinator) and compares them the same way; with relays, the pass criterion uses the participants'
-relay p99, and the server CPU shown is the coordinator's only. Each server and its
-generator share this machine, so the server's share of the CPU is printed too.
+the coordinator; 0 is the single process) and compares them the same way, with the same limits: the
+relay p99 is the server's own, every relay's /metrics histogram merged bucket by bucket with the
+coordinator's (the relays are found in the coordinator's private Redis registry).
+
+CPU accounting (benchmarks/cpu_accounting.py). Server and generator share this machine's cores, so
+under each row a line gives, over the play window (the seconds in which all the run's matches ran at
+once), the CPU % of one core used by the coordinator, each relay process, redis-server, the generator
+(its whole process tree) and the machine (all cores, against cores x 100 %, marked "full" at 95 %).
+"cpu %" and "us/pkt" in the row are the whole server's: coordinator + relays + redis, per packet
+relayed anywhere. A second line is the *capacity by CPU accounting*, always labelled an estimate,
+never a measured hold: per relaying process (each relay; the coordinator without relays), 1 s /
+(its own CPU per packet x 120 packets per second per match) — the matches one whole core of it would
+carry at the cost per packet measured — summed over the processes.
+
+How the 1.7x claim of issue 16 is shown on a 2-core machine with the generator on it. Two relays
+held to the p99 limit need both cores, and the generator needs a core of its own at the sizes where
+that matters, so a *measured* hold of two relays against one says more about the generator's share
+of the machine than about the relays (the rows say so: the machine is "full", the verdict
+INCONCLUSIVE). What can be shown honestly is the server's side by CPU accounting, and the comparison
+printed at the end does that twice: at the same M, and at the same load per relaying process (relays=2
+at M against relays=1 at M/2, because a process's CPU per packet falls as its load grows: more packets
+per wake-up). It shows the relay processes' CPU per packet with two relays against one, that the
+coordinator stays near 0 % while matches run and that redis-server costs nothing per packet; the
+estimate's ratio is the claim (>= 1.7x). The measured holds stay beside it. `--through-inconclusive`
+keeps raising M past rows the generator could not drive (their per-packet accounting still counts),
+for a busy machine; on a quiet one, or with the generator on another machine, the holds can be
+compared directly.
 """
 from __future__ import annotations
 
@@ -49,16 +74,23 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from redis import RedisError
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from app.loadtest.server_metrics import fetch_metrics  # noqa: E402
+from app.relay.bus import Bus  # noqa: E402
+from benchmarks.cpu_accounting import (  # noqa: E402
+    Accounting, Endpoint, Figures, Sampler, account, figures_of, format_accounting, http_base,
+)
 from tests.server_fixtures import free_port  # noqa: E402
 
 EXPERIMENT = Path("benchmarks") / "experiments" / "pong_capacity.py"   # in each checkout
 FPS = 60
 MODES = ("eventlet", "gevent", "threading")
 SERVER_START_SECONDS = 60
+CORES = os.cpu_count() or 1
 
 
 @dataclass
@@ -68,6 +100,7 @@ class Row:
     matches_asked: int
     summary: dict[str, Any]
     error: str | None = None
+    accounting: Accounting | None = None   # benchmarks/cpu_accounting.py: every server process, relays too
 
     def get(self, *keys: str) -> Any:
         value: Any = self.summary
@@ -76,8 +109,23 @@ class Row:
         return value
 
     def server_relay_p99_ms(self) -> float | None:
+        """The relay p99 inside the server: every server process's histogram merged (the relays' too), else the
+        load test's scrape of the coordinator alone."""
+        if self.accounting is not None and self.accounting.relay_p99_ms is not None:
+            return self.accounting.relay_p99_ms
         seconds = self.get("server", "relay_seconds_p99")
         return None if not isinstance(seconds, (int, float)) else seconds * 1000
+
+    def server_cpu_percent(self) -> float | None:
+        """CPU % of one core of the whole server (coordinator, relays, redis) in the play window."""
+        if self.accounting is not None:
+            return self.accounting.server_percent()
+        return self.get("server", "cpu_percent_mean")
+
+    def server_us_per_packet(self) -> float | None:
+        if self.accounting is not None:
+            return self.accounting.us_per_packet()
+        return self.get("server", "cpu_us_per_relayed_packet")
 
     def relay_p99_ms(self, source: str) -> float | None:
         """The relay p99 the pass criterion uses (see the module doc)."""
@@ -130,10 +178,15 @@ def format_row(row: Row, max_p99_ms: float, source: str) -> str:
     done = f"{row.get('completed') or 0}/{row.get('participants') or 2 * row.matches_asked}"
     return (f"{row.matches_asked:>5} {row.get('matches') or 0:>7} {done:>9} {row.get('disconnects') or 0:>5} "
             f"{fmt(row.get('relay_rtt_ms', 'p50')):>8} {fmt(row.get('relay_rtt_ms', 'p99')):>8} "
-            f"{fmt(row.server_relay_p99_ms(), 2):>9} {fmt(row.get('server', 'cpu_percent_mean')):>6} "
-            f"{fmt(row.get('server', 'cpu_us_per_relayed_packet'), 0):>7} {row.generator_cpu():>9} "
+            f"{fmt(row.server_relay_p99_ms(), 2):>9} {fmt(row.server_cpu_percent()):>6} "
+            f"{fmt(row.server_us_per_packet(), 0):>7} {row.generator_cpu():>9} "
             f"{fmt(row.get('generator', 'cpu_us_per_packet'), 0):>10} "
             f"{fmt(row.get('generator', 'tick_late_ms', 'p99')):>12}  {row.verdict(max_p99_ms, source)}")
+
+
+def format_row_accounting(row: Row) -> str:
+    """The row's CPU accounting, indented under it (nothing when it has none)."""
+    return "".join(f"\n{'':>7}{line}" for line in format_accounting(row.accounting)) if row.accounting else ""
 
 
 class ServerProcess:
@@ -165,6 +218,21 @@ class ServerProcess:
                 raise RuntimeError(f"no /health answer in {SERVER_START_SECONDS} s")
             time.sleep(0.2)
 
+    def endpoints(self, data_dir: Path) -> list[Endpoint]:
+        """The coordinator and every relay process it started (their URLs and pids from the Redis registry)."""
+        coordinator = Endpoint("coordinator", self.url, self.process.pid, relays=False)
+        experiment = requests.get(self.url + "/health", timeout=5).json()["experiment"]
+        sock = data_dir / experiment / "redis" / "redis.sock"
+        if not sock.exists():
+            return [coordinator]
+        bus = Bus(f"unix://{sock}", experiment)
+        try:
+            cards = bus.live_relays()
+        finally:
+            bus.redis.close()
+        return [coordinator] + [Endpoint(f"relay {card.id.rsplit('-', 1)[-1]}", http_base(card.url), card.pid, True)
+                                for card in cards.values()]
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()
@@ -191,41 +259,70 @@ def run_once(matches: int, mode: str, args: argparse.Namespace, folder: Path, ch
                "--participants", str(2 * matches), "--arrival", "burst", "--processes", str(args.processes),
                "--json", str(summary_file), "--progress", "0", "--timeout", str(args.seconds + args.slack)]
     try:
-        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
-                              timeout=args.seconds + 2 * args.slack)
-    except subprocess.TimeoutExpired:
-        return Row(matches, {}, "the load test did not finish in time")
+        try:
+            endpoints = server.endpoints(run_dir / "data")
+        except (requests.RequestException, RedisError, ValueError, KeyError) as error:
+            return Row(matches, {}, f"the server's processes could not be listed: {error}")
+        sampler = Sampler(server.process.pid, endpoints, scrape)
+        with open(run_dir / "loadtest.log", "w") as log:
+            generator = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+            sampler.start(generator.pid)
+            try:
+                generator.wait(timeout=args.seconds + 2 * args.slack)
+            except subprocess.TimeoutExpired:
+                generator.kill()
+                generator.wait()
+                return Row(matches, {}, "the load test did not finish in time")
+            finally:
+                samples = sampler.stop()
     finally:
         server.stop()
     if not summary_file.exists():
-        tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
+        tail = (run_dir / "loadtest.log").read_text().strip().splitlines()[-1:] or [
+            f"exit status {generator.returncode}"]
         return Row(matches, {}, f"the load test wrote no summary: {tail[0]}")
-    return Row(matches, json.loads(summary_file.read_text()))
+    return Row(matches, json.loads(summary_file.read_text()), accounting=account(samples, endpoints, CORES, 2 * FPS))
 
 
-def search(mode: str, args: argparse.Namespace, folder: Path, checkout: Path, label: str) -> tuple[int, Row | None, str]:
+def scrape(url: str) -> Figures:
+    return figures_of(fetch_metrics(url))
+
+
+def search(mode: str, args: argparse.Namespace, folder: Path, checkout: Path, label: str,
+           rows: list[Row] | None = None) -> tuple[int, Row | None, str]:
     """Raise M until a run does not pass; (largest M that passed, its row (else the last row), a note on why
-    the search stopped)."""
+    the search stopped). Every row is also appended to `rows`."""
     print(f"\n{label}, async mode {mode}: {args.seconds:g} s matches at {FPS} fps, {args.generator} generator "
           f"in {args.processes} process(es), relay p99 < {args.max_relay_p99_ms:g} ms ({args.rtt_source})", flush=True)
     print(HEADER, flush=True)
     best, best_row, note = 0, None, ""
     row = None
+    inconclusive: list[int] = []
     matches = args.start
     while matches <= args.max:
         started = time.monotonic()
         row = run_once(matches, mode, args, folder, checkout)
-        print(format_row(row, args.max_relay_p99_ms, args.rtt_source) + f"   ({time.monotonic() - started:.0f} s)",
-              flush=True)
+        if rows is not None:
+            rows.append(row)
+        print(format_row(row, args.max_relay_p99_ms, args.rtt_source) + f"   ({time.monotonic() - started:.0f} s)"
+              + format_row_accounting(row), flush=True)
         if row.inconclusive():
+            inconclusive.append(matches)
             note = f" (a lower bound: the load generator, not the server, was the bottleneck at {matches})"
-            break
+            if not args.through_inconclusive or inconclusive[-2:] == [matches - args.step, matches]:
+                break
+            matches += args.step
+            continue
         if row.problems(args.max_relay_p99_ms, args.rtt_source):
+            note = ""
             break
-        best, best_row = matches, row
+        best, best_row, note = matches, row, ""
         matches += args.step
     else:
         note = f" (search stopped at --max {args.max})"
+    skipped = [m for m in inconclusive if m < best]
+    if skipped:
+        note += f" (INCONCLUSIVE, passed over: {', '.join(map(str, skipped))})"
     print(f"max matches held: {best}{note}", flush=True)
     return best, best_row or row, note
 
@@ -245,9 +342,9 @@ def comparison(results: dict[tuple[str, str], tuple[int, Row | None, str]], mode
         for label in labels:
             best, row, note = results[(mode, label)]
             at = row or Row(0, {})
-            figures[label] = (best, at.get("server", "cpu_us_per_relayed_packet"), at.server_relay_p99_ms())
+            figures[label] = (best, at.server_us_per_packet(), at.server_relay_p99_ms())
             lines.append(f"{mode:<10} {label:<9} {best:>11} {fmt(figures[label][1], 0):>7} "
-                         f"{fmt(figures[label][2], 2):>12} {fmt(at.get('server', 'cpu_percent_mean')):>12} "
+                         f"{fmt(figures[label][2], 2):>12} {fmt(at.server_cpu_percent()):>12} "
                          f"{at.generator_cpu():>20} {fmt(at.get('generator', 'cpu_us_per_packet'), 0):>10}"
                          + ("  *" if note else ""))
         if len(labels) == 2:
@@ -255,6 +352,57 @@ def comparison(results: dict[tuple[str, str], tuple[int, Row | None, str]], mode
             lines.append(f"{mode:<10} {'new/old':<9} {ratio(n_best, o_best):>11} {ratio(n_us, o_us):>7} "
                          f"{ratio(n_p99, o_p99):>12}")
     lines.append("* the search stopped early (see its note above): a lower bound; figures of the last run")
+    return "\n".join(lines)
+
+
+def accounting_comparison(rows: dict[str, list[Row]], relays: dict[str, int], max_p99_ms: float, source: str) -> str:
+    """The relay counts side by side by CPU accounting, twice: at the largest M every count ran without
+    failing (verdict ok, or INCONCLUSIVE: the accounting is per packet, so a lagging generator does not
+    bias it), and at the largest equal load per relaying process (M / relays). Estimates, never holds."""
+    passed = {label: {float(r.matches_asked): r for r in found
+                      if r.accounting and not r.verdict(max_p99_ms, source).startswith("FAIL")}
+              for label, found in rows.items()}
+    per_process = {label: {m / max(relays[label], 1): r for m, r in ok.items()} for label, ok in passed.items()}
+    one_relay = next((label for label, n in relays.items() if n == 1), None)
+    sections = [_estimate_table("at the same M", passed, one_relay),
+                _estimate_table("at the same load per relaying process (M / relays)", per_process, one_relay)]
+    return "\n\n".join(sections) + "\n" + ESTIMATE_NOTE
+
+
+ESTIMATE_NOTE = (
+    "est. matches: for each relaying process (each relay; the coordinator when there are none), the matches one whole "
+    "core of it would carry at the CPU per packet measured here and 2 x 60 packets per second per match, summed (an "
+    "estimate, not a measured hold; a process's CPU per packet falls as its load grows, so an estimate from a lightly "
+    "loaded process is low). ratio: to the first line's estimate; vs 1 relay: to the relays=1 line's. "
+    "INCONCLUSIVE: the generator fell behind in that run (the per-packet CPU still counts).")
+
+
+def _estimate_table(title: str, by_key: dict[str, dict[float, Row]], one_relay: str | None) -> str:
+    common = set.intersection(*(set(found) for found in by_key.values())) if by_key else set()
+    if not common:
+        return (f"capacity by CPU accounting {title}: no row ran without failing at every relay count there; "
+                "start lower (--start/--step) so that one does")
+    key = max(common)
+    lines = [f"capacity by CPU accounting {title} = {key:g}:",
+             f"{'server':<10} {'M':>4} {'relay cpu % each':>18} {'coord %':>7} {'redis %':>7} {'us/pkt':>7} "
+             f"{'gen %':>6} {'other %':>7} {'machine %':>9} {'est. matches':>12} {'ratio':>6} {'vs 1 relay':>10}"
+             "  verdict"]
+    first = None
+    single = by_key[one_relay][key].accounting if one_relay in by_key else None
+    for label, found in by_key.items():
+        row = found[key]
+        acc = row.accounting
+        assert acc is not None
+        estimate = acc.estimated_matches()
+        first = estimate if first is None else first
+        lines.append(f"{label:<10} {row.matches_asked:>4} "
+                     f"{'/'.join(f'{acc.cpu_percent[k]:.0f}' for k in sorted(acc.estimate)):>18} "
+                     f"{acc.cpu_percent.get('coordinator', 0):>7.0f} {acc.cpu_percent.get('redis', 0):>7.0f} "
+                     f"{fmt(acc.us_per_packet(), 0):>7} {acc.cpu_percent.get('generator', 0):>6.0f} "
+                     f"{acc.others_percent():>7.0f} "
+                     f"{acc.machine_percent:>5.0f}/{100 * acc.cores:<3} {fmt(estimate, 0):>12} "
+                     f"{ratio(estimate, first):>6} {ratio(estimate, single and single.estimated_matches()):>10}  "
+                     f"{'INCONCLUSIVE' if row.inconclusive() else 'ok'}")
     return "\n".join(lines)
 
 
@@ -279,9 +427,11 @@ def main(argv: list[str] | None = None) -> int:
                         "(e.g. a git clone of an older commit) and compare")
     parser.add_argument("--relays", metavar="N[,N...]", default="0",
                         help="serve with `--relays N` (relay processes beside the coordinator; 0: none, the default); "
-                             "several values run one search each and compare them (e.g. 1,2). With relays the "
-                             "pass criterion uses the participants' relay p99 (the server's histogram is in the "
-                             "relays) and the server CPU shown is the coordinator's alone")
+                             "several values run one search each and compare them (e.g. 0,1,2), also by CPU "
+                             "accounting (see the module doc)")
+    parser.add_argument("--through-inconclusive", action="store_true",
+                        help="on a busy machine: go on raising M after an INCONCLUSIVE row (stop after two in a row); "
+                             "max matches held stays the largest M that passed, and every row's CPU accounting counts")
     parser.add_argument("--keep", metavar="DIR", help="keep servers' data, logs and summaries here")
     args = parser.parse_args(argv)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()] if args.modes else [args.async_mode]
@@ -305,15 +455,19 @@ def main(argv: list[str] | None = None) -> int:
             for label, checkout in checkouts.items()}
     if len(relay_counts) > 1:
         runs = {f"relays={n}": (ROOT, argparse.Namespace(**{**vars(args), "relays": n})) for n in relay_counts}
-    for _, run_args in runs.values():
-        if run_args.relays:
-            run_args.rtt_source = "client"   # the server's relay histogram lives in the relay processes
     with tempfile.TemporaryDirectory(prefix="coplay-capacity-") as tmp:
         folder = Path(args.keep) if args.keep else Path(tmp)
-        results = {(mode, label): search(mode, run_args, folder, checkout, f"{label} server ({checkout})")
+        rows: dict[tuple[str, str], list[Row]] = {(mode, label): [] for mode in modes for label in runs}
+        results = {(mode, label): search(mode, run_args, folder, checkout, f"{label} server ({checkout})",
+                                         rows[(mode, label)])
                    for mode in modes for label, (checkout, run_args) in runs.items()}
     if len(modes) > 1 or len(runs) > 1:
         print("\n" + comparison(results, modes, list(runs)))
+    if len(relay_counts) > 1:
+        for mode in modes:
+            print(f"\n{mode}: " + accounting_comparison({label: rows[(mode, label)] for label in runs},
+                                                        dict(zip(runs, relay_counts)), args.max_relay_p99_ms,
+                                                        args.rtt_source))
     return 0
 
 

@@ -14,6 +14,7 @@ from app.participant.headless import HeadlessParticipant
 from app.analysis.replay import replay
 from app.data.recording import read_recording
 from app.data.store import Store, database_path
+from app.live.metrics import parse_metrics
 from tests.relay_fixtures import SECRET, Relay, RedisServer, redis_server  # noqa: F401  (a fixture)
 from tests.server_fixtures import Server, pid, replay_recording, run_together
 
@@ -244,3 +245,29 @@ def test_a_match_a_relay_cannot_start_ends_as_an_error_and_participants_go_on(
     finally:
         relay.stop()
         coordinator.stop()
+
+
+def test_a_relay_serves_metrics_counting_the_packets_of_a_match_played_through_it(
+        tmp_path: Path, coordinator: Server, redis_server: RedisServer) -> None:  # noqa: F811
+    relay = Relay("r1", coordinator.url, redis_server, "relayed", tmp_path / "relay-data")
+    try:
+        base = relay_url(redis_server, "r1").replace("ws://", "http://").rsplit("/", 1)[0]
+        before = parse_metrics(requests.get(base + "/metrics", timeout=10).text)
+        assert before[("coplay_relay_seconds_count", ())] == 0
+        results = run_together(pair(coordinator, [], 20), timeout=90)
+        for result in results:
+            assert result.completed and result.ok, result.to_json()
+        response = requests.get(base + "/metrics", timeout=10)
+        assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        after = parse_metrics(response.text)
+        relayed = after[("coplay_relay_seconds_count", ())]
+        sent = sum(r.packets_by_path.get("channel", 0) for r in results)
+        delivered = sum(r.stats["packets_received"] for r in results)   # counted until each episode's end
+        assert 100 < delivered <= relayed <= sent
+        assert after[("coplay_relayed_packets_total", ())] == relayed
+        assert after[("coplay_process_cpu_seconds_total", ())] > 0
+        assert after[("coplay_matches_active", ())] == 0
+        assert requests.get(base + "/nothing", timeout=10).status_code == 404
+    finally:
+        relay.stop()
+    assert "Traceback" not in relay.log()

@@ -4,7 +4,9 @@ It asks the coordinator's /health which experiment it serves (the Redis namespac
 HOST:PORT (port 0: any free one), registers in Redis with the URL participants reach its channel at,
 and runs the coordinator's commands until stopped. SIGTERM (or Ctrl-C) ends its matches as
 `interrupted` (their recordings go to the coordinator as at any end), takes it out of the registry
-and exits.
+and exits. Beside the channel it serves GET /health (JSON) and GET /metrics: the Prometheus text of
+its one `Metrics` (the coordinator's class), fed by every room on it (process CPU, the relay-time
+histogram, packets relayed, matches and channels open).
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from typing import Any, Callable, Iterable, cast
 
 from app.data.modes import make_folder
 from app.live.channel import CHANNEL_PATH
+from app.live.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from app.relay.bus import Bus, RelayError, relay_secret, this_host
 from app.relay.worker import RelayHost
 from app.live.tickets import Tickets
@@ -69,7 +72,9 @@ def run_relay(coordinator: str, redis_url: str, host: str, port: int, data_dir: 
     signal.signal(signal.SIGINT, stop)
     eio.start_background_task(relay.run_ticks)
     eio.start_background_task(relay.run_commands)
-    app = MatchChannelEndpoint(_health(relay), cast(Any, relay), eio)
+    relay.metrics.matches_active.set_function(lambda: len(relay.rooms))
+    relay.metrics.channels_open.set_function(lambda: len(relay.channels))
+    app = MatchChannelEndpoint(_with_metrics(relay, _health(relay)), cast(Any, relay), eio)
     print(f"coplay relay {relay_id}: match channel at {url} for {coordinator} (experiment {experiment!r}); "
           f"recordings in {experiment_dir}", flush=True)
     eventlet.wsgi.server(listener, app, log_output=False, max_size=100_000)
@@ -79,8 +84,19 @@ def _health(relay: RelayHost) -> Callable[..., Iterable[bytes]]:
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if environ.get("PATH_INFO") != "/health":
             start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
-            return [b"A coplay relay serves only its match channel and /health.\n"]
+            return [b"A coplay relay serves only its match channel, /health and /metrics.\n"]
         start_response("200 OK", [("Content-Type", "application/json")])
         return [json.dumps({"ok": True, "relay": relay.id, "matches": len(relay.rooms)}).encode()]
+
+    return app
+
+
+def _with_metrics(relay: RelayHost, other: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
+    """GET /metrics: the relay's Prometheus text; every other path goes to `other`."""
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") != "/metrics":
+            return other(environ, start_response)
+        start_response("200 OK", [("Content-Type", METRICS_CONTENT_TYPE)])
+        return [relay.metrics.render().encode()]
 
     return app

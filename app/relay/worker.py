@@ -26,6 +26,7 @@ from app.live.channel import (
 )
 from app.live.hub import ABSENT_AFTER_S, REFEREE_STEPS, SILENT_AFTER_S
 from app.live.match_room import MatchRoom, Seat
+from app.live.metrics import Metrics
 from app.live.protocol import EpisodeDone, PacketEvent, ProtocolError
 from app.live.ratelimit import DEFAULT_BUDGET, RateLimit
 from app.live.recovery import INTERRUPTED
@@ -58,6 +59,7 @@ class RelayHost:
         self._settling: set[str] = set()
         self._policies: dict[str, Callable[..., Bot]] = {}   # match -> its make_policy (BotPeer)
         self.stopping = False
+        self.metrics = Metrics()   # one for all this relay's rooms, served at its /metrics
 
     # ------------------------------------------------------------ loops (green threads)
 
@@ -154,7 +156,8 @@ class RelayHost:
                        default_action=default_action_for(env, player), seed=seed)
 
         self._policies[match_id] = make_policy
-        room = MatchRoom(match_id, message["scene"], settings, seats, self, recording, message["seed"], game_class)
+        room = MatchRoom(match_id, message["scene"], settings, seats, self, recording, message["seed"], game_class,
+                         metrics=self.metrics)
         self.rooms[match_id] = room
         log.info("relay %s: match %s started (%d running)", self.id, match_id, len(self.rooms))
         room.start_next_episode()
