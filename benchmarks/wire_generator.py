@@ -142,6 +142,7 @@ class _RelayConn(asyncio.Protocol):
                 payload = (int.from_bytes(payload, "little") ^ int.from_bytes(key, "little")).to_bytes(length, "little")
             at = end
             if first & 0x0F == 0x8:
+                self.transport.write(b"\x88\x02\x03\xe8")   # close 1000 back
                 self.transport.close()
                 return
             if first & 0x0F == 0x1:
@@ -177,11 +178,7 @@ async def serve_relay(port_file: str) -> None:
 
 
 def run_relay(port_file: str) -> None:
-    try:   # the relay is not what is measured: make it as cheap as this machine allows
-        import uvloop
-        uvloop.run(serve_relay(port_file))
-    except ImportError:
-        asyncio.run(serve_relay(port_file))
+    asyncio.run(serve_relay(port_file))
 
 
 # ----------------------------------------------------------------------------- 2. the generator side
@@ -245,8 +242,10 @@ async def drive(port: int, matches: int, seconds: float) -> dict[str, Any]:
     check.stop()
     for person, _, _ in people:
         person._close_episode("benchmark over")
-    for _, _, channel in people:
-        await channel.close()
+    try:
+        await asyncio.wait_for(asyncio.gather(*(channel.close() for _, _, channel in people)), 10)
+    except TimeoutError:
+        pass   # the figures are taken; a slow goodbye does not matter
     for task in background:
         task.cancel()
     await http.close()
@@ -349,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--matches", default="25,50,100,150,200", help="M for the relay runs (default 25,50,100,150,200)")
     parser.add_argument("--seconds", type=float, default=20.0, help="match length (default 20)")
     parser.add_argument("--server-matches", type=int, default=20, help="matches against the real server (default 20)")
-    parser.add_argument("--repeat", type=int, default=3, help="in-memory seat runs; the median is printed (default 3)")
+    parser.add_argument("--repeat", type=int, default=3, help="in-memory seat runs; the least is printed (default 3)")
     parser.add_argument("--skip", default="", help="comma-separated parts to leave out: seat, relay, server")
     args = parser.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
@@ -359,12 +358,18 @@ def main(argv: list[str] | None = None) -> int:
           "figures are noisy when other processes run")
 
     if "seat" not in skip:
-        seats = {label: seat_figures(path, args.seconds, args.repeat) for label, path in checkouts.items()}
-        print("\n1. seat in memory (us cpu)      " + "".join(f"{label:>10}" for label in labels) + "     old/new")
+        runs: dict[str, list[dict[str, float]]] = {label: [] for label in labels}
+        for _ in range(args.repeat):   # alternately, so both see the same background load
+            for label in labels:
+                runs[label].append(seat_figures(checkouts[label], args.seconds, 1))
+        # The least of the runs: other processes only ever add to a CPU figure.
+        seats = {label: {key: min(r[key] for r in runs[label]) for key in runs[label][0]} for label in labels}
+        print(f"\n1. seat in memory (us cpu, least of {args.repeat})" + "".join(f"{label:>10}" for label in labels)
+              + "     old/new")
         for key, name in (("us_per_packet_sent", "per packet built and sent"),
                           ("us_per_packet_received", "per packet received"), ("sim_us_per_frame", "per lockstep frame")):
             row = "".join(f"{fmt(seats[label][key]):>10}" for label in labels)
-            print(f"   {name:<29}{row}" + (f"  {ratio(seats['old'][key], seats['new'][key]):>10}" if "old" in seats else ""))
+            print(f"   {name:<38}{row}" + (f"  {ratio(seats['old'][key], seats['new'][key]):>10}" if "old" in seats else ""))
 
     if "relay" not in skip:
         print(f"\n2. one generator process against an echo relay ({args.seconds:g} s matches)")
