@@ -65,7 +65,7 @@ class _ChannelProtocol(asyncio.Protocol):
         # The common case: one whole small text frame (two header bytes, no mask).
         if len(buffer) >= 2 and buffer[0] == 0x81 and buffer[1] < 126 and len(buffer) == 2 + buffer[1]:
             self.buffer = b""
-            self.channel.message(buffer[2:].decode())
+            self.channel.message(buffer[2:].decode(errors="replace"))
             return
         self.buffer = self._frames(buffer)
 
@@ -185,6 +185,9 @@ class RawMatchChannel:
             raise ChannelRefused(f"match channel refused the ticket: {answer}")
 
     def _abort(self) -> None:
+        for waiting in (self._ok, self._protocol.upgraded if self._protocol is not None else None):
+            if waiting is not None and not waiting.done():
+                waiting.cancel()   # nobody waits for them any more
         if self._protocol is not None and self._protocol.transport is not None:
             self._protocol.transport.abort()
 
