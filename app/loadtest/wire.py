@@ -78,12 +78,16 @@ class Ticker:
 
     async def run(self) -> None:
         while True:
-            now = time.monotonic()
-            while self._heap and self._heap[0][0] <= now + TICK_GRAIN_S:
+            # One round: every seat due now runs once (its FixedStep says how many ticks), then the loop
+            # gets its turn, so a generator behind schedule still reads its sockets (and says it is late).
+            due_by = time.monotonic() + TICK_GRAIN_S
+            ran = []
+            while self._heap and self._heap[0][0] <= due_by:
                 _, _, playing = heapq.heappop(self._heap)
                 if playing.stopped:
                     continue
-                for _ in range(playing.schedule.due(now + TICK_GRAIN_S)):
+                now = time.monotonic()
+                for _ in range(playing.schedule.due(max(now, due_by))):
                     self.check.tick_late(now - playing.schedule.next_at)
                     playing.tick(now)
                     playing.schedule.ticked()
@@ -92,9 +96,10 @@ class Ticker:
                         playing.send_on_channel()
                     else:
                         await playing.person.flush(playing)
+                ran.append(playing)
+            for playing in ran:
                 if not playing.stopped:
                     heapq.heappush(self._heap, (playing.schedule.next_at, next(self._seq), playing))
-                now = time.monotonic()
             loop = asyncio.get_running_loop()
             delay = self._heap[0][0] - time.monotonic() if self._heap else 1.0
             self._waiter = loop.create_future()
