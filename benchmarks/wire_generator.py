@@ -383,7 +383,12 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 try:
                     r = relay_run(checkouts[label], matches, args.seconds)
-                except (RuntimeError, subprocess.TimeoutExpired) as error:
+                except subprocess.TimeoutExpired as error:
+                    print(f"   {label:<4} {matches:>7} did not finish within {error.timeout:.0f} s (the generator fell so "
+                          "far behind that its matches never ended)")
+                    best[f"{label}-stopped"] = 1
+                    continue
+                except RuntimeError as error:
                     print(f"   {label:<4} {matches:>7} failed: {error}")
                     best[f"{label}-stopped"] = 1
                     continue
