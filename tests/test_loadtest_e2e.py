@@ -57,6 +57,9 @@ def test_loadtest_burst_20(server: Server, tmp_path: Path) -> None:
     assert summary["settings"]["processes"] == 2 and summary["settings"]["arrival"] == "burst"
     assert summary["relay_rtt_ms"]["samples"] > 0 and summary["relay_rtt_ms"]["p99"] >= summary["relay_rtt_ms"]["p50"]
     assert summary["frames"] > 0 and summary["rollbacks_per_100_frames"] is not None
+    generator = summary["generator"]   # the full participants send their packets on the match channel
+    assert generator["channel_packets"] > 0.9 * generator["packets_sent"] > 0
+    assert f"({generator['channel_packets']} of {generator['packets_sent']} sent on match channels)" in done.stdout
     assert len(summary["samples"]["connect_seconds"]) == 20 and summary["connect_seconds"]["p95"] is not None
     assert summary["timeline"] and summary["timeline"][0]["phases"]
     server_figures = summary["server"]

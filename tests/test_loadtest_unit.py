@@ -258,3 +258,19 @@ def test_progress_overwrites_on_a_terminal_and_scrolls_in_ci() -> None:
         printer.end()
     assert tty.text == "\rloadtest 1.0s long line\r" + "loadtest 2.0s".ljust(len("loadtest 1.0s long line")) + "\n"
     assert ci.text == "loadtest 1.0s long line\nloadtest 2.0s\n"
+
+
+def test_full_mode_selfcheck_counts_the_packets_sent_on_match_channels() -> None:
+    from app.loadtest.cohort import CohortOptions, ThreadCohort
+    from app.loadtest.selfcheck import merge, verdict
+    from app.loadtest.summary import format_generator
+
+    cohort = ThreadCohort([], CohortOptions(url="http://127.0.0.1:1/", session="s"))
+    for i, by_path in enumerate(({"channel": 95, "socketio": 5}, {"socketio": 40}, {})):
+        cohort.results[i] = ParticipantResult(completed=True, reason="completed",
+                                              stats={"packets_sent": sum(by_path.values()), "packets_received": 90},
+                                              packets_by_path=by_path)
+    cohort.check.stop()
+    generator = verdict(merge(cohort.selfcheck()))
+    assert (generator["channel_packets"], generator["packets_sent"]) == (95, 140)
+    assert "(95 of 140 sent on match channels)" in format_generator(generator, "full")

@@ -17,8 +17,9 @@ from aiohttp import web
 from app.live.match_room import MatchRoom
 from app.live.protocol import PacketEvent, parse_episode_done
 from app.loadtest.selfcheck import Histogram, SelfCheck, merge, overall_verdict, verdict
+from app.loadtest.wire_socket import RawMatchChannel
 from app.loadtest.wire_transport import ChannelRefused, MatchChannel, channel_url
-from app.loadtest.wire_match import MatchSim, SimRegistry, WireSeat
+from app.loadtest.wire_match import MatchSim, SimRegistry, WireSeat, lean_packet
 from app.participant.answers import Policy
 from app.data.recording import read_recording
 from game.games.pong import Pong
@@ -93,6 +94,17 @@ def test_a_wire_seat_stalls_max_prediction_frames_past_its_peer(tmp_path: Path) 
     assert (player, start) == ("left", 0) and actions[:2] == [0, 0]   # the input delay
 
 
+@pytest.mark.parametrize("actions", [[1, 1, 0], [], ["up", "up", "up"], [[1, 2], [1, 2], 3.5, 3.5, True, None]])
+def test_lean_packets_are_the_characters_the_codec_writes(actions: list[Any]) -> None:
+    checks = [(1200, "a1b2c3d4"), (1230, "89ab\"cdef")]
+    lean = lean_packet(2, 1, 1234, 3.0, 123456.78901234, -1.0, 0, [('"left"', 2, actions), ('"x\\u00e9"', 5, [])],
+                       '"right",3', [(f, json.dumps(c)) for f, c in checks])
+    assert lean == codec.input_packet(gen=2, peer_gen=1, frame=1234, adv=3.0, t=123456.78901234, echo=-1.0, hold=0,
+                                      inputs={"left": (1232, actions), "x\u00e9": (1229, [])}, ack={"right": 1231},
+                                      checks=checks, gone={})
+    assert codec.decode(lean).inputs[0] == ("left", 1232, actions)
+
+
 def test_a_resent_or_overlapping_input_is_idempotent_and_a_gap_is_ignored() -> None:
     sim = MatchSim(Pong({"max_frames": 50}), 3, ("left", "right"), 10)
     sim.know("left", 0, [1, 2, 0])
@@ -134,7 +146,10 @@ class ChannelServer:
         return ws
 
 
-async def _channel_round_trip() -> tuple[list[tuple[int, str, str]], list[str], list[str], str]:
+LONG = "x" * 300   # a frame past 125 bytes: a 16-bit length in the header
+
+
+async def _channel_round_trip(raw: bool) -> tuple[list[tuple[int, str, str]], list[str], list[str], str]:
     server = ChannelServer()
     app = web.Application()
     app.router.add_get("/match-ws", server.handle)
@@ -148,16 +163,22 @@ async def _channel_round_trip() -> tuple[list[tuple[int, str, str]], list[str], 
     try:
         async with aiohttp.ClientSession() as http:
             url = channel_url(f"http://127.0.0.1:{port}", "/match-ws")
-            channel = MatchChannel(http, url, "good", lambda e, s, d: frames.append((e, s, d)), refusals.append)
+            def open_channel(ticket: str) -> MatchChannel | RawMatchChannel:
+                on_frame = lambda e, s, d: frames.append((e, s, d))   # noqa: E731
+                if raw:
+                    return RawMatchChannel(url, ticket, on_frame, refusals.append)
+                return MatchChannel(http, url, ticket, on_frame, refusals.append)
+            channel = open_channel("good")
             await channel.open()
             channel.send(0, "s1", '{"v":2}')
             channel.send(1, "s1", "refuse-me")
+            channel.send(12, "s1", LONG)
             for _ in range(100):
-                if len(frames) + len(refusals) >= 2:
+                if len(frames) + len(refusals) >= 3:
                     break
                 await asyncio.sleep(0.01)
             await channel.close()
-            bad = MatchChannel(http, url, "forged", lambda e, s, d: None, lambda r: None)
+            bad = open_channel("forged")
             with pytest.raises(ChannelRefused) as refused:
                 await bad.open()
     finally:
@@ -165,12 +186,13 @@ async def _channel_round_trip() -> tuple[list[tuple[int, str, str]], list[str], 
     return frames, refusals, server.received, str(refused.value)
 
 
-def test_the_match_channel_sends_the_ticket_then_frames_and_reads_frames_and_refusals() -> None:
+@pytest.mark.parametrize("raw", [True, False], ids=["raw socket (wire generator)", "aiohttp (agent)"])
+def test_the_match_channel_sends_the_ticket_then_frames_and_reads_frames_and_refusals(raw: bool) -> None:
     # A thread of its own: a Playwright browser another test opened may own this thread's event loop.
     with ThreadPoolExecutor(1) as pool:
-        frames, refusals, received, refused = pool.submit(lambda: asyncio.run(_channel_round_trip())).result()
-    assert received == ['0 s1 {"v":2}', "1 s1 refuse-me"]
-    assert frames == [(0, "s1", '{"v":2}')] and refusals == ["not a packet"]
+        frames, refusals, received, refused = pool.submit(lambda: asyncio.run(_channel_round_trip(raw))).result()
+    assert received == ['0 s1 {"v":2}', "1 s1 refuse-me", f"12 s1 {LONG}"]
+    assert frames == [(0, "s1", '{"v":2}'), (12, "s1", LONG)] and refusals == ["not a packet"]
     assert "4401" in refused
 
 

@@ -183,10 +183,12 @@ class ThreadCohort:
                 or ParticipantResult(completed=False, reason="did not finish") for spec in self.specs}
 
     def selfcheck(self) -> list[dict[str, Any]]:
-        """This process's SelfCheck report, with the packets its participants' sessions sent and received."""
+        """This process's SelfCheck report, with the packets its participants' sessions sent and received
+        (and of those sent, how many went on a match channel)."""
         results = list(self.results.values())
         self.check.packets_sent = sum(r.stats.get("packets_sent", 0) for r in results)
         self.check.packets_received = sum(r.stats.get("packets_received", 0) for r in results)
+        self.check.channel_packets = sum(r.packets_by_path.get("channel", 0) for r in results)
         return [self.check.to_json()]
 
 

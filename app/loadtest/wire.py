@@ -9,8 +9,8 @@ re-simulation the server also runs. It does not run the rollback netcode, so a g
 offers far more matches than full participants do.
 
 Match packets go over the match channel when `match_start` carries `channel` (a WebSocket: the
-ticket first, then "<episode> <addr> <data>" frames; `MatchChannel`), else over the Socket.IO
-`packet` event (both in app.loadtest.wire_transport). One `Ticker` per process runs every seat's ticks on their fixed-step schedules
+ticket first, then "<episode> <addr> <data>" frames; app.loadtest.wire_socket's `RawMatchChannel`, a
+minimal client on a raw socket), else over the Socket.IO `packet` event (app.loadtest.wire_transport). One `Ticker` per process runs every seat's ticks on their fixed-step schedules
 (netcode.scheduler) and notes how late each tick ran; a monitor coroutine notes the loop's lag;
 both feed the process's `SelfCheck` (app.loadtest.selfcheck). `WireCohort` runs a share of the
 participants on a loop in a background thread and has the cohort surface of app.loadtest.cohort.
@@ -31,7 +31,8 @@ import socketio
 import yarl
 
 from app.loadtest.selfcheck import MONITOR_SECONDS, SelfCheck
-from app.loadtest.wire_transport import CONNECT_TIMEOUT, ChannelRefused, MatchChannel, PacketClient, channel_url
+from app.loadtest.wire_socket import RawMatchChannel
+from app.loadtest.wire_transport import CONNECT_TIMEOUT, ChannelRefused, PacketClient, channel_url
 from app.loadtest.wire_match import MatchSim, SimRegistry, WireSeat
 from app.participant.answers import Policy, generate_answers
 from app.participant.headless import (
@@ -49,6 +50,7 @@ NONFATAL_ERROR_EVENTS = ("packet", "episode_done")
 MAX_STASHED = 4096          # packets of an episode whose match_start is not handled yet
 MAX_RTT_SAMPLES = 5000
 RTT_SAMPLE_SECONDS = 0.5
+TICK_GRAIN_S = 0.001        # ticks due this soon run in the current wake-up
 
 
 # ----------------------------------------------------------------------------- the ticker
@@ -56,7 +58,9 @@ RTT_SAMPLE_SECONDS = 0.5
 
 class Ticker:
     """Every seat's ticks on one loop: a heap of their next tick times; each due seat runs the
-    ticks its FixedStep says (at most a few when behind), and how late each ran goes to `check`."""
+    ticks its FixedStep says (at most a few when behind), and how late each ran goes to `check`.
+    A wake-up also runs the ticks due within TICK_GRAIN_S, so the seats of a process share wake-ups
+    (a tick up to a millisecond early is well inside a browser timer's own jitter)."""
 
     def __init__(self, check: SelfCheck) -> None:
         self.check = check
@@ -74,20 +78,28 @@ class Ticker:
 
     async def run(self) -> None:
         while True:
-            now = time.monotonic()
-            while self._heap and self._heap[0][0] <= now:
+            # One round: every seat due now runs once (its FixedStep says how many ticks), then the loop
+            # gets its turn, so a generator behind schedule still reads its sockets (and says it is late).
+            due_by = time.monotonic() + TICK_GRAIN_S
+            ran = []
+            while self._heap and self._heap[0][0] <= due_by:
                 _, _, playing = heapq.heappop(self._heap)
                 if playing.stopped:
                     continue
-                for _ in range(playing.schedule.due(now)):
+                now = time.monotonic()
+                for _ in range(playing.schedule.due(max(now, due_by))):
                     self.check.tick_late(now - playing.schedule.next_at)
                     playing.tick(now)
                     playing.schedule.ticked()
                 if playing.out:
-                    await playing.person.flush(playing)
+                    if playing.channel is not None and playing.channel.is_open:
+                        playing.send_on_channel()
+                    else:
+                        await playing.person.flush(playing)
+                ran.append(playing)
+            for playing in ran:
                 if not playing.stopped:
                     heapq.heappush(self._heap, (playing.schedule.next_at, next(self._seq), playing))
-                now = time.monotonic()
             loop = asyncio.get_running_loop()
             delay = self._heap[0][0] - time.monotonic() if self._heap else 1.0
             self._waiter = loop.create_future()
@@ -112,7 +124,7 @@ class _Playing:
     """A participant's current episode: its WireSeat, schedule and transport."""
 
     def __init__(self, person: WireParticipant, seat: WireSeat, schedule: FixedStep, fps: int,
-                 channel: MatchChannel | None) -> None:
+                 channel: RawMatchChannel | None) -> None:
         self.person, self.seat, self.schedule, self.fps, self.channel = person, seat, schedule, fps, channel
         self.started = time.monotonic()
         self.first_frame_at: float | None = None
@@ -120,6 +132,15 @@ class _Playing:
         self.stopped = False
         self.next_rtt = 0.0
         self.out: list[tuple[str, str]] = []   # packets of this round's ticks, sent by `flush`
+
+    def send_on_channel(self) -> None:
+        """The packets of this round's ticks, written to the match channel at once."""
+        out, self.out = self.out, []
+        channel, episode = self.channel, self.seat.episode
+        assert channel is not None
+        for to, data in out:
+            channel.send(episode, to, data)
+        self.person.world.check.channel_packets += len(out)
 
     def tick(self, now: float) -> None:
         seat = self.seat
@@ -175,7 +196,7 @@ class WireParticipant:
         self.sio: PacketClient | None = None
         self.inbox: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self.playing: _Playing | None = None
-        self.channel: MatchChannel | None = None
+        self.channel: RawMatchChannel | None = None
         self._channel_key: tuple[str, int] | None = None
         self._stash: dict[tuple[str, int], list[tuple[str, str]]] = {}
         self._stashed = 0
@@ -459,19 +480,16 @@ class WireParticipant:
     # ------------------------------------------------------------------ packets
 
     async def flush(self, playing: _Playing) -> None:
-        """Send the packets of the seat's last ticks: on its match channel, else as Socket.IO `packet`
-        events (both only queue the frames; the transports' writer tasks send them)."""
+        """Send the packets of the seat's last ticks as Socket.IO `packet` events (the fallback when the
+        seat has no open match channel; `_Playing.send_on_channel` is the usual way)."""
         seat, out, playing.out = playing.seat, playing.out, []
-        channel = playing.channel
         for to, data in out:
-            if channel is not None and channel.is_open:
-                channel.send(seat.episode, to, data)
-                self.world.check.channel_packets += 1
-            elif self.sio is not None:
-                try:
-                    await self.sio.emit_packet({"match": seat.match, "episode": seat.episode, "to": to, "data": data})
-                except socketio.exceptions.SocketIOError:
-                    return   # disconnected meanwhile; the loop hears of it
+            if self.sio is None:
+                return
+            try:
+                await self.sio.emit_packet({"match": seat.match, "episode": seat.episode, "to": to, "data": data})
+            except socketio.exceptions.SocketIOError:
+                return   # disconnected meanwhile; the loop hears of it
 
     def _on_packet(self, payload: Any) -> None:
         if not isinstance(payload, dict):
@@ -492,7 +510,7 @@ class WireParticipant:
     def _deliver(self, playing: _Playing, sender: str, data: str) -> None:
         try:
             playing.seat.receive(sender, data, time.monotonic() * 1000.0)
-        except (ValueError, KeyError, TypeError) as error:   # not what the server relays
+        except (ValueError, KeyError, TypeError, IndexError) as error:   # not what the server relays
             self.result.errors.append({"event": "packet", "reason": f"bad packet from {sender}: {error}"})
 
     async def _open_channel(self, match: str, gen: int, channel: Any) -> None:
@@ -505,12 +523,13 @@ class WireParticipant:
         await self._close_channel()
         assert self.http is not None
         url = channel_url(self.server_url, str(channel.get("url")))
-        opened = MatchChannel(self.http, url, str(channel.get("ticket")),
-                              on_frame=lambda e, s, d: self._route(match, e, s, d),
-                              on_refusal=lambda why: self.result.errors.append({"event": "channel", "reason": why}))
+        opened = RawMatchChannel(url, str(channel.get("ticket")),
+                                 on_frame=lambda e, s, d: self._route(match, e, s, d),
+                                 on_refusal=lambda why: self.result.errors.append({"event": "channel", "reason": why}),
+                                 cookie=self._cookie())
         try:
             await opened.open()
-        except (TimeoutError, ChannelRefused, aiohttp.ClientError) as error:
+        except (TimeoutError, ChannelRefused, OSError) as error:
             # The Socket.IO `packet` event stays the fallback; the summary counts the failure.
             self.result.errors.append({"event": "channel", "reason": f"could not open: {error!r}"})
             return

@@ -17,18 +17,25 @@ log a taken-back seat resumes from. A seat's own inputs the server never logged 
 server gave the seat to a stand-in) must not enter it: the referee re-simulates the server's log.
 A seat reports a checksum only for frames those inputs cover, so what it sends is what a real
 seat could know.
+
+The generator handles tens of thousands of packets a second per core, so a seat writes its packets
+straight as protocol-3 text (`lean_packet`, the same characters netcode.codec.input_packet writes)
+and reads its peers' by position with json's C scanner: the server validated them (netcode.codec)
+before it relayed them.
 """
 from __future__ import annotations
 
 import bisect
+import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 from game.lockstep import Lockstep
 from netcode import codec
 from netcode.config import SessionConfig
-from netcode.errors import NetcodeError
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), check_circular=False)
+_SCAN = json.JSONDecoder().scan_once   # type: ignore[attr-defined]   # the C scanner: one JSON value at a position
 CHECKS_SENT = 4          # latest check-frame checksums repeated in every packet (as netcode.p2p sends)
 KEEPALIVE_S = 0.1        # a stalled or finished seat still sends a packet this often
 
@@ -47,6 +54,7 @@ class MatchSim:
         self.check_frames: list[int] = list(self.checksums)   # in order; the end frame only if a check frame
         self.ended_at: int | None = None
         self.users = 0
+        self._texts: dict[int, str] = {}   # checksums as JSON text, encoded once
         self._new = False   # inputs arrived since the last run
 
     def know(self, player: str, start: int, actions: Sequence[Any]) -> None:
@@ -76,9 +84,11 @@ class MatchSim:
                 self.check_frames.append(frame)
 
     def recent_checks(self, upto: int, count: int = CHECKS_SENT) -> list[tuple[int, str]]:
-        """The last `count` (check frame, checksum) pairs at or before frame `upto`."""
+        """The last `count` (check frame, checksum as JSON text) pairs at or before frame `upto`."""
         end = bisect.bisect_right(self.check_frames, upto)
-        return [(f, self.checksums[f]) for f in self.check_frames[max(0, end - count):end]]
+        texts = self._texts
+        return [(f, texts.get(f) or texts.setdefault(f, _json_text(self.checksums[f])))
+                for f in self.check_frames[max(0, end - count):end]]
 
 
 class SimRegistry:
@@ -151,6 +161,7 @@ class WireSeat:
         self.peer_replaced = False             # a peer's seat changed holder (a stand-in or an AI took it)
         self._last_sent = float("-inf")
         self._remote_checks: dict[int, str] = {}
+        self._ids = {p: _json_text(p) for p in (*self.players, *self.received)}
 
     def _resume(self, frame: int, log: Mapping[str, Sequence[Any]]) -> None:
         """Take the seat back at `frame` (the server's rejoin): the episode's input log is what was
@@ -212,73 +223,140 @@ class WireSeat:
                          "checksum": self.sim.checksums[end], "predicted": {}}
 
     def _packet(self, peer: _Peer, now_ms: float) -> str:
-        inputs = {}
+        """The input packet to `peer`, formatted straight into the protocol-3 text (see `lean_packet`)."""
+        frame = self.frame
+        inputs = []
         for p in self.players:
             start = peer.acked.get(p, -1) + 1
-            inputs[p] = (start, self.mine[p][start:start + codec.MAX_INPUTS_PER_PLAYER])
+            inputs.append((self._ids[p], frame - start, self.mine[p][start:start + codec.MAX_INPUTS_PER_PLAYER]))
+        received = self.received
+        ack = ",".join(f"{self._ids[p]},{frame - received[p] + 1}" for p in peer.players)
         hold = now_ms - peer.last_t_at if peer.last_t >= 0 else 0
-        return codec.input_packet(
-            gen=self.gen, peer_gen=peer.gen, frame=self.frame, adv=float(self.frame - peer.frame), t=now_ms,
-            echo=peer.last_t, hold=hold, inputs=inputs,
-            ack={p: self.received[p] - 1 for p in peer.players}, checks=self.sim.recent_checks(self._confirmed()),
-            gone={})
+        return lean_packet(self.gen, peer.gen, frame, float(frame - peer.frame), now_ms, peer.last_t, hold, inputs, ack,
+                           self.sim.recent_checks(self._confirmed()))
 
     # ------------------------------------------------------------ packets in
 
     def receive(self, sender: str, data: str, now_ms: float) -> None:
-        """A peer's packet, as the server relayed it (after checking it; so it is only parsed here).
-        Raises ValueError when it is not an input packet."""
+        """A peer's packet, as the server relayed it (after validating it with netcode.codec; so it is
+        only parsed here, by position). Raises ValueError when it is not an input packet."""
         peer = self.peers.get(sender)
         try:
-            packet = codec.decode(data)
-        except NetcodeError as error:
-            raise ValueError(f"not an input packet: {error}") from None
-        if packet.kind != "input":
+            (version, kind, gen, peer_gen, frame, _adv, t, echo, hold, inputs, ack, checks,
+             _gone), _ = _SCAN(data, 0)
+        except (StopIteration, ValueError, TypeError) as error:
+            raise ValueError(f"not an input packet: {error}: {data[:60]!r}") from None
+        if version != codec.PROTOCOL_VERSION or kind != "i":
             raise ValueError(f"not an input packet: {data[:60]!r}")
         if peer is None:
             return
         self.packets_received += 1
-        if packet.gen > peer.gen:
+        if gen > peer.gen:
             # A later holder of the peer's seat (gen 0 is its first): the simulation here may hold the old
             # holder's inputs for frames its successor played (a match sim is shared by both seats of this
             # process), so its checksums no longer judge the peer's.
-            self.peer_replaced = self.peer_replaced or packet.gen > 0
-            peer.gen, peer.last_t, peer.frame = packet.gen, -1.0, 0
-        elif packet.gen < peer.gen:
+            self.peer_replaced = self.peer_replaced or gen > 0
+            peer.gen, peer.last_t, peer.frame = gen, -1.0, 0
+        elif gen < peer.gen:
             return   # a previous holder's packet, still in flight
-        for p, start, actions in packet.inputs:
-            if p in self.received:
-                have = self.received[p]
-                if start <= have < start + len(actions):
-                    self.sim.know(p, start, actions)
-                    self.received[p] = start + len(actions)
-        for p, frame in packet.ack:
-            if p in self.mine:
-                peer.acked[p] = max(peer.acked.get(p, -1), min(frame, len(self.mine[p]) - 1))
-                if packet.peer_gen == self.gen:   # acks of our inputs, not of a later holder's
-                    self._know_mine(p, peer.acked[p] + 1)
-        peer.frame = packet.frame
-        if packet.t > peer.last_t:
-            peer.last_t, peer.last_t_at = packet.t, now_ms
-        if packet.peer_gen == self.gen and packet.echo >= 0:
-            self.rtt_ms = max(0.0, now_ms - packet.echo - packet.hold)
-        if packet.peer_gen > self.gen:
+        received = self.received
+        for i in range(0, len(inputs), 3):
+            p = inputs[i]
+            if p in received:
+                start, have = frame - inputs[i + 1], received[p]
+                if start <= have:
+                    actions = _expand(inputs[i + 2])
+                    if have < start + len(actions):
+                        self.sim.know(p, start, actions)
+                        received[p] = start + len(actions)
+        mine = self.mine
+        for i in range(0, len(ack), 2):
+            p = ack[i]
+            if p in mine:
+                acked = max(peer.acked.get(p, -1), min(frame - ack[i + 1], len(mine[p]) - 1))
+                peer.acked[p] = acked
+                if peer_gen == self.gen:   # acks of our inputs, not of a later holder's
+                    self._know_mine(p, acked + 1)
+        peer.frame = frame
+        if t > peer.last_t:
+            peer.last_t, peer.last_t_at = t, now_ms
+        if peer_gen == self.gen and echo >= 0:
+            self.rtt_ms = max(0.0, now_ms - echo - hold)
+        if peer_gen > self.gen:
             # Someone else holds this seat now (the server gave it to a stand-in or an AI while this
             # participant was silent): its inputs, not ours, are the match's from then on, so checksums
             # compared here would only measure that. The server resumes us, or ends the match for us.
             self.replaced = True
         if self.replaced or self.peer_replaced:
             return
-        for frame, checksum in packet.checks:
-            self._remote_checks[frame] = checksum
-        self._compare_checks(sender)
+        ours = self.sim.checksums
+        for i in range(0, len(checks), 2):
+            checked, theirs = frame - checks[i], checks[i + 1]
+            mine_then = ours.get(checked)
+            if mine_then is None:
+                self._remote_checks[checked] = theirs   # compared once this process re-simulates that far
+            elif theirs != mine_then:
+                self._desync(checked, mine_then, theirs, sender)
+        if self._remote_checks:
+            self._compare_checks(sender)
 
     def _compare_checks(self, sender: str) -> None:
-        for frame in [f for f in self._remote_checks if f in self.sim.checksums]:
-            theirs, ours = self._remote_checks.pop(frame), self.sim.checksums[frame]
-            if theirs != ours:
-                self.desyncs.append({"match": self.match, "episode": self.episode, "frame": frame,
-                                     "local": ours, "remote": theirs, "peer": sender})
+        ours = self.sim.checksums
+        for frame in [f for f in self._remote_checks if f in ours]:
+            theirs = self._remote_checks.pop(frame)
+            if theirs != ours[frame]:
+                self._desync(frame, ours[frame], theirs, sender)
         if len(self._remote_checks) > 64:
             for frame in sorted(self._remote_checks)[:-64]:
                 del self._remote_checks[frame]
+
+    def _desync(self, frame: int, ours: str, theirs: str, sender: str) -> None:
+        self.desyncs.append({"match": self.match, "episode": self.episode, "frame": frame,
+                             "local": ours, "remote": theirs, "peer": sender})
+
+
+def _expand(runs: list[Any]) -> list[Any]:
+    """[action, count, ...] -> the actions (as netcode.codec decodes an input packet's runs)."""
+    if len(runs) == 2 and runs[1] == 1:
+        return [runs[0]]
+    actions: list[Any] = []
+    for i in range(0, len(runs), 2):
+        actions += [runs[i]] * runs[i + 1]
+    return actions
+
+
+def _json_text(value: Any) -> str:
+    return _ENCODER.encode(value)
+
+
+def _runs_text(actions: Sequence[Any]) -> str:
+    """The run-length form of `actions` as netcode.codec writes it, as JSON text without the brackets:
+    equal ints or strings in a row merge into one run, other actions repeat."""
+    parts: list[str] = []
+    last: Any = None
+    last_type: type = type(None)
+    count = 0
+    for action in actions:
+        kind = type(action)
+        if kind is last_type and (kind is int or kind is str) and action == last:
+            count += 1
+            continue
+        if count:
+            parts.append(f"{_json_text(last) if last_type is not int else last},{count}")
+        last, last_type, count = action, kind, 1
+    if count:
+        parts.append(f"{_json_text(last) if last_type is not int else last},{count}")
+    return ",".join(parts)
+
+
+def lean_packet(gen: int, peer_gen: int, frame: int, adv: float, t: float, echo: float, hold: float,
+                inputs: Sequence[tuple[str, int, Sequence[Any]]], ack: str, checks: Sequence[tuple[int, str]]) -> str:
+    """A protocol-3 input packet (netcode.codec.input_packet) formatted as text in one go: the same
+    characters codec's JSON encoder writes (tests/test_loadtest_wire_unit.py compares them), at a
+    fraction of its cost. `inputs` [(player as JSON, frame - start, actions)]; `ack` the ack list's JSON
+    text without brackets; `checks` [(frame, checksum as JSON)]."""
+    wire_inputs = ",".join([f"{p},{delta},[{_runs_text(actions)}]" for p, delta, actions in inputs])
+    wire_checks = ",".join([f"{frame - f},{checksum}" for f, checksum in checks])
+    return (f'[3,"i",{gen},{peer_gen},{frame},{adv!r},{t!r},{echo!r},{hold!r},'
+            f"[{wire_inputs}],[{ack}],[{wire_checks}],[]]")
+
