@@ -20,7 +20,7 @@ from app.live.agents import META_PER_SECOND, AgentPool, AgentTokenError, MetaLim
 from app.live.admission import BUSY_MESSAGE, DEFAULT_ADMISSION, Admission, AdmissionSettings, Closed, Opened
 from app.live.bots import BotPeer
 from app.live.channel import (
-    CHANNEL_PATH, CLOSE_FLOODING, CLOSE_GONE, CLOSE_TRY_LATER, ChannelLink, ChannelRefused, OpenChannel, parse_frame,
+    CHANNEL_PATH, CLOSE_FLOODING, CLOSE_GONE, CLOSE_TRY_LATER, ChannelHost, ChannelLink, ChannelRefused, OpenChannel,
 )
 from app.live.flow import Flow
 from app.live.log_text import log_text
@@ -28,7 +28,7 @@ from app.live.match_room import AGENT, AI, HUMAN, MatchHost, MatchRoom, MatchSet
 from app.live.metrics import Metrics
 from app.live.recovery import close_interrupted_matches
 from app.live.protocol import (
-    PacketEvent, ProtocolError, parse_advance, parse_client_error, parse_episode_done, parse_packet, parse_ready,
+    ProtocolError, parse_advance, parse_client_error, parse_episode_done, parse_packet, parse_ready,
 )
 from app.live.ratelimit import DEFAULT_BUDGET, RATE_LIMITED, Budget, RateLimit, Report
 from app.live.tickets import Ticket, TicketError, Tickets
@@ -65,7 +65,7 @@ class Services:
     metrics: Metrics = field(default_factory=Metrics)  # the figures GET /metrics serves
 
 
-class Hub(MatchHost):
+class Hub(MatchHost, ChannelHost):
     """Every connected participant, waiting room and match of one experiment."""
 
     def __init__(self, flow: Flow, experiment_dir: str, services: Services, relay_delay_s: float = 0.0,
@@ -314,44 +314,16 @@ class Hub(MatchHost):
             except (TicketError, ChannelRefused) as error:
                 self.metrics.channel_opens.labels(error.code).inc()
                 raise
-            old = self.channels.get(ticket.participant)
-            if old is not None:
-                self._drop_channel(old, CLOSE_GONE, "replaced by a newer channel of this seat")
-            channel = self.channels[ticket.participant] = self.channel_conns[conn] = OpenChannel(link, ticket, conn)
             self.metrics.channel_opens.labels("ok").inc()
-            link.send("ok")
-            return channel
+            return self._accept_channel(link, ticket, conn)
 
-    def channel_frame(self, channel: OpenChannel, raw: Any) -> bool:
-        """One frame an open channel received: charged to its participant's budget, then relayed as a
-        `packet` event would be; a refused frame gets `! reason` back. False when refused unread for the
-        rate (its reader should pause a moment, as the Socket.IO gate does)."""
-        with self.lock:
-            if channel.closed:
-                return True
-            if not self.admit(channel.conn):
-                return False
-            try:
-                room, seat = self._channel_seat(channel.ticket)
-            except ChannelRefused as error:
-                self._drop_channel(channel, error.close_code, error.message)
-                return True
-            try:
-                episode, to, data = parse_frame(raw)
-                room.relay(seat, PacketEvent(room.id, episode, to, data))
-            except ProtocolError as error:
-                self.metrics.event("packet", refused=True)
-                self.refuse(channel.conn, "packet", "invalid", str(error))
-                return True
-            self.metrics.event("packet")
-            self.metrics.packet_received("channel")
-            return True
+    def _frame_refused(self, channel: OpenChannel, error: ProtocolError) -> None:
+        self.metrics.event("packet", refused=True)
+        self.refuse(channel.conn, "packet", "invalid", str(error))
 
-    def channel_closed(self, channel: OpenChannel) -> None:
-        """The channel's transport closed (either side); its seat's packets go over Socket.IO again."""
-        with self.lock:
-            channel.closed = True
-            self._forget_channel(channel)
+    def _frame_relayed(self) -> None:
+        self.metrics.event("packet")
+        self.metrics.packet_received("channel")
 
     def _channel_seat(self, ticket: Ticket) -> tuple[MatchRoom, Seat]:
         """The room and seat `ticket` names, while the seat is still its holder's; else ChannelRefused."""
@@ -371,16 +343,6 @@ class Hub(MatchHost):
                 self._channel_seat(channel.ticket)
             except ChannelRefused:
                 self._drop_channel(channel, CLOSE_GONE, reason)
-
-    def _drop_channel(self, channel: OpenChannel, code: int, reason: str) -> None:
-        channel.close(code, reason)
-        self._forget_channel(channel)
-
-    def _forget_channel(self, channel: OpenChannel) -> None:
-        if self.channels.get(channel.ticket.participant) is channel:
-            del self.channels[channel.ticket.participant]
-        if self.channel_conns.pop(channel.conn, None) is not None:
-            self._close_budget(channel.conn)
 
     # ------------------------------------------------------------ time
 
