@@ -122,23 +122,27 @@ class ChannelHost:
         `packet` event would be; a refused frame gets `! reason` back. False when refused unread for the
         rate (its reader should pause a moment, as the Socket.IO gate does)."""
         with self.lock:
-            if channel.closed:
-                return True
-            if not self.admit(channel.conn):
-                return False
-            try:
-                room, seat = self._channel_seat(channel.ticket)
-            except ChannelRefused as error:
-                self._drop_channel(channel, error.close_code, error.message)
-                return True
-            try:
-                episode, to, data = parse_frame(raw)
-                room.relay(seat, PacketEvent(room.id, episode, to, data))
-            except ProtocolError as error:
-                self._frame_refused(channel, error)
-                return True
-            self._frame_relayed()
+            return self.channel_frame_locked(channel, raw)
+
+    def channel_frame_locked(self, channel: OpenChannel, raw: Any) -> bool:
+        """`channel_frame`, for a caller holding `lock` already (the pump, over a batch of frames)."""
+        if channel.closed:
             return True
+        if not self.admit(channel.conn):
+            return False
+        try:
+            room, seat = self._channel_seat(channel.ticket)
+        except ChannelRefused as error:
+            self._drop_channel(channel, error.close_code, error.message)
+            return True
+        try:
+            episode, to, data = parse_frame(raw)
+            room.relay(seat, PacketEvent(room.id, episode, to, data))
+        except ProtocolError as error:
+            self._frame_refused(channel, error)
+            return True
+        self._frame_relayed()
+        return True
 
     def channel_closed(self, channel: OpenChannel) -> None:
         """The channel's transport closed (either side); its seat's packets go over Socket.IO again."""

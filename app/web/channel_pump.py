@@ -230,7 +230,8 @@ class ChannelPump:
         self.epoll.register(link.fd, link.mask)
         link.registered = True
         if leftover:
-            self._receive(link, leftover)
+            with self.hub.lock:
+                self._receive(link, leftover)
             self._flush_dirty()
 
     def wrote(self, link: PumpLink) -> None:
@@ -314,7 +315,7 @@ class ChannelPump:
                     return
             else:
                 raw = payload
-            if not self.hub.channel_frame(link.channel, raw):
+            if not self.hub.channel_frame_locked(link.channel, raw):   # the batch holds the hub's lock
                 self._mute(link, messages[i + 1:])
                 return
         if link.out:
