@@ -18,7 +18,8 @@ and lateness. Then the ratio channel / Socket.IO.
 `git worktree add --detach /tmp/base COMMIT`), in turns with this checkout's, and prints old and new
 side by side; `--repeat R` takes R turns of each and reports the medians. `--profile` samples the
 server with py-spy during each measurement and prints where its CPU went, in µs per relayed packet
-by component (the sampled share of each component times the measured CPU per packet).
+by component (the sampled share of each component times the measured user CPU per packet; the
+kernel's CPU, system calls, a row of its own).
 
 All clients run in this one process on one asyncio loop (aiohttp), so the generator costs much less
 than the server it drives; it says so when its ticks fell behind. Figures are noisy while other
@@ -341,9 +342,10 @@ def main() -> None:
     if args.profile:
         for path in paths:
             columns = {code: results[(path, code)] for code in codes}
-            print(f"\n{path}: server CPU by component, µs per relayed packet (py-spy samples x measured CPU)")
-            print(Profile.table({code: (f.profile, f.cpu_us_per_packet) for code, f in columns.items()
-                                 if f.profile is not None}))
+            print(f"\n{path}: server CPU by component, µs per relayed packet (user CPU shared out by py-spy's "
+                  f"samples holding the GIL; kernel CPU from /proc)")
+            print(Profile.table({code: (f.profile, (f.cpu_s - f.sys_s) / f.relayed * 1e6, f.sys_s / f.relayed * 1e6)
+                                 for code, f in columns.items() if f.profile is not None and f.relayed}))
     print(f"load average after: {os.getloadavg()[0]:.2f} (figures are noisy when it is high)")
     print(json.dumps({f"{p}/{c}": {"cpu_us_per_packet": round(f.cpu_us_per_packet, 1),
                                     "relay_p99_ms": round(f.relay_p99_ms, 3), "relayed_per_s": round(f.relayed / f.seconds),

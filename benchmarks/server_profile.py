@@ -4,8 +4,9 @@
 process; `collect()` waits for it and returns a `Profile`: sample counts per component. A sample is
 the component of its innermost frame that names one (COMPONENTS, first match from the leaf up), so
 `codec.decode` called by `MatchRoom.relay` counts as the codec, the rest of `relay` as the relay.
-Samples of a thread waiting are left out: py-spy marks most of them idle, but not all of eventlet's
-epoll waits (IDLE), which are counted apart and not shown as CPU.
+Only samples of a thread holding the GIL count (py-spy --gil): they share out the process's user CPU;
+the time in system calls (socket reads and writes, epoll, file writes: the GIL is released) is the
+kernel's, from /proc, shown as a row of its own. Eventlet's epoll waits that still hold it are IDLE.
 """
 from __future__ import annotations
 
@@ -82,19 +83,22 @@ class Profile:
         return profile
 
     @staticmethod
-    def table(columns: dict[str, tuple[Profile, float]]) -> str:
-        """Rows of components, a column per code ("new", "old"): µs per packet = share x `cpu_us_per_packet`."""
+    def table(columns: dict[str, tuple[Profile, float, float]]) -> str:
+        """Rows of components, a column per code ("new", "old"), from (profile, user µs, kernel µs) per packet:
+        a component's µs = its share of the samples x the user µs; the kernel's is a row of its own."""
         names = [name for name, _ in COMPONENTS] + [OTHER]
         lines = [f"  {'component':<30}" + "".join(f" {code:>8}" for code in columns)]
         for name in names:
-            cells = [profile.counts[name] / profile.total * us if profile.total else 0.0
-                     for profile, us in columns.values()]
+            cells = [profile.counts[name] / profile.total * user if profile.total else 0.0
+                     for profile, user, _ in columns.values()]
             if any(cell >= 0.05 for cell in cells):
                 lines.append(f"  {name:<30}" + "".join(f" {cell:8.1f}" for cell in cells))
-        lines.append(f"  {'total (measured)':<30}" + "".join(f" {us:8.1f}" for _, us in columns.values()))
+        lines.append(f"  {'kernel (system calls)':<30}" + "".join(f" {kernel:8.1f}" for _, _, kernel in columns.values()))
+        lines.append(f"  {'total (measured)':<30}" + "".join(f" {user + kernel:8.1f}"
+                                                                for _, user, kernel in columns.values()))
         lines.append(f"  {'samples (idle left out)':<30}" + "".join(f" {profile.total:8d} ({profile.counts[IDLE]})"
-                                                                    for profile, _ in columns.values()))
-        for code, (profile, _) in columns.items():
+                                                                    for profile, _, _ in columns.values()))
+        for code, (profile, _, _) in columns.items():
             lines.append(f"  {code}: the innermost frames of the largest components (samples)")
             for name, n in [(name, n) for name, n in profile.counts.most_common() if name != IDLE][:5]:
                 top = [(frame, k) for (component, frame), k in profile.leaves.most_common() if component == name][:4]
@@ -119,7 +123,7 @@ class Sampling:
         self.output = os.path.join(self.folder, "raw.txt")
         self.process = subprocess.Popen(
             [spy, "record", "--pid", str(pid), "--duration", str(max(1, round(seconds))), "--rate", str(RATE),
-             "--format", "raw", "--nonblocking", "--output", self.output],
+             "--format", "raw", "--nonblocking", "--gil", "--output", self.output],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
     def collect(self) -> Profile:

@@ -120,26 +120,25 @@ def _write_all(file: io.FileIO, line: bytes) -> None:
             view = view[file.write(view) or 0:]
 
 
-class _Held(threading.local):
-    writers: list[RecordingWriter] | None = None   # inside `held_writes`: the writers with lines waiting
-
-
-_held = _Held()
+_held: list[RecordingWriter] | None = None   # inside `held_writes`: the writers with lines waiting
 
 
 @contextmanager
 def held_writes() -> Iterator[None]:
-    """Recording lines written inside (by this thread) wait, and go out at the end in one write per file:
-    the match channel pump holds them over a round of frames, so that a relay costs no write of its own.
-    Close the block before sending what was relayed, so a packet a peer got is on disk first."""
-    if _held.writers is not None:
+    """Recording lines written inside wait, and go out at the end in one write per file: the match
+    channel pump holds them over a round of frames, so that a relay costs no write of its own. Close
+    the block before sending what was relayed, so a packet a peer got is on disk first. The block holds
+    every writer's lines (no thread-local: a green one costs more than the write it saves), so its
+    caller keeps other writers out, as the pump does by holding the lock every match writes under."""
+    global _held
+    if _held is not None:
         yield
         return
-    _held.writers = []
+    _held = []
     try:
         yield
     finally:
-        writers, _held.writers = _held.writers, None
+        writers, _held = _held, None
         for writer in writers:
             writer._release()
 
@@ -187,7 +186,7 @@ class RecordingWriter:
         """Write one whole line (or hold it, inside `held_writes`), holding the lock."""
         if self._fd is None:
             raise ValueError(f"recording {self.path} is closed")
-        held = _held.writers
+        held = _held
         if held is not None:
             if not self._pending:
                 held.append(self)

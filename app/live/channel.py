@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from app.live.protocol import MAX_ID_CHARS, MAX_PACKET_CHARS, PacketEvent, ProtocolError
+from app.live.ratelimit import RateLimit
 from app.live.tickets import Ticket
 from game.errors import CoplayError
 
@@ -79,10 +80,12 @@ def parse_frame(raw: object) -> tuple[int, str, str]:
 
 class ChannelHost:
     """The match channels of a host of MatchRooms: accepting one, its frames, its end; written once for
-    the coordinator's Hub and a relay process's RelayHost, which give `lock`, the two maps and the hooks
-    (`_channel_seat`, `admit`, `_close_budget`, `_frame_refused`, `_frame_relayed`)."""
+    the coordinator's Hub and a relay process's RelayHost, which give `lock`, `rate_limit`, the two maps
+    and the hooks (`_channel_seat`, `now`, `_rate_limited`, `_close_budget`, `_frame_refused`,
+    `_frame_relayed`)."""
 
     lock: Any                              # the host's RLock: every room of the host changes under it
+    rate_limit: RateLimit                  # the participants' budgets, shared with their Socket.IO events
     channels: dict[str, OpenChannel]       # participant -> their seat's open channel
     channel_conns: dict[str, OpenChannel]  # rate-limit connection id -> channel
 
@@ -91,8 +94,11 @@ class ChannelHost:
         """The room and seat `ticket` names, while the seat is still its holder's; else ChannelRefused."""
         raise NotImplementedError
 
-    def admit(self, conn: str) -> bool:
-        """Charge one frame of connection `conn` to its budget; False: refuse it unread (rate limited)."""
+    def now(self) -> float:
+        raise NotImplementedError
+
+    def _rate_limited(self, conn: str, now: float) -> None:
+        """A frame of connection `conn` was refused unread for the rate: tally it, report a flood."""
         raise NotImplementedError
 
     def _close_budget(self, conn: str) -> None:
@@ -128,7 +134,9 @@ class ChannelHost:
         """`channel_frame`, for a caller holding `lock` already (the pump, over a batch of frames)."""
         if channel.closed:
             return True
-        if not self.admit(channel.conn):
+        now = self.now()
+        if not self.rate_limit.charge(channel.conn, now):
+            self._rate_limited(channel.conn, now)
             return False
         try:
             room, seat = self._channel_seat(channel.ticket)

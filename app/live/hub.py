@@ -166,11 +166,14 @@ class Hub(MatchHost, ChannelHost):
             now = self.services.now()
             if self.rate_limit.charge(sid, now):
                 return True
-            self.metrics.refused(RATE_LIMITED)
-            report = self.rate_limit.report(sid, now)
-            if report is not None:
-                self._report_refusals(sid, report)
+            self._rate_limited(sid, now)
             return False
+
+    def _rate_limited(self, sid: str, now: float) -> None:
+        self.metrics.refused(RATE_LIMITED)
+        report = self.rate_limit.report(sid, now)
+        if report is not None:
+            self._report_refusals(sid, report)
 
     def handle(self, event: str, sid: str, payload: Any) -> None:
         """Dispatch one admitted client event; a refused one gets an `error` event and changes nothing."""

@@ -277,15 +277,11 @@ class RelayHost(ChannelHost):
                                  "send `ready` for a fresh ticket", CLOSE_GONE, "gone")
         return room, seat
 
-    def admit(self, conn: str) -> bool:
-        now = time.monotonic()
-        if self.rate_limit.charge(conn, now):
-            return True
+    def _rate_limited(self, conn: str, now: float) -> None:
         report = self.rate_limit.report(conn, now)
         channel = self.channel_conns.get(conn)
         if report is not None and report.disconnect and channel is not None:
             self._drop_channel(channel, CLOSE_FLOODING, "too many frames for too long")
-        return False
 
     def _close_budget(self, conn: str) -> None:
         self.rate_limit.close(conn, time.monotonic())
