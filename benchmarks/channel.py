@@ -182,30 +182,46 @@ async def open_channel(client: Client, http: aiohttp.ClientSession, url: str, la
 
 async def play(url: str, server_pid: int, path: str, pairs: int, seconds: float, profile: bool) -> Figures:
     lags: list[float] = []
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:   # 4 sockets a pair
         clients = list(await asyncio.gather(*(enter(http, url) for _ in range(2 * pairs))))
         readers = list(await asyncio.gather(*(connect(c, http, url, lags) for c in clients)))
-        await asyncio.wait_for(asyncio.gather(*(c.started.wait() for c in clients)), 60)
-        by_match: dict[str, list[Client]] = {}
-        for c in clients:
+        waiting: dict[str, Client] = {}
+        live: list[Client] = []   # the clients whose pair plays: each pair starts as soon as it can, so that
+                                  # no seat falls silent (an AI takes it) while the last matches start
+
+        async def join(c: Client) -> None:
+            await c.started.wait()
             assert c.start is not None
-            by_match.setdefault(c.start["match"], []).append(c)
-        for a, b in by_match.values():
-            a.partner_client, b.partner_client = b, a
-        if path == "channel":
-            # all at once: opened one by one, the last matches' seats would fall silent (an AI takes them)
-            readers += await asyncio.gather(*(open_channel(c, http, url, lags) for c in clients))
+            partner = waiting.pop(c.start["match"], None)
+            if partner is None:
+                waiting[c.start["match"]] = c
+                return
+            c.partner_client, partner.partner_client = partner, c
+            if path == "channel":
+                readers.extend(await asyncio.gather(open_channel(c, http, url, lags),
+                                                    open_channel(partner, http, url, lags)))
+            live.extend((c, partner))
+
+        joining = asyncio.ensure_future(asyncio.wait_for(asyncio.gather(*(join(c) for c in clients)), 60))
         action = default_action_for(Pong({}), "left")
         loop = asyncio.get_running_loop()
         period = 1 / FPS
         began = loop.time()
-        measure_from, measure_to = began + WARM_UP_S, began + WARM_UP_S + seconds
+        measure_from = measure_to = float("inf")
         before: dict[Any, float] = {}
         cpu_before = sys_before = gen_before = 0.0
         tick = late = ticks = 0
+        spy = None
         while True:
             due = began + tick * period
             now = loop.time()
+            if joining.done():
+                if joining.exception() is not None:
+                    raise RuntimeError(f"{sum(c.started.is_set() for c in clients)} of {len(clients)} clients saw "
+                                       f"their match start in 60 s, {len(live)} play (the server held the rest: "
+                                       "admission control, or it was too slow)") from joining.exception()
+                if measure_from == float("inf"):
+                    measure_from, measure_to = now + WARM_UP_S, now + WARM_UP_S + seconds
             if now >= measure_to:
                 break
             if now - due > period:
@@ -215,7 +231,7 @@ async def play(url: str, server_pid: int, path: str, pairs: int, seconds: float,
                 (cpu_before, sys_before), gen_before = process_cpu_seconds(server_pid), own_cpu()
                 lags.clear()
                 spy = sample(server_pid, seconds) if profile else None
-            for c in clients:
+            for c in live:
                 p = packet(c, action)
                 c.sent_at[c.frame] = time.perf_counter()
                 c.frame += 1
