@@ -6,11 +6,13 @@ per relayed packet. Here every open channel's socket stays registered in one epo
 pump's own; the pump waits on that set's descriptor (one eventlet wait for all channels), reads
 whatever each ready socket holds, parses the WebSocket frames itself (RFC 6455, text and binary,
 fragments, ping/pong, close; no extensions: the channel declines permessage-deflate), hands each
-message to `Hub.channel_frame`, and sends what the relay queued on each socket in one write when the
-batch is done (after the batch's recording lines, held until then: one file write per match and batch). A frame the Hub refuses for the rate mutes its socket for `REFUSED_PAUSE_S`, as a
-channel's own reader pauses (app/web/match_channel.py), so the rest of its data waits and is not
-refused in turn. A client that stops reading gets its frames queued up to `MAX_QUEUED_BYTES`, then
-its channel closes (1008): it never blocks the relay.
+message to its host's `channel_frame` (app/live/channel.py `ChannelHost`: the Hub, or a relay's
+RelayHost), and sends what the relay queued on each socket in one write when the batch is done (after
+the batch's recording lines, held until then: one file write per match and batch). A frame the host
+refuses for the rate mutes its socket for `REFUSED_PAUSE_S`, as a channel's own reader pauses
+(app/web/match_channel.py), so the rest of its data waits and is not refused in turn. A client that
+stops reading gets its frames queued up to `MAX_QUEUED_BYTES`, then its channel closes (1008): it
+never blocks the relay.
 
 The HTTP upgrade and the ticket frame stay with eventlet's WebSocket (app/web/match_channel.py);
 the connection's green thread then waits until the pump is done with it.
@@ -39,7 +41,7 @@ select = patcher.original("select")
 REFUSED_PAUSE_S = 0.001
 MAX_QUEUED_BYTES = 4 * 1024 * 1024   # bytes waiting for a client that does not read: past this, it closes
 CLOSE_WAIT_S = 5.0                   # a closed channel whose client neither answers nor hangs up is cut
-RECV_BYTES = 256 * 1024   # read into one buffer kept for it: a fresh 256 KiB per recv() costs ~20 µs
+RECV_BYTES = 256 * 1024   # read into one buffer kept for it, not a fresh 256 KiB bytes per recv()
 IN = select.EPOLLIN
 OUT = select.EPOLLOUT
 CLOSE_PROTOCOL, CLOSE_DATA, CLOSE_TOO_BIG = 1002, 1007, 1009
