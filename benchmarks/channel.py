@@ -1,6 +1,7 @@
 """Server CPU per relayed packet: Socket.IO `packet` events vs the match channel, side by side.
 
     python benchmarks/channel.py [--pairs 20] [--seconds 20] [--async-mode eventlet] [--paths socketio,channel]
+                                 [--baseline DIR] [--repeat R] [--profile]
 
 For each path it starts a fresh `coplay serve` of benchmarks/experiments/pong_capacity.py (one long
 Pong match per pair) and lets `--pairs` pairs of wire-level clients play: each enters, connects
@@ -13,6 +14,13 @@ server process's CPU (utime + stime from /proc/PID/stat) per relayed packet, the
 -> receiver seen by the clients (one clock: they share this process), and the generator's own CPU
 and lateness. Then the ratio channel / Socket.IO.
 
+`--baseline DIR` runs every path against the server code of DIR too (an older checkout, e.g.
+`git worktree add --detach /tmp/base COMMIT`), in turns with this checkout's, and prints old and new
+side by side; `--repeat R` takes R turns of each and reports the medians. `--profile` samples the
+server with py-spy during each measurement and prints where its CPU went, in µs per relayed packet
+by component (the sampled share of each component times the measured user CPU per packet; the
+kernel's CPU, system calls, a row of its own).
+
 All clients run in this one process on one asyncio loop (aiohttp), so the generator costs much less
 than the server it drives; it says so when its ticks fell behind. Figures are noisy while other
 work runs on the machine: run it on a quiet one.
@@ -24,6 +32,7 @@ import asyncio
 import json
 import os
 import resource
+import shutil
 import statistics
 import sys
 import tempfile
@@ -41,6 +50,7 @@ from app.live.metrics import histogram_buckets, histogram_quantile, parse_metric
 from game.env import default_action_for  # noqa: E402
 from game.games.pong import Pong  # noqa: E402
 from netcode import codec  # noqa: E402
+from benchmarks.server_profile import Profile, sample  # noqa: E402
 from tests.server_fixtures import Server, pid  # noqa: E402
 
 EXPERIMENT = ROOT / "benchmarks" / "experiments" / "pong_capacity.py"
@@ -68,25 +78,29 @@ class Client:
 @dataclass
 class Figures:
     path: str
+    code: str          # "new" (this checkout) or "old" (--baseline)
     relayed: float
     seconds: float
     cpu_s: float
+    sys_s: float       # of cpu_s, in the kernel (socket reads and writes, epoll, file writes)
     relay_p99_ms: float
     one_way_ms: list[float]
     generator_cpu_s: float
     late_ticks: int
     ticks: int
+    profile: Profile | None = None
 
     @property
     def cpu_us_per_packet(self) -> float:
         return self.cpu_s / self.relayed * 1e6 if self.relayed else float("nan")
 
 
-def process_cpu_seconds(pid_: int) -> float:
-    """utime + stime of process `pid_` (all its threads), seconds."""
+def process_cpu_seconds(pid_: int) -> tuple[float, float]:
+    """(utime + stime, stime) of process `pid_` (all its threads), seconds."""
     with open(f"/proc/{pid_}/stat") as handle:
         fields = handle.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / tick, int(fields[12]) / tick
 
 
 async def scrape(http: aiohttp.ClientSession, url: str) -> dict[Any, float]:
@@ -166,41 +180,58 @@ async def open_channel(client: Client, http: aiohttp.ClientSession, url: str, la
     return asyncio.ensure_future(read_channel(client, ws, lags))
 
 
-async def play(url: str, server_pid: int, path: str, pairs: int, seconds: float) -> Figures:
+async def play(url: str, server_pid: int, path: str, pairs: int, seconds: float, profile: bool) -> Figures:
     lags: list[float] = []
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:   # 4 sockets a pair
         clients = list(await asyncio.gather(*(enter(http, url) for _ in range(2 * pairs))))
         readers = list(await asyncio.gather(*(connect(c, http, url, lags) for c in clients)))
-        await asyncio.wait_for(asyncio.gather(*(c.started.wait() for c in clients)), 60)
-        by_match: dict[str, list[Client]] = {}
-        for c in clients:
+        waiting: dict[str, Client] = {}
+        live: list[Client] = []   # the clients whose pair plays: each pair starts as soon as it can, so that
+                                  # no seat falls silent (an AI takes it) while the last matches start
+
+        async def join(c: Client) -> None:
+            await c.started.wait()
             assert c.start is not None
-            by_match.setdefault(c.start["match"], []).append(c)
-        for a, b in by_match.values():
-            a.partner_client, b.partner_client = b, a
-        if path == "channel":
-            # all at once: opened one by one, the last matches' seats would fall silent (an AI takes them)
-            readers += await asyncio.gather(*(open_channel(c, http, url, lags) for c in clients))
+            partner = waiting.pop(c.start["match"], None)
+            if partner is None:
+                waiting[c.start["match"]] = c
+                return
+            c.partner_client, partner.partner_client = partner, c
+            if path == "channel":
+                readers.extend(await asyncio.gather(open_channel(c, http, url, lags),
+                                                    open_channel(partner, http, url, lags)))
+            live.extend((c, partner))
+
+        joining = asyncio.ensure_future(asyncio.wait_for(asyncio.gather(*(join(c) for c in clients)), 60))
         action = default_action_for(Pong({}), "left")
         loop = asyncio.get_running_loop()
         period = 1 / FPS
         began = loop.time()
-        measure_from, measure_to = began + WARM_UP_S, began + WARM_UP_S + seconds
+        measure_from = measure_to = float("inf")
         before: dict[Any, float] = {}
-        cpu_before = gen_before = 0.0
+        cpu_before = sys_before = gen_before = 0.0
         tick = late = ticks = 0
+        spy = None
         while True:
             due = began + tick * period
             now = loop.time()
+            if joining.done():
+                if joining.exception() is not None:
+                    raise RuntimeError(f"{sum(c.started.is_set() for c in clients)} of {len(clients)} clients saw "
+                                       f"their match start in 60 s, {len(live)} play (the server held the rest: "
+                                       "admission control, or it was too slow)") from joining.exception()
+                if measure_from == float("inf"):
+                    measure_from, measure_to = now + WARM_UP_S, now + WARM_UP_S + seconds
             if now >= measure_to:
                 break
             if now - due > period:
                 late += 1 if now >= measure_from else 0
             if not before and now >= measure_from:
                 before = await scrape(http, url)
-                cpu_before, gen_before = process_cpu_seconds(server_pid), own_cpu()
+                (cpu_before, sys_before), gen_before = process_cpu_seconds(server_pid), own_cpu()
                 lags.clear()
-            for c in clients:
+                spy = sample(server_pid, seconds) if profile else None
+            for c in live:
                 p = packet(c, action)
                 c.sent_at[c.frame] = time.perf_counter()
                 c.frame += 1
@@ -215,8 +246,9 @@ async def play(url: str, server_pid: int, path: str, pairs: int, seconds: float)
             ticks += 1 if now >= measure_from else 0
             tick += 1
             await asyncio.sleep(max(0.0, began + tick * period - loop.time()))
-        cpu_after, gen_after = process_cpu_seconds(server_pid), own_cpu()
+        (cpu_after, sys_after), gen_after = process_cpu_seconds(server_pid), own_cpu()
         after = await scrape(http, url)
+        samples = spy.collect() if spy is not None else None
         for reader in readers:
             reader.cancel()
         for c in clients:
@@ -226,8 +258,8 @@ async def play(url: str, server_pid: int, path: str, pairs: int, seconds: float)
     delta = {key: after.get(key, 0.0) - before.get(key, 0.0) for key in after}
     relayed = delta.get(("coplay_relayed_packets_total", ()), 0.0)
     p99 = histogram_quantile(0.99, histogram_buckets(delta, "coplay_relay_seconds"))
-    return Figures(path, relayed, seconds, cpu_after - cpu_before, p99 * 1000, [x * 1000 for x in lags],
-                   gen_after - gen_before, late, ticks)
+    return Figures(path, "", relayed, seconds, cpu_after - cpu_before, sys_after - sys_before, p99 * 1000, [x * 1000 for x in lags],
+                   gen_after - gen_before, late, ticks, samples)
 
 
 def own_cpu() -> float:
@@ -235,14 +267,27 @@ def own_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_path(path: str, mode: str, pairs: int, seconds: float, folder: Path) -> Figures:
+def run_path(path: str, mode: str, pairs: int, seconds: float, folder: Path, code: Path, profile: bool) -> Figures:
+    """One measurement of `path` against a fresh server running the code of checkout `code`."""
     frames = int((seconds + WARM_UP_S + 60) * FPS)   # the matches outlast the measurement
-    server = Server(["serve", str(EXPERIMENT), "--async-mode", mode], folder / path / "data",
-                    env={"COPLAY_CAPACITY_FRAMES": str(frames)})
+    data = Path(tempfile.mkdtemp(dir=folder))
+    server = Server(["serve", str(EXPERIMENT), "--async-mode", mode], data,
+                    env={"COPLAY_CAPACITY_FRAMES": str(frames), "PYTHONPATH": str(code)}, root=code)
     try:
-        return asyncio.run(play(server.url, server.process.pid, path, pairs, seconds))
+        return asyncio.run(play(server.url, server.process.pid, path, pairs, seconds, profile))
     finally:
         server.stop()
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def median_of(turns: list[Figures]) -> Figures:
+    """The turn whose CPU per packet is the median (its other figures come with it); profiles add up."""
+    ordered = sorted(turns, key=lambda f: f.cpu_us_per_packet)
+    middle = ordered[(len(ordered) - 1) // 2]
+    profiles = [f.profile for f in turns if f.profile is not None]
+    if profiles:
+        middle.profile = Profile.merged(profiles)
+    return middle
 
 
 def quantile(values: list[float], q: float) -> float:
@@ -258,39 +303,71 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--async-mode", default="eventlet", choices=("eventlet", "gevent", "threading"))
     parser.add_argument("--paths", default=",".join(PATHS))
+    parser.add_argument("--baseline", type=Path, metavar="DIR",
+                        help="an older checkout of coplay whose server runs in turns with this one's")
+    parser.add_argument("--repeat", type=int, default=1, help="turns per path (and code); medians are printed")
+    parser.add_argument("--profile", action="store_true", help="sample the server with py-spy (installed)")
     args = parser.parse_args()
     paths = [p for p in args.paths.split(",") if p]
     unknown = set(paths) - set(PATHS)
     if unknown:
         parser.error(f"--paths takes {', '.join(PATHS)}; got {sorted(unknown)}")
-    print(f"{args.pairs} pairs at {FPS} fps for {args.seconds:g} s, {args.async_mode}; "
+    if args.baseline is not None and not (args.baseline / "app" / "cli.py").is_file():
+        parser.error(f"--baseline {args.baseline} is not a checkout of coplay (no app/cli.py there)")
+    if args.repeat < 1:
+        parser.error("--repeat is at least 1")
+    codes = {"new": ROOT, **({"old": args.baseline.resolve()} if args.baseline is not None else {})}
+    print(f"{args.pairs} pairs at {FPS} fps for {args.seconds:g} s, {args.async_mode}, {args.repeat} turn(s) each; "
           f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} before the run")
-    results: dict[str, Figures] = {}
+    turns: dict[tuple[str, str], list[Figures]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for path in paths:
-            results[path] = run_path(path, args.async_mode, args.pairs, args.seconds, Path(tmp))
-    header = (f"{'path':<9} {'relayed/s':>9} {'server CPU %':>12} {'µs/packet':>10} {'relay p99 ms':>12} "
+        for _ in range(args.repeat):
+            for path in paths:
+                for code, folder in codes.items():
+                    figures = run_path(path, args.async_mode, args.pairs, args.seconds, Path(tmp), folder, args.profile)
+                    figures.code = code
+                    turns.setdefault((path, code), []).append(figures)
+    results = {key: median_of(figures) for key, figures in turns.items()}
+    header = (f"{'path':<9} {'code':<4} {'relayed/s':>9} {'server CPU %':>12} {'µs/packet':>10} {'(kernel)':>8} "
+              f"{'relay p99 ms':>12} "
               f"{'one-way p50/p99 ms':>19} {'generator CPU %':>15} {'late ticks':>10}")
     print(header)
     for f in results.values():
-        print(f"{f.path:<9} {f.relayed / f.seconds:>9.0f} {100 * f.cpu_s / f.seconds:>12.1f} "
-              f"{f.cpu_us_per_packet:>10.1f} {f.relay_p99_ms:>12.3f} "
+        print(f"{f.path:<9} {f.code:<4} {f.relayed / f.seconds:>9.0f} {100 * f.cpu_s / f.seconds:>12.1f} "
+              f"{f.cpu_us_per_packet:>10.1f} {f.sys_s / f.relayed * 1e6 if f.relayed else 0:>8.1f} "
+              f"{f.relay_p99_ms:>12.3f} "
               f"{quantile(f.one_way_ms, 0.5):>9.2f}/{quantile(f.one_way_ms, 0.99):<9.2f} "
               f"{100 * f.generator_cpu_s / f.seconds:>15.1f} {f.late_ticks:>4}/{f.ticks:<5}")
         if f.late_ticks > f.ticks * 0.05:
             print(f"  ({f.path}: the load generator, not the server, fell behind on "
                   f"{100 * f.late_ticks / max(f.ticks, 1):.0f} % of its ticks)")
-    if {"socketio", "channel"} <= results.keys():
-        old, new = results["socketio"], results["channel"]
+    if args.repeat > 1:
+        for (path, code), figures in turns.items():
+            print(f"  {path} {code}: µs/packet of each turn "
+                  f"{', '.join(f'{f.cpu_us_per_packet:.1f}' for f in figures)}")
+    for path in paths:
+        if (path, "old") in results:
+            old, new = results[(path, "old")], results[(path, "new")]
+            print(f"{path}: new / old CPU per packet x{new.cpu_us_per_packet / old.cpu_us_per_packet:.2f} "
+                  f"({old.cpu_us_per_packet:.1f} -> {new.cpu_us_per_packet:.1f} µs)")
+    if ("socketio", "new") in results and ("channel", "new") in results:
+        old, new = results[("socketio", "new")], results[("channel", "new")]
         print(f"channel / Socket.IO: CPU per packet x{new.cpu_us_per_packet / old.cpu_us_per_packet:.2f}, "
               f"relay p99 x{new.relay_p99_ms / old.relay_p99_ms:.2f}, one-way p99 "
               f"x{quantile(new.one_way_ms, 0.99) / quantile(old.one_way_ms, 0.99):.2f}")
+    if args.profile:
+        for path in paths:
+            columns = {code: results[(path, code)] for code in codes}
+            print(f"\n{path}: server CPU by component, µs per relayed packet (user CPU shared out by py-spy's "
+                  f"samples holding the GIL; kernel CPU from /proc)")
+            print(Profile.table({code: (f.profile, (f.cpu_s - f.sys_s) / f.relayed * 1e6, f.sys_s / f.relayed * 1e6)
+                                 for code, f in columns.items() if f.profile is not None and f.relayed}))
     print(f"load average after: {os.getloadavg()[0]:.2f} (figures are noisy when it is high)")
-    print(json.dumps({p: {"cpu_us_per_packet": round(f.cpu_us_per_packet, 1), "relay_p99_ms": round(f.relay_p99_ms, 3),
-                          "relayed_per_s": round(f.relayed / f.seconds), "one_way_p99_ms":
-                          round(quantile(f.one_way_ms, 0.99), 2), "median_lag_ms":
-                          round(statistics.median(f.one_way_ms), 2) if f.one_way_ms else None}
-                      for p, f in results.items()}))
+    print(json.dumps({f"{p}/{c}": {"cpu_us_per_packet": round(f.cpu_us_per_packet, 1),
+                                    "relay_p99_ms": round(f.relay_p99_ms, 3), "relayed_per_s": round(f.relayed / f.seconds),
+                                    "one_way_p99_ms": round(quantile(f.one_way_ms, 0.99), 2), "median_lag_ms":
+                                    round(statistics.median(f.one_way_ms), 2) if f.one_way_ms else None}
+                      for (p, c), f in results.items()}))
 
 
 if __name__ == "__main__":

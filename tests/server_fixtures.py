@@ -29,9 +29,9 @@ def free_port() -> int:
 
 class Server:
     """`python -m app.cli ARGS --port P --data D` as a subprocess, ready once /health answers.
-    `env` adds to (or overrides) the environment it runs in."""
+    `env` adds to (or overrides) the environment it runs in; `root` is the checkout whose code runs."""
 
-    def __init__(self, args: list[str], data_dir: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, args: list[str], data_dir: Path, env: dict[str, str] | None = None, root: Path = ROOT) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.data_dir = data_dir
@@ -40,7 +40,7 @@ class Server:
         self._log = open(self.log_path, "w")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "app.cli", *args, "--port", str(self.port), "--data", str(data_dir)],
-            cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+            cwd=root, stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
         )
         deadline = time.monotonic() + 60
         while True:

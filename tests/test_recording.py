@@ -20,6 +20,7 @@ from app.data.recording import (
     RecordingError,
     RecordingWriter,
     close_after_crash,
+    held_writes,
     make_header,
     read_recording,
     recording_path,
@@ -80,6 +81,28 @@ def test_round_trip(tmp_path: Path) -> None:
     assert recording.complete_frames == {0: 5, 1: 1}
     assert [(e["kind"], e["episode"], e["frame"], e["data"]) for e in recording.events] == [
         ("episode_end", 0, 5, {"frame": 5}), ("match_end", None, None, {"reason": "completed"})]
+
+
+def test_held_writes_go_out_together_at_the_end_or_at_close(tmp_path: Path) -> None:
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    a, b = RecordingWriter(str(first), header()), RecordingWriter(str(second), header(match="m2"))
+    a.episode(0, seed=1)
+    b.episode(0, seed=2)
+    on_disk = first.stat().st_size
+    with held_writes():
+        a.inputs(0, 0, [1, 2])
+        with held_writes():   # nested: the outer block decides
+            a.inputs(0, 1, [1, 2])
+        b.inputs(0, 0, [0, 0])
+        with pytest.raises(ValueError, match="repeats a recorded frame"):
+            a.inputs(0, 1, [1, 1])   # the order check counts held lines
+        assert first.stat().st_size == on_disk
+        b.close()   # closing writes what it held
+        assert read_recording(str(second)).episodes[0]["inputs"] == [[0, 0]]
+    assert read_recording(str(first)).episodes[0]["inputs"] == [[1, 2], [1, 2]]
+    a.inputs(0, 2, [0, 1])   # outside the block: written at once
+    assert read_recording(str(first)).episodes[0]["inputs"][-1] == [0, 1]
+    a.close()
 
 
 def test_order_is_enforced_and_refusals_write_nothing(tmp_path: Path) -> None:

@@ -24,7 +24,8 @@ import platform
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,8 +120,32 @@ def _write_all(file: io.FileIO, line: bytes) -> None:
             view = view[file.write(view) or 0:]
 
 
+_held: list[RecordingWriter] | None = None   # inside `held_writes`: the writers with lines waiting
+
+
+@contextmanager
+def held_writes() -> Iterator[None]:
+    """Recording lines written inside wait, and go out at the end in one write per file: the match
+    channel pump holds them over a round of frames, so that a relay costs no write of its own. Close
+    the block before sending what was relayed, so a packet a peer got is on disk first. The block holds
+    every writer's lines (no thread-local: a green one costs more than the write it saves), so its
+    caller keeps other writers out, as the pump does by holding the lock every match writes under."""
+    global _held
+    if _held is not None:
+        yield
+        return
+    _held = []
+    try:
+        yield
+    finally:
+        writers, _held = _held, None
+        for writer in writers:
+            writer._release()
+
+
 class RecordingWriter:
-    """Appends one match's records to a new file; every method writes through to the OS before returning.
+    """Appends one match's records to a new file; every method writes through to the OS before returning
+    (but inside `held_writes`, at its end).
 
     Episodes are numbered 0, 1, 2... and each episode's inputs are frames 0, 1, 2... with
     no gap or repeat (inputs for frame f step the game from frame f to f + 1).
@@ -141,6 +166,7 @@ class RecordingWriter:
         self._clock = clock
         self._lock = threading.Lock()
         self._next_frame: dict[int, int] = {}  # episode -> the frame whose inputs come next
+        self._pending: list[bytes] = []        # lines held by `held_writes`
         first = _line({"type": "header", "format": FORMAT, "version": FORMAT_VERSION, **header})
         make_folder(os.path.dirname(os.path.abspath(path)))
         try:
@@ -157,12 +183,28 @@ class RecordingWriter:
             raise
 
     def _write(self, line: bytes) -> None:
-        """Write one whole line, holding the lock."""
+        """Write one whole line (or hold it, inside `held_writes`), holding the lock."""
         if self._fd is None:
             raise ValueError(f"recording {self.path} is closed")
-        _write_all(self._file, line)
+        held = _held
+        if held is not None:
+            if not self._pending:
+                held.append(self)
+            self._pending.append(line)
+            return
+        self._write_through(line)
+
+    def _write_through(self, data: bytes) -> None:
+        _write_all(self._file, data)
         if self.fsync_every is not None and self._clock() - self._last_sync >= self.fsync_every:
             self._sync()
+
+    def _release(self) -> None:
+        """Write the lines `held_writes` held."""
+        with self._lock:
+            if self._pending and self._fd is not None:
+                data, self._pending = b"".join(self._pending), []
+                self._write_through(data)
 
     def _sync(self) -> None:
         assert self._fd is not None
@@ -219,6 +261,7 @@ class RecordingWriter:
 
     def sync(self) -> None:
         """fsync the file now (survives power loss, not only a process kill)."""
+        self._release()
         with self._lock:
             if self._fd is not None:
                 self._sync()
@@ -229,6 +272,9 @@ class RecordingWriter:
             if self._fd is None:
                 return
             try:
+                if self._pending:
+                    data, self._pending = b"".join(self._pending), []
+                    _write_all(self._file, data)
                 if self.fsync_every is not None:
                     self._sync()
             finally:

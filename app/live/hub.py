@@ -25,7 +25,7 @@ from app.live.agents import AgentPool, is_agent
 from app.live.admission import DEFAULT_ADMISSION, Admission, AdmissionSettings
 from app.live.bots import BotPeer
 from app.live.channel import (
-    CHANNEL_PATH, CLOSE_FLOODING, CLOSE_GONE, CLOSE_TRY_LATER, ChannelLink, ChannelRefused, OpenChannel, parse_frame,
+    CHANNEL_PATH, CLOSE_FLOODING, CLOSE_GONE, CLOSE_TRY_LATER, ChannelHost, ChannelLink, ChannelRefused, OpenChannel,
 )
 from app.live.flow import Flow
 from app.live.lobby import Lobby
@@ -35,7 +35,7 @@ from app.live.match_setup import match_settings, seats_for
 from app.live.metrics import Metrics
 from app.live.recovery import close_interrupted_matches
 from app.live.protocol import (
-    PacketEvent, ProtocolError, parse_advance, parse_client_error, parse_episode_done, parse_packet, parse_ready,
+    ProtocolError, parse_advance, parse_client_error, parse_episode_done, parse_packet, parse_ready,
 )
 from app.live.ratelimit import DEFAULT_BUDGET, RATE_LIMITED, Budget, RateLimit, Report
 from app.live.tickets import Ticket, TicketError, Tickets
@@ -71,7 +71,7 @@ class Services:
     metrics: Metrics = field(default_factory=Metrics)  # the figures GET /metrics serves
 
 
-class Hub(MatchHost):
+class Hub(MatchHost, ChannelHost):
     """Every connected participant, waiting room and match of one experiment."""
 
     def __init__(self, flow: Flow, experiment_dir: str, services: Services, relay_delay_s: float = 0.0,
@@ -168,11 +168,14 @@ class Hub(MatchHost):
             now = self.services.now()
             if self.rate_limit.charge(sid, now):
                 return True
-            self.metrics.refused(RATE_LIMITED)
-            report = self.rate_limit.report(sid, now)
-            if report is not None:
-                self._report_refusals(sid, report)
+            self._rate_limited(sid, now)
             return False
+
+    def _rate_limited(self, sid: str, now: float) -> None:
+        self.metrics.refused(RATE_LIMITED)
+        report = self.rate_limit.report(sid, now)
+        if report is not None:
+            self._report_refusals(sid, report)
 
     def handle(self, event: str, sid: str, payload: Any) -> None:
         """Dispatch one admitted client event; a refused one gets an `error` event and changes nothing."""
@@ -308,44 +311,16 @@ class Hub(MatchHost):
             except (TicketError, ChannelRefused) as error:
                 self.metrics.channel_opens.labels(error.code).inc()
                 raise
-            old = self.channels.get(ticket.participant)
-            if old is not None:
-                self._drop_channel(old, CLOSE_GONE, "replaced by a newer channel of this seat")
-            channel = self.channels[ticket.participant] = self.channel_conns[conn] = OpenChannel(link, ticket, conn)
             self.metrics.channel_opens.labels("ok").inc()
-            link.send("ok")
-            return channel
+            return self._accept_channel(link, ticket, conn)
 
-    def channel_frame(self, channel: OpenChannel, raw: Any) -> bool:
-        """One frame an open channel received: charged to its participant's budget, then relayed as a
-        `packet` event would be; a refused frame gets `! reason` back. False when refused unread for the
-        rate (its reader should pause a moment, as the Socket.IO gate does)."""
-        with self.lock:
-            if channel.closed:
-                return True
-            if not self.admit(channel.conn):
-                return False
-            try:
-                room, seat = self._channel_seat(channel.ticket)
-            except ChannelRefused as error:
-                self._drop_channel(channel, error.close_code, error.message)
-                return True
-            try:
-                episode, to, data = parse_frame(raw)
-                room.relay(seat, PacketEvent(room.id, episode, to, data))
-            except ProtocolError as error:
-                self.metrics.event("packet", refused=True)
-                self.refuse(channel.conn, "packet", "invalid", str(error))
-                return True
-            self.metrics.event("packet")
-            self.metrics.packet_received("channel")
-            return True
+    def _frame_refused(self, channel: OpenChannel, error: ProtocolError) -> None:
+        self.metrics.event("packet", refused=True)
+        self.refuse(channel.conn, "packet", "invalid", str(error))
 
-    def channel_closed(self, channel: OpenChannel) -> None:
-        """The channel's transport closed (either side); its seat's packets go over Socket.IO again."""
-        with self.lock:
-            channel.closed = True
-            self._forget_channel(channel)
+    def _frame_relayed(self) -> None:
+        self.metrics.event("packet")
+        self.metrics.packet_received("channel")
 
     def _channel_seat(self, ticket: Ticket) -> tuple[MatchRoom, Seat]:
         """The room and seat `ticket` names, while the seat is still its holder's; else ChannelRefused."""
@@ -365,16 +340,6 @@ class Hub(MatchHost):
                 self._channel_seat(channel.ticket)
             except ChannelRefused:
                 self._drop_channel(channel, CLOSE_GONE, reason)
-
-    def _drop_channel(self, channel: OpenChannel, code: int, reason: str) -> None:
-        channel.close(code, reason)
-        self._forget_channel(channel)
-
-    def _forget_channel(self, channel: OpenChannel) -> None:
-        if self.channels.get(channel.ticket.participant) is channel:
-            del self.channels[channel.ticket.participant]
-        if self.channel_conns.pop(channel.conn, None) is not None:
-            self._close_budget(channel.conn)
 
     # ------------------------------------------------------------ time
 

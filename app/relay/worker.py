@@ -21,16 +21,14 @@ from redis import RedisError
 
 from app.data.recording import RecordingWriter, recording_path
 from app.live.bots import BotPeer
-from app.live.channel import (
-    CLOSE_FLOODING, CLOSE_GONE, CLOSE_TRY_LATER, ChannelLink, ChannelRefused, OpenChannel, parse_frame,
-)
+from app.live.channel import CLOSE_FLOODING, CLOSE_GONE, CLOSE_TRY_LATER, ChannelHost, ChannelLink, ChannelRefused, OpenChannel
 from app.live.hub import ABSENT_AFTER_S, REFEREE_STEPS, SILENT_AFTER_S
 from app.live.match_room import MatchRoom, Seat
 from app.live.metrics import Metrics
-from app.live.protocol import EpisodeDone, PacketEvent, ProtocolError
+from app.live.protocol import EpisodeDone, ProtocolError
 from app.live.ratelimit import DEFAULT_BUDGET, RateLimit
 from app.live.recovery import INTERRUPTED
-from app.live.tickets import Tickets
+from app.live.tickets import Ticket, Tickets
 from app.relay.bus import HEARTBEAT_S, INTERRUPTED_MESSAGE, Bus, RelayCard, this_host
 from app.relay.wire import seat_states, seats_in, settings_in
 from game.env import default_action_for
@@ -42,7 +40,7 @@ log = logging.getLogger("coplay.relay")
 TICK_S = 0.25
 
 
-class RelayHost:
+class RelayHost(ChannelHost):
     """Every match of one relay process. `spawn(fn, *args)` starts a green thread, `sleep(s)` yields."""
 
     def __init__(self, bus: Bus, relay_id: str, url: str, experiment_dir: str, tickets: Tickets,
@@ -53,7 +51,8 @@ class RelayHost:
         self.spawn, self.sleep = spawn, sleep
         self.lock = threading.RLock()
         self.rooms: dict[str, MatchRoom] = {}
-        self.channels: dict[str, OpenChannel] = {}   # participant -> their seat's open channel
+        self.channels: dict[str, OpenChannel] = {}        # participant -> their seat's open channel
+        self.channel_conns: dict[str, OpenChannel] = {}   # rate-limit connection id -> channel
         self.rate_limit = RateLimit(DEFAULT_BUDGET)
         self._conn_ids = itertools.count()
         self._settling: set[str] = set()
@@ -230,7 +229,7 @@ class RelayHost:
         for seat in room.seats.values():
             channel = self.channels.get(seat.participant or "")
             if channel is not None and channel.ticket.match == room.id:
-                self._drop(channel, CLOSE_GONE, f"match {room.id} is over")
+                self._drop_channel(channel, CLOSE_GONE, f"match {room.id} is over")
         self._tell({"type": "ended", "match": room.id, "reason": reason, "message": room.end_message,
                                  "sha256": hashlib.sha256(data).hexdigest(), "seats": seat_states(room.seats)})
         log.info("relay %s: match %s ended (%s; %d running)", self.id, room.id, reason, len(self.rooms))
@@ -240,7 +239,7 @@ class RelayHost:
         if kind == "seat_changed":
             channel = self.channels.get(data.get("participant") or "")
             if channel is not None and channel.ticket.match == room.id:
-                self._drop(channel, CLOSE_GONE, f"seat {data.get('seat')} changed holder")
+                self._drop_channel(channel, CLOSE_GONE, f"seat {data.get('seat')} changed holder")
 
     def _report(self, room: MatchRoom, kind: str, data: dict[str, Any]) -> None:
         self._tell({"type": "log", "match": room.id, "kind": kind, "data": data,
@@ -263,61 +262,32 @@ class RelayHost:
         """As Hub.open_channel: the ticket (signed with the secret shared with the coordinator), then `ok`."""
         with self.lock:
             ticket = self.tickets.verify(ticket_text)
-            self._seat(ticket.match, ticket.seat, ticket.participant, ticket.gen)
+            self._channel_seat(ticket)
             conn = f"channel-{next(self._conn_ids)}"
             if not self.rate_limit.open(conn, ticket.participant, time.monotonic()):
                 raise ChannelRefused("too many connections just now: try again in a few seconds",
                                      CLOSE_TRY_LATER, "connect_rate")
-            old = self.channels.get(ticket.participant)
-            if old is not None:
-                self._drop(old, CLOSE_GONE, "replaced by a newer channel of this seat")
-            channel = self.channels[ticket.participant] = OpenChannel(link, ticket, conn)
-            link.send("ok")
-            return channel
+            return self._accept_channel(link, ticket, conn)
 
-    def channel_frame(self, channel: OpenChannel, raw: Any) -> bool:
-        with self.lock:
-            if channel.closed:
-                return True
-            now = time.monotonic()
-            if not self.rate_limit.charge(channel.conn, now):
-                report = self.rate_limit.report(channel.conn, now)
-                if report is not None and report.disconnect:
-                    self._drop(channel, CLOSE_FLOODING, "too many frames for too long")
-                return False
-            ticket = channel.ticket
-            try:
-                room, seat = self._seat(ticket.match, ticket.seat, ticket.participant, ticket.gen)
-            except ChannelRefused as error:
-                self._drop(channel, error.close_code, error.message)
-                return True
-            try:
-                episode, to, data = parse_frame(raw)
-                room.relay(seat, PacketEvent(room.id, episode, to, data))
-            except ProtocolError as error:
-                channel.link.send(f"! {error}")
-            return True
-
-    def channel_closed(self, channel: OpenChannel) -> None:
-        with self.lock:
-            channel.closed = True
-            self._forget(channel)
-
-    def _seat(self, match: str, addr: str, participant: str, gen: int) -> tuple[MatchRoom, Seat]:
-        room = self.rooms.get(match)
+    # ChannelHost hooks
+    def _channel_seat(self, ticket: Ticket) -> tuple[MatchRoom, Seat]:
+        room = self.rooms.get(ticket.match)
         if room is None or room.ended:
-            raise ChannelRefused(f"match {match} is over (or not on this relay)", CLOSE_GONE, "gone")
-        seat = room.seats.get(addr)
-        if seat is None or seat.participant != participant or seat.gen != gen:
-            raise ChannelRefused(f"seat {addr} of match {match} is no longer this ticket's holder's: send `ready` "
-                                 "for a fresh ticket", CLOSE_GONE, "gone")
+            raise ChannelRefused(f"match {ticket.match} is over (or not on this relay)", CLOSE_GONE, "gone")
+        seat = room.seats.get(ticket.seat)
+        if seat is None or seat.participant != ticket.participant or seat.gen != ticket.gen:
+            raise ChannelRefused(f"seat {ticket.seat} of match {ticket.match} is no longer this ticket's holder's: "
+                                 "send `ready` for a fresh ticket", CLOSE_GONE, "gone")
         return room, seat
 
-    def _drop(self, channel: OpenChannel, code: int, reason: str) -> None:
-        channel.close(code, reason)
-        self._forget(channel)
+    def _rate_limited(self, conn: str, now: float) -> None:
+        report = self.rate_limit.report(conn, now)
+        channel = self.channel_conns.get(conn)
+        if report is not None and report.disconnect and channel is not None:
+            self._drop_channel(channel, CLOSE_FLOODING, "too many frames for too long")
 
-    def _forget(self, channel: OpenChannel) -> None:
-        if self.channels.get(channel.ticket.participant) is channel:
-            del self.channels[channel.ticket.participant]
-        self.rate_limit.close(channel.conn, time.monotonic())
+    def _close_budget(self, conn: str) -> None:
+        self.rate_limit.close(conn, time.monotonic())
+
+    def _frame_refused(self, channel: OpenChannel, error: ProtocolError) -> None:
+        channel.link.send(f"! {error}")

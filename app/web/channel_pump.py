@@ -6,11 +6,13 @@ per relayed packet. Here every open channel's socket stays registered in one epo
 pump's own; the pump waits on that set's descriptor (one eventlet wait for all channels), reads
 whatever each ready socket holds, parses the WebSocket frames itself (RFC 6455, text and binary,
 fragments, ping/pong, close; no extensions: the channel declines permessage-deflate), hands each
-message to `Hub.channel_frame`, and sends what the relay queued on each socket in one write when the
-batch is done. A frame the Hub refuses for the rate mutes its socket for `REFUSED_PAUSE_S`, as a
-channel's own reader pauses (app/web/match_channel.py), so the rest of its data waits and is not
-refused in turn. A client that stops reading gets its frames queued up to `MAX_QUEUED_BYTES`, then
-its channel closes (1008): it never blocks the relay.
+message to its host's `channel_frame` (app/live/channel.py `ChannelHost`: the Hub, or a relay's
+RelayHost), and sends what the relay queued on each socket in one write when the batch is done (after
+the batch's recording lines, held until then: one file write per match and batch). A frame the host
+refuses for the rate mutes its socket for `REFUSED_PAUSE_S`, as a channel's own reader pauses
+(app/web/match_channel.py), so the rest of its data waits and is not refused in turn. A client that
+stops reading gets its frames queued up to `MAX_QUEUED_BYTES`, then its channel closes (1008): it
+never blocks the relay.
 
 The HTTP upgrade and the ticket frame stay with eventlet's WebSocket (app/web/match_channel.py);
 the connection's green thread then waits until the pump is done with it.
@@ -29,6 +31,7 @@ with warnings.catch_warnings():
     from eventlet.event import Event
     from eventlet.hubs import get_hub, trampoline
 
+from app.data.recording import held_writes
 from app.live.channel import CLOSE_FLOODING, OpenChannel
 from app.live.hub import Hub
 
@@ -38,7 +41,7 @@ select = patcher.original("select")
 REFUSED_PAUSE_S = 0.001
 MAX_QUEUED_BYTES = 4 * 1024 * 1024   # bytes waiting for a client that does not read: past this, it closes
 CLOSE_WAIT_S = 5.0                   # a closed channel whose client neither answers nor hangs up is cut
-RECV_BYTES = 256 * 1024
+RECV_BYTES = 256 * 1024   # read into one buffer kept for it, not a fresh 256 KiB bytes per recv()
 IN = select.EPOLLIN
 OUT = select.EPOLLOUT
 CLOSE_PROTOCOL, CLOSE_DATA, CLOSE_TOO_BIG = 1002, 1007, 1009
@@ -91,7 +94,11 @@ class PumpLink:
             return
         self.out += frame_header(0x1, len(data))
         self.out += data
-        self.pump.wrote(self)
+        pump = self.pump
+        if pump.in_batch and self.registered:
+            pump.dirty.add(self)   # sent when the batch is done (the common case, inlined)
+        else:
+            pump.wrote(self)
 
     def close(self, code: int, reason: str) -> None:
         if self.closing:
@@ -214,6 +221,8 @@ class ChannelPump:
         self.links: dict[int, PumpLink] = {}
         self.dirty: set[PumpLink] = set()
         self.in_batch = False
+        self.buffer = bytearray(RECV_BYTES)
+        self.view = memoryview(self.buffer)
         spawn(self._run)
 
     def adopt(self, link: PumpLink, leftover: bytes) -> None:
@@ -223,7 +232,8 @@ class ChannelPump:
         self.epoll.register(link.fd, link.mask)
         link.registered = True
         if leftover:
-            self._receive(link, leftover)
+            with self.hub.lock:
+                self._receive(link, leftover)
             self._flush_dirty()
 
     def wrote(self, link: PumpLink) -> None:
@@ -267,7 +277,7 @@ class ChannelPump:
     def _batch(self, events: list[tuple[int, int]]) -> None:
         self.in_batch = True
         try:
-            with self.hub.lock:
+            with self.hub.lock, held_writes():   # the batch's recording lines go out before its frames
                 for fd, mask in events:
                     link = self.links.get(fd)
                     if link is None:
@@ -276,15 +286,15 @@ class ChannelPump:
                         self.dirty.add(link)
                     if mask & (IN | select.EPOLLHUP | select.EPOLLERR) and not link.muted:
                         try:
-                            data = link.sock.recv(RECV_BYTES)
+                            read = link.sock.recv_into(self.buffer)
                         except BlockingIOError:
                             continue
                         except OSError:
-                            data = b""
-                        if not data:
+                            read = 0
+                        if not read:
                             self.finish(link)
                             continue
-                        self._receive(link, data)
+                        self._receive(link, self.view[:read].tobytes())
         finally:
             self.in_batch = False
         self._flush_dirty()
@@ -307,7 +317,7 @@ class ChannelPump:
                     return
             else:
                 raw = payload
-            if not self.hub.channel_frame(link.channel, raw):
+            if not self.hub.channel_frame_locked(link.channel, raw):   # the batch holds the hub's lock
                 self._mute(link, messages[i + 1:])
                 return
         if link.out:
@@ -328,7 +338,7 @@ class ChannelPump:
         if link.pending or link.inbox:
             self.in_batch = True
             try:
-                with self.hub.lock:
+                with self.hub.lock, held_writes():
                     self._receive(link, b"")
             finally:
                 self.in_batch = False
