@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from app.live.agents import META_PER_SECOND, AgentPool, AgentTokenError, MetaLimit, is_agent, parse_agent_meta
-from app.live.admission import BUSY_MESSAGE, DEFAULT_ADMISSION, Admission, AdmissionSettings, Closed, Opened
+from app.live.admission import BUSY_MESSAGE, DEFAULT_ADMISSION, Admission, AdmissionSettings, Closed, Figures, Opened
 from app.live.bots import BotPeer
 from app.live.channel import (
     CHANNEL_PATH, CLOSE_FLOODING, CLOSE_GONE, CLOSE_TRY_LATER, ChannelLink, ChannelRefused, OpenChannel, parse_frame,
@@ -480,6 +480,14 @@ class Hub(MatchHost):
                            ("event_loop", lambda: self.admission.figures.loop_lag_s),
                            ("relay", lambda: self.admission.figures.relay_s)):
             self.metrics.lag_seconds.labels(part).set_function(read)
+
+    def relays_admit(self, accepting: bool, figures: Figures) -> None:
+        """Whether any relay still takes new matches (app/relay/room.py): when none does, new matches wait as
+        when this server lags; `figures` are the least-lagged relay's."""
+        with self.lock:
+            change = self.admission.gate(self.services.now(), accepting, figures)
+            if change is not None:
+                self._admission_changed(change)
 
     def _send_scene(self, participant: str) -> None:
         sid = self.sid_of.get(participant)

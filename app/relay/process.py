@@ -69,6 +69,8 @@ def run_relay(coordinator: str, redis_url: str, host: str, port: int, data_dir: 
     signal.signal(signal.SIGINT, stop)
     eio.start_background_task(relay.run_ticks)
     eio.start_background_task(relay.run_commands)
+    eio.start_background_task(relay.run_heartbeats)
+    eio.start_background_task(relay.run_lag_probe)
     app = MatchChannelEndpoint(_health(relay), cast(Any, relay), eio)
     print(f"coplay relay {relay_id}: match channel at {url} for {coordinator} (experiment {experiment!r}); "
           f"recordings in {experiment_dir}", flush=True)
