@@ -141,6 +141,8 @@ def test_a_lagging_relay_gets_no_new_matches_and_the_dashboard_shows_relayed_mat
         # By count alone the third match would go to r1 (one match each); r1 lags, so both go to r2.
         light = [Solo(coordinator, 2)]
         eventually(lambda: light[0].started() is not None)
+        eventually(lambda: gauge(coordinator, "coplay_relay_matches", "r2") == 1)   # a tie by every count
+        assert gauge(coordinator, "coplay_relay_matches", "r1") == 1
         light.append(Solo(coordinator, 3))
         solos.extend(light)
         eventually(lambda: light[1].started() is not None)

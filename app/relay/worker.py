@@ -152,10 +152,13 @@ class RelayHost:
         report names a recording the coordinator then collects)."""
         while self._unsent:
             match_id = self._unsent[0]
-            with open(recording_path(self.experiment_dir, match_id), "rb") as file:
-                self.bus.put_recording(match_id, file.read())
+            try:
+                with open(recording_path(self.experiment_dir, match_id), "rb") as file:
+                    self.bus.put_recording(match_id, file.read())
+                log.info("relay %s: match %s: its recording was handed over", self.id, match_id)
+            except OSError as error:   # the coordinator logs recording_not_collected when its report arrives
+                log.error("relay %s: match %s: its recording cannot be read: %s", self.id, match_id, error)
             self._unsent.pop(0)
-            log.info("relay %s: match %s: its recording was handed over", self.id, match_id)
         while self._outbox:
             self.bus.to_coordinator(self._outbox[0])
             self._outbox.popleft()
