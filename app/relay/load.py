@@ -40,7 +40,7 @@ class LoadMeter:
         self.metrics = metrics
         self._loop_lag_s = 0.0
         self._relay_s = 0.0
-        self._last: tuple[float, float, list[tuple[float, float]]] | None = None   # (wall, cpu, buckets) at the last take
+        self._last: tuple[float, float, list[tuple[float, float]]] | None = None   # (time, cpu, buckets) last take
 
     def sample(self, loop_lag_s: float) -> None:
         """One probe: how late it woke, and (read here) the longest relay since the previous probe."""

@@ -1,11 +1,12 @@
 """The coordinator's side: placing matches on relays, and a `RemoteRoom` standing in for each.
 
 `RelayPool.place` is the Hub's match placer (Hub.placer): it puts a new match on the live relay with
-the fewest of this coordinator's matches, among those under the lag limit, and returns a `RemoteRoom`, which the Hub keeps in `matches`
-and `seat_of` like any room. What the Hub asks of a room (a seat's episode_done, rejoin, absent,
-lost, end) goes to the relay as a command; the relay's reports come back on the coordinator's queue
-and `RelayPool.handle` turns them into what the Hub does for an in-process room: emit to the seat
-(match_start gets a ticket for the relay's channel), log, end the match and collect its recording.
+the fewest of this coordinator's matches, among those under the lag limit, and returns a
+`RemoteRoom`, which the Hub keeps in `matches` and `seat_of` like any room. What the Hub asks of a
+room (a seat's episode_done, rejoin, absent, lost, end) goes to the relay as a command; the relay's
+reports come back on the coordinator's queue and `RelayPool.handle` turns them into what the Hub
+does for an in-process room: emit to the seat (match_start gets a ticket for the relay's channel),
+log, end the match and collect its recording.
 
 A relay whose heartbeat expired is dead: `watch` ends its matches as `interrupted` (as a restart
 does after a crash, app/live/recovery.py), closes their recordings where the coordinator can reach
@@ -91,7 +92,7 @@ class RemoteRoom(MatchRoom):
         return False
 
     def progress(self, status: dict[str, Any] | None, now: float) -> None:
-        """Take the match's progress from its relay's heartbeat (app/relay/load.py `match_status`), for the dashboard."""
+        """Take the match's progress from its relay's heartbeat (app/relay/load.py `match_status`)."""
         if not status:
             return
         self.episode = max(self.episode, status["episode"])
@@ -147,7 +148,7 @@ class RelayPool:
             return None
         self._warned_empty = False
         admitting = {i: c for i, c in cards.items() if i not in self.admissions or self.admissions[i].open}
-        cards = admitting or cards   # every relay lags: admission holds new matches; one placed meanwhile goes on
+        cards = admitting or cards   # every relay lags: admission holds new matches (any placed meanwhile go on)
         load = {i: 0 for i in cards}
         for room in self.rooms.values():
             if room.relay_id in load:
