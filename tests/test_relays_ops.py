@@ -49,7 +49,7 @@ class Heavy:
     def act(self, observation):
         if self.heavy and not CALM.exists():
             total = 0
-            for i in range(400_000):
+            for i in range(1_200_000):
                 total += i
         return None
 '''
@@ -150,9 +150,12 @@ def test_a_lagging_relay_gets_no_new_matches_and_the_dashboard_shows_relayed_mat
 
         # The dashboard shows relayed matches as in-process ones: where, frame, pings; and each relay's figures.
         def progressed() -> bool:
-            live = {m["id"]: m for m in admin_snapshot(coordinator)["live"]["matches"]}
+            snapshot = admin_snapshot(coordinator)
+            live = {m["id"]: m for m in snapshot["live"]["matches"]}
             match = live.get(light[0].started()["match"])   # type: ignore[index]
-            return match is not None and match["frame"] > 60 and match["seats"][0]["ping_ms"] is not None
+            on_r2 = [r["matches"] for r in snapshot["health"]["admission"].get("relays", []) if r["id"] == "r2"]
+            return match is not None and match["frame"] > 60 and match["seats"][0]["ping_ms"] is not None \
+                and on_r2 == [2]   # both light matches started there, as the relay's heartbeat says
         eventually(progressed)
         snapshot = admin_snapshot(coordinator)
         assert {m["relay"] for m in snapshot["live"]["matches"]} == {"r1", "r2"}
