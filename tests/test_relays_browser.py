@@ -31,6 +31,8 @@ def test_the_dashboard_shows_relayed_matches_and_the_relays(browser: Any, tmp_pa
         page.fill("#token", (coordinator.data_dir / "relayed" / "admin_token").read_text().strip())
         page.fill("#name", "dr-lee")
         page.click("#login")
+        page.wait_for_url(coordinator.url + "/admin")
+        page.wait_for_load_state("load")   # admin.js (a module) has run: window.coplayAdmin is there
         runner.start()
 
         def relayed_and_moving(snapshot: dict[str, Any]) -> bool:
