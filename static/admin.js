@@ -125,13 +125,14 @@ function draw(s) {
   $("h-relay").textContent = h.relay_p99_ms == null ? "no packets" : `${h.relay_p99_ms} ms`;
   $("h-packets").textContent = h.relayed_packets;
   $("h-admission").textContent = admissionText(h.admission);
+  $("h-relays").textContent = relaysText(h.admission);
 
   fill($("matches"), live.matches, m => m.id, (row, m) => {
     control(row, 0, () => Object.assign(document.createElement("a"), {
       href: `/admin/matches/${encodeURIComponent(m.id)}/watch`, target: "_blank", rel: "noopener", textContent: m.id,
       title: "Watch it live",
     })).className = "id";
-    cell(row, 1, m.scene);
+    cell(row, 1, m.relay ? `${m.scene} (relay ${m.relay})` : m.scene);
     cell(row, 2, `${m.episode + 1} / ${m.episodes}`);
     cell(row, 3, m.frame);
     cell(row, 4, m.seats.map(seatText).join("; "));
@@ -212,5 +213,14 @@ function admissionText(a) {
   if (a == null) return "not reported by this server";
   if (!a.enabled) return `off (lag ${a.lag_ms} ms)`;
   const state = a.open ? "open: new matches start" : "closed: new matches wait";
-  return `${state} (lag ${a.lag_ms} ms, limit ${a.max_lag_ms} ms)`;
+  const relays = a.relays_open === false ? "; every relay lags" : "";
+  return `${state} (lag ${a.lag_ms} ms, limit ${a.max_lag_ms} ms${relays})`;
+}
+
+/** The health panel's relays line: each relay's matches, lag, relay p99, packets/s, CPU and whether it takes matches. */
+function relaysText(a) {
+  if (a == null || !a.relays || !a.relays.length) return "none (matches run in this server)";
+  return a.relays.map(r => `${r.id}: ${r.matches} matches, lag ${r.lag_ms} ms, p99 ${r.relay_p99_ms ?? "–"} ms, `
+    + `${r.packets_per_s} packets/s, CPU ${r.cpu_percent ?? "–"} %${r.admitting ? "" : " (lags: no new matches)"}`)
+    .join("; ");
 }

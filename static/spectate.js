@@ -22,6 +22,14 @@ const socket = io("/admin", {transports: ["websocket", "polling"], auth: {watch:
 socket.on("connect", () => { $("status").textContent = "live"; });
 socket.on("connect_error", () => { $("status").textContent = "not connected (logged out? reload the page)"; });
 socket.on("frame", (frame) => {
+  if (frame.unsupported) {   // a relayed match: its inputs are on the relay (docs/scaling.md)
+    state.unsupported = frame.unsupported;
+    $("status").textContent = "no live view";
+    $("counter").textContent = frame.unsupported;
+    $("stage").hidden = true;
+    socket.disconnect();
+    return;
+  }
   if (frame.ended) {
     state.ended = true;
     $("status").textContent = "the match has ended";

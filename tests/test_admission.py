@@ -236,3 +236,29 @@ def test_serve_refuses_a_bad_max_lag_before_starting(tmp_path: Path, monkeypatch
     assert exit.value.code == 2 and "--max-relay-lag-ms" in err and MAX_LAG_ENV in err
     assert ("must be 10 to 60000 ms, got 5.0" if flag else "must be a number of milliseconds") in err
     assert not (tmp_path / "data").exists()
+
+
+def test_every_relay_lagging_closes_admission_and_a_relay_taking_matches_reopens_it_with_a_slow_start() -> None:
+    admission = Admission(SETTINGS)
+    relay_figures = Figures(lag_s=0.3, loop_lag_s=0.3)
+    change = admission.gate(1.0, relays_open=False, figures=relay_figures)
+    assert isinstance(change, Closed) and change.figures == relay_figures and not admission.open
+    assert admission.start_budget(1.0) == 0
+    assert admission.gate(2.0, relays_open=False, figures=relay_figures) is None   # no change: said once
+    assert feed(admission, 2, 10, loop_lag_s=0.004) == [] and not admission.open   # its own lag is fine
+    reopened = admission.gate(11.0, relays_open=True, figures=Figures())
+    assert isinstance(reopened, Opened) and reopened.closed_s == pytest.approx(10.0) and admission.open
+    assert admission.start_budget(11.0) == 1   # the slow start, as after its own overload
+
+
+def test_own_lag_and_the_relays_each_hold_new_matches_and_both_must_clear() -> None:
+    admission = Admission(SETTINGS)
+    [(_, closed)] = feed(admission, 0, 2, loop_lag_s=0.150)
+    assert isinstance(closed, Closed)
+    assert admission.gate(2.0, relays_open=False, figures=Figures()) is None   # closed already
+    assert feed(admission, 2, 10, loop_lag_s=0.004) == [] and not admission.open   # the relays still lag
+    reopened = admission.gate(10.0, relays_open=True, figures=Figures())
+    assert isinstance(reopened, Opened) and admission.open
+    admission.relays = [{"id": "r1", "admitting": True}]
+    assert admission.status()["relays"] == [{"id": "r1", "admitting": True}]
+    assert admission.status()["relays_open"] is True

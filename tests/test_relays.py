@@ -135,6 +135,8 @@ def test_a_relay_killed_mid_match_interrupts_only_its_matches_and_loses_nothing_
         frames_before = read_recording(str(recording)).complete_frames[0]
         wait_for(lambda: matches(coordinator)[killed].status == "interrupted", timeout=25)
         assert matches(coordinator)[survivor].status == "active"
+        up = parse_metrics(requests.get(coordinator.url + "/metrics", timeout=10).text)
+        assert (up[("coplay_relay_up", (("relay", "r1"),))], up[("coplay_relay_up", (("relay", "r2"),))]) == (0, 1)
 
         results = join()
         by_match = {r.matches[0]["match"]: r for r in results}

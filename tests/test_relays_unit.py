@@ -1,16 +1,24 @@
 """The relay registry and messages on a real redis-server, the match description's round trip, the secret."""
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
 import pytest
 
+from app.live.dashboard import _match
 from app.live.match_room import MatchSettings, Seat
+from app.live.protocol import PacketEvent
+from app.live.spectator import LiveView
 from app.relay.bus import HEARTBEAT_TTL_S, Bus, RelayCard, RelayError, relay_secret
+from app.relay.load import LoadMeter, match_status
+from app.relay.room import RemoteRoom
 from app.relay.wire import seats_in, seats_out, settings_in, settings_out
 from game.games.pong import Pong
 from scenes.ai_seat import AISeat
 from tests.relay_fixtures import RedisServer, redis_server  # noqa: F401  (a fixture)
+from tests.test_match_room import make_room, packet
 
 
 def test_a_card_lives_while_renewed_and_expires_after_its_ttl(redis_server: RedisServer) -> None:  # noqa: F811
@@ -71,3 +79,32 @@ def test_a_match_description_survives_the_trip_to_a_relay() -> None:
     assert [(s.addr, s.players, s.kind, s.participant) for s in again.values()] == \
         [(s.addr, s.players, s.kind, s.participant) for s in seats.values()]
     assert again["s1"].info(5) == seats["s1"].info(5)
+
+
+def test_a_relay_reports_its_load_and_its_matches_progress_and_the_coordinator_shows_them(tmp_path: Path) -> None:
+    room, host = make_room(tmp_path)
+    meter = LoadMeter(room.metrics)
+    assert meter.take(100.0, 5.0).packets_per_s == 0.0   # the first beat only sets the baseline
+    s0, s1 = room.seats["s0"], room.seats["s1"]
+    room.relay(s0, PacketEvent("m1", 0, "s1", packet({"left": [0, [1, 1, 2]]})))
+    room.relay(s1, PacketEvent("m1", 0, "s0", packet({"right": [0, [2, 0]]})))
+    meter.sample(0.030)
+    meter.sample(0.010)
+    load = meter.take(102.0, 6.0)
+    assert load.loop_lag_ms == 30.0 and load.relay_ms > 0 and load.relay_p99_ms is not None
+    assert load.packets_per_s == 1.0 and load.cpu_percent == 50.0
+    assert meter.take(103.0, 6.0).loop_lag_ms == 0.0   # the worst since the previous beat only
+    s0.ping_ms = 42.0
+    status = json.loads(json.dumps(match_status(room, host.now())))   # as it travels in the heartbeat
+
+    remote = RemoteRoom("m1", "pong", room.settings, seats_in(seats_out(room.seats)), host, None, 7, Pong,
+                        relay_id="r1")
+    assert _match(remote, 0.0)["frame"] == 0 and _match(remote, 0.0)["relay"] == "r1"
+    remote.progress(status, 50.0)
+    shown = _match(remote, 50.0)
+    assert shown["frame"] == 2 and shown["episode"] == 0 and shown["seats"][0]["ping_ms"] == 42.0
+    assert list(remote.rtt_samples) == status["rtt_ms"]
+    # The live view re-simulates inputs the coordinator does not have: it says so instead of an empty view.
+    view = LiveView(remote).frame()
+    assert "runs on relay r1" in view["unsupported"] and view["ended"] is False
+    assert "unsupported" not in LiveView(room).frame() and _match(room, 0.0)["relay"] is None

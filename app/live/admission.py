@@ -30,6 +30,10 @@ pauses). Only a participant held for longer than `max_hold_s` in all (five minut
 been overloaded for that long) leaves the room as a timed-out "leave" room would send them on: the
 study outcome "waiting_timeout" (the page, completion code and redirect the researcher configured for
 it), recorded with the reason "server_busy" so that the data tell the two apart.
+
+With relays (app/relay/), each relay's lag is judged by an `Admission` of its own on the coordinator,
+and `gate` feeds in whether any of them still takes new matches: new matches wait while the
+coordinator lags or while every relay does, with the same message and the same slow start after.
 """
 from __future__ import annotations
 
@@ -147,7 +151,10 @@ class Admission:
 
     def __init__(self, settings: AdmissionSettings = DEFAULT_ADMISSION) -> None:
         self.settings = settings.check()
-        self.open = True
+        self.open = True           # new matches may start: the server's own state and the relays' gate
+        self._own_open = True      # the hysteresis state of this server's own lag
+        self._relays_open = True   # some relay takes new matches (always, without relays)
+        self.relays: list[dict[str, Any]] = []   # each relay's figures, for the dashboard (app/relay/room.py)
         self.figures = Figures()
         self._samples: deque[tuple[float, float, float]] = deque()   # (at, loop lag, relay time)
         self._since: float | None = None    # since when the lag has been past the mark that would change the state
@@ -158,7 +165,8 @@ class Admission:
     def status(self) -> dict[str, Any]:
         """Whether new matches start now, the limit and the latest figures (the dashboard's health panel)."""
         return {"open": self.open, "enabled": self.settings.enabled,
-                "max_lag_ms": round(self.settings.max_lag_s * 1000, 1), **self.figures.as_ms()}
+                "max_lag_ms": round(self.settings.max_lag_s * 1000, 1), **self.figures.as_ms(),
+                **({"relays_open": self._relays_open, "relays": self.relays} if self.relays else {})}
 
     def start_budget(self, now: float) -> float:
         """How many more matches may start now: 0 while closed, limited in the slow start after reopening."""
@@ -187,17 +195,34 @@ class Admission:
         if not self.settings.enabled:
             return None
         lag = self.figures.lag_s
-        past = lag > self.settings.max_lag_s if self.open else lag < self.settings.low_water_s
+        past = lag > self.settings.max_lag_s if self._own_open else lag < self.settings.low_water_s
         if not past:
             self._since = None
             return None
         if self._since is None:
             self._since = now
         held = now - self._since
-        if self.open and held >= self.settings.close_after_s:
-            self.open, self._since, self._closed_at, self._reopened_at = False, None, now, None
-            return Closed(self.figures, held)
-        if not self.open and held >= self.settings.reopen_after_s:
-            self.open, self._since, self._reopened_at, self._ramp_starts = True, None, now, 0
-            return Opened(self.figures, now - self._closed_at)
+        if self._own_open and held >= self.settings.close_after_s:
+            self._own_open, self._since = False, None
+            return self._settle(now, self.figures, held)
+        if not self._own_open and held >= self.settings.reopen_after_s:
+            self._own_open, self._since = True, None
+            return self._settle(now, self.figures, held)
         return None
+
+    def gate(self, now: float, relays_open: bool, figures: Figures) -> Closed | Opened | None:
+        """Whether any relay takes new matches (each judged by its own `Admission`); `figures`: the best one's."""
+        self._relays_open = relays_open
+        return self._settle(now, figures, 0.0)
+
+    def _settle(self, now: float, figures: Figures, held: float) -> Closed | Opened | None:
+        """The change of the overall state (own lag and relays' gate), if any; a reopening starts the slow start."""
+        open_now = self._own_open and self._relays_open
+        if open_now == self.open:
+            return None
+        self.open = open_now
+        if open_now:
+            self._reopened_at, self._ramp_starts = now, 0
+            return Opened(figures, now - self._closed_at)
+        self._closed_at, self._reopened_at = now, None
+        return Closed(figures, held)

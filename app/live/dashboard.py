@@ -127,6 +127,7 @@ def _match(room: MatchRoom, now: float) -> dict[str, Any]:
     return {"id": room.id, "scene": room.scene_id, "episode": room.episode, "episodes": room.settings.episodes,
             "frame": room.log.complete, "fps": room.settings.fps, "seats": seats,
             "desyncs": len(room.desync_frames), "faults": dict(room.faults),
+            "relay": getattr(room, "relay_id", None) or None,   # a relayed match (app/relay/room.py): where it runs
             "rollbacks": None, "stalls": None}   # counted in the peers, which do not report them to the server
 
 

@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 from app.live.agent_seats import AgentSeats
 from app.live.agents import AgentPool, is_agent
-from app.live.admission import DEFAULT_ADMISSION, Admission, AdmissionSettings
+from app.live.admission import DEFAULT_ADMISSION, Admission, AdmissionSettings, Figures
 from app.live.bots import BotPeer
 from app.live.channel import (
     CHANNEL_PATH, CLOSE_FLOODING, CLOSE_GONE, CLOSE_TRY_LATER, ChannelHost, ChannelLink, ChannelRefused, OpenChannel,
@@ -363,6 +363,14 @@ class Hub(MatchHost, ChannelHost):
     def probe_lag(self) -> None:
         """Sleep one probe interval and feed how late it woke, and the longest relay since, to admission."""
         self.lobby.probe_lag()
+
+    def relays_admit(self, accepting: bool, figures: Figures) -> None:
+        """Whether any relay still takes new matches (app/relay/room.py): when none does, new matches wait as
+        when this server lags; `figures` are the least-lagged relay's."""
+        with self.lock:
+            change = self.admission.gate(self.services.now(), accepting, figures)
+            if change is not None:
+                self.lobby.admission_changed(change)
 
     def _send_scene(self, participant: str) -> None:
         sid = self.sid_of.get(participant)

@@ -29,6 +29,11 @@ class LiveView:
         """{match, episode, frame, confirmed, fps, players, primitives, ended} for the frame now shown."""
         room = self.room
         players = room.settings.players
+        relay = getattr(room, "relay_id", "")
+        if relay:   # its inputs are on the relay, not here (app/relay/room.py)
+            return {"match": room.id, "episode": room.episode, "ended": room.ended, "unsupported":
+                    f"This match runs on relay {relay}: the live view shows only matches the coordinator runs "
+                    "itself. Its frame and its seats' pings are on the dashboard."}
         if self._sim is None or room.episode != self._episode:
             self._episode, self._inputs = room.episode, []
             self._sim = Lockstep(room.game_class(room.settings.config), room.episode_seed, players, self._inputs,

@@ -2,7 +2,8 @@
 
 Keys live under `coplay:<experiment id>:` so several studies may share one Redis:
 
-- `relay:<id>`       a live relay's card (JSON: id, url, matches, pid, host), set with a TTL of
+- `relay:<id>`       a live relay's card (JSON: id, url, matches, pid, host, its load figures and its
+                     matches' progress, app/relay/load.py), set with a TTL of
                      `HEARTBEAT_TTL_S` and renewed every `HEARTBEAT_S`: a relay whose key expired is dead;
 - `relays`           the set of relay ids ever registered (the coordinator prunes the dead);
 - `to-relay:<id>`    a list of commands for one relay (start a match, a seat's episode_done, rejoin...);
@@ -16,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
@@ -56,6 +57,8 @@ class RelayCard:
     matches: int
     pid: int = 0
     host: str = ""
+    load: dict[str, Any] = field(default_factory=dict)       # app/relay/load.py `Load`
+    statuses: dict[str, Any] = field(default_factory=dict)   # match id -> `match_status`
 
 
 class Bus:

@@ -72,6 +72,8 @@ def run_relay(coordinator: str, redis_url: str, host: str, port: int, data_dir: 
     signal.signal(signal.SIGINT, stop)
     eio.start_background_task(relay.run_ticks)
     eio.start_background_task(relay.run_commands)
+    eio.start_background_task(relay.run_heartbeats)
+    eio.start_background_task(relay.run_lag_probe)
     relay.metrics.matches_active.set_function(lambda: len(relay.rooms))
     relay.metrics.channels_open.set_function(lambda: len(relay.channels))
     app = MatchChannelEndpoint(_with_metrics(relay, _health(relay)), cast(Any, relay), eio)

@@ -1,16 +1,22 @@
 """The coordinator's side: placing matches on relays, and a `RemoteRoom` standing in for each.
 
 `RelayPool.place` is the Hub's match placer (Hub.placer): it puts a new match on the live relay with
-the fewest of this coordinator's matches and returns a `RemoteRoom`, which the Hub keeps in `matches`
-and `seat_of` like any room. What the Hub asks of a room (a seat's episode_done, rejoin, absent,
-lost, end) goes to the relay as a command; the relay's reports come back on the coordinator's queue
-and `RelayPool.handle` turns them into what the Hub does for an in-process room: emit to the seat
-(match_start gets a ticket for the relay's channel), log, end the match and collect its recording.
+the fewest of this coordinator's matches, among those under the lag limit, and returns a
+`RemoteRoom`, which the Hub keeps in `matches` and `seat_of` like any room. What the Hub asks of a
+room (a seat's episode_done, rejoin, absent, lost, end) goes to the relay as a command; the relay's
+reports come back on the coordinator's queue and `RelayPool.handle` turns them into what the Hub
+does for an in-process room: emit to the seat (match_start gets a ticket for the relay's channel),
+log, end the match and collect its recording.
 
 A relay whose heartbeat expired is dead: `watch` ends its matches as `interrupted` (as a restart
 does after a crash, app/live/recovery.py), closes their recordings where the coordinator can reach
 them, and places no more matches there. Socket.IO `packet` events of a relayed match are dropped:
 its packets go on the relay's channel only (the netcode resends what was not acknowledged).
+
+Admission control sees the relays: `watch` judges each relay's reported lag with an `Admission` of
+its own (same settings and hysteresis as the coordinator's); a relay past the limit gets no new
+matches, and while every relay is, new matches wait (`Hub.relays_admit`). The relays' figures and
+their matches' progress (their heartbeats) reach the dashboard and /metrics.
 """
 from __future__ import annotations
 
@@ -19,19 +25,21 @@ import logging
 import os
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 from urllib.parse import urlsplit
 
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from redis import RedisError
 
 from app.data.modes import make_folder, open_file
 from app.data.recording import recording_path
+from app.live.admission import Admission, Closed, Figures, Opened
 from app.live.hub import Hub
 from app.live.match_room import MatchRoom, MatchSettings, Seat
 from app.live.protocol import EpisodeDone, PacketEvent
 from app.live.recovery import INTERRUPTED, close_interrupted_recording as _close_recording
 from app.live.tickets import Tickets
-from app.relay.bus import HEARTBEAT_S, INTERRUPTED_MESSAGE, Bus, relay_secret
+from app.relay.bus import HEARTBEAT_S, INTERRUPTED_MESSAGE, Bus, RelayCard, relay_secret
 from app.relay.wire import seats_out, settings_out
 
 log = logging.getLogger("coplay.server")
@@ -83,6 +91,22 @@ class RemoteRoom(MatchRoom):
     def referee_work(self, max_steps: int) -> bool:
         return False
 
+    def progress(self, status: dict[str, Any] | None, now: float) -> None:
+        """Take the match's progress from its relay's heartbeat (app/relay/load.py `match_status`)."""
+        if not status:
+            return
+        self.episode = max(self.episode, status["episode"])
+        self.log.complete = status["frame"]
+        self.desync_frames = set(status["desync_frames"])
+        self.faults = dict(status["faults"])
+        self.rtt_samples.clear()
+        self.rtt_samples.extend(status["rtt_ms"])
+        for addr, seat_status in status["seats"].items():
+            seat = self.seats.get(addr)
+            if seat is not None:
+                seat.ping_ms = seat_status["ping_ms"]
+                seat.last_heard = now - seat_status["silent_s"]
+
     def mirror(self, states: dict[str, dict[str, Any]] | None) -> None:
         """Take the seats' state from a relay's report."""
         now = time.monotonic()
@@ -109,6 +133,9 @@ class RelayPool:
         self.dead: set[str] = set()
         self.origins: tuple[str, ...] = ()   # of the live relays' channels, for the pages' CSP (app/web/security.py)
         self._warned_empty = False
+        self.cards: dict[str, RelayCard] = {}          # the live relays at the last look
+        self.admissions: dict[str, Admission] = {}     # every relay ever seen: whether it takes new matches
+        hub.metrics.registry.register(_RelayGauges(self))
 
     def place(self, match_id: str, scene_id: str, settings: MatchSettings, seats: dict[str, Seat],
               header: dict[str, Any], seed: int, game_class: type) -> MatchRoom | None:
@@ -120,6 +147,8 @@ class RelayPool:
                 self._warned_empty = True
             return None
         self._warned_empty = False
+        admitting = {i: c for i, c in cards.items() if i not in self.admissions or self.admissions[i].open}
+        cards = admitting or cards   # every relay lags: admission holds new matches (any placed meanwhile go on)
         load = {i: 0 for i in cards}
         for room in self.rooms.values():
             if room.relay_id in load:
@@ -187,12 +216,45 @@ class RelayPool:
                         self.interrupt(room)
                 self.dead -= set(live)   # a relay back under the same id serves again
                 self.origins = tuple(sorted({_origin(card.url) for card in live.values()}))
+                self.judge(live, seen_at)
+
+    def judge(self, live: dict[str, RelayCard], now: float) -> None:
+        """Feed each live relay's lag to its `Admission`, take its matches' progress, and open or close the
+        coordinator's admission on whether any relay takes new matches."""
+        self.cards = {i: c for i, c in live.items() if i not in self.dead}
+        for relay_id, card in self.cards.items():
+            admission = self.admissions.get(relay_id)
+            if admission is None:
+                admission = self.admissions[relay_id] = Admission(self.hub.admission.settings)
+            load = card.load
+            change = admission.observe(now, load.get("loop_lag_ms", 0.0) / 1000, load.get("relay_ms", 0.0) / 1000)
+            if isinstance(change, Closed):
+                log.warning("relay %s lags (%.1f ms for %.1f s): no new matches go there", relay_id,
+                            change.figures.lag_s * 1000, change.above_s)
+            elif isinstance(change, Opened):
+                log.warning("relay %s takes new matches again (lag %.1f ms)", relay_id, change.figures.lag_s * 1000)
+        for room in self.rooms.values():
+            host = self.cards.get(room.relay_id)
+            if host is not None:
+                room.progress(host.statuses.get(room.id), now)
+        judged = [self.admissions[i] for i in self.cards]
+        best = min(judged, key=lambda a: a.figures.lag_s, default=None)
+        self.hub.admission.relays = self.status()
+        self.hub.relays_admit(not judged or any(a.open for a in judged), best.figures if best else Figures())
+
+    def status(self) -> list[dict[str, Any]]:
+        """Each live relay's figures and whether it takes new matches (the dashboard's health panel)."""
+        return [{"id": i, "url": c.url, "matches": c.matches, "admitting": self.admissions[i].open,
+                 "lag_ms": self.admissions[i].figures.as_ms()["lag_ms"], **c.load}
+                for i, c in sorted(self.cards.items()) if i in self.admissions]
 
     # ------------------------------------------------------------ reports
 
     def handle(self, message: dict[str, Any]) -> None:
         room = self.rooms.get(message.get("match") or "")
         if room is None:
+            if message["type"] == "ended" and message.get("sha256"):   # a relay cut off from Redis ended it late
+                self._collect_late(message["match"], message["sha256"])
             return
         room.mirror(message.get("seats"))
         kind = message["type"]
@@ -234,17 +296,17 @@ class RelayPool:
             payload = {**payload, "channel": {"url": room.channel_url, "ticket": ticket}}
         self.hub.services.emit(event, payload, to=sid)
 
-    def _collect_recording(self, match_id: str, sha256: str) -> None:
+    def _collect_recording(self, match_id: str, sha256: str) -> bool:
         """The relay's recording into the coordinator's data folder, checked by its sha256 (already there
-        when the relay writes into the same folder)."""
+        when the relay writes into the same folder); whether the coordinator has it now."""
         path = recording_path(self.hub.experiment_dir, match_id)
         data = self.bus.take_recording(match_id)
         if os.path.exists(path) and _sha256_of(path) == sha256:
-            return
+            return True
         if data is None or hashlib.sha256(data).hexdigest() != sha256:
             log.error("match %s: its recording did not reach the coordinator intact; it stays on its relay", match_id)
             self.hub.store.log_event("recording_not_collected", {"sha256": sha256}, match_id=match_id)
-            return
+            return False
         make_folder(os.path.dirname(path))
         part = path + ".part"
         fd = open_file(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
@@ -254,6 +316,14 @@ class RelayPool:
         finally:
             os.close(fd)
         os.replace(part, path)
+        return True
+
+    def _collect_late(self, match_id: str, sha256: str) -> None:
+        """The recording of a match this coordinator already ended as interrupted (its relay was cut off from
+        Redis, and ended it itself): the relay's copy is the whole of it."""
+        if self._collect_recording(match_id, sha256):   # replaces what the coordinator closed itself, if any
+            log.info("match %s: its recording arrived from its relay after the match was interrupted", match_id)
+            self.hub.store.log_event("recording_collected_late", {"sha256": sha256}, match_id=match_id)
 
     def interrupt(self, room: RemoteRoom) -> None:
         """End a dead relay's match as interrupted; its participants go on as the scene's on_interrupted says."""
@@ -289,6 +359,48 @@ class RelayPool:
                                                 "message": INTERRUPTED_MESSAGE}, to=sid)
                 hub.services.emit("scene", hub.flow.scene_payload(participant), to=sid)
         hub.store.log_event("match_interrupted", {"relay": room.relay_id, "participants": choices}, match_id=room.id)
+
+
+class _RelayGauges:
+    """The relays' figures in the coordinator's /metrics, labelled by relay id (read from the last heartbeats)."""
+
+    def __init__(self, pool: RelayPool) -> None:
+        self.pool = pool
+
+    def collect(self) -> Iterator[Metric]:
+        pool = self.pool
+        gauges = {
+            "up": GaugeMetricFamily("coplay_relay_up", "1 while the relay's heartbeat is live, 0 once it expired.",
+                                    labels=["relay"]),
+            "admitting": GaugeMetricFamily("coplay_relay_admitting", "1 while the relay takes new matches, 0 while "
+                                           "it lags past the limit.", labels=["relay"]),
+            "matches": GaugeMetricFamily("coplay_relay_matches", "Matches running on the relay.", labels=["relay"]),
+            "lag": GaugeMetricFamily("coplay_relay_lag_seconds", "The relay's event-loop lag plus relay time, as "
+                                     "admission control judges it.", labels=["relay"]),
+            "p99": GaugeMetricFamily("coplay_relay_p99_seconds", "The relay's 99th percentile time to relay one "
+                                     "packet, over its last heartbeat.", labels=["relay"]),
+            "packets": GaugeMetricFamily("coplay_relay_packets_per_second", "Packets the relay relayed per second.",
+                                         labels=["relay"]),
+            "cpu": GaugeMetricFamily("coplay_relay_cpu_ratio", "The relay process's CPU use (1 = one core).",
+                                     labels=["relay"]),
+        }
+        for relay_id, admission in sorted(pool.admissions.items()):
+            card = pool.cards.get(relay_id)
+            gauges["up"].add_metric([relay_id], float(card is not None))
+            if card is None:
+                continue
+            load = card.load
+            gauges["admitting"].add_metric([relay_id], float(admission.open))
+            gauges["matches"].add_metric([relay_id], float(card.matches))
+            gauges["lag"].add_metric([relay_id], admission.figures.lag_s)
+            for key, name, scale in (("p99", "relay_p99_ms", 1000), ("packets", "packets_per_s", 1),
+                                     ("cpu", "cpu_percent", 100)):
+                if load.get(name) is not None:
+                    gauges[key].add_metric([relay_id], load[name] / scale)
+        yield from gauges.values()
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())
 
 
 def _origin(url: str) -> str:

@@ -6,6 +6,12 @@ everything else a room says to a seat (match_start, seat_changed, match_end...) 
 logs goes to the coordinator as a report, with the seats' new state. The coordinator's commands
 (start a match, a seat's episode_done, rejoin, absent, lost, end) arrive on this relay's queue.
 Recordings are written here, durably, and handed to the coordinator at match end with their sha256.
+
+Each heartbeat carries the relay's load (its lag, measured as the coordinator's admission control
+measures its own, relay time, packets per second, CPU) and its matches' progress (app/relay/load.py).
+A relay cut off from Redis for nearly as long as its card lives (`CUT_OFF_S`) knows the coordinator
+is about to take it for dead: it ends its matches as `interrupted` itself, keeping their recordings
+durable here, and hands the recordings and its reports over once Redis answers again.
 """
 from __future__ import annotations
 
@@ -15,21 +21,24 @@ import logging
 import os
 import threading
 import time
+from collections import deque
 from typing import Any, Callable
 
 from redis import RedisError
 
 from app.data.recording import RecordingWriter, recording_path
 from app.live.bots import BotPeer
+from app.live.admission import DEFAULT_ADMISSION
 from app.live.channel import CLOSE_FLOODING, CLOSE_GONE, CLOSE_TRY_LATER, ChannelHost, ChannelLink, ChannelRefused, OpenChannel
 from app.live.hub import ABSENT_AFTER_S, REFEREE_STEPS, SILENT_AFTER_S
 from app.live.match_room import MatchRoom, Seat
-from app.live.metrics import Metrics
+from app.live.metrics import Metrics, process_cpu_seconds
 from app.live.protocol import EpisodeDone, ProtocolError
 from app.live.ratelimit import DEFAULT_BUDGET, RateLimit
 from app.live.recovery import INTERRUPTED
 from app.live.tickets import Ticket, Tickets
-from app.relay.bus import HEARTBEAT_S, INTERRUPTED_MESSAGE, Bus, RelayCard, this_host
+from app.relay.bus import HEARTBEAT_S, HEARTBEAT_TTL_S, INTERRUPTED_MESSAGE, Bus, RelayCard, this_host
+from app.relay.load import LoadMeter, match_status
 from app.relay.wire import seat_states, seats_in, settings_in
 from game.env import default_action_for
 from game.loader import GameLoader
@@ -38,6 +47,8 @@ from scenes.policies import Bot
 
 log = logging.getLogger("coplay.relay")
 TICK_S = 0.25
+CUT_OFF_S = HEARTBEAT_TTL_S - 2 * HEARTBEAT_S   # ends its matches before the coordinator sees its card expire
+MAX_OUTBOX = 100_000   # reports kept while Redis is unreachable
 
 
 class RelayHost(ChannelHost):
@@ -58,7 +69,11 @@ class RelayHost(ChannelHost):
         self._settling: set[str] = set()
         self._policies: dict[str, Callable[..., Bot]] = {}   # match -> its make_policy (BotPeer)
         self.stopping = False
-        self.metrics = Metrics()   # one for all this relay's rooms, served at its /metrics
+        self.metrics = Metrics()   # one for all this relay's rooms: its /metrics and the heartbeat's figures
+        self.load = LoadMeter(self.metrics)
+        self._beat_ok_at = time.monotonic()      # the last heartbeat Redis took
+        self._outbox: deque[dict[str, Any]] = deque(maxlen=MAX_OUTBOX)   # reports Redis did not take yet
+        self._unsent: list[str] = []            # matches whose recording Redis did not take yet
 
     # ------------------------------------------------------------ loops (green threads)
 
@@ -85,22 +100,67 @@ class RelayHost(ChannelHost):
                                                  "error": repr(error)[:300]})
 
     def run_ticks(self) -> None:
-        """Heartbeats, and the silence checks of every seat (as the coordinator's Hub.tick does in-process)."""
-        last_beat = 0.0
+        """The silence checks of every seat (as the coordinator's Hub.tick does in-process), and ending every
+        match once cut off from Redis for `CUT_OFF_S`."""
         while not self.stopping:
-            now = time.monotonic()
             with self.lock:
                 for room in list(self.rooms.values()):
                     room.check_seats(ABSENT_AFTER_S, SILENT_AFTER_S)
-                matches = len(self.rooms)
-            if now - last_beat >= HEARTBEAT_S:
-                last_beat = now
-                try:
-                    self.bus.heartbeat(RelayCard(self.id, self.url, matches, os.getpid(), this_host()))
-                except RedisError as error:   # missed beats expire the card: the coordinator ends our matches
-                    log.warning("relay %s: heartbeat failed: %s", self.id, error)
+                if self.rooms and time.monotonic() - self._beat_ok_at > CUT_OFF_S:
+                    self.cut_off()
             self.sleep(TICK_S)
         self.shut_down()
+
+    def run_heartbeats(self) -> None:
+        """Renew the card with the relay's load every HEARTBEAT_S; after a gap, hand over what waited."""
+        while not self.stopping:
+            with self.lock:
+                now = time.monotonic()
+                card = RelayCard(self.id, self.url, len(self.rooms), os.getpid(), this_host(),
+                                 self.load.take(now, process_cpu_seconds()).as_dict(),
+                                 {match: match_status(room, now) for match, room in self.rooms.items()})
+            try:
+                self.bus.heartbeat(card)   # blocks up to the socket timeout while Redis hangs
+                self._beat_ok_at = time.monotonic()
+                with self.lock:
+                    self.hand_over()
+            except RedisError as error:   # missed beats expire the card: see run_ticks
+                log.warning("relay %s: heartbeat failed: %s", self.id, error)
+            self.sleep(HEARTBEAT_S)
+
+    def run_lag_probe(self) -> None:
+        """Measure this relay's lag as admission control measures the server's, for the heartbeat."""
+        interval = DEFAULT_ADMISSION.probe_interval_s
+        while not self.stopping:
+            before = time.monotonic()
+            self.sleep(interval)
+            with self.lock:
+                self.load.sample(time.monotonic() - before - interval)
+
+    def cut_off(self) -> None:
+        """Redis has not answered for CUT_OFF_S: the coordinator is about to end our matches as interrupted, so
+        end them here first (their recordings stay on this disk until Redis answers again)."""
+        log.warning("relay %s: cut off from Redis for %.0f s: its %d matches end as interrupted; their recordings "
+                    "stay in %s and go to the coordinator once Redis answers", self.id,
+                    time.monotonic() - self._beat_ok_at, len(self.rooms), self.experiment_dir)
+        for room in list(self.rooms.values()):
+            room.end(INTERRUPTED, INTERRUPTED_MESSAGE)
+
+    def hand_over(self) -> None:
+        """The recordings and reports Redis could not take before, in order (recordings first: an `ended`
+        report names a recording the coordinator then collects)."""
+        while self._unsent:
+            match_id = self._unsent[0]
+            try:
+                with open(recording_path(self.experiment_dir, match_id), "rb") as file:
+                    self.bus.put_recording(match_id, file.read())
+                log.info("relay %s: match %s: its recording was handed over", self.id, match_id)
+            except OSError as error:   # the coordinator logs recording_not_collected when its report arrives
+                log.error("relay %s: match %s: its recording cannot be read: %s", self.id, match_id, error)
+            self._unsent.pop(0)
+        while self._outbox:
+            self.bus.to_coordinator(self._outbox[0])
+            self._outbox.popleft()
 
     def shut_down(self) -> None:
         """Stopping on purpose: every match ends as interrupted (recordings handed over), then leave and exit."""
@@ -108,6 +168,7 @@ class RelayHost(ChannelHost):
             with self.lock:
                 for room in list(self.rooms.values()):
                     room.end(INTERRUPTED, INTERRUPTED_MESSAGE)
+                self.hand_over()
                 self.bus.leave(self.id)
             log.info("relay %s: stopped", self.id)
         except Exception as error:   # Redis went first (the coordinator's private one): recordings stay here
@@ -221,9 +282,12 @@ class RelayHost(ChannelHost):
         with open(path, "rb") as file:
             data = file.read()
         try:
+            if self._unsent:
+                raise RedisError("earlier recordings wait")   # keep their order
             self.bus.put_recording(room.id, data)
-        except RedisError as error:   # the coordinator finds no copy: recording_not_collected; ours stays here
-            log.warning("relay %s: match %s: its recording could not be handed over: %s", self.id, room.id, error)
+        except RedisError as error:   # handed over once Redis answers (hand_over); it stays here meanwhile
+            log.warning("relay %s: match %s: its recording waits to be handed over: %s", self.id, room.id, error)
+            self._unsent.append(room.id)
         self.rooms.pop(room.id, None)
         self._policies.pop(room.id, None)
         for seat in room.seats.values():
@@ -249,12 +313,15 @@ class RelayHost(ChannelHost):
         return time.monotonic()
 
     def _tell(self, message: dict[str, Any]) -> None:
-        """A report to the coordinator; lost (and logged) while Redis is unreachable, never an error here."""
+        """A report to the coordinator; kept in order while Redis is unreachable (hand_over), never an error here."""
         try:
+            if self._outbox or self._unsent:
+                raise RedisError("earlier reports wait")
             self.bus.to_coordinator(message)
         except RedisError as error:
-            log.warning("relay %s: a %s report for match %s was lost: %s", self.id, message.get("type"),
-                        message.get("match"), error)
+            if not self._outbox:
+                log.warning("relay %s: reports wait for Redis: %s", self.id, error)
+            self._outbox.append(message)
 
     # ------------------------------------------------------------ match channels (app/web/match_channel.py)
 
