@@ -202,9 +202,14 @@ class RecordingWriter:
     def _release(self) -> None:
         """Write the lines `held_writes` held."""
         with self._lock:
-            if self._pending and self._fd is not None:
-                data, self._pending = b"".join(self._pending), []
+            data = self._take_pending()
+            if data and self._fd is not None:
                 self._write_through(data)
+
+    def _take_pending(self) -> bytes:
+        """The lines `held_writes` held, joined, and none held any more (the caller holds the lock)."""
+        data, self._pending = b"".join(self._pending), []
+        return data
 
     def _sync(self) -> None:
         assert self._fd is not None
@@ -272,8 +277,8 @@ class RecordingWriter:
             if self._fd is None:
                 return
             try:
-                if self._pending:
-                    data, self._pending = b"".join(self._pending), []
+                data = self._take_pending()
+                if data:
                     _write_all(self._file, data)
                 if self.fsync_every is not None:
                     self._sync()
