@@ -37,7 +37,7 @@ from app.live.admission import Admission, Closed, Figures, Opened
 from app.live.hub import Hub
 from app.live.match_room import MatchRoom, MatchSettings, Seat
 from app.live.protocol import EpisodeDone, PacketEvent
-from app.live.recovery import INTERRUPTED, close_interrupted_recording as _close_recording
+from app.live.recovery import INTERRUPTED, close_interrupted_recording
 from app.live.tickets import Tickets
 from app.relay.bus import HEARTBEAT_S, INTERRUPTED_MESSAGE, Bus, RelayCard, relay_secret
 from app.relay.wire import seats_out, settings_out
@@ -329,7 +329,7 @@ class RelayPool:
         """End a dead relay's match as interrupted; its participants go on as the scene's on_interrupted says."""
         path = recording_path(self.hub.experiment_dir, room.id)
         if os.path.exists(path):
-            _close_recording(path, room.id)
+            close_interrupted_recording(path, room.id)
         else:
             log.warning("match %s: its recording stays on the dead relay %s's machine", room.id, room.relay_id)
         self.rooms.pop(room.id, None)
