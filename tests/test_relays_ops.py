@@ -34,6 +34,7 @@ EXPERIMENT = Experiment(id="relayed", scenes=[
 '''
 
 HEAVY = '''
+import time
 from pathlib import Path
 
 HEAVY = Path(__file__).with_name("heavy.flag")
@@ -48,9 +49,9 @@ class Heavy:
 
     def act(self, observation):
         if self.heavy and not CALM.exists():
-            total = 0
-            for i in range(1_200_000):
-                total += i
+            until = time.process_time() + 0.25   # CPU time, so the lag is past the limit on any machine
+            while time.process_time() < until:
+                pass
         return None
 '''
 
