@@ -243,6 +243,7 @@ def test_every_relay_lagging_closes_admission_and_a_relay_taking_matches_reopens
     relay_figures = Figures(lag_s=0.3, loop_lag_s=0.3)
     change = admission.gate(1.0, relays_open=False, figures=relay_figures)
     assert isinstance(change, Closed) and change.figures == relay_figures and not admission.open
+    assert change.above_s is None   # the relays closed it, not a lag of this server's
     assert admission.start_budget(1.0) == 0
     assert admission.gate(2.0, relays_open=False, figures=relay_figures) is None   # no change: said once
     assert feed(admission, 2, 10, loop_lag_s=0.004) == [] and not admission.open   # its own lag is fine

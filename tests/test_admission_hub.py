@@ -9,7 +9,7 @@ from typing import Any, Iterator
 import pytest
 
 from app.data.store import Store
-from app.live.admission import BUSY_MESSAGE, AdmissionSettings
+from app.live.admission import BUSY_MESSAGE, AdmissionSettings, Figures
 from app.live.flow import Flow
 from app.live.hub import Hub, Services
 from app.live.hub import log as hub_log
@@ -116,6 +116,19 @@ def test_a_lagging_server_holds_new_matches_and_starts_them_in_arrival_order_onc
     assert value(hub, "coplay_admission_closes_total") == 1
     assert value(hub, "coplay_lag_seconds", part="event_loop") == pytest.approx(0.002, abs=1e-6)
 
+
+
+def test_admission_closed_by_lagging_relays_says_so_without_a_duration_of_its_own(
+        setup: tuple[Hub, Server, Store], caplog: pytest.LogCaptureFixture) -> None:
+    hub, server, store = setup
+    with caplog.at_level(logging.WARNING, logger=hub_log.name):
+        hub.relays_admit(False, Figures(lag_s=0.3, loop_lag_s=0.28, relay_s=0.02))   # app/relay/room.py judge
+    assert not hub.admission.open
+    [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("admission")]
+    assert line == ("admission closed: new matches wait (every relay lags, the least-lagged one 300.0 ms over "
+                    "100.0 ms: event loop 280.0 ms, relay 20.00 ms; 0 matches running, 0 waiting)")
+    [closed] = [e["data"] for e in store.events("admission")]
+    assert closed["relays"] is True and closed["lag_ms"] == 300.0 and "above_s" not in closed
 
 def test_running_matches_relay_rejoin_and_get_ai_takeovers_while_closed(setup: tuple[Hub, Server, Store]) -> None:
     hub, server, store = setup

@@ -136,8 +136,9 @@ class Figures:
 
 @dataclass(frozen=True)
 class Closed:
-    figures: Figures
-    above_s: float   # how long the lag had stayed above the high-water mark
+    figures: Figures       # this server's, or the least-lagged relay's when the relays closed it
+    above_s: float | None  # how long this server's lag had stayed above the high-water mark; None: closed
+    #                        because no relay takes new matches (`gate`: each relay's own Admission judged it)
 
 
 @dataclass(frozen=True)
@@ -213,9 +214,9 @@ class Admission:
     def gate(self, now: float, relays_open: bool, figures: Figures) -> Closed | Opened | None:
         """Whether any relay takes new matches (each judged by its own `Admission`); `figures`: the best one's."""
         self._relays_open = relays_open
-        return self._settle(now, figures, 0.0)
+        return self._settle(now, figures, None)
 
-    def _settle(self, now: float, figures: Figures, held: float) -> Closed | Opened | None:
+    def _settle(self, now: float, figures: Figures, held: float | None) -> Closed | Opened | None:
         """The change of the overall state (own lag and relays' gate), if any; a reopening starts the slow start."""
         open_now = self._own_open and self._relays_open
         if open_now == self.open:

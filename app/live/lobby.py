@@ -112,11 +112,9 @@ class Lobby:
                    "matches": len(hub.matches), "waiting": waiting}
         if isinstance(change, Closed):
             hub.metrics.admission_closes.inc()
-            log.warning("admission closed: new matches wait (lag %.1f ms over %.1f ms for %.1f s: event loop "
-                        "%.1f ms, relay %.2f ms; %d matches running, %d waiting)", figures["lag_ms"],
-                        figures["max_lag_ms"], change.above_s, figures["loop_lag_ms"], figures["relay_ms"],
-                        len(hub.matches), waiting)
-            hub.store.log_event("admission", {"open": False, **figures, "above_s": round(change.above_s, 2)})
+            log.warning("%s", closed_message(change, figures))
+            cause = {"relays": True} if change.above_s is None else {"above_s": round(change.above_s, 2)}
+            hub.store.log_event("admission", {"open": False, **figures, **cause})
         else:
             log.warning("admission reopened after %.1f s (lag %.1f ms; %d matches running, %d waiting)",
                         change.closed_s, figures["lag_ms"], len(hub.matches), waiting)
@@ -134,3 +132,15 @@ class Lobby:
                            ("event_loop", lambda: hub.admission.figures.loop_lag_s),
                            ("relay", lambda: hub.admission.figures.relay_s)):
             hub.metrics.lag_seconds.labels(part).set_function(read)
+
+
+def closed_message(change: Closed, figures: dict[str, Any]) -> str:
+    """The log line of admission closing: this server's lag and for how long, or the relays' (Hub.relays_admit);
+    `figures` as `admission_changed` puts them together."""
+    lag, limit = figures["lag_ms"], figures["max_lag_ms"]
+    if change.above_s is None:
+        why = f"every relay lags, the least-lagged one {lag:.1f} ms over {limit:.1f} ms"
+    else:
+        why = f"lag {lag:.1f} ms over {limit:.1f} ms for {change.above_s:.1f} s"
+    return (f"admission closed: new matches wait ({why}: event loop {figures['loop_lag_ms']:.1f} ms, "
+            f"relay {figures['relay_ms']:.2f} ms; {figures['matches']} matches running, {figures['waiting']} waiting)")
