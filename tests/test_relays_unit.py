@@ -2,18 +2,26 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+from redis import RedisError
 
 from app.live.dashboard import _match
 from app.live.match_room import MatchSettings, Seat
 from app.live.protocol import PacketEvent
 from app.live.spectator import LiveView
+from app.live.tickets import Tickets
+from app.data.recording import recording_path
 from app.relay.bus import HEARTBEAT_TTL_S, Bus, RelayCard, RelayError, relay_secret
 from app.relay.load import LoadMeter, match_status
 from app.relay.room import RemoteRoom
+from app.relay.worker import RelayHost
 from app.relay.wire import seats_in, seats_out, settings_in, settings_out
 from game.games.pong import Pong
 from scenes.ai_seat import AISeat
@@ -108,3 +116,66 @@ def test_a_relay_reports_its_load_and_its_matches_progress_and_the_coordinator_s
     view = LiveView(remote).frame()
     assert "runs on relay r1" in view["unsupported"] and view["ended"] is False
     assert "unsupported" not in LiveView(room).frame() and _match(room, 0.0)["relay"] is None
+
+
+class PausingBus(Bus):
+    """A relay's bus whose Redis can be down (reports fail at once) or hang right after a heartbeat it took."""
+
+    def __init__(self, redis_db: RedisServer) -> None:
+        super().__init__(redis_db.url, "study")
+        self.redis_db = redis_db
+        self.down = False
+        self.pause_after_beat = False
+        self.paused = threading.Event()
+
+    def heartbeat(self, card: RelayCard) -> None:
+        super().heartbeat(card)
+        if self.pause_after_beat:
+            self.pause_after_beat = False
+            self.redis_db.process.send_signal(signal.SIGSTOP)
+            self.paused.set()
+
+    def to_coordinator(self, message: dict[str, Any]) -> None:
+        if self.down:
+            raise RedisError("Redis is down (test)")
+        super().to_coordinator(message)
+
+
+def test_a_relay_handing_over_to_a_hung_redis_leaves_its_lock_free_and_keeps_the_reports_order(
+        tmp_path: Path, redis_server: RedisServer) -> None:  # noqa: F811
+    """While the heartbeat's hand-over waits for a hung Redis, the matches (which relay packets under the
+    relay's lock) go on; what is said meanwhile queues behind, and everything arrives once, in order."""
+    bus = PausingBus(redis_server)
+    host = RelayHost(bus, "r1", "ws://127.0.0.1:1/match-ws", str(tmp_path), Tickets("x" * 32),
+                     spawn=lambda fn, *args: None, sleep=time.sleep)
+    bus.down = True
+    for n in range(3):
+        host._tell({"type": "log", "n": n})   # Redis is down: they wait for the hand-over
+    os.makedirs(tmp_path / "recordings")
+    with open(recording_path(str(tmp_path), "m1"), "wb") as file:
+        file.write(b"header\n")
+    host._unsent.append("m1")   # as match_ended leaves a recording Redis did not take
+    bus.down, bus.pause_after_beat = False, True
+    beats = threading.Thread(target=host.run_heartbeats, daemon=True)
+    beats.start()
+    paused = True
+    try:
+        assert bus.paused.wait(10)
+        time.sleep(0.5)   # the hand-over is now blocked in Redis
+        assert host.lock.acquire(timeout=2), "the relay lock is held while Redis hangs: every match stalls"
+        try:
+            host._tell({"type": "log", "n": 3})   # a match reports meanwhile: it queues behind the others
+        finally:
+            host.lock.release()
+        redis_server.process.send_signal(signal.SIGCONT)
+        paused = False
+        reports = [bus.read("to-coordinator", timeout_s=5) for _ in range(4)]
+        assert [r["n"] for r in reports if r] == [0, 1, 2, 3]
+        assert bus.take_recording("m1") == b"header\n"
+        time.sleep(2.5)   # more heartbeats: nothing is handed over twice
+        assert bus.read("to-coordinator", timeout_s=1) is None
+    finally:
+        if paused:
+            redis_server.process.send_signal(signal.SIGCONT)
+        host.stopping = True
+        beats.join(timeout=10)

@@ -74,6 +74,7 @@ class RelayHost(ChannelHost):
         self._beat_ok_at = time.monotonic()      # the last heartbeat Redis took
         self._outbox: deque[dict[str, Any]] = deque(maxlen=MAX_OUTBOX)   # reports Redis did not take yet
         self._unsent: list[str] = []            # matches whose recording Redis did not take yet
+        self._handing_over = threading.Lock()   # one hand_over at a time
 
     # ------------------------------------------------------------ loops (green threads)
 
@@ -122,8 +123,7 @@ class RelayHost(ChannelHost):
             try:
                 self.bus.heartbeat(card)   # blocks up to the socket timeout while Redis hangs
                 self._beat_ok_at = time.monotonic()
-                with self.lock:
-                    self.hand_over()
+                self.hand_over()
             except RedisError as error:   # missed beats expire the card: see run_ticks
                 log.warning("relay %s: heartbeat failed: %s", self.id, error)
             self.sleep(HEARTBEAT_S)
@@ -148,18 +148,45 @@ class RelayHost(ChannelHost):
 
     def hand_over(self) -> None:
         """The recordings and reports Redis could not take before, in order (recordings first: an `ended`
-        report names a recording the coordinator then collects)."""
-        while self._unsent:
-            match_id = self._unsent[0]
-            try:
-                with open(recording_path(self.experiment_dir, match_id), "rb") as file:
-                    self.bus.put_recording(match_id, file.read())
-                log.info("relay %s: match %s: its recording was handed over", self.id, match_id)
-            except OSError as error:   # the coordinator logs recording_not_collected when its report arrives
-                log.error("relay %s: match %s: its recording cannot be read: %s", self.id, match_id, error)
+        report names a recording the coordinator then collects). Raises RedisError when Redis fails again.
+
+        The relay lock is held only to look at the head of `_unsent`/`_outbox` and to remove it once Redis
+        took it: the Redis call itself may hang for seconds, and the matches must relay meanwhile. An item
+        stays at the head until then, so `_tell` and `match_ended` keep queueing behind it, in order.
+        One hand-over runs at a time (heartbeat and shut_down), so nothing is sent twice.
+        """
+        with self._handing_over:
+            while (item := self._next_to_hand_over()) is not None:
+                kind, head = item
+                if kind == "recording":
+                    self._hand_over_recording(head)
+                else:
+                    self.bus.to_coordinator(head)
+                with self.lock:
+                    self._taken(kind, head)
+
+    def _next_to_hand_over(self) -> tuple[str, Any] | None:
+        """("recording", match id) or ("report", message): the oldest item waiting, left in place; None: none."""
+        with self.lock:
+            if self._unsent:
+                return "recording", self._unsent[0]
+            if self._outbox:
+                return "report", self._outbox[0]
+            return None
+
+    def _hand_over_recording(self, match_id: str) -> None:
+        try:
+            with open(recording_path(self.experiment_dir, match_id), "rb") as file:
+                self.bus.put_recording(match_id, file.read())
+            log.info("relay %s: match %s: its recording was handed over", self.id, match_id)
+        except OSError as error:   # the coordinator logs recording_not_collected when its report arrives
+            log.error("relay %s: match %s: its recording cannot be read: %s", self.id, match_id, error)
+
+    def _taken(self, kind: str, head: Any) -> None:
+        """Redis took `head`: off the head of its queue (unless a full outbox dropped it meanwhile, MAX_OUTBOX)."""
+        if kind == "recording":
             self._unsent.pop(0)
-        while self._outbox:
-            self.bus.to_coordinator(self._outbox[0])
+        elif self._outbox and self._outbox[0] is head:
             self._outbox.popleft()
 
     def shut_down(self) -> None:
@@ -168,8 +195,8 @@ class RelayHost(ChannelHost):
             with self.lock:
                 for room in list(self.rooms.values()):
                     room.end(INTERRUPTED, INTERRUPTED_MESSAGE)
-                self.hand_over()
-                self.bus.leave(self.id)
+            self.hand_over()
+            self.bus.leave(self.id)
             log.info("relay %s: stopped", self.id)
         except Exception as error:   # Redis went first (the coordinator's private one): recordings stay here
             log.warning("relay %s: stopped without telling the coordinator (%s)", self.id, error)
