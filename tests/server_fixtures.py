@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from app.participant.headless import HeadlessParticipant, ParticipantResult
+from app.participant.headless import HeadlessParticipant
+from app.participant.result import ParticipantResult
 from app.analysis.replay import ReplayResult, replay
 from app.live.match_room import MatchRoom
 

@@ -15,7 +15,8 @@ import requests
 from app.data.store import Store, database_path
 from app.live.admission import BUSY_MESSAGE
 from app.live.metrics import parse_metrics
-from app.participant.headless import HeadlessParticipant, ParticipantResult
+from app.participant.headless import HeadlessParticipant
+from app.participant.result import ParticipantResult
 from tests.server_fixtures import Server, pid, replay_recording
 
 EXPERIMENT = '''

@@ -16,7 +16,8 @@ import pytest
 import requests
 import socketio
 
-from app.participant.headless import HeadlessParticipant, ParticipantResult
+from app.participant.headless import HeadlessParticipant
+from app.participant.result import ParticipantResult
 from tests.server_fixtures import Server, pid
 
 EXPERIMENT = '''

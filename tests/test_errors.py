@@ -13,7 +13,7 @@ from game.errors import CoplayError
 
 PACKAGES = ("app", "game", "netcode", "scenes")
 # Exceptions used for control flow, never shown to anyone: not errors.
-CONTROL_FLOW = {"app.participant.headless._Finished"}
+CONTROL_FLOW = {"app.participant.result._Finished"}
 # Loaded only by an eventlet server after it monkey-patched; importing it here would load eventlet unpatched
 # into the test process (test_server_e2e checks it never is). It defines no exception class.
 GREEN_ONLY = {"app.web.channel_pump"}

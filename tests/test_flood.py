@@ -17,7 +17,8 @@ import websocket
 from app.data.store import database_path
 from app.live.metrics import parse_metrics
 from app.live.ratelimit import DEFAULT_BUDGET
-from app.participant.headless import HeadlessParticipant, ParticipantResult
+from app.participant.headless import HeadlessParticipant
+from app.participant.result import ParticipantResult
 from tests.server_fixtures import ROOT, Server, pid, run_together
 
 FLOOD_EXPERIMENT = '''

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from app.commands import loadtest
-from app.participant.headless import SEAT_TAKEN_OVER, HeadlessParticipant, ParticipantResult, _Finished
+from app.participant.headless import HeadlessParticipant
+from app.participant.result import SEAT_TAKEN_OVER, ParticipantResult, _Finished
 from app.participant.answers import Policy, generate_answers
 from app.participant.socket_client import PacketRouter, split_url
 from game.games.cooking import Cooking

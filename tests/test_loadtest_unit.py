@@ -7,7 +7,7 @@ import statistics
 import pytest
 
 from app.cli import main
-from app.participant.headless import SEAT_TAKEN_OVER, ParticipantResult
+from app.participant.result import SEAT_TAKEN_OVER, ParticipantResult
 from app.participant.link import LinkShaper, ShapedLink
 from app.loadtest.arrival import Arrival, arrival_offsets, parse_arrival
 from app.loadtest.run import LoadtestPlan

@@ -12,7 +12,8 @@ import pytest
 
 from app.analysis.export import export
 from app.data.recording import read_recording
-from app.participant.headless import HeadlessParticipant, ParticipantResult
+from app.participant.headless import HeadlessParticipant
+from app.participant.result import ParticipantResult
 from tests.server_fixtures import Server, pid, replay_recording, run_together
 
 EXPERIMENT = '''

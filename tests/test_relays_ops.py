@@ -17,7 +17,8 @@ import requests
 from app.data.recording import read_recording
 from app.live.admission import BUSY_MESSAGE
 from app.live.metrics import parse_metrics
-from app.participant.headless import HeadlessParticipant, ParticipantResult
+from app.participant.headless import HeadlessParticipant
+from app.participant.result import ParticipantResult
 from tests.relay_fixtures import SECRET, Relay, RedisServer, redis_server  # noqa: F401  (a fixture)
 from tests.server_fixtures import Server, pid, replay_recording, run_together
 from tests.test_relays import experiment_file, matches, pair, wait_for

@@ -11,7 +11,8 @@ from typing import Any, Iterator
 import pytest
 
 from app.commands.loadtest import run_loadtest
-from app.participant.headless import HeadlessParticipant, ParticipantResult
+from app.participant.headless import HeadlessParticipant
+from app.participant.result import ParticipantResult
 from tests.server_fixtures import ROOT, Server, pid, replay_recording, run_together
 
 SHORT_EXPERIMENT = '''

@@ -9,30 +9,26 @@ seat's policy, as the worker plays it; an ONNX model of the bundle with CPython 
 them as scripted participants (drop mid-match, reload to prove resume).
 
 Threads: the Socket.IO client's reader thread only queues what arrives (scene events
-in one inbox, netcode packets in the matching episode's MatchClient). Everything else,
-scenes and the fixed-timestep match loop, runs in the thread that calls `run()`, so
-the session and env are touched by one thread only.
+in the connection's inbox, app/participant/connection.py; netcode packets in the matching
+episode's MatchClient). Everything else, scenes and the fixed-timestep match loop, runs in
+the thread that calls `run()`, so the session and env are touched by one thread only.
+What the run saw goes into a ParticipantResult (app/participant/result.py).
 
 Uses the python-socketio *client* (threaded) and requests; never eventlet.
 """
 from __future__ import annotations
 
 import queue
-import threading
 import time
-import traceback
-import urllib.parse
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
-
-import requests
-import socketio
 
 from app.participant.answers import Policy, PolicyFn, generate_answers
 from app.participant.bundle_models import BundleModels
-from app.participant.socket_client import MatchChannel, OrderedClient, PacketRouter, quietly, split_url
+from app.participant.connection import Connection
+from app.participant.socket_client import MatchChannel, PacketRouter, split_url
 from app.participant.link import ShapedLink
+from app.participant.result import SEAT_TAKEN_OVER, ParticipantResult, _Finished, crash_reason, match_record
 from game.adapters.onnx_policy import ONNX_PREFIX
 from game.env import default_action_for
 from game.loader import LoadError, load_class
@@ -44,88 +40,10 @@ from netcode.scheduler import FixedStep
 
 EventCallback = Callable[[str, Any], None]
 
-DISCONNECT_WAIT_SECONDS = 1.0   # the goodbye is sent at once; the close handshake may finish in the background
 NONFATAL_ERROR_EVENTS = ("packet",)  # a refused packet (e.g. racing a match_end) does not end the run
-SERVER_EVENTS = ("scene", "waiting", "match_start", "seat_changed", "match_end", "error")
 BUNDLE_PATH = "/bundle.json"
 RTT_SAMPLE_SECONDS = 0.5     # how often a playing participant samples its relay round trip (netcode ping)
 MAX_RTT_SAMPLES = 5000       # per participant
-SEAT_TAKEN_OVER = "seat_taken_over"   # a match's reason when the server moved us on without a match_end
-
-
-# ----------------------------------------------------------------------------- results
-
-
-@dataclass
-class ParticipantResult:
-    """What one headless participant saw and did. `ok` is the load tester's pass mark."""
-
-    completed: bool                       # reached the end scene
-    reason: str                           # "completed", "timeout", "dropped at frame F", "error: ...", ...
-    outcome: str | None = None            # the end scene's outcome
-    completion_code: str | None = None
-    scenes: list[dict[str, Any]] = field(default_factory=list)       # {index, kind, id}
-    matches: list[dict[str, Any]] = field(default_factory=list)      # {match, scene, seat, players, episodes, reason}
-    #   reason: match_end's ("completed", "error", ...), SEAT_TAKEN_OVER, or None (still running / run ended)
-    episodes: list[dict[str, Any]] = field(default_factory=list)     # {match, episode, status, end_frame, checksum..}
-    desyncs: list[dict[str, Any]] = field(default_factory=list)
-    errors: list[dict[str, Any]] = field(default_factory=list)       # `error` events received
-    disconnects: list[dict[str, Any]] = field(default_factory=list)  # seat_changed and session Disconnected events
-    stats: dict[str, int] = field(default_factory=dict)              # rollbacks, stalls, max_rollback_depth, ...
-    connect_seconds: float | None = None                             # entry GET to the first `scene`
-    waiting_seconds: list[float] = field(default_factory=list)       # `ready` to `match_start`, per match
-    first_frame_seconds: list[float] = field(default_factory=list)   # `match_start` to frame 1, per episode
-    total_seconds: float = 0.0
-    reloads: int = 0
-    rejoins: list[int | None] = field(default_factory=list)          # frames the server resumed this seat at
-    resumed_scenes: list[int] = field(default_factory=list)          # scene indexes the server resent after a reload
-    dropped: bool = False
-    relay_rtt_ms: list[float] = field(default_factory=list)          # netcode ping through the relay, sampled
-    link: dict[str, Any] | None = None                               # shaped-link counters (--profile)
-    packets_by_path: dict[str, int] = field(default_factory=dict)    # packets sent: "channel" / "socketio"
-    channel_closes: list[dict[str, Any]] = field(default_factory=list)  # match channels the server closed
-
-    @property
-    def ok(self) -> bool:
-        """Completed the flow without a desync."""
-        return self.completed and not self.desyncs
-
-    def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "ok": self.ok}
-
-
-def match_record(result: ParticipantResult, matches: dict[str, dict[str, Any]], ready_at: dict[int, float],
-                 scene: int | None, start: Mapping[str, Any], now: float) -> dict[str, Any]:
-    """The result's record of the match `start` (a match_start) is about; a new match's record is added,
-    with the time from `ready` in `scene` to now as its wait in the waiting room."""
-    match = start["match"]
-    record = matches.get(match)
-    if record is None:
-        if scene is not None and scene in ready_at:
-            result.waiting_seconds.append(round(now - ready_at.pop(scene), 3))
-        record = {"match": match, "scene": scene, "seat": start.get("seat"),
-                  "players": list(start.get("players") or []), "episodes": 0, "reason": None, "message": None}
-        matches[match] = record
-        result.matches.append(record)
-    return record
-
-
-# ----------------------------------------------------------------------------- the participant
-
-
-def crash_reason(error: BaseException) -> str:
-    """A participant's failure reason for an unexpected exception: type, message and where it was raised."""
-    where = traceback.extract_tb(error.__traceback__)[-1]
-    return f"crashed: {type(error).__name__}: {error} ({Path(where.filename).name}:{where.lineno})"
-
-
-class _Finished(Exception):
-    """Raised inside the driver loop to end the run with `reason`."""
-
-    def __init__(self, reason: str, completed: bool = False) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.completed = completed
 
 
 @dataclass
@@ -193,19 +111,15 @@ class HeadlessParticipant:
         self.rejoin_at_frame = rejoin_at_frame
         self.rejoin_after_s = rejoin_after_s
         self.connect_timeout = connect_timeout
-        self.transports = list(transports)
         self.link = link
         self.use_channel = channel
         self._channel: MatchChannel | None = None
         self._stop_reason: str | None = None
         self.phase = "new"   # new, entering, connecting, <scene kind>, waiting, playing, done, failed
         self.result = ParticipantResult(completed=False, reason="not run")
-        self._http = requests.Session()
-        self._cookie = ""
-        self._sio: OrderedClient | None = None
-        self._generation = 0
-        self._inbox: queue.Queue[tuple[int, str, Any]] = queue.Queue()
         self._router = PacketRouter()
+        self._conn = Connection(self.entry_url, self.server_url, self.params, connect_timeout, transports,
+                                self._router.route if link is None else link.incoming.push)
         self._scene_index: int | None = None
         self._readied: set[int] = set()
         self._ready_at: dict[int, float] = {}
@@ -238,7 +152,7 @@ class HeadlessParticipant:
         finally:
             self._close_episode("run ended")
             self._disconnect()
-            self._http.close()
+            self._conn.close()
             self.result.total_seconds = round(time.monotonic() - self._started, 3)
             if self.link is not None:
                 self.result.link = self.link.counts()
@@ -248,84 +162,32 @@ class HeadlessParticipant:
     def stop(self, reason: str) -> None:
         """Ask a running `run()` (from another thread) to end soon, cleanly, with `reason` (not completed)."""
         self._stop_reason = reason
-        self._inbox.put((-1, "stop", reason))   # wakes the loop; the stale generation is ignored
+        self._conn.inbox.put((-1, "stop", reason))   # wakes the loop; the stale generation is ignored
 
     # ------------------------------------------------------------------ entering and connecting
 
     def _enter(self) -> None:
         self.phase = "entering"
-        url = self.entry_url + ("?" + urllib.parse.urlencode(self.params) if self.params else "")
-        try:
-            response = self._http.get(url, timeout=self.connect_timeout)
-        except requests.RequestException as error:
-            raise _Finished(f"entry page failed: {error}") from None
-        if response.status_code == 403:
-            raise _Finished("refused: HTTP 403 (already taken part?)")
-        if response.status_code != 200:
-            raise _Finished(f"entry page answered HTTP {response.status_code}")
-        self._cookie = "; ".join(f"{c.name}={c.value}" for c in self._http.cookies)
-        if not self._cookie:
-            raise _Finished("the entry page set no session cookie")
+        self._conn.enter()
 
     def _connect(self) -> None:
         self.phase = "connecting"
-        self._generation += 1
-        generation = self._generation
-        client = OrderedClient(reconnection=False, handle_sigint=False, request_timeout=self.connect_timeout)
-
-        def forward(name: str) -> Callable[[Any], None]:
-            def handler(payload: Any = None) -> None:
-                self._inbox.put((generation, name, payload))
-            return handler
-
-        for name in SERVER_EVENTS:
-            client.on(name, forward(name))
-        client.on("packet", self._router.route if self.link is None else self.link.incoming.push)
-        client.on("disconnect", lambda *why: self._inbox.put((generation, "disconnect", why[0] if why else None)))
-        try:
-            client.connect(
-                self.server_url, headers={"Cookie": self._cookie}, transports=self.transports,
-                wait_timeout=self.connect_timeout,
-            )
-        except socketio.exceptions.ConnectionError as error:
-            raise _Finished(f"connect failed: {error}") from None
-        self._sio = client
+        self._conn.connect()
 
     def _disconnect(self) -> None:
         """Say goodbye (Socket.IO disconnect) without waiting long for the server's close handshake."""
         self._close_channel()
-        client, self._sio = self._sio, None
-        if client is not None:
-            closer = threading.Thread(target=quietly, args=(client.disconnect,), name="disconnect", daemon=True)
-            closer.start()
-            closer.join(timeout=DISCONNECT_WAIT_SECONDS)
-            ws = getattr(client.eio, "ws", None)
-            if ws is not None:  # after a server crash the client may still hold the dead socket
-                quietly(ws.shutdown)
+        self._conn.disconnect()
 
     def _drop(self) -> None:
-        """Vanish like a crashed tab: shut the socket down with no Socket.IO or WebSocket goodbye."""
-        client, self._sio = self._sio, None
-        self._generation += 1
+        """Vanish like a crashed tab: shut the sockets down with no goodbye."""
         channel, self._channel = self._channel, None
         if channel is not None:
             channel.abort()
-        if client is None:
-            return
-        ws = getattr(client.eio, "ws", None)
-        if ws is not None:
-            quietly(ws.shutdown)
-        else:
-            quietly(lambda: client.eio.disconnect(abort=True))
+        self._conn.drop()
 
     def _emit(self, event: str, payload: dict[str, Any]) -> None:
-        client = self._sio
-        if client is None:
-            return
-        try:
-            client.emit(event, payload)
-        except socketio.exceptions.SocketIOError:  # disconnected meanwhile; the run loop notices
-            pass
+        self._conn.emit(event, payload)
 
     # ------------------------------------------------------------------ the loop
 
@@ -346,17 +208,17 @@ class HeadlessParticipant:
             if self.link is not None and (due := self.link.next_due()) is not None:
                 wait = min(wait, max(0.0, due - time.monotonic()))
             try:
-                generation, name, payload = self._inbox.get(timeout=min(wait, max(0.0, deadline - now)))
+                generation, name, payload = self._conn.inbox.get(timeout=min(wait, max(0.0, deadline - now)))
             except queue.Empty:
                 continue
-            if generation == self._generation:
+            if generation == self._conn.generation:
                 self._handle(name, payload)
             while True:  # everything else that is already there
                 try:
-                    generation, name, payload = self._inbox.get_nowait()
+                    generation, name, payload = self._conn.inbox.get_nowait()
                 except queue.Empty:
                     break
-                if generation == self._generation:
+                if generation == self._conn.generation:
                     self._handle(name, payload)
 
     def _handle(self, name: str, payload: Any) -> None:
@@ -437,13 +299,11 @@ class HeadlessParticipant:
         """Fetch /bundle.json once, as the page does; keep which games it can start."""
         if self._bundle_games is not None:
             return
+        bundle = self._conn.get_json(BUNDLE_PATH, "the game bundle")
         try:
-            response = self._http.get(self.server_url + BUNDLE_PATH, timeout=self.connect_timeout)
-            response.raise_for_status()
-            bundle = response.json()
             games = bundle.get("games")
             models = (bundle.get("onnx") or {}).get("models") or {}
-        except (requests.RequestException, ValueError, AttributeError) as error:
+        except AttributeError as error:
             raise _Finished(f"error: cannot load the game bundle: {error}") from None
         if not isinstance(games, dict):
             raise _Finished("error: the game bundle has no games")
@@ -498,10 +358,10 @@ class HeadlessParticipant:
         spec = payload.get("channel")
         if not self.use_channel or not isinstance(spec, dict):
             return
-        generation = self._generation
+        generation = self._conn.generation
 
         def closed(code: int | None, reason: str, was_ready: bool) -> None:
-            self._inbox.put((generation, "channel_closed",
+            self._conn.inbox.put((generation, "channel_closed",
                              {"code": code, "reason": reason, "match": match, "was_ready": was_ready}))
 
         incoming = self._router.route if self.link is None else self.link.incoming.push
@@ -625,20 +485,7 @@ class HeadlessParticipant:
         self._record_episode(ep, "done", report["checksum"])
 
     def _record_episode(self, ep: _Episode, status: str, checksum: str | None = None) -> None:
-        client = ep.client
-        session, stats = client.session, client.session.stats
-        self.result.episodes.append({
-            "match": client.match, "episode": client.episode, "seat": client.seat, "players": list(client.players),
-            "status": status, "end_frame": session.end_frame if status == "done" else None,
-            "frames": session.current_frame, "checksum": checksum,
-            "rollbacks": stats.rollbacks, "max_rollback_depth": stats.max_rollback_depth, "stalls": stats.stalls,
-        })
-        totals = self.result.stats
-        for key in ("rollbacks", "rollback_frames", "stalls", "bad_packets", "packets_sent", "packets_received"):
-            totals[key] = totals.get(key, 0) + getattr(stats, key)
-        totals["max_rollback_depth"] = max(totals.get("max_rollback_depth", 0), stats.max_rollback_depth)
-        totals["frames"] = totals.get("frames", 0) + session.current_frame
-        totals["play_ms"] = totals.get("play_ms", 0) + int((time.monotonic() - ep.started) * 1000)
+        self.result.add_episode(ep.client, status, checksum, play_s=time.monotonic() - ep.started)
 
     def _close_episode(self, why: str) -> None:
         ep, self._episode = self._episode, None
