@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.live.input_log import InconsistentInput, InputLog
-from app.live.match_room import HUMAN, MatchRoom, MatchSettings, Seat
+from app.live.match_room import HUMAN, REFEREE_LAG, MatchRoom, MatchSettings, Seat
 from app.live.protocol import EpisodeDone, PacketEvent, ProtocolError, parse_episode_done
 from app.data.recording import RecordingWriter, make_header, read_recording
 from game.games.pong import Pong
@@ -276,6 +276,34 @@ def test_an_end_claimed_past_the_known_inputs_waits_for_them(tmp_path: Path) -> 
     assert host.ended == []   # the server has 10 frames; it cannot tell yet
     play(room, 25)
     assert host.ended == ["completed"] and host.events == []
+
+
+class LazyHost(Host):
+    """Counts the room's requests to run its referee, and runs none."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.settles = 0
+
+    def settle(self, room: MatchRoom) -> None:
+        self.settles += 1
+
+
+def test_the_referee_is_asked_for_when_frames_complete_not_for_packets_that_complete_none(tmp_path: Path) -> None:
+    room, _ = make_room(tmp_path, config={"max_frames": 1000})
+    host = room.host = LazyHost()
+    play(room, REFEREE_LAG - 1)
+    assert host.settles == 0   # not far enough behind yet
+    play(room, 1)
+    assert host.settles == 1   # the frame that put it REFEREE_LAG behind
+    resend = packet({"left": [0, [1] * REFEREE_LAG]})
+    room.relay(room.seats["s0"], PacketEvent("m1", 0, "s1", resend))   # completes no frame: the referee is as far behind
+    assert host.settles == 1
+    for addr in ("s0", "s1"):
+        room.episode_done(room.seats[addr], EpisodeDone("m1", 0, 500, "aaaa"))   # every seat claims the end
+    settles = host.settles
+    play(room, 1)
+    assert host.settles == settles + 1 and room.referee is not None and room.referee.behind == REFEREE_LAG + 1
 
 
 def test_an_end_claimed_where_the_game_did_not_end_is_refused_and_the_episode_goes_on(tmp_path: Path) -> None:

@@ -107,6 +107,18 @@ def test_each_server_has_its_own_registry() -> None:
     assert second.value("coplay_matches_started_total") == 0
 
 
+def test_a_relayed_packet_counts_as_a_packet_event_and_by_its_path() -> None:
+    metrics = Metrics(process=False)
+    metrics.packet_relayed("channel")
+    metrics.packet_relayed("channel")
+    metrics.packet_relayed("socketio")
+    metrics.event("packet", refused=True)
+    assert metrics.value("coplay_packets_received_total", path="channel") == 2
+    assert metrics.value("coplay_packets_received_total", path="socketio") == 1
+    assert metrics.value("coplay_events_total", event="packet") == 4
+    assert metrics.value("coplay_refused_events_total", event="packet") == 1
+
+
 def test_histogram_quantile_interpolates_like_prometheus() -> None:
     buckets = [(0.1, 50.0), (0.2, 100.0), (math.inf, 100.0)]
     assert histogram_quantile(0.5, buckets) == pytest.approx(0.1)

@@ -319,8 +319,7 @@ class Hub(MatchHost, ChannelHost):
         self.refuse(channel.conn, "packet", "invalid", str(error))
 
     def _frame_relayed(self) -> None:
-        self.metrics.event("packet")
-        self.metrics.packet_received("channel")
+        self.metrics.packet_relayed("channel")
 
     def _channel_seat(self, ticket: Ticket) -> tuple[MatchRoom, Seat]:
         """The room and seat `ticket` names, while the seat is still its holder's; else ChannelRefused."""

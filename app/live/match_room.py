@@ -415,14 +415,23 @@ class MatchRoom:
         self.host.send(seat, "packet", {"match": self.id, "episode": self.episode, "from": SERVER, "data": data})
 
     def _write_complete_frames(self) -> None:
-        for frame, actions in self.log.take_complete():
+        frames = self.log.take_complete()
+        if not frames:
+            return   # the referee is no further behind than after the last packet, which judged it
+        referee = self.referee
+        for frame, actions in frames:
             self.recording.inputs(self.episode, frame, actions)
-            if self.referee is not None:
-                self.referee.add_frame(actions)
-        behind = self.referee.behind if self.referee is not None else 0
-        if behind >= REFEREE_LAG or (behind and all(s.done is not None for s in self.seats.values()
-                                                    if not s.gone and s.host is None)):
+            if referee is not None:
+                referee.add_frame(actions)
+        behind = referee.behind if referee is not None else 0
+        if behind >= REFEREE_LAG or (behind and self._every_seat_claims_the_end()):
             self._referee_due = True   # far behind, or every seat claims the end: the inputs may settle it
+
+    def _every_seat_claims_the_end(self) -> bool:
+        for s in self.seats.values():
+            if s.done is None and not s.gone and s.host is None:
+                return False
+        return True
 
     def _checksum(self, seat: Seat, frame: int, checksum: str) -> None:
         seen = self.checks.setdefault(frame, {})

@@ -247,8 +247,11 @@ class Metrics:
             inc(delta)
             self._folded[key] = total
 
-    def packet_received(self, path: str) -> None:
-        """A packet the relay accepted, by the path it came by (one of PACKET_PATHS)."""
+    def packet_relayed(self, path: str) -> None:
+        """A `packet` the relay accepted, by the path it came by (one of PACKET_PATHS): as `event("packet")`
+        plus a count by path, in one call per packet."""
+        counts = self._event_counts
+        counts["packet"] = counts.get("packet", 0) + 1
         self._path_counts[path] += 1
 
     def entered(self, participant: str) -> None:

@@ -50,7 +50,8 @@ class TokenBucket:
     def refill(self, now: float) -> float:
         """The tokens there are at `now`."""
         if now > self.last:
-            self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
+            tokens = self.tokens + (now - self.last) * self.rate
+            self.tokens = tokens if tokens < self.burst else self.burst   # min(), without a call per message
             self.last = now
         return self.tokens
 
