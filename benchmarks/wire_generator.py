@@ -10,9 +10,10 @@ by side with ratios:
 1. seat: two WireSeats of a 60 fps Pong match (app/loadtest/wire_match.py) hand their packets to
    each other in memory: CPU per packet built and sent, per packet received, per lockstep frame.
 2. relay: ONE generator process plays M matches (2M seats, each with its match channel, ticked by the
-   process's Ticker, counted by its SelfCheck, exactly as `coplay loadtest --mode wire` does once the
-   matches started) against a minimal echo relay in another process (it hands each "<episode> <to>
-   <data>" frame to the seat named `to`, validating nothing, so it costs far less than the server and
+   process's Ticker, counted by its SelfCheck, on the event loop its generator uses, exactly as
+   `coplay loadtest --mode wire` does once the matches started) against a minimal echo relay in
+   another process (it hands each "<episode> <to> <data>" frame to the seat named `to`, validating
+   nothing, on uvloop when installed for old and new alike, so it costs far less than the server and
    the generator is what saturates). For each M: the generator's CPU per packet event (a packet sent
    or received), its share of a core, tick lateness p99 and the self-check's verdict; "max matches on
    schedule" is the largest M whose self-check found the generator keeping up (ticks and loop lag p99
@@ -102,25 +103,33 @@ class _RelayConn(asyncio.Protocol):
     """One seat's channel at the echo relay: the upgrade, the ticket ("<match>:<addr>"), `ok`, then
     each frame goes to the seat it names, as "<episode> <sender> <data>"."""
 
-    seats: dict[str, _RelayConn] = {}
+    seats: dict[tuple[bytes, bytes], _RelayConn] = {}
 
     def __init__(self) -> None:
         self.buffer = b""
         self.upgraded = False
-        self.name: str | None = None
+        self.name: tuple[bytes, bytes] | None = None   # (match, addr) from the ticket
         self.transport: Any = None
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
+        if self.upgraded and not self.buffer and len(data) > 8 and data[0] == 0x81:
+            # The common case: one whole text frame with the zero mask the generator's channel uses.
+            length, head = data[1] & 0x7F, 6
+            if length == 126:
+                length, head = (data[2] << 8) | data[3], 8
+            if len(data) == head + length and data[head - 4:head] == b"\0\0\0\0":
+                self._text(data[head:])
+                return
         self.buffer += data
         if not self.upgraded:
-            head, sep, self.buffer = self.buffer.partition(b"\r\n\r\n")
+            head_bytes, sep, self.buffer = self.buffer.partition(b"\r\n\r\n")
             if not sep:
-                self.buffer = head
+                self.buffer = head_bytes
                 return
-            key = next(line.split(b":", 1)[1].strip() for line in head.split(b"\r\n")
+            key = next(line.split(b":", 1)[1].strip() for line in head_bytes.split(b"\r\n")
                        if line.lower().startswith(b"sec-websocket-key:"))
             accept = base64.b64encode(hashlib.sha1(key + WS_GUID).digest())
             self.transport.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -151,15 +160,15 @@ class _RelayConn(asyncio.Protocol):
 
     def _text(self, payload: bytes) -> None:
         if self.name is None:
-            self.name = payload.decode()
+            match, _, addr = payload.partition(b":")
+            self.name = (match, addr)
             self.seats[self.name] = self
             self.send(b"ok")
             return
         episode, to, data = payload.split(b" ", 2)
-        match, addr = self.name.split(":")
-        peer = self.seats.get(f"{match}:{to.decode()}")
+        peer = self.seats.get((self.name[0], to))
         if peer is not None:
-            peer.send(episode + b" " + addr.encode() + b" " + data)
+            peer.send(b"%s %s %s" % (episode, self.name[1], data))
 
     def send(self, payload: bytes) -> None:
         n = len(payload)
@@ -178,7 +187,23 @@ async def serve_relay(port_file: str) -> None:
 
 
 def run_relay(port_file: str) -> None:
-    asyncio.run(serve_relay(port_file))
+    """On uvloop when installed (for old and new generators alike), so the relay, which shares the
+    machine's cores with the generator, takes as little CPU from it as it can."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(serve_relay(port_file))
+    else:
+        uvloop.run(serve_relay(port_file))
+
+
+def run_drive(port: int, matches: int, seconds: float) -> dict[str, Any]:
+    """`drive` on the event loop the measured checkout's generator runs on (`coplay loadtest --mode wire`)."""
+    try:
+        from app.loadtest.event_loop import loop_name, run
+    except ImportError:   # a generator from before app.loadtest.event_loop: asyncio's loop
+        return {**asyncio.run(drive(port, matches, seconds)), "loop": "asyncio"}
+    return {**run(drive(port, matches, seconds)), "loop": loop_name()}
 
 
 # ----------------------------------------------------------------------------- 2. the generator side
@@ -341,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
         run_relay(argv[1])
         return 0
     if argv[:1] == ["--child-drive"]:
-        print(json.dumps(asyncio.run(drive(int(argv[1]), int(argv[2]), float(argv[3])))))
+        print(json.dumps(run_drive(int(argv[1]), int(argv[2]), float(argv[3]))))
         return 0
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--baseline", metavar="DIR", help="an older checkout whose generator runs beside this one")
@@ -373,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if "relay" not in skip:
         print(f"\n2. one generator process against an echo relay ({args.seconds:g} s matches)")
-        print(f"   {'gen':<4} {'matches':>7} {'done':>9} {'us/event':>9} {'cpu %':>6} {'tick p99':>9} {'lag p99':>8}  "
+        print(f"   {'gen':<4} {'loop':<8} {'matches':>7} {'done':>9} {'us/event':>9} {'cpu %':>6} {'tick p99':>9} {'lag p99':>8}  "
               "self-check")
         best: dict[str, int] = {}
         per_event: dict[str, list[float]] = {label: [] for label in labels}
@@ -395,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
                 if r["us_per_event"] is not None:
                     per_event[label].append(r["us_per_event"])
                 verdict = "on schedule" if r["on_schedule"] else "FELL BEHIND: " + "; ".join(r["why"])
-                print(f"   {label:<4} {matches:>7} {r['done']:>4}/{2 * matches:<4} {fmt(r['us_per_event']):>9} "
+                print(f"   {label:<4} {r.get('loop', '?'):<8} {matches:>7} {r['done']:>4}/{2 * matches:<4} {fmt(r['us_per_event']):>9} "
                       f"{fmt(r['cpu_percent'], 0):>6} {fmt(r['tick_p99_ms']):>9} {fmt(r['lag_p99_ms']):>8}  {verdict}"
                       + (f"; {r['desyncs']} desyncs" if r["desyncs"] else ""))
                 if r["on_schedule"] and r["done"] == 2 * matches and not r["desyncs"]:

@@ -30,6 +30,7 @@ import aiohttp
 import socketio
 import yarl
 
+from app.loadtest.event_loop import new_event_loop
 from app.loadtest.selfcheck import MONITOR_SECONDS, SelfCheck
 from app.loadtest.wire_socket import RawMatchChannel
 from app.loadtest.wire_transport import CONNECT_TIMEOUT, ChannelRefused, PacketClient, channel_url
@@ -569,7 +570,8 @@ async def play_all(people: list[tuple[int, float, WireParticipant]], t0: float, 
 
 
 class WireCohort:
-    """A share of participants as WireParticipants on one asyncio loop in a background thread;
+    """A share of participants as WireParticipants on one event loop (uvloop's when installed;
+    app.loadtest.event_loop) in a background thread;
     the surface of app.loadtest.cohort's ThreadCohort (prepare, start, poll, phase_counts, tallies,
     alive, stop, finish) plus `selfcheck`."""
 
@@ -594,7 +596,7 @@ class WireCohort:
         self._thread.start()
 
     def _run(self, t0: float) -> None:
-        loop = asyncio.new_event_loop()
+        loop = new_event_loop()
         self._loop = loop
         o = self.options
         for spec in self.specs:

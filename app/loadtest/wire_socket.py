@@ -62,11 +62,15 @@ class _ChannelProtocol(asyncio.Protocol):
             self._handshake(data)
             return
         buffer = self.buffer + data if self.buffer else data
-        # The common case: one whole small text frame (two header bytes, no mask).
-        if len(buffer) >= 2 and buffer[0] == 0x81 and buffer[1] < 126 and len(buffer) == 2 + buffer[1]:
-            self.buffer = b""
-            self.channel.message(buffer[2:].decode(errors="replace"))
-            return
+        # The common case: one whole text frame (unmasked, a 7- or 16-bit length) and nothing more.
+        if len(buffer) > 4 and buffer[0] == 0x81 and buffer[1] <= 126:
+            length, head = buffer[1], 2
+            if length == 126:
+                length, head = (buffer[2] << 8) | buffer[3], 4
+            if len(buffer) == head + length:
+                self.buffer = b""
+                self.channel.message(buffer[head:].decode(errors="replace"))
+                return
         self.buffer = self._frames(buffer)
 
     def _handshake(self, data: bytes) -> None:
@@ -217,13 +221,11 @@ class RawMatchChannel:
         if ok is not None and not ok.done():
             ok.set_result(text)
             return
-        if text.startswith("! "):
+        parts = text.split(" ", 2)
+        if len(parts) == 3 and parts[0].isdigit() and parts[1] and parts[2]:
+            self.on_frame(int(parts[0]), parts[1], parts[2])
+        elif text.startswith("! "):
             self.on_refusal(text[2:])
-            return
-        episode, _, rest = text.partition(" ")
-        sender, _, data = rest.partition(" ")
-        if episode.isdigit() and sender and data:
-            self.on_frame(int(episode), sender, data)
 
     def closed_by_server(self, code: int | None, reason: str) -> None:
         self.closed_with = (code, reason)
