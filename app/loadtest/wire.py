@@ -78,33 +78,36 @@ class Ticker:
             self._waiter.set_result(None)
 
     async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        heap, check, monotonic = self._heap, self.check, time.monotonic
         while True:
             # One round: every seat due now runs once (its FixedStep says how many ticks), then the loop
             # gets its turn, so a generator behind schedule still reads its sockets (and says it is late).
-            due_by = time.monotonic() + TICK_GRAIN_S
+            due_by = monotonic() + TICK_GRAIN_S
             ran = []
-            while self._heap and self._heap[0][0] <= due_by:
-                _, _, playing = heapq.heappop(self._heap)
+            while heap and heap[0][0] <= due_by:
+                playing = heapq.heappop(heap)[2]
                 if playing.stopped:
                     continue
-                now = time.monotonic()
-                for _ in range(playing.schedule.due(max(now, due_by))):
-                    self.check.tick_late(now - playing.schedule.next_at)
+                now = monotonic()
+                schedule = playing.schedule
+                for _ in range(schedule.due(now if now > due_by else due_by)):
+                    check.tick_late(now - schedule.next_at)
                     playing.tick(now)
-                    playing.schedule.ticked()
+                    schedule.ticked()
                 if playing.out:
-                    if playing.channel is not None and playing.channel.is_open:
+                    channel = playing.channel
+                    if channel is not None and channel.is_open:
                         playing.send_on_channel()
                     else:
                         await playing.person.flush(playing)
                 ran.append(playing)
             for playing in ran:
                 if not playing.stopped:
-                    heapq.heappush(self._heap, (playing.schedule.next_at, next(self._seq), playing))
-            loop = asyncio.get_running_loop()
-            delay = self._heap[0][0] - time.monotonic() if self._heap else 1.0
+                    heapq.heappush(heap, (playing.schedule.next_at, next(self._seq), playing))
+            delay = heap[0][0] - monotonic() if heap else 1.0
             self._waiter = loop.create_future()
-            timer = loop.call_later(max(0.0, delay), self._wake)
+            timer = loop.call_later(delay if delay > 0.0 else 0.0, self._wake)
             await self._waiter   # the next tick is due, or a seat was added
             timer.cancel()
 

@@ -31,13 +31,16 @@ MAX_MESSAGE = 1 << 20      # the server's frames are packets of at most 64 KB; m
 CLOSE_NORMAL = 1000
 
 
+_HEAD7, _HEAD16, _HEAD64 = struct.Struct("!BB4x"), struct.Struct("!BBH4x"), struct.Struct("!BBQ4x")
+
+
 def _text_frame_header(length: int) -> bytes:
     """FIN + text opcode, the mask bit and the length, then the (zero) mask key."""
     if length < 126:
-        return bytes((0x81, 0x80 | length)) + ZERO_MASK
+        return _HEAD7.pack(0x81, 0x80 | length)
     if length < 1 << 16:
-        return struct.pack("!BBH", 0x81, 0x80 | 126, length) + ZERO_MASK
-    return struct.pack("!BBQ", 0x81, 0x80 | 127, length) + ZERO_MASK
+        return _HEAD16.pack(0x81, 0x80 | 126, length)
+    return _HEAD64.pack(0x81, 0x80 | 127, length)
 
 
 def _control_frame(opcode: int, payload: bytes) -> bytes:
