@@ -223,7 +223,8 @@ class WireSeat:
         return self._through
 
     def _received_through(self) -> None:
-        self._through = min(self.received.values(), default=1 << 60)
+        received = self.received
+        self._through = min(received.values()) if received else 1 << 60
 
     def _confirmed(self) -> int:
         """Frames (from 0) with every player's input known to this seat."""
