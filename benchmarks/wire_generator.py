@@ -1,7 +1,8 @@
 """What the wire-level load generator costs per packet, and how many matches one generator process offers.
 
     python benchmarks/wire_generator.py [--baseline DIR] [--matches 25,50,100,150,200] [--seconds 20]
-                                        [--server-matches 20] [--repeat 3] [--skip seat,relay,server]
+                                        [--server-matches 20] [--repeat 3] [--relay-repeat 1]
+                                        [--skip seat,relay,server]
 
 Three measurements of the generator of this checkout and, with `--baseline DIR` (a git worktree of an
 older commit, e.g. `git worktree add --detach /tmp/base cadf30d`), of the generator there, printed side
@@ -17,7 +18,7 @@ by side with ratios:
    the generator is what saturates). For each M: the generator's CPU per packet event (a packet sent
    or received), its share of a core, tick lateness p99 and the self-check's verdict; "max matches on
    schedule" is the largest M whose self-check found the generator keeping up (ticks and loop lag p99
-   within 2 frames, under 90 % of a core).
+   within 2 frames, under 90 % of a core) in every round (`--relay-repeat`).
 3. server: `coplay loadtest URL --mode wire --processes 1` against a real `coplay serve
    benchmarks/experiments/pong_capacity.py` (run from this checkout for both generators) at
    `--server-matches` matches: the whole participant (scene flow, Socket.IO, match channel) as the
@@ -374,6 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=20.0, help="match length (default 20)")
     parser.add_argument("--server-matches", type=int, default=20, help="matches against the real server (default 20)")
     parser.add_argument("--repeat", type=int, default=3, help="in-memory seat runs; the least is printed (default 3)")
+    parser.add_argument("--relay-repeat", type=int, default=1, help="rounds of the relay runs (default 1)")
     parser.add_argument("--skip", default="", help="comma-separated parts to leave out: seat, relay, server")
     args = parser.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
@@ -400,37 +402,40 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n2. one generator process against an echo relay ({args.seconds:g} s matches)")
         print(f"   {'gen':<4} {'loop':<8} {'matches':>7} {'done':>9} {'us/event':>9} {'cpu %':>6} {'tick p99':>9} {'lag p99':>8}  "
               "self-check")
-        best: dict[str, int] = {}
+        kept: dict[tuple[str, int], list[bool]] = {}   # (generator, M) -> on schedule, per run
+        broken: set[str] = set()   # generators that timed out or failed: larger M would too
         per_event: dict[str, list[float]] = {label: [] for label in labels}
-        for matches in [int(m) for m in args.matches.split(",")]:
-            for label in labels:
-                if label in best and best[label] < matches and best.get(f"{label}-stopped"):
-                    continue
-                try:
-                    r = relay_run(checkouts[label], matches, args.seconds)
-                except subprocess.TimeoutExpired as error:
-                    print(f"   {label:<4} {matches:>7} did not finish within {error.timeout:.0f} s (the generator fell so "
-                          "far behind that its matches never ended)")
-                    best[f"{label}-stopped"] = 1
-                    continue
-                except RuntimeError as error:
-                    print(f"   {label:<4} {matches:>7} failed: {error}")
-                    best[f"{label}-stopped"] = 1
-                    continue
-                if r["us_per_event"] is not None:
-                    per_event[label].append(r["us_per_event"])
-                verdict = "on schedule" if r["on_schedule"] else "FELL BEHIND: " + "; ".join(r["why"])
-                print(f"   {label:<4} {r.get('loop', '?'):<8} {matches:>7} {r['done']:>4}/{2 * matches:<4} {fmt(r['us_per_event']):>9} "
-                      f"{fmt(r['cpu_percent'], 0):>6} {fmt(r['tick_p99_ms']):>9} {fmt(r['lag_p99_ms']):>8}  {verdict}"
-                      + (f"; {r['desyncs']} desyncs" if r["desyncs"] else ""))
-                if r["on_schedule"] and r["done"] == 2 * matches and not r["desyncs"]:
-                    best[label] = max(best.get(label, 0), matches)
-                else:
-                    best[f"{label}-stopped"] = 1
+        sizes = [int(m) for m in args.matches.split(",")]
+        for _ in range(args.relay_repeat):   # old and new alternately, so both see the same background load
+            for matches in sizes:
+                for label in labels:
+                    if label in broken:
+                        continue
+                    try:
+                        r = relay_run(checkouts[label], matches, args.seconds)
+                    except subprocess.TimeoutExpired as error:
+                        print(f"   {label:<4} {matches:>7} did not finish within {error.timeout:.0f} s (the generator "
+                              "fell so far behind that its matches never ended)")
+                        broken.add(label)
+                        continue
+                    except RuntimeError as error:
+                        print(f"   {label:<4} {matches:>7} failed: {error}")
+                        broken.add(label)
+                        continue
+                    if r["us_per_event"] is not None:
+                        per_event[label].append(r["us_per_event"])
+                    verdict = "on schedule" if r["on_schedule"] else "FELL BEHIND: " + "; ".join(r["why"])
+                    print(f"   {label:<4} {r.get('loop', '?'):<8} {matches:>7} {r['done']:>4}/{2 * matches:<4} "
+                          f"{fmt(r['us_per_event']):>9} {fmt(r['cpu_percent'], 0):>6} {fmt(r['tick_p99_ms']):>9} "
+                          f"{fmt(r['lag_p99_ms']):>8}  {verdict}" + (f"; {r['desyncs']} desyncs" if r["desyncs"] else ""))
+                    kept.setdefault((label, matches), []).append(
+                        r["on_schedule"] and r["done"] == 2 * matches and not r["desyncs"])
         for label in labels:
             median = statistics.median(per_event[label]) if per_event[label] else None
-            print(f"   {label}: max matches one process offered on schedule: {best.get(label, 0)}"
-                  f" (of those tried); median {fmt(median)} us cpu per packet event")
+            runs = ", ".join(f"{m}: {sum(kept.get((label, m), []))}/{len(kept.get((label, m), []))}" for m in sizes)
+            best = max([m for m in sizes if kept.get((label, m)) and all(kept[(label, m)])], default=0)
+            print(f"   {label}: on schedule in (runs kept up / runs) {runs}; max matches on schedule in every run: "
+                  f"{best}; median {fmt(median)} us cpu per packet event")
 
     if "server" not in skip:
         print(f"\n3. coplay loadtest --mode wire --processes 1 against coplay serve, {args.server_matches} matches")
