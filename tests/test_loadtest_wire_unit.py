@@ -281,3 +281,82 @@ def test_a_seat_whose_peer_hears_a_later_holder_stops_judging_checksums(tmp_path
                          ack={}, checks=[(20, "not-our-checksum")], gone={})
     mine.receive("s1", taken, 700.0)
     assert mine.replaced and len(mine.desyncs) == 1
+
+
+def test_the_generator_runs_on_uvloop_when_installed_and_on_asyncio_without(monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.loadtest import event_loop
+
+    async def answer() -> str:
+        await asyncio.sleep(0)
+        return type(asyncio.get_running_loop()).__module__
+
+    def in_thread(fn: Any) -> Any:   # a thread of its own: another test's browser may own this thread's loop
+        with ThreadPoolExecutor(1) as pool:
+            return pool.submit(fn).result()
+
+    uvloop = pytest.importorskip("uvloop")
+    loop = event_loop.new_event_loop()
+    try:
+        assert isinstance(loop, uvloop.Loop) and event_loop.loop_name() == "uvloop"
+    finally:
+        loop.close()
+    assert in_thread(lambda: event_loop.run(answer())).startswith("uvloop")
+    monkeypatch.setattr(event_loop, "uvloop", None)   # as where it is not installed
+    loop = event_loop.new_event_loop()
+    try:
+        assert isinstance(loop, asyncio.BaseEventLoop) and event_loop.loop_name() == "asyncio"
+    finally:
+        loop.close()
+    assert in_thread(lambda: event_loop.run(answer())).startswith("asyncio")
+
+
+def test_the_ticker_sends_a_seat_s_socketio_packets_in_order_one_flush_at_a_time() -> None:
+    """Without a match channel a seat's packets go as Socket.IO events; a slow emit must neither
+    reorder them nor start a second sender for the same seat while the ticks go on."""
+    import time
+    from types import SimpleNamespace
+
+    from app.loadtest.wire import Ticker, WireParticipant
+    from netcode.scheduler import FixedStep
+
+    sent: list[str] = []
+    busy = [0, 0]   # senders now, most at once
+
+    class SlowSocketIO:
+        async def emit_packet(self, payload: dict[str, Any]) -> None:
+            busy[0] += 1
+            busy[1] = max(busy)
+            await asyncio.sleep(0.04)   # over two frames: ticks meanwhile add packets
+            sent.append(payload["data"])
+            busy[0] -= 1
+
+    class Seat:
+        def __init__(self, person: Any) -> None:
+            self.person, self.seat = person, SimpleNamespace(match="m", episode=0)
+            self.schedule = FixedStep(1 / 60, 0.0)
+            self.stopped, self.channel, self.flushing, self.out, self.ticks = False, None, None, [], 0
+
+        def tick(self, now: float) -> None:
+            self.out.append(("s1", str(self.ticks)))
+            self.ticks += 1
+
+    async def scenario() -> int:
+        person = SimpleNamespace(sio=SlowSocketIO())
+        person.flush = lambda playing: WireParticipant.flush(person, playing)   # type: ignore[arg-type]
+        seat = Seat(person)
+        seat.schedule.next_at = time.monotonic()
+        ticker = Ticker(SelfCheck(threads=False))
+        ticker.add(seat)   # type: ignore[arg-type]
+        running = asyncio.ensure_future(ticker.run())
+        await asyncio.sleep(0.3)
+        running.cancel()
+        seat.stopped = True
+        await asyncio.gather(running, return_exceptions=True)
+        if seat.flushing is not None:
+            await seat.flushing
+        return seat.ticks
+
+    with ThreadPoolExecutor(1) as pool:
+        ticks = pool.submit(lambda: asyncio.run(scenario())).result()
+    assert ticks >= 10 and len(sent) >= 5
+    assert sent == [str(i) for i in range(len(sent))] and busy[1] == 1

@@ -30,6 +30,7 @@ import aiohttp
 import socketio
 import yarl
 
+from app.loadtest.event_loop import new_event_loop
 from app.loadtest.selfcheck import MONITOR_SECONDS, SelfCheck
 from app.loadtest.wire_socket import RawMatchChannel
 from app.loadtest.wire_transport import CONNECT_TIMEOUT, ChannelRefused, PacketClient, channel_url
@@ -60,52 +61,72 @@ class Ticker:
     """Every seat's ticks on one loop: a heap of their next tick times; each due seat runs the
     ticks its FixedStep says (at most a few when behind), and how late each ran goes to `check`.
     A wake-up also runs the ticks due within TICK_GRAIN_S, so the seats of a process share wake-ups
-    (a tick up to a millisecond early is well inside a browser timer's own jitter)."""
+    (a tick up to a millisecond early is well inside a browser timer's own jitter). A wake-up is a
+    plain timer callback (no task or future each time: there are hundreds a second)."""
 
     def __init__(self, check: SelfCheck) -> None:
         self.check = check
         self._heap: list[tuple[float, int, _Playing]] = []
         self._seq = itertools.count()
-        self._waiter: asyncio.Future[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = float("inf")
 
     def add(self, playing: _Playing) -> None:
         heapq.heappush(self._heap, (playing.schedule.next_at, next(self._seq), playing))
-        self._wake()
-
-    def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+        self._schedule()
 
     async def run(self) -> None:
-        while True:
-            # One round: every seat due now runs once (its FixedStep says how many ticks), then the loop
-            # gets its turn, so a generator behind schedule still reads its sockets (and says it is late).
-            due_by = time.monotonic() + TICK_GRAIN_S
-            ran = []
-            while self._heap and self._heap[0][0] <= due_by:
-                _, _, playing = heapq.heappop(self._heap)
-                if playing.stopped:
-                    continue
-                now = time.monotonic()
-                for _ in range(playing.schedule.due(max(now, due_by))):
-                    self.check.tick_late(now - playing.schedule.next_at)
-                    playing.tick(now)
-                    playing.schedule.ticked()
-                if playing.out:
-                    if playing.channel is not None and playing.channel.is_open:
-                        playing.send_on_channel()
-                    else:
-                        await playing.person.flush(playing)
-                ran.append(playing)
-            for playing in ran:
-                if not playing.stopped:
-                    heapq.heappush(self._heap, (playing.schedule.next_at, next(self._seq), playing))
-            loop = asyncio.get_running_loop()
-            delay = self._heap[0][0] - time.monotonic() if self._heap else 1.0
-            self._waiter = loop.create_future()
-            timer = loop.call_later(max(0.0, delay), self._wake)
-            await self._waiter   # the next tick is due, or a seat was added
-            timer.cancel()
+        """Tick until cancelled."""
+        self._loop = asyncio.get_running_loop()
+        self._schedule()
+        try:
+            await self._loop.create_future()
+        finally:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._loop, self._timer, self._timer_at = None, None, float("inf")
+
+    def _schedule(self) -> None:
+        """Wake when the earliest seat is due (sooner than a wake-up already set, if one is)."""
+        if self._loop is None or not self._heap:
+            return
+        at = self._heap[0][0]
+        if self._timer is not None:
+            if at >= self._timer_at:
+                return
+            self._timer.cancel()
+        self._timer_at = at
+        self._timer = self._loop.call_later(max(0.0, at - time.monotonic()), self._round)
+
+    def _round(self) -> None:
+        """Every seat due now runs once (its FixedStep says how many ticks), then the loop gets its turn,
+        so a generator behind schedule still reads its sockets (and says it is late)."""
+        self._timer, self._timer_at = None, float("inf")
+        heap, check, monotonic = self._heap, self.check, time.monotonic
+        due_by = monotonic() + TICK_GRAIN_S
+        ran = []
+        while heap and heap[0][0] <= due_by:
+            playing = heapq.heappop(heap)[2]
+            if playing.stopped:
+                continue
+            now = monotonic()
+            schedule = playing.schedule
+            for _ in range(schedule.due(now if now > due_by else due_by)):
+                check.tick_late(now - schedule.next_at)
+                playing.tick(now)
+                schedule.ticked()
+            if playing.out:
+                channel = playing.channel
+                if channel is not None and channel.is_open:
+                    playing.send_on_channel()
+                elif playing.flushing is None or playing.flushing.done():
+                    playing.flushing = asyncio.ensure_future(playing.person.flush(playing))
+            ran.append(playing)
+        for playing in ran:
+            if not playing.stopped:
+                heapq.heappush(heap, (playing.schedule.next_at, next(self._seq), playing))
+        self._schedule()
 
 
 async def monitor_lag(check: SelfCheck) -> None:
@@ -132,6 +153,7 @@ class _Playing:
         self.stopped = False
         self.next_rtt = 0.0
         self.out: list[tuple[str, str]] = []   # packets of this round's ticks, sent by `flush`
+        self.flushing: asyncio.Future[None] | None = None   # `flush` sending them as Socket.IO events
 
     def send_on_channel(self) -> None:
         """The packets of this round's ticks, written to the match channel at once."""
@@ -480,16 +502,19 @@ class WireParticipant:
     # ------------------------------------------------------------------ packets
 
     async def flush(self, playing: _Playing) -> None:
-        """Send the packets of the seat's last ticks as Socket.IO `packet` events (the fallback when the
-        seat has no open match channel; `_Playing.send_on_channel` is the usual way)."""
-        seat, out, playing.out = playing.seat, playing.out, []
-        for to, data in out:
-            if self.sio is None:
-                return
-            try:
-                await self.sio.emit_packet({"match": seat.match, "episode": seat.episode, "to": to, "data": data})
-            except socketio.exceptions.SocketIOError:
-                return   # disconnected meanwhile; the loop hears of it
+        """Send the packets of the seat's ticks as Socket.IO `packet` events, in order, until none are
+        left (the fallback when the seat has no open match channel; `_Playing.send_on_channel` is the
+        usual way). One runs per seat at a time (the Ticker starts it); ticks meanwhile add to `out`."""
+        seat = playing.seat
+        while playing.out and not playing.stopped:
+            out, playing.out = playing.out, []
+            for to, data in out:
+                if self.sio is None:
+                    return
+                try:
+                    await self.sio.emit_packet({"match": seat.match, "episode": seat.episode, "to": to, "data": data})
+                except socketio.exceptions.SocketIOError:
+                    return   # disconnected meanwhile; the loop hears of it
 
     def _on_packet(self, payload: Any) -> None:
         if not isinstance(payload, dict):
@@ -569,7 +594,8 @@ async def play_all(people: list[tuple[int, float, WireParticipant]], t0: float, 
 
 
 class WireCohort:
-    """A share of participants as WireParticipants on one asyncio loop in a background thread;
+    """A share of participants as WireParticipants on one event loop (uvloop's when installed;
+    app.loadtest.event_loop) in a background thread;
     the surface of app.loadtest.cohort's ThreadCohort (prepare, start, poll, phase_counts, tallies,
     alive, stop, finish) plus `selfcheck`."""
 
@@ -594,7 +620,7 @@ class WireCohort:
         self._thread.start()
 
     def _run(self, t0: float) -> None:
-        loop = asyncio.new_event_loop()
+        loop = new_event_loop()
         self._loop = loop
         o = self.options
         for spec in self.specs:

@@ -55,6 +55,7 @@ class MatchSim:
         self.ended_at: int | None = None
         self.users = 0
         self._texts: dict[int, str] = {}   # checksums as JSON text, encoded once
+        self._recent: tuple[int, list[tuple[int, str]]] = (-1, [])   # recent_checks' last answer, by end index
         self._new = False   # inputs arrived since the last run
 
     def know(self, player: str, start: int, actions: Sequence[Any]) -> None:
@@ -69,9 +70,11 @@ class MatchSim:
         if not self._new:
             return
         self._new = False
-        while self.ended_at is None and all(len(self.known[p]) > self.sim.frame for p in self.players):
+        known = [self.known[p] for p in self.players]
+        ready = min(map(len, known))   # `know` is not called while this runs
+        while self.ended_at is None and self.sim.frame < ready:
             f = self.sim.frame
-            self.frames.append([self.known[p][f] for p in self.players])
+            self.frames.append([actions[f] for actions in known])
             self.sim.length = len(self.frames)
             result = self.sim.step()
             frame = self.sim.frame
@@ -86,9 +89,14 @@ class MatchSim:
     def recent_checks(self, upto: int, count: int = CHECKS_SENT) -> list[tuple[int, str]]:
         """The last `count` (check frame, checksum as JSON text) pairs at or before frame `upto`."""
         end = bisect.bisect_right(self.check_frames, upto)
+        if self._recent[0] == end and count == CHECKS_SENT:
+            return self._recent[1]   # check_frames only grows, so the same end index is the same answer
         texts = self._texts
-        return [(f, texts.get(f) or texts.setdefault(f, _json_text(self.checksums[f])))
-                for f in self.check_frames[max(0, end - count):end]]
+        recent = [(f, texts.get(f) or texts.setdefault(f, _json_text(self.checksums[f])))
+                  for f in self.check_frames[max(0, end - count):end]]
+        if count == CHECKS_SENT:
+            self._recent = (end, recent)
+        return recent
 
 
 class SimRegistry:
@@ -144,6 +152,7 @@ class WireSeat:
         self.frame = 0                         # ticks advanced (the session's current frame)
         self.mine: dict[str, list[Any]] = {p: [] for p in self.players}
         self.received: dict[str, int] = {p: 0 for peer in self.peers.values() for p in peer.players}
+        self._through = 0 if self.received else 1 << 60   # min(received): kept by _received_through
         resume = start.get("resume")
         if isinstance(resume, dict):
             self._resume(int(resume["frame"]), resume["inputs"])
@@ -171,6 +180,7 @@ class WireSeat:
                 self.mine[p] = list(actions[:frame])
             elif p in self.received:
                 self.received[p] = len(actions)
+                self._received_through()
             self.sim.know(p, 0, list(actions[:frame] if p in self.mine else actions))
         self.frame = max(0, min(len(a) - self.config.delay_of(p) for p, a in self.mine.items()))
 
@@ -210,11 +220,19 @@ class WireSeat:
 
     def _peers_through(self) -> int:
         """Frames (from 0) for which every peer's inputs have arrived."""
-        return min(self.received.values(), default=1 << 60)
+        return self._through
+
+    def _received_through(self) -> None:
+        received = self.received
+        self._through = min(received.values()) if received else 1 << 60
 
     def _confirmed(self) -> int:
         """Frames (from 0) with every player's input known to this seat."""
-        return min(self._peers_through(), *(len(actions) for actions in self.mine.values()))
+        confirmed = self._peers_through()
+        for actions in self.mine.values():
+            if len(actions) < confirmed:
+                confirmed = len(actions)
+        return confirmed
 
     def _check_end(self) -> None:
         end = self.sim.ended_at
@@ -224,16 +242,17 @@ class WireSeat:
 
     def _packet(self, peer: _Peer, now_ms: float) -> str:
         """The input packet to `peer`, formatted straight into the protocol-3 text (see `lean_packet`)."""
-        frame = self.frame
+        frame, ids, mine, acked = self.frame, self._ids, self.mine, peer.acked
         inputs = []
         for p in self.players:
-            start = peer.acked.get(p, -1) + 1
-            inputs.append((self._ids[p], frame - start, self.mine[p][start:start + codec.MAX_INPUTS_PER_PLAYER]))
+            start = acked.get(p, -1) + 1
+            inputs.append((ids[p], frame - start, mine[p][start:start + codec.MAX_INPUTS_PER_PLAYER]))
         received = self.received
-        ack = ",".join(f"{self._ids[p]},{frame - received[p] + 1}" for p in peer.players)
-        hold = now_ms - peer.last_t_at if peer.last_t >= 0 else 0
-        return lean_packet(self.gen, peer.gen, frame, float(frame - peer.frame), now_ms, peer.last_t, hold, inputs, ack,
-                           self.sim.recent_checks(self._confirmed()))
+        ack = ",".join([f"{ids[p]},{frame - received[p] + 1}" for p in peer.players])
+        # Time stamps to 0.1 ms, as a browser's coarsened performance.now() gives them (shorter to write and parse).
+        hold = round(now_ms - peer.last_t_at, 1) if peer.last_t >= 0 else 0
+        return lean_packet(self.gen, peer.gen, frame, float(frame - peer.frame), round(now_ms, 1), peer.last_t, hold,
+                           inputs, ack, self.sim.recent_checks(self._confirmed()))
 
     # ------------------------------------------------------------ packets in
 
@@ -269,6 +288,7 @@ class WireSeat:
                     if have < start + len(actions):
                         self.sim.know(p, start, actions)
                         received[p] = start + len(actions)
+                        self._received_through()
         mine = self.mine
         for i in range(0, len(ack), 2):
             p = ack[i]
@@ -332,6 +352,8 @@ def _json_text(value: Any) -> str:
 def _runs_text(actions: Sequence[Any]) -> str:
     """The run-length form of `actions` as netcode.codec writes it, as JSON text without the brackets:
     equal ints or strings in a row merge into one run, other actions repeat."""
+    if len(actions) == 1 and type(actions[0]) is int:   # the usual resend: one unacknowledged input
+        return f"{actions[0]},1"
     parts: list[str] = []
     last: Any = None
     last_type: type = type(None)

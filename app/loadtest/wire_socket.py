@@ -31,13 +31,16 @@ MAX_MESSAGE = 1 << 20      # the server's frames are packets of at most 64 KB; m
 CLOSE_NORMAL = 1000
 
 
+_HEAD7, _HEAD16, _HEAD64 = struct.Struct("!BB4x"), struct.Struct("!BBH4x"), struct.Struct("!BBQ4x")
+
+
 def _text_frame_header(length: int) -> bytes:
     """FIN + text opcode, the mask bit and the length, then the (zero) mask key."""
     if length < 126:
-        return bytes((0x81, 0x80 | length)) + ZERO_MASK
+        return _HEAD7.pack(0x81, 0x80 | length)
     if length < 1 << 16:
-        return struct.pack("!BBH", 0x81, 0x80 | 126, length) + ZERO_MASK
-    return struct.pack("!BBQ", 0x81, 0x80 | 127, length) + ZERO_MASK
+        return _HEAD16.pack(0x81, 0x80 | 126, length)
+    return _HEAD64.pack(0x81, 0x80 | 127, length)
 
 
 def _control_frame(opcode: int, payload: bytes) -> bytes:
@@ -62,11 +65,15 @@ class _ChannelProtocol(asyncio.Protocol):
             self._handshake(data)
             return
         buffer = self.buffer + data if self.buffer else data
-        # The common case: one whole small text frame (two header bytes, no mask).
-        if len(buffer) >= 2 and buffer[0] == 0x81 and buffer[1] < 126 and len(buffer) == 2 + buffer[1]:
-            self.buffer = b""
-            self.channel.message(buffer[2:].decode(errors="replace"))
-            return
+        # The common case: one whole text frame (unmasked, a 7- or 16-bit length) and nothing more.
+        if len(buffer) > 4 and buffer[0] == 0x81 and buffer[1] <= 126:
+            length, head = buffer[1], 2
+            if length == 126:
+                length, head = (buffer[2] << 8) | buffer[3], 4
+            if len(buffer) == head + length:
+                self.buffer = b""
+                self.channel.message(buffer[head:].decode(errors="replace"))
+                return
         self.buffer = self._frames(buffer)
 
     def _handshake(self, data: bytes) -> None:
@@ -217,13 +224,11 @@ class RawMatchChannel:
         if ok is not None and not ok.done():
             ok.set_result(text)
             return
-        if text.startswith("! "):
+        parts = text.split(" ", 2)
+        if len(parts) == 3 and parts[0].isdigit() and parts[1] and parts[2]:
+            self.on_frame(int(parts[0]), parts[1], parts[2])
+        elif text.startswith("! "):
             self.on_refusal(text[2:])
-            return
-        episode, _, rest = text.partition(" ")
-        sender, _, data = rest.partition(" ")
-        if episode.isdigit() and sender and data:
-            self.on_frame(int(episode), sender, data)
 
     def closed_by_server(self, code: int | None, reason: str) -> None:
         self.closed_with = (code, reason)
