@@ -29,7 +29,8 @@ import requests
 
 from app.loadtest.selfcheck import LagMonitor, SelfCheck
 from app.loadtest.summary import outcome_counts, result_from_json
-from app.participant.headless import BUNDLE_PATH, HeadlessParticipant, ParticipantResult, _Episode
+from app.participant.headless import BUNDLE_PATH, HeadlessParticipant, _Episode
+from app.participant.result import ParticipantResult
 from app.participant.link import ShapedLink
 from app.participant.socket_client import split_url
 from game.errors import CoplayError

@@ -15,7 +15,7 @@ import statistics
 from dataclasses import fields
 from typing import Any, Iterable, Mapping, Sequence
 
-from app.participant.headless import SEAT_TAKEN_OVER, ParticipantResult
+from app.participant.result import SEAT_TAKEN_OVER, ParticipantResult
 from app.loadtest.charts import percentile   # linear interpolation, as the report uses
 
 MAX_SAMPLES = 20_000   # raw values kept per metric for the report

@@ -36,9 +36,8 @@ from app.loadtest.wire_socket import RawMatchChannel
 from app.loadtest.wire_transport import CONNECT_TIMEOUT, ChannelRefused, PacketClient, channel_url
 from app.loadtest.wire_match import MatchSim, SimRegistry, WireSeat
 from app.participant.answers import Policy, generate_answers
-from app.participant.headless import (
-    _Finished, BUNDLE_PATH, SEAT_TAKEN_OVER, ParticipantResult, crash_reason, match_record,
-)
+from app.participant.headless import BUNDLE_PATH
+from app.participant.result import _Finished, SEAT_TAKEN_OVER, ParticipantResult, crash_reason, match_record
 from app.participant.socket_client import split_url
 from game.loader import LoadError, load_class
 from game.rng import Rng
