@@ -2,31 +2,34 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, Iterator, cast
 
 import pytest
-from redis import RedisError
+import redis
 
 from app.live.dashboard import _match
-from app.live.match_room import MatchSettings, Seat
+from app.live.match_room import MatchRoom, MatchSettings, Seat
+from app.live.metrics import Metrics
 from app.live.protocol import PacketEvent
 from app.live.spectator import LiveView
 from app.live.tickets import Tickets
-from app.data.recording import recording_path
+from app.data.recording import RecordingWriter, make_header, recording_path
 from app.relay.bus import HEARTBEAT_TTL_S, Bus, RelayCard, RelayError, relay_secret
 from app.relay.load import LoadMeter, match_status
-from app.relay.room import RemoteRoom
+from app.relay.room import RelayPool, RemoteRoom
 from app.relay.worker import RelayHost
 from app.relay.wire import seats_in, seats_out, settings_in, settings_out
 from game.games.pong import Pong
 from scenes.ai_seat import AISeat
 from tests.relay_fixtures import RedisServer, redis_server  # noqa: F401  (a fixture)
 from tests.test_match_room import make_room, packet
+from tests.test_relays import wait_for
 
 
 def test_a_card_lives_while_renewed_and_expires_after_its_ttl(redis_server: RedisServer) -> None:  # noqa: F811
@@ -118,64 +121,135 @@ def test_a_relay_reports_its_load_and_its_matches_progress_and_the_coordinator_s
     assert "unsupported" not in LiveView(room).frame() and _match(room, 0.0)["relay"] is None
 
 
-class PausingBus(Bus):
-    """A relay's bus whose Redis can be down (reports fail at once) or hang right after a heartbeat it took."""
+class Coordinator:
+    """The coordinator's side of the reports: a real `RelayPool` on its own Bus, whose Hub notes what it emits."""
 
-    def __init__(self, redis_db: RedisServer) -> None:
-        super().__init__(redis_db.url, "study")
-        self.redis_db = redis_db
-        self.down = False
-        self.pause_after_beat = False
-        self.paused = threading.Event()
+    def __init__(self, redis_db: RedisServer, tmp_path: Path) -> None:
+        self.emitted: list[tuple[str, dict[str, Any]]] = []
+        self.logged: list[str] = []
+        hub = SimpleNamespace(metrics=Metrics(process=False), sid_of={"pa": "sid-a"}, experiment_dir=str(tmp_path),
+                              services=SimpleNamespace(emit=lambda event, payload, to: self.emitted.append((event, payload))),
+                              store=SimpleNamespace(log_event=lambda kind, data, match_id: self.logged.append(kind)))
+        self.pool = RelayPool(Bus(redis_db.url, "study"), cast(Any, hub), Tickets("x" * 32), None, time.sleep)
+        room, _ = make_room(tmp_path)
+        self.pool.rooms["m1"] = RemoteRoom("m1", "pong", room.settings, seats_in(seats_out(room.seats)), hub, None, 7,
+                                           Pong, relay_id="r1", pool=self.pool)
 
-    def heartbeat(self, card: RelayCard) -> None:
-        super().heartbeat(card)
-        if self.pause_after_beat:
-            self.pause_after_beat = False
-            self.redis_db.process.send_signal(signal.SIGSTOP)
-            self.paused.set()
-
-    def to_coordinator(self, message: dict[str, Any]) -> None:
-        if self.down:
-            raise RedisError("Redis is down (test)")
-        super().to_coordinator(message)
+    def take_all(self) -> list[int]:
+        """Handle every report on the queue, in order; the `n` of each one emitted to participant pa."""
+        while (message := self.pool.bus.read("to-coordinator", timeout_s=1)) is not None:
+            self.pool.handle(message)
+        return [payload["n"] for _, payload in self.emitted]
 
 
-def test_a_relay_handing_over_to_a_hung_redis_leaves_its_lock_free_and_keeps_the_reports_order(
-        tmp_path: Path, redis_server: RedisServer) -> None:  # noqa: F811
-    """While the heartbeat's hand-over waits for a hung Redis, the matches (which relay packets under the
-    relay's lock) go on; what is said meanwhile queues behind, and everything arrives once, in order."""
-    bus = PausingBus(redis_server)
-    host = RelayHost(bus, "r1", "ws://127.0.0.1:1/match-ws", str(tmp_path), Tickets("x" * 32),
+def relay_host(bus: Bus, tmp_path: Path, relay_id: str = "r1") -> RelayHost:
+    return RelayHost(bus, relay_id, "ws://127.0.0.1:1/match-ws", str(tmp_path), Tickets("x" * 32),
                      spawn=lambda fn, *args: None, sleep=time.sleep)
-    bus.down = True
-    for n in range(3):
-        host._tell({"type": "log", "n": n})   # Redis is down: they wait for the hand-over
-    os.makedirs(tmp_path / "recordings")
-    with open(recording_path(str(tmp_path), "m1"), "wb") as file:
-        file.write(b"header\n")
-    host._unsent.append("m1")   # as match_ended leaves a recording Redis did not take
-    bus.down, bus.pause_after_beat = False, True
-    beats = threading.Thread(target=host.run_heartbeats, daemon=True)
-    beats.start()
-    paused = True
+
+
+def say(host: RelayHost, n: int) -> None:
+    """What a match does on the relay: under its lock, tell participant pa something (a seat_changed)."""
+    with host.lock:
+        host.send(Seat("s0", ("left",), "human", participant="pa"), "seat_changed", {"match": "m1", "n": n})
+
+
+def in_redis(redis_db: RedisServer) -> list[bytes]:
+    return cast(list[bytes], redis_db.client.lrange("coplay:study:to-coordinator", 0, -1))
+
+
+@contextmanager
+def sending(host: RelayHost) -> Iterator[None]:
+    """The relay's sender running, as `coplay relay` runs it (a thread here, a green thread there)."""
+    sender = threading.Thread(target=host.run_sender, daemon=True)
+    sender.start()
     try:
-        assert bus.paused.wait(10)
-        time.sleep(0.5)   # the hand-over is now blocked in Redis
-        assert host.lock.acquire(timeout=2), "the relay lock is held while Redis hangs: every match stalls"
-        try:
-            host._tell({"type": "log", "n": 3})   # a match reports meanwhile: it queues behind the others
-        finally:
-            host.lock.release()
-        redis_server.process.send_signal(signal.SIGCONT)
-        paused = False
-        reports = [bus.read("to-coordinator", timeout_s=5) for _ in range(4)]
-        assert [r["n"] for r in reports if r] == [0, 1, 2, 3]
-        assert bus.take_recording("m1") == b"header\n"
-        time.sleep(2.5)   # more heartbeats: nothing is handed over twice
-        assert bus.read("to-coordinator", timeout_s=1) is None
+        yield
     finally:
-        if paused:
-            redis_server.process.send_signal(signal.SIGCONT)
         host.stopping = True
-        beats.join(timeout=10)
+        sender.join(timeout=10)
+
+
+@contextmanager
+def paused(redis_db: RedisServer) -> Iterator[None]:
+    """Redis hangs (SIGSTOP): connections open, nothing answers; it resumes on leaving."""
+    redis_db.process.send_signal(signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        redis_db.process.send_signal(signal.SIGCONT)
+
+
+def test_a_report_while_redis_hangs_leaves_the_relay_lock_free(tmp_path: Path, redis_server: RedisServer) -> None:  # noqa: F811
+    """A match reporting (under the relay lock) while Redis hangs does not wait for Redis: the other matches,
+    which relay packets under the same lock, go on; the report arrives once Redis answers."""
+    host = relay_host(Bus(redis_server.url, "study"), tmp_path)
+    coordinator = Coordinator(redis_server, tmp_path)
+    with sending(host):
+        say(host, 0)
+        wait_for(lambda: len(in_redis(redis_server)) == 1)   # Redis fine: the report is there at once
+        with paused(redis_server):
+            match = threading.Thread(target=say, args=(host, 1), daemon=True)
+            match.start()
+            time.sleep(0.2)
+            assert host.lock.acquire(timeout=2), "the relay lock is held while Redis hangs: every match stalls"
+            host.lock.release()
+            match.join(timeout=1)
+            assert not match.is_alive(), "a report waited for the hung Redis"
+        wait_for(lambda: len(in_redis(redis_server)) == 2)
+    assert coordinator.take_all() == [0, 1]
+
+
+class ShortTimeoutBus(Bus):
+    """A relay's bus that gives up on a hung Redis after 0.3 s, so a test sees a resend within seconds."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url, "study")
+        self.redis = redis.Redis.from_url(url, socket_timeout=0.3, socket_connect_timeout=0.3)
+        self.redis.ping()   # a connection open before Redis hangs, as a running relay has
+
+
+def test_reports_and_recordings_keep_their_order_across_a_hang_and_a_late_copy_is_applied_once(
+        tmp_path: Path, redis_server: RedisServer) -> None:  # noqa: F811
+    """Redis hangs longer than the relay waits for an answer: the relay sends the report again, and Redis takes
+    both copies once it resumes. The coordinator applies it once; everything said meanwhile follows in order,
+    a match's recording before the report that it ended."""
+    host = relay_host(ShortTimeoutBus(redis_server.url), tmp_path)
+    coordinator = Coordinator(redis_server, tmp_path)
+    room = MatchRoom("m2", "pong", coordinator.pool.rooms["m1"].settings, {"s0": Seat("s0", ("left",), "ai")},
+                     host, RecordingWriter(recording_path(str(tmp_path), "m2"), make_header(
+                         match="m2", experiment="x", scene="pong", created_at="now", game="g", game_source="",
+                         config={}, players=["left"], seats={}, netcode={}, fps=60)), seed=7, game_class=Pong)
+    with sending(host):
+        with paused(redis_server):
+            say(host, 0)
+            time.sleep(2.0)   # the relay gave up on its first copy and sent it again (held by Redis too)
+            say(host, 1)
+            with host.lock:
+                room.end("done")   # its recording, then its `ended` report, wait behind
+            say(host, 2)
+        wait_for(lambda: len(in_redis(redis_server)) >= 5)
+        time.sleep(1.5)   # any copy still on its way arrives
+    reports = [json.loads(raw) for raw in in_redis(redis_server)]
+    assert [r.get("payload", {}).get("n") for r in reports].count(0) >= 2, "the test meant Redis to take a copy"
+    assert redis_server.client.exists("coplay:study:recording:m2")   # there for the `ended` report
+    assert coordinator.take_all() == [0, 1, 2]
+    assert coordinator.logged == ["recording_collected_late"]   # the match ended on the relay only (not placed here)
+    assert coordinator.pool.applied.first_time(reports[-1]) is False
+
+
+def test_a_report_delivered_twice_is_applied_once_and_a_restarted_relay_counts_afresh(
+        tmp_path: Path, redis_server: RedisServer) -> None:  # noqa: F811
+    host = relay_host(Bus(redis_server.url, "study"), tmp_path)
+    coordinator = Coordinator(redis_server, tmp_path)
+    with sending(host):
+        say(host, 0)
+        wait_for(lambda: len(in_redis(redis_server)) == 1)
+        redis_server.client.rpush("coplay:study:to-coordinator", in_redis(redis_server)[0])   # as a late rpush would
+        say(host, 1)
+        wait_for(lambda: len(in_redis(redis_server)) == 3)
+    assert coordinator.take_all() == [0, 1]
+    restarted = relay_host(Bus(redis_server.url, "study"), tmp_path)   # same id, numbering from 1 again
+    with sending(restarted):
+        say(restarted, 2)
+        wait_for(lambda: len(in_redis(redis_server)) == 1)
+    assert coordinator.take_all() == [0, 1, 2]

@@ -7,7 +7,8 @@ Keys live under `coplay:<experiment id>:` so several studies may share one Redis
                      `HEARTBEAT_TTL_S` and renewed every `HEARTBEAT_S`: a relay whose key expired is dead;
 - `relays`           the set of relay ids ever registered (the coordinator prunes the dead);
 - `to-relay:<id>`    a list of commands for one relay (start a match, a seat's episode_done, rejoin...);
-- `to-coordinator`   a list of the relays' reports (send an event to a seat, a logged event, match end);
+- `to-coordinator`   a list of the relays' reports (send an event to a seat, a logged event, match end),
+                     each numbered by its relay (app/relay/sequence.py);
 - `recording:<id>`   a finished match's recording, for the coordinator to fetch (checked by sha256).
 
 Lists, not pub/sub: a message waits in Redis while its reader reconnects, and stays in order.

@@ -73,6 +73,7 @@ def run_relay(coordinator: str, redis_url: str, host: str, port: int, data_dir: 
     eio.start_background_task(relay.run_ticks)
     eio.start_background_task(relay.run_commands)
     eio.start_background_task(relay.run_heartbeats)
+    eio.start_background_task(relay.run_sender)
     eio.start_background_task(relay.run_lag_probe)
     relay.metrics.matches_active.set_function(lambda: len(relay.rooms))
     relay.metrics.channels_open.set_function(lambda: len(relay.channels))

@@ -4,8 +4,8 @@
 the fewest of this coordinator's matches, among those under the lag limit, and returns a
 `RemoteRoom`, which the Hub keeps in `matches` and `seat_of` like any room. What the Hub asks of a
 room (a seat's episode_done, rejoin, absent, lost, end) goes to the relay as a command; the relay's
-reports come back on the coordinator's queue and `RelayPool.handle` turns them into what the Hub
-does for an in-process room: emit to the seat (match_start gets a ticket for the relay's channel),
+reports come back on the coordinator's queue (each once: app/relay/sequence.py) and `RelayPool.handle`
+turns them into what the Hub does for an in-process room: emit to the seat (match_start gets a ticket for the relay's channel),
 log, end the match and collect its recording.
 
 A relay whose heartbeat expired is dead: `watch` ends its matches as `interrupted` (as a restart
@@ -40,6 +40,7 @@ from app.live.protocol import EpisodeDone, PacketEvent
 from app.live.recovery import INTERRUPTED, close_interrupted_recording
 from app.live.tickets import Tickets
 from app.relay.bus import HEARTBEAT_S, INTERRUPTED_MESSAGE, Bus, RelayCard, relay_secret
+from app.relay.sequence import Applied
 from app.relay.wire import seats_out, settings_out
 
 log = logging.getLogger("coplay.server")
@@ -135,6 +136,7 @@ class RelayPool:
         self._warned_empty = False
         self.cards: dict[str, RelayCard] = {}          # the live relays at the last look
         self.admissions: dict[str, Admission] = {}     # every relay ever seen: whether it takes new matches
+        self.applied = Applied()                       # the reports applied, by relay run: copies are dropped
         hub.metrics.registry.register(_RelayGauges(self))
 
     def place(self, match_id: str, scene_id: str, settings: MatchSettings, seats: dict[str, Seat],
@@ -251,6 +253,9 @@ class RelayPool:
     # ------------------------------------------------------------ reports
 
     def handle(self, message: dict[str, Any]) -> None:
+        if not self.applied.first_time(message):   # Redis took it late, after its relay sent it again
+            log.debug("relay %s: report %s was applied already: dropped", message.get("relay"), message.get("seq"))
+            return
         room = self.rooms.get(message.get("match") or "")
         if room is None:
             if message["type"] == "ended" and message.get("sha256"):   # a relay cut off from Redis ended it late

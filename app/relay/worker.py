@@ -12,6 +12,12 @@ measures its own, relay time, packets per second, CPU) and its matches' progress
 A relay cut off from Redis for nearly as long as its card lives (`CUT_OFF_S`) knows the coordinator
 is about to take it for dead: it ends its matches as `interrupted` itself, keeping their recordings
 durable here, and hands the recordings and its reports over once Redis answers again.
+
+Every report and recording goes to Redis through one queue, in the order they were made (a match's
+recording before the `ended` report that names it), sent by one green thread (`run_sender`), woken
+as soon as something is queued. Nothing waits for Redis under the relay's lock, so a hung Redis never
+stalls the matches; what Redis does not take stays queued, and is sent again until it does. Reports
+are numbered (app/relay/sequence.py): one Redis took late, after its relay sent it again, is applied once.
 """
 from __future__ import annotations
 
@@ -39,6 +45,7 @@ from app.live.recovery import INTERRUPTED
 from app.live.tickets import Ticket, Tickets
 from app.relay.bus import HEARTBEAT_S, HEARTBEAT_TTL_S, INTERRUPTED_MESSAGE, Bus, RelayCard, this_host
 from app.relay.load import LoadMeter, match_status
+from app.relay.sequence import Numbering
 from app.relay.wire import seat_states, seats_in, settings_in
 from game.env import default_action_for
 from game.loader import GameLoader
@@ -48,7 +55,7 @@ from scenes.policies import Bot
 log = logging.getLogger("coplay.relay")
 TICK_S = 0.25
 CUT_OFF_S = HEARTBEAT_TTL_S - 2 * HEARTBEAT_S   # ends its matches before the coordinator sees its card expire
-MAX_OUTBOX = 100_000   # reports kept while Redis is unreachable
+MAX_QUEUED = 100_000   # reports and recordings kept while Redis is unreachable (then the oldest reports go)
 
 
 class RelayHost(ChannelHost):
@@ -72,9 +79,11 @@ class RelayHost(ChannelHost):
         self.metrics = Metrics()   # one for all this relay's rooms: its /metrics and the heartbeat's figures
         self.load = LoadMeter(self.metrics)
         self._beat_ok_at = time.monotonic()      # the last heartbeat Redis took
-        self._outbox: deque[dict[str, Any]] = deque(maxlen=MAX_OUTBOX)   # reports Redis did not take yet
-        self._unsent: list[str] = []            # matches whose recording Redis did not take yet
-        self._handing_over = threading.Lock()   # one hand_over at a time
+        self._queue: deque[tuple[str, Any]] = deque()   # ("recording", match id) / ("report", message) to send
+        self._queued = threading.Event()        # wakes run_sender
+        self._dropped = 0                       # reports dropped from a full queue since it was last empty
+        self._handing_over = threading.Lock()   # one hand_over at a time: nothing is sent twice by this relay
+        self.numbering = Numbering(relay_id)
 
     # ------------------------------------------------------------ loops (green threads)
 
@@ -113,7 +122,7 @@ class RelayHost(ChannelHost):
         self.shut_down()
 
     def run_heartbeats(self) -> None:
-        """Renew the card with the relay's load every HEARTBEAT_S; after a gap, hand over what waited."""
+        """Renew the card with the relay's load every HEARTBEAT_S."""
         while not self.stopping:
             with self.lock:
                 now = time.monotonic()
@@ -123,7 +132,6 @@ class RelayHost(ChannelHost):
             try:
                 self.bus.heartbeat(card)   # blocks up to the socket timeout while Redis hangs
                 self._beat_ok_at = time.monotonic()
-                self.hand_over()
             except RedisError as error:   # missed beats expire the card: see run_ticks
                 log.warning("relay %s: heartbeat failed: %s", self.id, error)
             self.sleep(HEARTBEAT_S)
@@ -146,33 +154,66 @@ class RelayHost(ChannelHost):
         for room in list(self.rooms.values()):
             room.end(INTERRUPTED, INTERRUPTED_MESSAGE)
 
-    def hand_over(self) -> None:
-        """The recordings and reports Redis could not take before, in order (recordings first: an `ended`
-        report names a recording the coordinator then collects). Raises RedisError when Redis fails again.
+    def run_sender(self) -> None:
+        """Hand the queued recordings and reports to Redis as soon as they are queued; while Redis fails,
+        try again every HEARTBEAT_S."""
+        failing = False
+        while not self.stopping:
+            self._queued.wait(HEARTBEAT_S)   # a timeout, so the loop notices `stopping`
+            self._queued.clear()
+            try:
+                self.hand_over()
+            except RedisError as error:
+                if not failing:
+                    log.warning("relay %s: reports wait for Redis: %s", self.id, error)
+                failing = True
+                self.sleep(HEARTBEAT_S)
+                self._queued.set()
+                continue
+            if failing:
+                log.info("relay %s: Redis took the reports that waited", self.id)
+            failing = False
 
-        The relay lock is held only to look at the head of `_unsent`/`_outbox` and to remove it once Redis
-        took it: the Redis call itself may hang for seconds, and the matches must relay meanwhile. An item
-        stays at the head until then, so `_tell` and `match_ended` keep queueing behind it, in order.
-        One hand-over runs at a time (heartbeat and shut_down), so nothing is sent twice.
+    def hand_over(self) -> None:
+        """Send what is queued, in order, until the queue is empty. Raises RedisError when Redis fails.
+
+        The relay lock is held only to look at the head of the queue and to remove it once Redis took it:
+        the Redis call itself may hang for seconds, and the matches must relay meanwhile. An item stays at
+        the head until then, so what is queued meanwhile waits behind it, in order. One hand-over runs at a
+        time (run_sender, and shut_down's last one), so this relay never sends an item twice, except one
+        Redis failed to answer for (numbered, so the coordinator applies it once: app/relay/sequence.py).
         """
         with self._handing_over:
-            while (item := self._next_to_hand_over()) is not None:
-                kind, head = item
+            while (head := self._head()) is not None:
+                kind, item = head
                 if kind == "recording":
-                    self._hand_over_recording(head)
+                    self._hand_over_recording(item)
                 else:
-                    self.bus.to_coordinator(head)
+                    self.bus.to_coordinator(item)
                 with self.lock:
-                    self._taken(kind, head)
+                    if self._queue and self._queue[0] is head:   # unless a full queue dropped it meanwhile
+                        self._queue.popleft()
 
-    def _next_to_hand_over(self) -> tuple[str, Any] | None:
-        """("recording", match id) or ("report", message): the oldest item waiting, left in place; None: none."""
+    def _head(self) -> tuple[str, Any] | None:
+        """("recording", match id) or ("report", message): the oldest item queued, left in place; None: none."""
         with self.lock:
-            if self._unsent:
-                return "recording", self._unsent[0]
-            if self._outbox:
-                return "report", self._outbox[0]
+            if self._queue:
+                return self._queue[0]
+            self._dropped = 0
             return None
+
+    def _send_later(self, kind: str, item: Any) -> None:
+        """Queue a recording or report for run_sender (a full queue drops its oldest report, MAX_QUEUED)."""
+        self._queue.append((kind, item))
+        if len(self._queue) > MAX_QUEUED:
+            oldest = next((i for i, (k, _) in enumerate(self._queue) if k == "report"), None)
+            if oldest is not None:
+                del self._queue[oldest]
+                self._dropped += 1
+                if self._dropped == 1:
+                    log.error("relay %s: %d reports and recordings wait for Redis: the oldest reports are dropped",
+                              self.id, MAX_QUEUED)
+        self._queued.set()
 
     def _hand_over_recording(self, match_id: str) -> None:
         try:
@@ -181,13 +222,6 @@ class RelayHost(ChannelHost):
             log.info("relay %s: match %s: its recording was handed over", self.id, match_id)
         except OSError as error:   # the coordinator logs recording_not_collected when its report arrives
             log.error("relay %s: match %s: its recording cannot be read: %s", self.id, match_id, error)
-
-    def _taken(self, kind: str, head: Any) -> None:
-        """Redis took `head`: off the head of its queue (unless a full outbox dropped it meanwhile, MAX_OUTBOX)."""
-        if kind == "recording":
-            self._unsent.pop(0)
-        elif self._outbox and self._outbox[0] is head:
-            self._outbox.popleft()
 
     def shut_down(self) -> None:
         """Stopping on purpose: every match ends as interrupted (recordings handed over), then leave and exit."""
@@ -305,16 +339,9 @@ class RelayHost(ChannelHost):
 
     def match_ended(self, room: MatchRoom, reason: str) -> None:
         room.recording.close()
-        path = recording_path(self.experiment_dir, room.id)
-        with open(path, "rb") as file:
-            data = file.read()
-        try:
-            if self._unsent:
-                raise RedisError("earlier recordings wait")   # keep their order
-            self.bus.put_recording(room.id, data)
-        except RedisError as error:   # handed over once Redis answers (hand_over); it stays here meanwhile
-            log.warning("relay %s: match %s: its recording waits to be handed over: %s", self.id, room.id, error)
-            self._unsent.append(room.id)
+        with open(recording_path(self.experiment_dir, room.id), "rb") as file:
+            sha256 = hashlib.sha256(file.read()).hexdigest()
+        self._send_later("recording", room.id)   # before the `ended` report that names it
         self.rooms.pop(room.id, None)
         self._policies.pop(room.id, None)
         for seat in room.seats.values():
@@ -322,7 +349,7 @@ class RelayHost(ChannelHost):
             if channel is not None and channel.ticket.match == room.id:
                 self._drop_channel(channel, CLOSE_GONE, f"match {room.id} is over")
         self._tell({"type": "ended", "match": room.id, "reason": reason, "message": room.end_message,
-                                 "sha256": hashlib.sha256(data).hexdigest(), "seats": seat_states(room.seats)})
+                                 "sha256": sha256, "seats": seat_states(room.seats)})
         log.info("relay %s: match %s ended (%s; %d running)", self.id, room.id, reason, len(self.rooms))
 
     def log_event(self, room: MatchRoom, kind: str, data: dict[str, Any]) -> None:
@@ -340,15 +367,8 @@ class RelayHost(ChannelHost):
         return time.monotonic()
 
     def _tell(self, message: dict[str, Any]) -> None:
-        """A report to the coordinator; kept in order while Redis is unreachable (hand_over), never an error here."""
-        try:
-            if self._outbox or self._unsent:
-                raise RedisError("earlier reports wait")
-            self.bus.to_coordinator(message)
-        except RedisError as error:
-            if not self._outbox:
-                log.warning("relay %s: reports wait for Redis: %s", self.id, error)
-            self._outbox.append(message)
+        """A report to the coordinator, numbered and queued for run_sender: never waits for Redis."""
+        self._send_later("report", self.numbering.stamp(message))
 
     # ------------------------------------------------------------ match channels (app/web/match_channel.py)
 
