@@ -13,7 +13,8 @@ import pytest
 from redis import RedisError
 
 from app.live.dashboard import _match
-from app.live.match_room import MatchSettings, Seat
+from app.live.match_room import MatchSettings
+from app.live.seat import Seat
 from app.live.protocol import PacketEvent
 from app.live.spectator import LiveView
 from app.live.tickets import Tickets
