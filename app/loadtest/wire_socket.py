@@ -5,6 +5,7 @@ general WebSocket client (aiohttp) spends more CPU per frame than the server it 
 only what the channel needs: the HTTP upgrade, unfragmented text frames out, and text, close, ping
 and (rarely) fragmented frames in. It speaks the channel protocol of issue 12 (the ticket first, `ok`
 back, then "<episode> <addr> <data>" frames both ways; "! reason" for a refused frame).
+The frame format is the server's own (app/web/ws_frame.py).
 
 Client frames must be masked (RFC 6455 5.3). The key is fixed at zero, so the XOR is the identity
 and no byte of a payload has to be touched. That is legal framing (the server unmasks any key); the
