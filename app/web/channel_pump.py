@@ -6,8 +6,9 @@ per relayed packet. Here every open channel's socket stays registered in one epo
 pump's own; the pump waits on that set's descriptor (one eventlet wait for all channels), reads
 whatever each ready socket holds, parses the WebSocket frames itself (app/web/ws_frame.py's format:
 text and binary, fragments, ping/pong, close), hands each message to its host's `channel_frame`
-(app/live/channel.py `ChannelHost`: the Hub, or a relay's RelayHost), and sends what the relay queued on each socket in one write when the batch is done (after
-the batch's recording lines, held until then: one file write per match and batch). A frame the host
+(app/live/channel.py `ChannelHost`: the Hub, or a relay's RelayHost), and sends what the relay
+queued on each socket in one write when the batch is done (after the batch's recording lines, held
+until then: one file write per match and batch). A frame the host
 refuses for the rate mutes its socket for `REFUSED_PAUSE_S`, as a channel's own reader pauses
 (app/web/match_channel.py), so the rest of its data waits and is not refused in turn. A client that
 stops reading gets its frames queued up to `MAX_QUEUED_BYTES`, then its channel closes (1008): it
