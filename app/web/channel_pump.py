@@ -8,11 +8,10 @@ whatever each ready socket holds, parses the WebSocket frames itself (app/web/ws
 text and binary, fragments, ping/pong, close), hands each message to its host's `channel_frame`
 (app/live/channel.py `ChannelHost`: the Hub, or a relay's RelayHost), and sends what the relay
 queued on each socket in one write when the batch is done (after the batch's recording lines, held
-until then: one file write per match and batch). A frame the host
-refuses for the rate mutes its socket for `REFUSED_PAUSE_S`, as a channel's own reader pauses
-(app/web/match_channel.py), so the rest of its data waits and is not refused in turn. A client that
-stops reading gets its frames queued up to `MAX_QUEUED_BYTES`, then its channel closes (1008): it
-never blocks the relay.
+until then: one file write per match and batch). A frame the host refuses for the rate mutes its
+socket for `REFUSED_PAUSE_S`, as a channel's own reader pauses (app/web/match_channel.py), so the rest
+of its data waits and is not refused in turn. A client that stops reading gets its frames queued up
+to `MAX_QUEUED_BYTES`, then its channel closes (1008): it never blocks the relay.
 
 The HTTP upgrade and the ticket frame stay with eventlet's WebSocket (app/web/match_channel.py);
 the connection's green thread then waits until the pump is done with it.
