@@ -29,6 +29,7 @@ from app.web.ws_frame import (CLOSE_NORMAL, FIN, OP_BINARY, OP_CLOSE, OP_CONTINU
 
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 MAX_MESSAGE = 1 << 20      # the server's frames are packets of at most 64 KB; more is a broken stream
+_FINAL_TEXT = FIN | OP_TEXT
 
 
 class _ChannelProtocol(asyncio.Protocol):
@@ -51,11 +52,12 @@ class _ChannelProtocol(asyncio.Protocol):
         buffer = self.buffer + data if self.buffer else data
         # The common case: one whole final text frame (unmasked) and nothing more.
         header = parse_header(buffer, 0)
-        if header is not None and header[0] == FIN | OP_TEXT and header[2] is None and \
-                len(buffer) == header[3] + header[1] and header[1] <= MAX_MESSAGE:
-            self.buffer = b""
-            self.channel.message(buffer[header[3]:].decode(errors="replace"))
-            return
+        if header is not None:
+            first, length, mask, start = header
+            if first == _FINAL_TEXT and mask is None and len(buffer) == start + length and length <= MAX_MESSAGE:
+                self.buffer = b""
+                self.channel.message(buffer[start:].decode(errors="replace"))
+                return
         self.buffer = self._frames(buffer)
 
     def _handshake(self, data: bytes) -> None:
