@@ -222,6 +222,11 @@ async def drive(port: int, matches: int, seconds: float) -> dict[str, Any]:
     from netcode.config import SessionConfig
     from netcode.scheduler import FixedStep
     try:
+        from app.loadtest.wire_participant import Playing, WireParticipant
+        from app.loadtest.wire_world import WireWorld
+    except ImportError:   # a generator from before wire.py was split in three
+        Playing, WireParticipant, WireWorld = wire._Playing, wire.WireParticipant, wire.WireWorld
+    try:
         from app.loadtest.wire_socket import RawMatchChannel
         raw = True
     except ImportError:   # a generator from before the raw-socket channel: aiohttp's
@@ -232,7 +237,7 @@ async def drive(port: int, matches: int, seconds: float) -> dict[str, Any]:
     env = Pong(config)
     session = SessionConfig.for_env(env, fps=FPS)
     check = SelfCheck(threads=False)
-    world = wire.WireWorld(check)
+    world = WireWorld(check)
     background = await world.start()
     http = aiohttp.ClientSession()
     url = f"ws://127.0.0.1:{port}/match-ws"
@@ -242,7 +247,7 @@ async def drive(port: int, matches: int, seconds: float) -> dict[str, Any]:
         for i, (addr, player, peer, peer_player) in enumerate((("s0", "left", "s1", "right"),
                                                                ("s1", "right", "s0", "left"))):
             match = f"m{m}"
-            person = wire.WireParticipant(f"http://127.0.0.1:{port}/", {}, 2 * m + i, world)
+            person = WireParticipant(f"http://127.0.0.1:{port}/", {}, 2 * m + i, world)
             person.http = http
             start = {"match": match, "episode": 0, "seat": addr, "gen": 0, "players": [player],
                      "peers": {peer: [peer_player]}}
@@ -259,7 +264,7 @@ async def drive(port: int, matches: int, seconds: float) -> dict[str, Any]:
     cpu0, began = time.process_time(), time.monotonic()
     for k, (person, seat, channel) in enumerate(people):
         phase = (k // 2) / matches / FPS   # the matches' ticks spread over a frame, as arrivals spread them
-        person.playing = wire._Playing(person, seat, FixedStep(1.0 / FPS, began + phase), FPS, channel)
+        person.playing = Playing(person, seat, FixedStep(1.0 / FPS, began + phase), FPS, channel)
         world.ticker.add(person.playing)
     deadline = began + 3 * seconds + 10
     while time.monotonic() < deadline and not all(p.playing.reported for p, _, _ in people):

@@ -17,7 +17,7 @@ from app.live.agents import (
 from app.live.bots import BotPeer
 from app.live.flow import Flow
 from app.live.hub import Hub, Services
-from app.live.match_room import AGENT, AI
+from app.live.seat import AGENT, AI
 from app.live.metrics import Metrics
 from app.live.protocol import ProtocolError
 from app.web.admin import AdminTokenError

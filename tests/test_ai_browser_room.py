@@ -11,7 +11,8 @@ import pytest
 
 from app.analysis.policy_replay import agreement, policy_steps
 from app.data.recording import Recording, RecordingWriter, make_header, read_recording
-from app.live.match_room import AI, HUMAN, MatchRoom, MatchSettings, Seat
+from app.live.match_room import MatchRoom, MatchSettings
+from app.live.seat import AI, HUMAN, Seat
 from app.live.protocol import PacketEvent, ProtocolError
 from app.participant.headless import HeadlessParticipant
 from game.games.pong import Pong

@@ -11,7 +11,8 @@ import pytest
 
 from app.data.recording import RecordingWriter, make_header
 from app.live.bots import BotPeer
-from app.live.match_room import AI, HUMAN, MatchRoom, Seat
+from app.live.match_room import MatchRoom
+from app.live.seat import AI, HUMAN, Seat
 from game.env import default_action_for
 from game.games.pong import Pong
 from game.loader import GameLoader

@@ -10,7 +10,8 @@ import pytest
 
 from app.data.recording import RecordingWriter, make_header
 from app.live.bots import BotPeer
-from app.live.match_room import AI, HUMAN, MatchRoom, MatchSettings, Seat
+from app.live.match_room import MatchRoom, MatchSettings
+from app.live.seat import AI, HUMAN, Seat
 from app.live.protocol import PacketEvent, parse_episode_done
 from game.env import default_action_for
 from game.games.pong import Pong

@@ -13,7 +13,7 @@ from app.live.dashboard import Dashboard, _match
 from app.live.entry import EntryPause
 from app.live.flow import Flow
 from app.live.hub import Hub, Services
-from app.live.match_room import AGENT, AI
+from app.live.seat import AGENT, AI
 from app.live.metrics import Metrics
 from app.live.protocol import PacketEvent
 from app.live.spectator import LiveView

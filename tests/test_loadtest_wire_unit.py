@@ -316,7 +316,8 @@ def test_the_ticker_sends_a_seat_s_socketio_packets_in_order_one_flush_at_a_time
     import time
     from types import SimpleNamespace
 
-    from app.loadtest.wire import Ticker, WireParticipant
+    from app.loadtest.wire_participant import WireParticipant
+    from app.loadtest.wire_world import Ticker
     from netcode.scheduler import FixedStep
 
     sent: list[str] = []

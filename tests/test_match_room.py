@@ -11,7 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.live.input_log import InconsistentInput, InputLog
-from app.live.match_room import HUMAN, REFEREE_LAG, MatchRoom, MatchSettings, Seat
+from app.live.match_room import REFEREE_LAG, MatchRoom, MatchSettings
+from app.live.seat import HUMAN, Seat
 from app.live.protocol import EpisodeDone, PacketEvent, ProtocolError, parse_episode_done
 from app.data.recording import RecordingWriter, make_header, read_recording
 from game.games.pong import Pong

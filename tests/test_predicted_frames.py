@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.live.match_room import HUMAN, MatchRoom, MatchSettings, Seat
+from app.live.match_room import MatchRoom, MatchSettings
+from app.live.seat import HUMAN, Seat
 from app.analysis.predicted import PredictedLookup
 from app.live.protocol import EpisodeDone, ProtocolError, parse_episode_done
 from app.data.recording import Recording, RecordingWriter, make_header, read_recording

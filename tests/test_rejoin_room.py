@@ -9,7 +9,7 @@ import pytest
 
 from app.analysis.replay import replay
 from app.data.recording import read_recording
-from app.live.match_room import HUMAN, Seat
+from app.live.seat import HUMAN, Seat
 from app.live.protocol import PacketEvent, ProtocolError
 from game.games.pong import Pong
 from scenes import Match

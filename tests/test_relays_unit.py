@@ -14,8 +14,9 @@ import pytest
 import redis
 
 from app.live.dashboard import _match
-from app.live.match_room import MatchRoom, MatchSettings, Seat
+from app.live.match_room import MatchRoom, MatchSettings
 from app.live.metrics import Metrics
+from app.live.seat import Seat
 from app.live.protocol import PacketEvent
 from app.live.spectator import LiveView
 from app.live.tickets import Tickets

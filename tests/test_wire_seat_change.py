@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from app.analysis.replay import replay
-from app.live.match_room import HUMAN, MatchRoom, Seat
+from app.live.match_room import MatchRoom
+from app.live.seat import HUMAN, Seat
 from app.live.protocol import PacketEvent, parse_episode_done
 from app.loadtest.wire_match import MatchSim, SimRegistry, WireSeat
 from game.games.pong import Pong

@@ -13,7 +13,8 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from app.live.agents import META_PER_SECOND, AgentTokenError, MetaLimit, is_agent, parse_agent_meta
-from app.live.match_room import AGENT, AI, MatchRoom, Seat
+from app.live.match_room import MatchRoom
+from app.live.seat import AGENT, AI, Seat
 from app.live.protocol import ProtocolError
 from app.live.seating import END_MESSAGES
 from scenes.ai_seat import as_ai_seat

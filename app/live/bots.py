@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from app.live.match_room import MatchRoom, Seat
+from app.live.match_room import MatchRoom
+from app.live.seat import Seat
 from app.live.protocol import PacketEvent, parse_episode_done
 from game.env import action_space_for, default_action_for
 from game.paced_policy import PacedPolicy, policy_seed

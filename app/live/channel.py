@@ -16,7 +16,8 @@ from app.live.tickets import Ticket
 from game.errors import CoplayError
 
 if TYPE_CHECKING:
-    from app.live.match_room import MatchRoom, Seat
+    from app.live.match_room import MatchRoom
+    from app.live.seat import Seat
 
 CHANNEL_PATH = "/match-ws"   # where the server's own channel endpoint listens
 CLOSE_BAD_TICKET = 4401   # bad or expired ticket (the reason says which)

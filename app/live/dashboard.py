@@ -14,7 +14,8 @@ from typing import Any, Callable
 
 from app.live.hub import Hub
 from app.live.agents import name_of
-from app.live.match_room import AGENT, HELD, HUMAN, MatchRoom, Seat
+from app.live.match_room import MatchRoom
+from app.live.seat import AGENT, HELD, HUMAN, Seat
 from app.live.metrics import histogram_count, histogram_quantile, process_cpu_seconds, process_resident_bytes
 
 # Event kinds shown under "recent events" (connects, waits and seat moves are too many to be useful there).

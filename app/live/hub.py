@@ -30,7 +30,8 @@ from app.live.channel import (
 from app.live.flow import Flow
 from app.live.lobby import Lobby
 from app.live.log_text import log_text
-from app.live.match_room import HUMAN, MatchHost, MatchRoom, Seat
+from app.live.match_room import MatchHost, MatchRoom
+from app.live.seat import HUMAN, Seat
 from app.live.match_setup import match_settings, seats_for
 from app.live.metrics import Metrics
 from app.live.recovery import close_interrupted_matches

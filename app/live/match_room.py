@@ -9,24 +9,13 @@ Seats' reports are not trusted: the room's `Referee` re-simulates the confirmed 
 server's own checksums, names a seat whose checksum differs from the server's
 (`desync_settled`), and ends an episode only at the frame where the re-simulated game ended.
 
-Seats outlive connections. A human seat whose participant drops is held for `grace_s`: a
-stand-in bot (the scene's `stand_in` policy) plays it from the next frame the server has not
-logged for it, so partners never wait; when the participant comes back, `rejoin` stops the
-stand-in, names the next unlogged frame, and sends their page the episode's input log to
-re-simulate before it plays on. After the grace period `seat_lost` gives the seat to an AI or
-ends the match. Every change of holder bumps the seat's holder generation (`Seat.gen`, in
-every packet; netcode.codec) and is recorded as a `seat_changed` event at the frame the new
-holder plays first: the seat segments.
+Who holds each seat (drops, returns, stand-ins, remote agents) is the `SeatHolders` part
+(app/live/seat_holders.py); the seats themselves are app/live/seat.py's.
 
 An AI seat with runs="browser" has a `host` seat: its players are local players of the host's peer
 (netcode-wise the host seat plays them, in its packets), while the log, the recording and the export
 attribute them to the AI seat. Whoever holds the host seat plays them: the participant's worker, or
 the host seat's bot (stand-in or AI) on the server, which plays them with the AI seat's policy.
-
-A remote AI seat held by an agent process (kind AGENT, app/live/agents.py) is played like a human
-seat, over its own connection; when the agent drops or falls silent, `agent_lost` gives the seat to
-its fallback at once (no grace period: an agent does not come back), and `agent_meta` records the
-metadata the agent attaches to its steps.
 """
 from __future__ import annotations
 
@@ -34,11 +23,12 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from app.live.agents import MetaEntry
 from app.live.input_log import InconsistentInput, InputLog
 from app.live.metrics import Metrics
 from app.live.protocol import EpisodeDone, PacketEvent, ProtocolError
 from app.live.referee import Referee
+from app.live.seat import AGENT, AI, HELD, HUMAN, MAX_AHEAD_SECONDS, Bot, Seat
+from app.live.seat_holders import SeatHolders
 from game.rng import Rng
 from game.spaces import Space
 from netcode import codec
@@ -48,53 +38,8 @@ from netcode.errors import NetcodeError
 from game.paced_policy import policy_seed
 from scenes.ai_seat import as_ai_seat, browser_policy_spec
 
-HUMAN, AI, AGENT = "human", "ai", "agent"
-HELD = (HUMAN, AGENT)   # seats played by a connection (a participant's page, a remote agent process)
-MAX_AHEAD_SECONDS = 10  # a seat's inputs may run at most this far past the last frame everyone has sent
 REFEREE_LAG = 120       # frames the referee may fall behind the confirmed inputs before it is run
 _UNCHECKED = object()
-
-
-class Bot(Protocol):
-    def deliver(self, sender: str, data: str) -> None: ...
-    def stop(self) -> None: ...
-
-
-@dataclass
-class Seat:
-    addr: str
-    players: tuple[str, ...]
-    kind: str
-    participant: str | None = None
-    policy: Any = None               # while an AI plays the seat: its policy spec or AISeat (scenes/ai_seat.py)
-    bot: Bot | None = None
-    gone: bool = False
-    last_heard: float = 0.0
-    done: EpisodeDone | None = None
-    started_at: float | None = None  # metrics clock at this episode's match_start, until the seat's first packet
-    gen: int = 0                     # holder generation: +1 at every change of holder
-    heard: bool = False              # a packet of this episode came from the seat's holder
-    absent_since: float | None = None  # a human seat held for its participant, who dropped (a stand-in plays it)
-    rejoining: bool = False          # its participant came back after the seat's episode ended: next episode
-    ping_ms: float | None = None     # the relay's round trip to this seat (smoothed), see MatchRoom._time_round_trip
-    sent_at: dict[float, float] = field(default_factory=dict)   # its packets' "t" -> server ms they arrived (last 64)
-    host: str | None = None          # an AI seat with runs="browser": the seat whose peer plays it (see MatchRoom.hosted)
-
-    def ai_info(self, match_seed: int) -> dict[str, Any] | None:
-        """The settings of the AI playing the seat, with its seed in the match (AISeat.record); None for none."""
-        if self.policy is None:
-            return None
-        ai = as_ai_seat(self.policy).record(match_seed, self.addr)
-        if ai["runs"] == "browser" and self.host is None:
-            ai["runs"] = "server"   # no participant's page to host it (e.g. every human seat was filled with AI)
-        return ai
-
-    def info(self, match_seed: int) -> dict[str, Any]:
-        """The seat as the recording header and the store list it."""
-        ai = self.ai_info(match_seed)
-        participant = None if self.kind == AGENT else self.participant
-        return {"players": list(self.players), "kind": self.kind, "participant": participant,
-                "policy": ai["policy"] if ai else None, "ai": ai}
 
 
 class MatchHost(Protocol):
@@ -127,7 +72,7 @@ class MatchSettings:
 
 
 @dataclass
-class MatchRoom:
+class MatchRoom(SeatHolders):
     id: str
     scene_id: str
     settings: MatchSettings
@@ -502,145 +447,3 @@ class MatchRoom:
                 "kind": seat.kind, "participant": seat.participant, "reason": reason, **details}
         self.recording.event("desync_settled", data, self.episode, frame)
         self.host.log_event(self, "desync_settled", data)
-
-    # ------------------------------------------------------------ drops and returns
-
-    def seat_absent(self, seat: Seat, why: str) -> None:
-        """A human seat's participant dropped (closed connection, silence, a second page): a stand-in
-        plays the seat while it is held for them (`grace_s`; with 0, `seat_lost` at once)."""
-        if seat.kind == AGENT:
-            self.agent_lost(seat, why)
-            return
-        if seat.gone or seat.kind != HUMAN or self.ended:
-            return
-        if seat.absent_since is not None:
-            if seat.rejoining:   # came back for the next episode, and dropped again before it
-                seat.rejoining, seat.absent_since = False, self.host.now()
-            return
-        if self.settings.grace_s <= 0:
-            self.seat_lost(seat, why)
-            return
-        seat.absent_since, seat.rejoining, seat.policy = self.host.now(), False, self.settings.stand_in
-        frame = self._hand_over(seat, "stand_in", why)
-        seat.bot = self.host.start_bot(self, seat, self.log.snapshot())
-        self._tell_partners(seat, "absent", frame)
-
-    def rejoin(self, seat: Seat) -> None:
-        """The seat's participant is back (a new page, or one that fell silent): their page plays the seat
-        again from the next frame the server has not logged for it, after re-simulating the log."""
-        if seat.gone or seat.kind != HUMAN or self.ended:
-            raise ProtocolError("this match has no seat to take back")
-        if seat.done is not None:
-            seat.rejoining = True   # this episode is over for the seat: it is theirs from the next one
-            return
-        frame = self._return_to(seat)
-        seat.last_heard, seat.heard = self.host.now(), False
-        self.host.send(seat, "match_start", {**self.start_payload(seat),
-                                             "resume": {"frame": frame, "inputs": self.log.snapshot()}})
-        self._tell_partners(seat, "back", frame)
-
-    def _return_to(self, seat: Seat) -> int:
-        seat.absent_since, seat.rejoining, seat.policy = None, False, None
-        return self._hand_over(seat, "participant", "rejoined")
-
-    def seat_lost(self, seat: Seat, why: str) -> None:
-        """A human seat is given up (grace period over, or the page failed): an AI takes it, or the match ends."""
-        if seat.gone or seat.kind != HUMAN or self.ended:
-            return
-        humans_left = [s for s in self.seats.values() if s.kind == HUMAN and not s.gone and s is not seat]
-        seat.absent_since = None
-        if self.settings.on_partner_drop == "ai" and humans_left:
-            self._give_to_ai(seat, self.settings.fill_policy, why)
-            return
-        self._hand_over(seat, "gone", why)
-        seat.gone = True
-        self.end("partner_dropped" if humans_left else "abandoned")
-
-    def _give_to_ai(self, seat: Seat, policy: Any, why: str) -> None:
-        """A server bot playing `policy` takes the seat from the next unlogged frame; partners are told."""
-        seat.policy = policy
-        frame = self._hand_over(seat, "ai", why)
-        seat.kind, seat.participant = AI, None
-        seat.bot = self.host.start_bot(self, seat, self.log.snapshot())
-        self._tell_partners(seat, "replaced", frame)
-
-    def _hand_over(self, seat: Seat, by: str, why: str) -> int:
-        """The seat changes holder (`by`: stand_in, participant, ai, gone): stop its bot, bump its holder
-        generation, record the segment. Returns the first frame the new holder plays."""
-        if seat.bot is not None:
-            seat.bot.stop()
-            seat.bot = None
-        seat.gen += 1
-        frame = min(len(self.log.actions[p]) for p in seat.players)
-        ai = seat.ai_info(self.seed) if by in ("stand_in", "ai") else None
-        data = {"seat": seat.addr, "players": list(seat.players), "participant": seat.participant, "why": why,
-                "by": by, "policy": ai["policy"] if ai else None, "gen": seat.gen, "ai": ai}
-        self.recording.event("seat_changed", data, self.episode, frame)
-        self.host.log_event(self, "seat_changed", data)
-        for hosted in self.hosted(seat) if by != "gone" else ():
-            self._hosted_moved(hosted, "browser" if by == "participant" else "server", f"host_{why}", frame)
-        return frame
-
-    def _hosted_moved(self, ai: Seat, runs: str, why: str, frame: int) -> None:
-        """Record that the AI seat `ai` (runs="browser") now runs in its host's browser or on the server."""
-        info = {**(ai.ai_info(self.seed) or {}), "runs": runs}
-        data = {"seat": ai.addr, "players": list(ai.players), "participant": None, "why": why, "by": "ai",
-                "policy": info.get("policy"), "gen": ai.gen, "ai": info}
-        self.recording.event("seat_changed", data, self.episode, frame)
-        self.host.log_event(self, "seat_changed", data)
-
-    def _tell_partners(self, seat: Seat, status: str, frame: int) -> None:
-        """Tell the other participants, neutrally: "absent", "back", or "replaced" (naming the AI only
-        when the scene reveals AI seats)."""
-        payload: dict[str, Any] = {"match": self.id, "seat": seat.addr, "players": list(seat.players),
-                                   "status": status, "frame": frame}
-        if status == "replaced" and as_ai_seat(seat.policy).reveals(self.settings.reveal_ai):
-            payload["by"] = "ai"
-        for other in self.seats.values():
-            if other is not seat and other.kind == HUMAN and not other.gone and other.absent_since is None:
-                self.host.send(other, "seat_changed", payload)
-
-    def check_seats(self, absent_after_s: float, silent_after_s: float) -> None:
-        """Hold the seats of participants who fell silent (`absent_after_s` once they sent a packet this
-        episode, else `silent_after_s`); give up seats held longer than the grace period."""
-        now = self.host.now()
-        for seat in list(self.seats.values()):
-            if seat.kind not in HELD or seat.gone:
-                continue
-            if seat.absent_since is not None:
-                if not seat.rejoining and now - seat.absent_since > self.settings.grace_s:
-                    self.seat_lost(seat, "grace_expired")
-            elif seat.done is None and now - seat.last_heard > (absent_after_s if seat.heard else silent_after_s):
-                self.seat_absent(seat, "silent")
-
-    # ------------------------------------------------------------ remote agents
-
-    def agent_lost(self, seat: Seat, why: str) -> None:
-        """A remote agent stopped answering (closed connection, silence): its seat's fallback plays on from
-        the next unlogged frame (a server bot, as a dropped human's seat); with no fallback, as the scene's
-        on_partner_drop says (a fill_policy bot, or the match ends)."""
-        if seat.gone or seat.kind != AGENT or self.ended:
-            return
-        fallback = as_ai_seat(seat.policy).fallback_seat()
-        if fallback is None and self.settings.on_partner_drop == "ai":
-            fallback = as_ai_seat(self.settings.fill_policy)
-        humans_left = [s for s in self.seats.values() if s.kind == HUMAN and not s.gone]
-        if fallback is None or not humans_left:
-            self._hand_over(seat, "gone", why)
-            seat.gone = True
-            self.end("partner_dropped" if humans_left else "abandoned")
-            return
-        self._give_to_ai(seat, fallback, why)
-
-    def agent_meta(self, seat: Seat, match: str, entries: list[MetaEntry]) -> None:
-        """Record the metadata a remote agent attached to its steps (checked by app.live.agents)."""
-        if match != self.id:
-            raise ProtocolError(f"agent_meta for match {match!r}, but this seat is in match {self.id!r}")
-        limit = min(len(self.log.actions[p]) for p in seat.players) + MAX_AHEAD_SECONDS * self.settings.fps
-        for entry in entries:
-            if entry.episode == self.episode and entry.frame > limit:
-                raise ProtocolError(f"agent_meta names frame {entry.frame}, past the seat's inputs ({limit})")
-        for entry in entries:
-            if entry.episode == self.episode:   # else in flight across an episode change: dropped
-                self.recording.event("agent_meta", {"seat": seat.addr, "players": list(seat.players),
-                                                    "meta": entry.meta}, self.episode, entry.frame)

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from app.live.match_room import AI, HUMAN, MatchSettings, Seat
+from app.live.match_room import MatchSettings
+from app.live.seat import AI, HUMAN, Seat
 from game.env import action_space_for
 from scenes.match import Match
 

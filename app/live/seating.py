@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from app.live.agents import is_agent
 from app.live.log_text import log_text
-from app.live.match_room import AGENT, HUMAN, MatchRoom
+from app.live.match_room import MatchRoom
+from app.live.seat import AGENT, HUMAN
 
 if TYPE_CHECKING:
     from app.live.hub import Hub

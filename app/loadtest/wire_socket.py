@@ -5,6 +5,7 @@ general WebSocket client (aiohttp) spends more CPU per frame than the server it 
 only what the channel needs: the HTTP upgrade, unfragmented text frames out, and text, close, ping
 and (rarely) fragmented frames in. It speaks the channel protocol of issue 12 (the ticket first, `ok`
 back, then "<episode> <addr> <data>" frames both ways; "! reason" for a refused frame).
+The frame format is the server's own (app/web/ws_frame.py).
 
 Client frames must be masked (RFC 6455 5.3). The key is fixed at zero, so the XOR is the identity
 and no byte of a payload has to be touched. That is legal framing (the server unmasks any key); the
@@ -19,32 +20,16 @@ import base64
 import hashlib
 import os
 import ssl
-import struct
 import urllib.parse
 from typing import Callable, cast
 
 from app.loadtest.wire_transport import CHANNEL_OK, CONNECT_TIMEOUT, ChannelRefused
+from app.web.ws_frame import (CLOSE_NORMAL, FIN, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG,
+                              OP_TEXT, OPCODE_BITS, close_payload, frame, frame_header, parse_close, parse_header)
 
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-ZERO_MASK = b"\0\0\0\0"
 MAX_MESSAGE = 1 << 20      # the server's frames are packets of at most 64 KB; more is a broken stream
-CLOSE_NORMAL = 1000
-
-
-_HEAD7, _HEAD16, _HEAD64 = struct.Struct("!BB4x"), struct.Struct("!BBH4x"), struct.Struct("!BBQ4x")
-
-
-def _text_frame_header(length: int) -> bytes:
-    """FIN + text opcode, the mask bit and the length, then the (zero) mask key."""
-    if length < 126:
-        return _HEAD7.pack(0x81, 0x80 | length)
-    if length < 1 << 16:
-        return _HEAD16.pack(0x81, 0x80 | 126, length)
-    return _HEAD64.pack(0x81, 0x80 | 127, length)
-
-
-def _control_frame(opcode: int, payload: bytes) -> bytes:
-    return bytes((0x80 | opcode, 0x80 | len(payload))) + ZERO_MASK + payload
+_FINAL_TEXT = FIN | OP_TEXT
 
 
 class _ChannelProtocol(asyncio.Protocol):
@@ -65,14 +50,13 @@ class _ChannelProtocol(asyncio.Protocol):
             self._handshake(data)
             return
         buffer = self.buffer + data if self.buffer else data
-        # The common case: one whole text frame (unmasked, a 7- or 16-bit length) and nothing more.
-        if len(buffer) > 4 and buffer[0] == 0x81 and buffer[1] <= 126:
-            length, head = buffer[1], 2
-            if length == 126:
-                length, head = (buffer[2] << 8) | buffer[3], 4
-            if len(buffer) == head + length:
+        # The common case: one whole final text frame (unmasked) and nothing more.
+        header = parse_header(buffer, 0)
+        if header is not None:
+            first, length, mask, start = header
+            if first == _FINAL_TEXT and mask is None and len(buffer) == start + length and length <= MAX_MESSAGE:
                 self.buffer = b""
-                self.channel.message(buffer[head:].decode(errors="replace"))
+                self.channel.message(buffer[start:].decode(errors="replace"))
                 return
         self.buffer = self._frames(buffer)
 
@@ -102,37 +86,27 @@ class _ChannelProtocol(asyncio.Protocol):
     def _frames(self, buffer: bytes) -> bytes:
         """Handle every whole frame in `buffer`; returns the incomplete rest."""
         at = 0
-        while len(buffer) - at >= 2:
-            first, second = buffer[at], buffer[at + 1]
-            length, head = second & 0x7F, 2
-            if length == 126:
-                if len(buffer) - at < 4:
-                    break
-                length, head = struct.unpack_from("!H", buffer, at + 2)[0], 4
-            elif length == 127:
-                if len(buffer) - at < 10:
-                    break
-                length, head = struct.unpack_from("!Q", buffer, at + 2)[0], 10
-            if second & 0x80 or length > MAX_MESSAGE:
+        while (header := parse_header(buffer, at)) is not None:
+            first, length, mask, start = header
+            if mask is not None or length > MAX_MESSAGE:
                 self.channel.broken("the server sent a masked or oversized frame")
                 return b""
-            end = at + head + length
+            end = start + length
             if end > len(buffer):
                 break
-            self._frame(first, buffer[at + head:end])
+            self._frame(first, buffer[start:end])
             at = end
         return buffer[at:]
 
     def _frame(self, first: int, payload: bytes) -> None:
-        opcode, fin = first & 0x0F, first & 0x80
-        if opcode == 0x8:
-            code = struct.unpack_from("!H", payload)[0] if len(payload) >= 2 else None
-            self.channel.closed_by_server(code, payload[2:].decode(errors="replace"))
-        elif opcode == 0x9:
-            self.channel.write(_control_frame(0xA, payload))
-        elif opcode == 0xA:
+        opcode, fin = first & OPCODE_BITS, first & FIN
+        if opcode == OP_CLOSE:
+            self.channel.closed_by_server(*parse_close(payload))
+        elif opcode == OP_PING:
+            self.channel.write(frame(OP_PONG, payload, masked=True))
+        elif opcode == OP_PONG:
             pass
-        elif opcode in (0x0, 0x1, 0x2):
+        elif opcode in (OP_CONTINUATION, OP_TEXT, OP_BINARY):
             self.fragments.append(payload)
             if fin:
                 message, self.fragments = b"".join(self.fragments), []
@@ -206,8 +180,7 @@ class RawMatchChannel:
             protocol.transport.write(data)
 
     def send_text(self, text: str) -> None:
-        payload = text.encode()
-        self.write(_text_frame_header(len(payload)) + payload)
+        self.write(frame(OP_TEXT, text.encode(), masked=True))
 
     def send(self, episode: int, to: str, data: str) -> None:
         """One "<episode> <addr> <data>" frame (the "<episode> <addr> " prefix is encoded once)."""
@@ -215,7 +188,7 @@ class RawMatchChannel:
         if prefix is None:
             prefix = self._prefixes[(episode, to)] = f"{episode} {to} ".encode()
         payload = prefix + data.encode()
-        self.write(_text_frame_header(len(payload)) + payload)
+        self.write(frame_header(OP_TEXT, len(payload), masked=True) + payload)
 
     # ---------------------------------------------------------------- in (from the protocol)
 
@@ -234,7 +207,7 @@ class RawMatchChannel:
         self.closed_with = (code, reason)
         if self._ok is not None and not self._ok.done():
             self._ok.set_exception(ChannelRefused(f"match channel refused the ticket (code {code}): {reason}"))
-        self.write(_control_frame(0x8, struct.pack("!H", code) if code is not None else b""))
+        self.write(frame(OP_CLOSE, close_payload(code), masked=True))
         self._close_transport()
 
     def broken(self, why: str) -> None:
@@ -254,7 +227,7 @@ class RawMatchChannel:
     async def close(self) -> None:
         """Say goodbye (a close frame) and close the socket; the server needs no answer to go."""
         if self.is_open:
-            self.write(_control_frame(0x8, struct.pack("!H", CLOSE_NORMAL)))
+            self.write(frame(OP_CLOSE, close_payload(CLOSE_NORMAL), masked=True))
         self._close_transport()
 
     @property

@@ -1,7 +1,7 @@
 """What a headless participant saw and did (`ParticipantResult`), and how its run ends (`_Finished`).
 
 The headless participant (app/participant/headless.py) and the load tester's protocol-level participant
-(app/loadtest/wire.py) fill the same record, so the load test's summary reads both alike.
+(app/loadtest/wire_participant.py) fill the same record, so the load test's summary reads both alike.
 """
 from __future__ import annotations
 

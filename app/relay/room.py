@@ -35,7 +35,8 @@ from app.data.modes import make_folder, open_file
 from app.data.recording import recording_path
 from app.live.admission import Admission, Closed, Figures, Opened
 from app.live.hub import Hub
-from app.live.match_room import MatchRoom, MatchSettings, Seat
+from app.live.match_room import MatchRoom, MatchSettings
+from app.live.seat import Seat
 from app.live.protocol import EpisodeDone, PacketEvent
 from app.live.recovery import INTERRUPTED, close_interrupted_recording
 from app.live.tickets import Tickets

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.live.match_room import MatchSettings, Seat
+from app.live.match_room import MatchSettings
+from app.live.seat import Seat
 from game.env import action_space_for
 from scenes.ai_seat import AISeat, as_ai_seat
 

@@ -37,7 +37,8 @@ from app.live.bots import BotPeer
 from app.live.admission import DEFAULT_ADMISSION
 from app.live.channel import CLOSE_FLOODING, CLOSE_GONE, CLOSE_TRY_LATER, ChannelHost, ChannelLink, ChannelRefused, OpenChannel
 from app.live.hub import ABSENT_AFTER_S, REFEREE_STEPS, SILENT_AFTER_S
-from app.live.match_room import MatchRoom, Seat
+from app.live.match_room import MatchRoom
+from app.live.seat import Seat
 from app.live.metrics import Metrics, process_cpu_seconds
 from app.live.protocol import EpisodeDone, ProtocolError
 from app.live.ratelimit import DEFAULT_BUDGET, RateLimit

@@ -4,15 +4,14 @@ Eventlet's own WebSocket costs one green-thread switch, two epoll registrations 
 part of each frame read, and a writer green thread woken per frame sent: most of the server's CPU
 per relayed packet. Here every open channel's socket stays registered in one epoll set of the
 pump's own; the pump waits on that set's descriptor (one eventlet wait for all channels), reads
-whatever each ready socket holds, parses the WebSocket frames itself (RFC 6455, text and binary,
-fragments, ping/pong, close; no extensions: the channel declines permessage-deflate), hands each
-message to its host's `channel_frame` (app/live/channel.py `ChannelHost`: the Hub, or a relay's
-RelayHost), and sends what the relay queued on each socket in one write when the batch is done (after
-the batch's recording lines, held until then: one file write per match and batch). A frame the host
-refuses for the rate mutes its socket for `REFUSED_PAUSE_S`, as a channel's own reader pauses
-(app/web/match_channel.py), so the rest of its data waits and is not refused in turn. A client that
-stops reading gets its frames queued up to `MAX_QUEUED_BYTES`, then its channel closes (1008): it
-never blocks the relay.
+whatever each ready socket holds, parses the WebSocket frames itself (app/web/ws_frame.py's format:
+text and binary, fragments, ping/pong, close), hands each message to its host's `channel_frame`
+(app/live/channel.py `ChannelHost`: the Hub, or a relay's RelayHost), and sends what the relay
+queued on each socket in one write when the batch is done (after the batch's recording lines, held
+until then: one file write per match and batch). A frame the host refuses for the rate mutes its
+socket for `REFUSED_PAUSE_S`, as a channel's own reader pauses (app/web/match_channel.py), so the rest
+of its data waits and is not refused in turn. A client that stops reading gets its frames queued up
+to `MAX_QUEUED_BYTES`, then its channel closes (1008): it never blocks the relay.
 
 The HTTP upgrade and the ticket frame stay with eventlet's WebSocket (app/web/match_channel.py);
 the connection's green thread then waits until the pump is done with it.
@@ -21,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import socket
-import struct
 import warnings
 from typing import Any, Callable
 
@@ -34,6 +32,9 @@ with warnings.catch_warnings():
 from app.data.recording import held_writes
 from app.live.channel import CLOSE_FLOODING, OpenChannel
 from app.live.hub import Hub
+from app.web.ws_frame import (CLOSE_DATA, CLOSE_PROTOCOL, CLOSE_TOO_BIG, EXTENSION_BITS, FIN, OP_BINARY, OP_CLOSE,
+                              OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT, OPCODE_BITS, close_payload, frame,
+                              frame_header, parse_close, parse_header, unmask)
 
 log = logging.getLogger("coplay.server")
 select = patcher.original("select")
@@ -44,23 +45,6 @@ CLOSE_WAIT_S = 5.0                   # a closed channel whose client neither ans
 RECV_BYTES = 256 * 1024   # read into one buffer kept for it, not a fresh 256 KiB bytes per recv()
 IN = select.EPOLLIN
 OUT = select.EPOLLOUT
-CLOSE_PROTOCOL, CLOSE_DATA, CLOSE_TOO_BIG = 1002, 1007, 1009
-
-
-def frame_header(opcode: int, length: int) -> bytes:
-    """The header of an unmasked server frame (FIN set) of `length` payload bytes."""
-    if length < 126:
-        return bytes((0x80 | opcode, length))
-    if length < 65536:
-        return struct.pack("!BBH", 0x80 | opcode, 126, length)
-    return struct.pack("!BBQ", 0x80 | opcode, 127, length)
-
-
-def unmask(data: bytes, mask: bytes) -> bytes:
-    """XOR `data` with the 4-byte client `mask` (on two big ints: one Python operation, any length)."""
-    n = len(data)
-    key = mask * (n // 4 + 1)
-    return (int.from_bytes(data, "little") ^ int.from_bytes(key[:n], "little")).to_bytes(n, "little")
 
 
 class PumpLink:
@@ -92,7 +76,7 @@ class PumpLink:
             self.out.clear()
             self.close(CLOSE_FLOODING, "the client does not read its frames")
             return
-        self.out += frame_header(0x1, len(data))
+        self.out += frame_header(OP_TEXT, len(data))
         self.out += data
         pump = self.pump
         if pump.in_batch and self.registered:
@@ -108,8 +92,7 @@ class PumpLink:
 
     # ------------------------------------------------------------- the pump's
     def _queue_close(self, code: int, reason: str) -> None:
-        payload = struct.pack("!H", code) + reason[:120].encode()
-        self.out += frame_header(0x8, len(payload)) + payload
+        self.out += frame(OP_CLOSE, close_payload(code, reason))
         self.closing = True
         get_hub().schedule_call_global(CLOSE_WAIT_S, self.pump.finish, self)
 
@@ -136,38 +119,24 @@ class PumpLink:
         buf = self.inbox + data if self.inbox else data
         at, end = 0, len(buf)
         found: list[tuple[int, bytes]] = []
-        while end - at >= 2:
-            first, second = buf[at], buf[at + 1]
-            length = second & 0x7F
-            head = 2
-            if length == 126:
-                if end - at < 4:
-                    break
-                length = int.from_bytes(buf[at + 2:at + 4], "big")
-                head = 4
-            elif length == 127:
-                if end - at < 10:
-                    break
-                length = int.from_bytes(buf[at + 2:at + 10], "big")
-                head = 10
-            if not second & 0x80 or first & 0x70:
+        while (header := parse_header(buf, at)) is not None:
+            first, length, mask, start = header
+            if mask is None or first & EXTENSION_BITS:
                 self._fail(CLOSE_PROTOCOL, "client frames are masked, with no extension bits")
                 return None
             if length > self.max_message:
                 self._fail(CLOSE_TOO_BIG, f"a frame is at most {self.max_message} bytes")
                 return None
-            if end - at < head + 4 + length:
+            if end < start + length:
                 break
-            mask = buf[at + head:at + head + 4]
-            start = at + head + 4
             at = start + length
             payload = unmask(buf[start:at], mask) if length else b""
-            opcode = first & 0x0F
-            if opcode & 0x8:
+            opcode = first & OPCODE_BITS
+            if opcode & 0x8:   # a control frame
                 if not self._control(opcode, payload):
                     return None
                 continue
-            if opcode == 0:
+            if opcode == OP_CONTINUATION:
                 if self.fragments is None:
                     self._fail(CLOSE_PROTOCOL, "a continuation frame with no message to continue")
                     return None
@@ -175,7 +144,7 @@ class PumpLink:
                 if sum(map(len, self.fragments)) > self.max_message:
                     self._fail(CLOSE_TOO_BIG, f"a message is at most {self.max_message} bytes")
                     return None
-            elif opcode in (1, 2):
+            elif opcode in (OP_TEXT, OP_BINARY):
                 if self.fragments is not None:
                     self._fail(CLOSE_PROTOCOL, "a new message before the last one's final frame")
                     return None
@@ -183,23 +152,23 @@ class PumpLink:
             else:
                 self._fail(CLOSE_PROTOCOL, f"unknown opcode {opcode}")
                 return None
-            if first & 0x80:
+            if first & FIN:
                 found.append((self.fragment_opcode, b"".join(self.fragments)))
                 self.fragments = None
         self.inbox = buf[at:]
         return found
 
     def _control(self, opcode: int, payload: bytes) -> bool:
-        if opcode == 0x9:
+        if opcode == OP_PING:
             if not self.closing:
-                self.out += frame_header(0xA, len(payload)) + payload
+                self.out += frame(OP_PONG, payload)
             return True
-        if opcode == 0xA:
+        if opcode == OP_PONG:
             return True
-        if opcode == 0x8:
+        if opcode == OP_CLOSE:
             if not self.closing:
-                code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1000
-                self._queue_close(code if 1000 <= code < 5000 else 1000, "")
+                code = parse_close(payload)[0]
+                self._queue_close(code if code is not None and 1000 <= code < 5000 else 1000, "")
             self.flush()
             return False
         self._fail(CLOSE_PROTOCOL, f"unknown control opcode {opcode}")
@@ -309,7 +278,7 @@ class ChannelPump:
         for i, (opcode, payload) in enumerate(messages):
             if link.channel is None or link.closing:
                 return
-            if opcode == 1:
+            if opcode == OP_TEXT:
                 try:
                     raw: Any = payload.decode()
                 except UnicodeDecodeError:
