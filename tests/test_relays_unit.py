@@ -1,6 +1,7 @@
 """The relay registry and messages on a real redis-server, the match description's round trip, the secret."""
 from __future__ import annotations
 
+import hashlib
 import json
 import signal
 import threading
@@ -236,6 +237,29 @@ def test_reports_and_recordings_keep_their_order_across_a_hang_and_a_late_copy_i
     assert coordinator.take_all() == [0, 1, 2]
     assert coordinator.logged == ["recording_collected_late"]   # the match ended on the relay only (not placed here)
     assert coordinator.pool.applied.first_time(reports[-1]) is False
+
+
+def test_a_full_queue_drops_old_reports_but_never_a_matchs_end(
+        tmp_path: Path, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """While Redis is away the queue fills and its oldest plain reports go; a match's end (its recording and
+    the `ended` report naming the recording's sha256) stays and arrives, with that sha256, once Redis is back."""
+    monkeypatch.setattr("app.relay.worker.MAX_QUEUED", 3)
+    host = relay_host(Bus(redis_server.url, "study"), tmp_path)
+    room = MatchRoom("m2", "pong", make_room(tmp_path)[0].settings, {"s0": Seat("s0", ("left",), "ai")},
+                     host, RecordingWriter(recording_path(str(tmp_path), "m2"), make_header(
+                         match="m2", experiment="x", scene="pong", created_at="now", game="g", game_source="",
+                         config={}, players=["left"], seats={}, netcode={}, fps=60)), seed=7, game_class=Pong)
+    with host.lock:
+        room.end("done")   # the sender is not running yet: everything waits in the queue
+    for n in range(5):
+        say(host, n)
+    host.hand_over()
+    reports = [json.loads(raw) for raw in in_redis(redis_server)]
+    assert [r["type"] for r in reports] == ["ended", "send", "send"], reports
+    assert [r["payload"]["n"] for r in reports[1:]] == [3, 4]   # the queue held 3: the oldest reports went
+    recording = redis_server.client.get("coplay:study:recording:m2")
+    assert recording == Path(recording_path(str(tmp_path), "m2")).read_bytes()
+    assert reports[0]["sha256"] == hashlib.sha256(recording).hexdigest()
 
 
 def test_a_report_delivered_twice_is_applied_once_and_a_restarted_relay_counts_afresh(

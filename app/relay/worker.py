@@ -13,10 +13,12 @@ A relay cut off from Redis for nearly as long as its card lives (`CUT_OFF_S`) kn
 is about to take it for dead: it ends its matches as `interrupted` itself, keeping their recordings
 durable here, and hands the recordings and its reports over once Redis answers again.
 
-Every report and recording goes to Redis through one queue, in the order they were made (a match's
-recording before the `ended` report that names it), sent by one green thread (`run_sender`), woken
-as soon as something is queued. Nothing waits for Redis under the relay's lock, so a hung Redis never
-stalls the matches; what Redis does not take stays queued, and is sent again until it does. Reports
+Every report and recording goes to Redis through one queue, in the order they were made, sent by one
+green thread (`run_sender`), woken as soon as something is queued. A match's end is one item: the
+sender reads its recording once, hands it over, then sends the `ended` report that names its sha256,
+so reading and hashing a long recording never holds the relay's lock. Nothing waits for Redis under
+that lock either, so a hung Redis never stalls the matches; what Redis does not take stays queued, and
+is sent again until it does (a full queue drops its oldest plain reports, never a match's end). Reports
 are numbered (app/relay/sequence.py): one Redis took late, after its relay sent it again, is applied once.
 """
 from __future__ import annotations
@@ -80,7 +82,7 @@ class RelayHost(ChannelHost):
         self.metrics = Metrics()   # one for all this relay's rooms: its /metrics and the heartbeat's figures
         self.load = LoadMeter(self.metrics)
         self._beat_ok_at = time.monotonic()      # the last heartbeat Redis took
-        self._queue: deque[tuple[str, Any]] = deque()   # ("recording", match id) / ("report", message) to send
+        self._queue: deque[tuple[str, Any]] = deque()   # ("ended", (match id, report)) / ("report", message)
         self._queued = threading.Event()        # wakes run_sender
         self._dropped = 0                       # reports dropped from a full queue since it was last empty
         self._handing_over = threading.Lock()   # one hand_over at a time: nothing is sent twice by this relay
@@ -187,8 +189,8 @@ class RelayHost(ChannelHost):
         with self._handing_over:
             while (head := self._head()) is not None:
                 kind, item = head
-                if kind == "recording":
-                    self._hand_over_recording(item)
+                if kind == "ended":
+                    self._hand_over_ended(*item)
                 else:
                     self.bus.to_coordinator(item)
                 with self.lock:
@@ -196,7 +198,7 @@ class RelayHost(ChannelHost):
                         self._queue.popleft()
 
     def _head(self) -> tuple[str, Any] | None:
-        """("recording", match id) or ("report", message): the oldest item queued, left in place; None: none."""
+        """("ended", (match id, report)) or ("report", message): the oldest item queued, left in place; None: none."""
         with self.lock:
             if self._queue:
                 return self._queue[0]
@@ -204,10 +206,10 @@ class RelayHost(ChannelHost):
             return None
 
     def _send_later(self, kind: str, item: Any) -> None:
-        """Queue a recording or report for run_sender (a full queue drops its oldest report, MAX_QUEUED)."""
+        """Queue a match's end or a report for run_sender (a full queue drops its oldest report, MAX_QUEUED)."""
         self._queue.append((kind, item))
         if len(self._queue) > MAX_QUEUED:
-            oldest = next((i for i, (k, _) in enumerate(self._queue) if k == "report"), None)
+            oldest = next((i for i, (k, m) in enumerate(self._queue) if k == "report" and m["type"] != "ended"), None)
             if oldest is not None:
                 del self._queue[oldest]
                 self._dropped += 1
@@ -216,13 +218,19 @@ class RelayHost(ChannelHost):
                               self.id, MAX_QUEUED)
         self._queued.set()
 
-    def _hand_over_recording(self, match_id: str) -> None:
+    def _hand_over_ended(self, match_id: str, report: dict[str, Any]) -> None:
+        """A match's recording, read once (outside the relay's lock), then its `ended` report naming the
+        recording's sha256 ("" when it cannot be read: the coordinator then logs recording_not_collected)."""
         try:
             with open(recording_path(self.experiment_dir, match_id), "rb") as file:
-                self.bus.put_recording(match_id, file.read())
-            log.info("relay %s: match %s: its recording was handed over", self.id, match_id)
-        except OSError as error:   # the coordinator logs recording_not_collected when its report arrives
+                data = file.read()
+        except OSError as error:
             log.error("relay %s: match %s: its recording cannot be read: %s", self.id, match_id, error)
+            self.bus.to_coordinator({**report, "sha256": ""})
+            return
+        self.bus.put_recording(match_id, data)
+        self.bus.to_coordinator({**report, "sha256": hashlib.sha256(data).hexdigest()})
+        log.info("relay %s: match %s: its recording was handed over", self.id, match_id)
 
     def shut_down(self) -> None:
         """Stopping on purpose: every match ends as interrupted (recordings handed over), then leave and exit."""
@@ -340,17 +348,15 @@ class RelayHost(ChannelHost):
 
     def match_ended(self, room: MatchRoom, reason: str) -> None:
         room.recording.close()
-        with open(recording_path(self.experiment_dir, room.id), "rb") as file:
-            sha256 = hashlib.sha256(file.read()).hexdigest()
-        self._send_later("recording", room.id)   # before the `ended` report that names it
         self.rooms.pop(room.id, None)
         self._policies.pop(room.id, None)
         for seat in room.seats.values():
             channel = self.channels.get(seat.participant or "")
             if channel is not None and channel.ticket.match == room.id:
                 self._drop_channel(channel, CLOSE_GONE, f"match {room.id} is over")
-        self._tell({"type": "ended", "match": room.id, "reason": reason, "message": room.end_message,
-                                 "sha256": sha256, "seats": seat_states(room.seats)})
+        report = {"type": "ended", "match": room.id, "reason": reason, "message": room.end_message,
+                  "seats": seat_states(room.seats)}
+        self._send_later("ended", (room.id, self.numbering.stamp(report)))   # sha256 added as it is sent
         log.info("relay %s: match %s ended (%s; %d running)", self.id, room.id, reason, len(self.rooms))
 
     def log_event(self, room: MatchRoom, kind: str, data: dict[str, Any]) -> None:
