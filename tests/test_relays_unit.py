@@ -240,11 +240,11 @@ def test_reports_and_recordings_keep_their_order_across_a_hang_and_a_late_copy_i
 
 
 def test_a_full_queue_drops_old_reports_but_never_a_matchs_end(
-        tmp_path: Path, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+        tmp_path: Path, redis_server: RedisServer) -> None:  # noqa: F811
     """While Redis is away the queue fills and its oldest plain reports go; a match's end (its recording and
     the `ended` report naming the recording's sha256) stays and arrives, with that sha256, once Redis is back."""
-    monkeypatch.setattr("app.relay.worker.MAX_QUEUED", 3)
     host = relay_host(Bus(redis_server.url, "study"), tmp_path)
+    host.outbox.limit = 3
     room = MatchRoom("m2", "pong", make_room(tmp_path)[0].settings, {"s0": Seat("s0", ("left",), "ai")},
                      host, RecordingWriter(recording_path(str(tmp_path), "m2"), make_header(
                          match="m2", experiment="x", scene="pong", created_at="now", game="g", game_source="",
@@ -260,6 +260,38 @@ def test_a_full_queue_drops_old_reports_but_never_a_matchs_end(
     recording = redis_server.client.get("coplay:study:recording:m2")
     assert recording == Path(recording_path(str(tmp_path), "m2")).read_bytes()
     assert reports[0]["sha256"] == hashlib.sha256(recording).hexdigest()
+
+
+def test_a_command_while_redis_hangs_leaves_the_hub_lock_free_and_a_late_copy_is_applied_once(
+        tmp_path: Path, redis_server: RedisServer) -> None:  # noqa: F811
+    """The coordinator gives a relayed match a command (under the Hub's lock) while Redis hangs: it does not
+    wait for Redis (every participant's scene flow would). Sent once Redis answers, and taken by Redis twice
+    (as a late rpush would), the relay applies it once: the seat changes holder once, not twice."""
+    coordinator = Coordinator(redis_server, tmp_path)
+    host = relay_host(Bus(redis_server.url, "study"), tmp_path)
+    settings = coordinator.pool.rooms["m1"].settings
+    host.rooms["m1"] = MatchRoom("m1", "pong", settings, {"s0": Seat("s0", ("left",), "human", participant="pa")},
+                                 host, RecordingWriter(recording_path(str(tmp_path), "m1r"), make_header(
+                                     match="m1", experiment="x", scene="pong", created_at="now", game="g",
+                                     game_source="", config={}, players=["left"], seats={}, netcode={}, fps=60)),
+                                 seed=7, game_class=Pong)
+    with paused(redis_server):
+        giving = threading.Thread(target=coordinator.pool.command, args=(coordinator.pool.rooms["m1"], "rejoin"),
+                                  kwargs={"seat": "s0"}, daemon=True)
+        giving.start()
+        giving.join(timeout=1)
+        assert not giving.is_alive(), "a command waited for the hung Redis"
+    coordinator.pool.outbox.hand_over()
+    queue = "coplay:study:to-relay:r1"
+    sent = cast(list[bytes], redis_server.client.lrange(queue, 0, -1))
+    assert [json.loads(raw)["type"] for raw in sent] == ["rejoin"]
+    redis_server.client.rpush(queue, sent[0])   # a copy, as Redis holds one it took late
+    commands = threading.Thread(target=host.run_commands, daemon=True)
+    commands.start()
+    wait_for(lambda: redis_server.client.llen(queue) == 0)
+    host.stopping = True
+    commands.join(timeout=5)
+    assert host.rooms["m1"].seats["s0"].gen == 1, "the copy of the command was applied too"
 
 
 def test_a_report_delivered_twice_is_applied_once_and_a_restarted_relay_counts_afresh(

@@ -41,7 +41,8 @@ from app.live.protocol import EpisodeDone, PacketEvent
 from app.live.recovery import INTERRUPTED, close_interrupted_recording
 from app.live.tickets import Tickets
 from app.relay.bus import HEARTBEAT_S, INTERRUPTED_MESSAGE, Bus, RelayCard, relay_secret
-from app.relay.sequence import Applied
+from app.relay.outbox import Outbox
+from app.relay.sequence import Applied, Numbering
 from app.relay.wire import seats_out, settings_out
 
 log = logging.getLogger("coplay.server")
@@ -138,6 +139,10 @@ class RelayPool:
         self.cards: dict[str, RelayCard] = {}          # the live relays at the last look
         self.admissions: dict[str, Admission] = {}     # every relay ever seen: whether it takes new matches
         self.applied = Applied()                       # the reports applied, by relay run: copies are dropped
+        self.numbering = Numbering("coordinator")      # of the commands, so that each relay applies each once
+        # the commands, sent in order by run_commands: a hung Redis never holds the Hub's lock
+        self.outbox: Outbox[tuple[str, dict[str, Any]]] = Outbox(
+            "the coordinator", lambda item: self.bus.to_relay(*item), sleep, HEARTBEAT_S)
         hub.metrics.registry.register(_RelayGauges(self))
 
     def place(self, match_id: str, scene_id: str, settings: MatchSettings, seats: dict[str, Seat],
@@ -174,13 +179,17 @@ class RelayPool:
             return 0
 
     def start(self, room: RemoteRoom) -> None:
-        self.bus.to_relay(room.relay_id, room.start_message)
+        self.outbox.put((room.relay_id, self.numbering.stamp(room.start_message)))
 
     def command(self, room: RemoteRoom, kind: str, **fields: Any) -> None:
         if room.id in self.rooms:
-            self.bus.to_relay(room.relay_id, {"type": kind, "match": room.id, **fields})
+            self.outbox.put((room.relay_id, self.numbering.stamp({"type": kind, "match": room.id, **fields})))
 
     # ------------------------------------------------------------ background tasks
+
+    def run_commands(self) -> None:
+        """Hand the commands to the relays' queues as soon as they are given, in order, forever."""
+        self.outbox.run(lambda: False)
 
     def run_reports(self) -> None:
         """Act on the relays' reports, in order, forever."""
@@ -255,7 +264,7 @@ class RelayPool:
 
     def handle(self, message: dict[str, Any]) -> None:
         if not self.applied.first_time(message):   # Redis took it late, after its relay sent it again
-            log.debug("relay %s: report %s was applied already: dropped", message.get("relay"), message.get("seq"))
+            log.debug("relay %s: report %s was applied already: dropped", message.get("sender"), message.get("seq"))
             return
         room = self.rooms.get(message.get("match") or "")
         if room is None:
@@ -428,5 +437,6 @@ def attach(hub: Hub, redis_url: str, namespace: str, base_dir: str | None, spawn
     pool = RelayPool(Bus(redis_url, namespace), hub, Tickets(relay_secret()), base_dir, sleep)
     hub.placer = pool.place
     spawn(pool.run_reports)
+    spawn(pool.run_commands)
     spawn(pool.watch)
     return pool

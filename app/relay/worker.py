@@ -13,13 +13,13 @@ A relay cut off from Redis for nearly as long as its card lives (`CUT_OFF_S`) kn
 is about to take it for dead: it ends its matches as `interrupted` itself, keeping their recordings
 durable here, and hands the recordings and its reports over once Redis answers again.
 
-Every report and recording goes to Redis through one queue, in the order they were made, sent by one
-green thread (`run_sender`), woken as soon as something is queued. A match's end is one item: the
-sender reads its recording once, hands it over, then sends the `ended` report that names its sha256,
-so reading and hashing a long recording never holds the relay's lock. Nothing waits for Redis under
-that lock either, so a hung Redis never stalls the matches; what Redis does not take stays queued, and
-is sent again until it does (a full queue drops its oldest plain reports, never a match's end). Reports
-are numbered (app/relay/sequence.py): one Redis took late, after its relay sent it again, is applied once.
+Every report and recording goes to Redis through one ordered queue (app/relay/outbox.py), sent by one
+green thread (`run_sender`), so nothing waits for Redis under the relay's lock and a hung Redis never
+stalls the matches. A match's end is one item: the sender reads its recording once, hands it over, then
+sends the `ended` report that names its sha256, so reading and hashing a long recording never holds the
+lock either. A full queue drops its oldest plain reports, never a match's end. Reports are numbered
+(app/relay/sequence.py): one Redis took late, after its relay sent it again, is applied once; the
+coordinator's commands are numbered the same way and applied here once.
 """
 from __future__ import annotations
 
@@ -29,7 +29,6 @@ import logging
 import os
 import threading
 import time
-from collections import deque
 from typing import Any, Callable
 
 from redis import RedisError
@@ -48,7 +47,8 @@ from app.live.recovery import INTERRUPTED
 from app.live.tickets import Ticket, Tickets
 from app.relay.bus import HEARTBEAT_S, HEARTBEAT_TTL_S, INTERRUPTED_MESSAGE, Bus, RelayCard, this_host
 from app.relay.load import LoadMeter, match_status
-from app.relay.sequence import Numbering
+from app.relay.outbox import Outbox
+from app.relay.sequence import Applied, Numbering
 from app.relay.wire import seat_states, seats_in, settings_in
 from game.env import default_action_for
 from game.loader import GameLoader
@@ -58,7 +58,6 @@ from scenes.policies import Bot
 log = logging.getLogger("coplay.relay")
 TICK_S = 0.25
 CUT_OFF_S = HEARTBEAT_TTL_S - 2 * HEARTBEAT_S   # ends its matches before the coordinator sees its card expire
-MAX_QUEUED = 100_000   # reports and recordings kept while Redis is unreachable (then the oldest reports go)
 
 
 class RelayHost(ChannelHost):
@@ -82,11 +81,11 @@ class RelayHost(ChannelHost):
         self.metrics = Metrics()   # one for all this relay's rooms: its /metrics and the heartbeat's figures
         self.load = LoadMeter(self.metrics)
         self._beat_ok_at = time.monotonic()      # the last heartbeat Redis took
-        self._queue: deque[tuple[str, Any]] = deque()   # ("ended", (match id, report)) / ("report", message)
-        self._queued = threading.Event()        # wakes run_sender
-        self._dropped = 0                       # reports dropped from a full queue since it was last empty
-        self._handing_over = threading.Lock()   # one hand_over at a time: nothing is sent twice by this relay
-        self.numbering = Numbering(relay_id)
+        # ("ended", (match id, report)) and ("report", message), sent by run_sender; full, it drops old reports
+        self.outbox: Outbox[tuple[str, Any]] = Outbox(f"relay {relay_id}", self._hand_over, sleep, HEARTBEAT_S,
+                                                      droppable=_plain_report)
+        self.numbering = Numbering(relay_id)    # of the reports, so that the coordinator applies each once
+        self.applied = Applied()                # the coordinator's commands applied: copies are dropped
 
     # ------------------------------------------------------------ loops (green threads)
 
@@ -100,7 +99,7 @@ class RelayHost(ChannelHost):
                 log.warning("relay %s: reading commands failed: %s", self.id, error)
                 self.sleep(1.0)
                 continue
-            if message is None:
+            if message is None or not self.applied.first_time(message):   # a copy Redis took late
                 continue
             with self.lock:
                 try:
@@ -158,65 +157,19 @@ class RelayHost(ChannelHost):
             room.end(INTERRUPTED, INTERRUPTED_MESSAGE)
 
     def run_sender(self) -> None:
-        """Hand the queued recordings and reports to Redis as soon as they are queued; while Redis fails,
-        try again every HEARTBEAT_S."""
-        failing = False
-        while not self.stopping:
-            self._queued.wait(HEARTBEAT_S)   # a timeout, so the loop notices `stopping`
-            self._queued.clear()
-            try:
-                self.hand_over()
-            except RedisError as error:
-                if not failing:
-                    log.warning("relay %s: reports wait for Redis: %s", self.id, error)
-                failing = True
-                self.sleep(HEARTBEAT_S)
-                self._queued.set()
-                continue
-            if failing:
-                log.info("relay %s: Redis took the reports that waited", self.id)
-            failing = False
+        """Hand the queued recordings and reports to Redis as soon as they are queued (app/relay/outbox.py)."""
+        self.outbox.run(lambda: self.stopping)
 
     def hand_over(self) -> None:
-        """Send what is queued, in order, until the queue is empty. Raises RedisError when Redis fails.
+        """Send what is queued, in order, until none is left. Raises RedisError when Redis fails."""
+        self.outbox.hand_over()
 
-        The relay lock is held only to look at the head of the queue and to remove it once Redis took it:
-        the Redis call itself may hang for seconds, and the matches must relay meanwhile. An item stays at
-        the head until then, so what is queued meanwhile waits behind it, in order. One hand-over runs at a
-        time (run_sender, and shut_down's last one), so this relay never sends an item twice, except one
-        Redis failed to answer for (numbered, so the coordinator applies it once: app/relay/sequence.py).
-        """
-        with self._handing_over:
-            while (head := self._head()) is not None:
-                kind, item = head
-                if kind == "ended":
-                    self._hand_over_ended(*item)
-                else:
-                    self.bus.to_coordinator(item)
-                with self.lock:
-                    if self._queue and self._queue[0] is head:   # unless a full queue dropped it meanwhile
-                        self._queue.popleft()
-
-    def _head(self) -> tuple[str, Any] | None:
-        """("ended", (match id, report)) or ("report", message): the oldest item queued, left in place; None: none."""
-        with self.lock:
-            if self._queue:
-                return self._queue[0]
-            self._dropped = 0
-            return None
-
-    def _send_later(self, kind: str, item: Any) -> None:
-        """Queue a match's end or a report for run_sender (a full queue drops its oldest report, MAX_QUEUED)."""
-        self._queue.append((kind, item))
-        if len(self._queue) > MAX_QUEUED:
-            oldest = next((i for i, (k, m) in enumerate(self._queue) if k == "report" and m["type"] != "ended"), None)
-            if oldest is not None:
-                del self._queue[oldest]
-                self._dropped += 1
-                if self._dropped == 1:
-                    log.error("relay %s: %d reports and recordings wait for Redis: the oldest reports are dropped",
-                              self.id, MAX_QUEUED)
-        self._queued.set()
+    def _hand_over(self, item: tuple[str, Any]) -> None:
+        kind, what = item
+        if kind == "ended":
+            self._hand_over_ended(*what)
+        else:
+            self.bus.to_coordinator(what)
 
     def _hand_over_ended(self, match_id: str, report: dict[str, Any]) -> None:
         """A match's recording, read once (outside the relay's lock), then its `ended` report naming the
@@ -356,7 +309,7 @@ class RelayHost(ChannelHost):
                 self._drop_channel(channel, CLOSE_GONE, f"match {room.id} is over")
         report = {"type": "ended", "match": room.id, "reason": reason, "message": room.end_message,
                   "seats": seat_states(room.seats)}
-        self._send_later("ended", (room.id, self.numbering.stamp(report)))   # sha256 added as it is sent
+        self.outbox.put(("ended", (room.id, self.numbering.stamp(report))))   # sha256 added as it is sent
         log.info("relay %s: match %s ended (%s; %d running)", self.id, room.id, reason, len(self.rooms))
 
     def log_event(self, room: MatchRoom, kind: str, data: dict[str, Any]) -> None:
@@ -375,7 +328,7 @@ class RelayHost(ChannelHost):
 
     def _tell(self, message: dict[str, Any]) -> None:
         """A report to the coordinator, numbered and queued for run_sender: never waits for Redis."""
-        self._send_later("report", self.numbering.stamp(message))
+        self.outbox.put(("report", self.numbering.stamp(message)))
 
     # ------------------------------------------------------------ match channels (app/web/match_channel.py)
 
@@ -412,3 +365,9 @@ class RelayHost(ChannelHost):
 
     def _frame_refused(self, channel: OpenChannel, error: ProtocolError) -> None:
         channel.link.send(f"! {error}")
+
+
+def _plain_report(item: tuple[str, Any]) -> bool:
+    """Whether a full queue may drop `item`: a report, but neither a match's end nor an `ended` report."""
+    kind, what = item
+    return kind == "report" and what["type"] != "ended"
