@@ -126,13 +126,16 @@ def test_a_relay_reports_its_load_and_its_matches_progress_and_the_coordinator_s
 class Coordinator:
     """The coordinator's side of the reports: a real `RelayPool` on its own Bus, whose Hub notes what it emits."""
 
-    def __init__(self, redis_db: RedisServer, tmp_path: Path) -> None:
+    def __init__(self, redis_db: RedisServer, tmp_path: Path, bus: Bus | None = None) -> None:
         self.emitted: list[tuple[str, dict[str, Any]]] = []
         self.logged: list[str] = []
+        self.ended: list[str] = []
+        self.lock = threading.RLock()
         hub = SimpleNamespace(metrics=Metrics(process=False), sid_of={"pa": "sid-a"}, experiment_dir=str(tmp_path),
                               services=SimpleNamespace(emit=lambda event, payload, to: self.emitted.append((event, payload))),
-                              store=SimpleNamespace(log_event=lambda kind, data, match_id: self.logged.append(kind)))
-        self.pool = RelayPool(Bus(redis_db.url, "study"), cast(Any, hub), Tickets("x" * 32), None, time.sleep)
+                              store=SimpleNamespace(log_event=lambda kind, data, match_id: self.logged.append(kind)),
+                              lock=self.lock, match_ended=lambda room, reason: self.ended.append(reason))
+        self.pool = RelayPool(bus or Bus(redis_db.url, "study"), cast(Any, hub), Tickets("x" * 32), None, time.sleep)
         room, _ = make_room(tmp_path)
         self.pool.rooms["m1"] = RemoteRoom("m1", "pong", room.settings, seats_in(seats_out(room.seats)), hub, None, 7,
                                            Pong, relay_id="r1", pool=self.pool)
@@ -140,7 +143,7 @@ class Coordinator:
     def take_all(self) -> list[int]:
         """Handle every report on the queue, in order; the `n` of each one emitted to participant pa."""
         while (message := self.pool.bus.read("to-coordinator", timeout_s=1)) is not None:
-            self.pool.handle(message)
+            self.pool.take(message)
         return [payload["n"] for _, payload in self.emitted]
 
 
@@ -292,6 +295,41 @@ def test_a_command_while_redis_hangs_leaves_the_hub_lock_free_and_a_late_copy_is
     host.stopping = True
     commands.join(timeout=5)
     assert host.rooms["m1"].seats["s0"].gen == 1, "the copy of the command was applied too"
+
+
+def ended_report(match_id: str, recording: bytes) -> dict[str, Any]:
+    """A relay's `ended` report of a completed match whose recording is `recording`."""
+    return {"type": "ended", "match": match_id, "reason": "completed", "message": None, "seats": None,
+            "sha256": hashlib.sha256(recording).hexdigest()}
+
+
+def test_a_matchs_recording_is_collected_outside_the_hub_lock_while_redis_hangs(
+        tmp_path: Path, redis_server: RedisServer) -> None:  # noqa: F811
+    """A match ends on its relay: the coordinator fetches its recording from Redis and syncs it to disk without
+    holding the Hub's lock (every participant's scene flow needs it), even while Redis hangs; it then ends."""
+    coordinator = Coordinator(redis_server, tmp_path)
+    recording = b'{"header": 1}\n' * 1000
+    Bus(redis_server.url, "study").put_recording("m1", recording)
+    with paused(redis_server):
+        taking = threading.Thread(target=coordinator.pool.take, args=(ended_report("m1", recording),), daemon=True)
+        taking.start()
+        time.sleep(0.3)
+        assert coordinator.lock.acquire(timeout=1), "the Hub's lock is held while the recording waits for Redis"
+        coordinator.lock.release()
+    taking.join(timeout=10)
+    assert coordinator.ended == ["completed"] and coordinator.logged == []
+    assert Path(recording_path(str(tmp_path), "m1")).read_bytes() == recording
+
+
+def test_a_match_ends_even_when_redis_fails_to_hand_its_recording_over(
+        tmp_path: Path, redis_server: RedisServer) -> None:  # noqa: F811
+    """Redis fails (here: hangs past the coordinator's timeout) as the coordinator takes a recording: the
+    match still ends, and the store says its recording was not collected (it stays on its relay)."""
+    coordinator = Coordinator(redis_server, tmp_path, ShortTimeoutBus(redis_server.url))
+    with paused(redis_server):
+        coordinator.pool.take(ended_report("m1", b"recorded\n"))
+    assert coordinator.ended == ["completed"] and "m1" not in coordinator.pool.rooms
+    assert coordinator.logged == ["recording_not_collected"]
 
 
 def test_a_report_delivered_twice_is_applied_once_and_a_restarted_relay_counts_afresh(

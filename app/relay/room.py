@@ -202,11 +202,10 @@ class RelayPool:
                 continue
             if message is None:
                 continue
-            with self.hub.lock:
-                try:
-                    self.handle(message)
-                except Exception:
-                    log.exception("a relay's report could not be handled: %.300r", message)
+            try:
+                self.take(message)
+            except Exception:
+                log.exception("a relay's report could not be handled: %.300r", message)
 
     def watch(self) -> None:
         """End the matches of relays whose heartbeat expired, forever."""
@@ -262,14 +261,31 @@ class RelayPool:
 
     # ------------------------------------------------------------ reports
 
-    def handle(self, message: dict[str, Any]) -> None:
+    def take(self, message: dict[str, Any]) -> None:
+        """Apply a relay's report, once. An `ended` report's recording is collected first, outside the Hub's
+        lock (it may be megabytes from Redis, written and synced to disk), then the report is applied under it."""
         if not self.applied.first_time(message):   # Redis took it late, after its relay sent it again
             log.debug("relay %s: report %s was applied already: dropped", message.get("sender"), message.get("seq"))
             return
+        missing = None
+        if message["type"] == "ended" and message.get("sha256"):
+            missing = self._collect_recording(message["match"], message["sha256"])
+        with self.hub.lock:
+            self.handle(message, missing)
+
+    def handle(self, message: dict[str, Any], missing: dict[str, Any] | None = None) -> None:
+        """Apply a relay's report (under the Hub's lock); `missing`: why an `ended` report's recording was
+        not collected (None: it was, or there was none)."""
         room = self.rooms.get(message.get("match") or "")
+        if missing is not None:
+            self.hub.store.log_event("recording_not_collected", missing, match_id=message["match"])
         if room is None:
-            if message["type"] == "ended" and message.get("sha256"):   # a relay cut off from Redis ended it late
-                self._collect_late(message["match"], message["sha256"])
+            if message["type"] == "ended" and message.get("sha256") and missing is None:
+                # a relay cut off from Redis ended it late: its copy replaced what the coordinator closed itself
+                log.info("match %s: its recording arrived from its relay after the match was interrupted",
+                         message["match"])
+                self.hub.store.log_event("recording_collected_late", {"sha256": message["sha256"]},
+                                         match_id=message["match"])
             return
         room.mirror(message.get("seats"))
         kind = message["type"]
@@ -288,12 +304,6 @@ class RelayPool:
                 log.error("match %s could not start on relay %s: %s", room.id, room.relay_id, message["error"])
                 self.hub.store.log_event("relay_error", {"relay": room.relay_id, "error": message["error"]},
                                          match_id=room.id)
-            try:
-                if message["sha256"]:
-                    self._collect_recording(room.id, message["sha256"])
-            except OSError as error:   # the match still ends here; the relay keeps its copy
-                log.error("match %s: collecting its recording failed: %s", room.id, error)
-                self.hub.store.log_event("recording_not_collected", {"error": str(error)}, match_id=room.id)
             if message["reason"] == INTERRUPTED:   # the relay was stopped: as if it had died, recording collected
                 self._interrupted(room)
                 return
@@ -311,34 +321,32 @@ class RelayPool:
             payload = {**payload, "channel": {"url": room.channel_url, "ticket": ticket}}
         self.hub.services.emit(event, payload, to=sid)
 
-    def _collect_recording(self, match_id: str, sha256: str) -> bool:
+    def _collect_recording(self, match_id: str, sha256: str) -> dict[str, Any] | None:
         """The relay's recording into the coordinator's data folder, checked by its sha256 (already there
-        when the relay writes into the same folder); whether the coordinator has it now."""
+        when the relay writes into the same folder). None once the coordinator has it; otherwise why not (the
+        data of a `recording_not_collected` event: the match still ends, the relay keeps its copy)."""
         path = recording_path(self.hub.experiment_dir, match_id)
-        data = self.bus.take_recording(match_id)
-        if os.path.exists(path) and _sha256_of(path) == sha256:
-            return True
-        if data is None or hashlib.sha256(data).hexdigest() != sha256:
-            log.error("match %s: its recording did not reach the coordinator intact; it stays on its relay", match_id)
-            self.hub.store.log_event("recording_not_collected", {"sha256": sha256}, match_id=match_id)
-            return False
-        make_folder(os.path.dirname(path))
-        part = path + ".part"
-        fd = open_file(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
         try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(part, path)
-        return True
-
-    def _collect_late(self, match_id: str, sha256: str) -> None:
-        """The recording of a match this coordinator already ended as interrupted (its relay was cut off from
-        Redis, and ended it itself): the relay's copy is the whole of it."""
-        if self._collect_recording(match_id, sha256):   # replaces what the coordinator closed itself, if any
-            log.info("match %s: its recording arrived from its relay after the match was interrupted", match_id)
-            self.hub.store.log_event("recording_collected_late", {"sha256": sha256}, match_id=match_id)
+            data = self.bus.take_recording(match_id)
+            if os.path.exists(path) and _sha256_of(path) == sha256:
+                return None
+            if data is None or hashlib.sha256(data).hexdigest() != sha256:
+                log.error("match %s: its recording did not reach the coordinator intact; it stays on its relay",
+                          match_id)
+                return {"sha256": sha256}
+            make_folder(os.path.dirname(path))
+            part = path + ".part"
+            fd = open_file(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+            try:
+                os.write(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(part, path)
+        except (OSError, RedisError) as error:
+            log.error("match %s: collecting its recording failed: %s", match_id, error)
+            return {"sha256": sha256, "error": str(error)}
+        return None
 
     def interrupt(self, room: RemoteRoom) -> None:
         """End a dead relay's match as interrupted; its participants go on as the scene's on_interrupted says."""
