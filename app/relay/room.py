@@ -217,17 +217,23 @@ class RelayPool:
             except RedisError as error:
                 log.warning("reading the relay registry failed: %s", error)
                 continue
+            newly_dead: set[str] = set()
             with self.hub.lock:
                 for room in list(self.rooms.values()):
                     if room.relay_id not in live and room.placed_at < seen_at:
                         if room.relay_id not in self.dead:
                             log.warning("relay %s stopped answering: its matches end as interrupted", room.relay_id)
                             self.dead.add(room.relay_id)
-                            self.bus.forget(room.relay_id)
+                            newly_dead.add(room.relay_id)
                         self.interrupt(room)
                 self.dead -= set(live)   # a relay back under the same id serves again
                 self.origins = tuple(sorted({_origin(card.url) for card in live.values()}))
                 self.judge(live, seen_at)
+            for relay_id in newly_dead:   # out of the registry, its unread commands dropped: Redis, not under the lock
+                try:
+                    self.bus.forget(relay_id)
+                except RedisError as error:
+                    log.warning("relay %s: leaving it out of the registry failed: %s", relay_id, error)
 
     def judge(self, live: dict[str, RelayCard], now: float) -> None:
         """Feed each live relay's lag to its `Admission`, take its matches' progress, and open or close the
