@@ -107,11 +107,13 @@ class Endpoint:
 
 @dataclass
 class Figures:
-    """What one endpoint's /metrics said: packets relayed, matches running, cumulative relay buckets."""
+    """What one endpoint's /metrics said: packets relayed, matches running, cumulative relay buckets, rounds
+    of its match channel pump (0 from a server without that metric)."""
 
     packets: float
     matches: float
     buckets: list[tuple[float, float]]
+    batches: float = 0.0
 
 
 @dataclass
@@ -128,7 +130,7 @@ def figures_of(samples: Mapping[tuple[str, tuple[tuple[str, str], ...]], float])
     def value(name: str) -> float:
         return sum(v for (n, _), v in samples.items() if n == name)
     return Figures(value("coplay_relayed_packets_total"), value("coplay_matches_active"),
-                   histogram_buckets(dict(samples), RELAY))
+                   histogram_buckets(dict(samples), RELAY), value("coplay_channel_batches_total"))
 
 
 def roles_of(table: Mapping[int, ProcStat], server_pid: int, generator_pid: int | None,
@@ -200,6 +202,7 @@ class Accounting:
     cores: int
     relay_p99_ms: float | None     # server relay p99 over the whole run, every endpoint's histogram merged
     estimate: dict[str, float] = field(default_factory=dict)   # relaying process -> matches at one whole core
+    batches: float = 0.0           # match channel pump rounds in the window, every endpoint (0: not reported)
 
     SERVER_ROLES = ("coordinator", "redis", "server other")
 
@@ -290,7 +293,8 @@ def account(samples: list[Sample], endpoints: list[Endpoint], cores: int, match_
             estimate[name] = 1 / cpu_s_per_packet / match_packets_s
     p99 = merged_quantile(0.99, samples[0], samples[-1])
     return Accounting(round(window, 2), matches, packets, {k: round(v, 1) for k, v in cpu.items()},
-                      round(busy, 1), cores, None if p99 is None else p99 * 1000, estimate)
+                      round(busy, 1), cores, None if p99 is None else p99 * 1000, estimate,
+                      sum(delta(e.name, "batches") for e in endpoints))
 
 
 def format_accounting(acc: Accounting) -> list[str]:
@@ -302,6 +306,7 @@ def format_accounting(acc: Accounting) -> list[str]:
     lines = [f"cpu over {acc.window_s:.0f} s of play ({acc.matches:.0f} matches, {rate:.0f} pkt/s): "
              + ", ".join(parts) + f" = server {acc.server_percent():.0f} %"
              + (f" ({us:.0f} us/pkt)" if us is not None else "")
+             + (f", {acc.packets / acc.batches:.1f} pkt per pump batch" if acc.batches else "")
              + f"; generator {acc.cpu_percent.get('generator', 0.0):.0f} %"
              + f"; other processes {acc.others_percent():.0f} %"
              + f"; machine {acc.machine_percent:.0f} % of {100 * acc.cores} %"

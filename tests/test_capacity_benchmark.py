@@ -98,8 +98,8 @@ def play(acc: ModuleType, t: float, matches: tuple[int, int], packets: tuple[int
     def buckets(n: int, slow_ones: int) -> list[tuple[float, float]]:
         return [(0.001, n - slow_ones), (0.05, n), (float("inf"), n)]
     figures = {"coordinator": acc.Figures(0, sum(matches), buckets(0, 0)),
-               "relay a": acc.Figures(packets[0], matches[0], buckets(packets[0], slow)),
-               "relay b": acc.Figures(packets[1], matches[1], buckets(packets[1], 0))}
+               "relay a": acc.Figures(packets[0], matches[0], buckets(packets[0], slow), packets[0] / 10),
+               "relay b": acc.Figures(packets[1], matches[1], buckets(packets[1], 0), packets[1] / 20)}
     return acc.Sample(t, {1: t * 0.02, 2: relay_cpu[0], 3: relay_cpu[1], 4: 0.0, 9: generator_cpu},
                       {1: "coordinator", 2: "relay a", 3: "relay b", 4: "redis", 9: "generator"},
                       (1.5 * t, 2.0 * t), figures)
@@ -130,6 +130,7 @@ def test_the_accounting_takes_cpu_over_the_play_window_and_merges_every_relays_h
     lines = acc.format_accounting(result)
     assert "relay a 30 %, relay b 30 %, redis 0 % = server 62 %" in lines[0] and "machine 150 % of 200 %" in lines[0]
     assert "generator 90 %; other processes 0 %" in lines[0]
+    assert "(517 us/pkt), 13.3 pkt per pump batch;" in lines[0]   # 2400 packets in 120 + 60 pump rounds
     assert "an estimate, not a measured hold" in lines[1] and "= 33 matches" in lines[1]
 
 

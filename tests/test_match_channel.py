@@ -175,6 +175,9 @@ def test_a_match_relays_over_the_channel_and_socketio_still_works(server: Server
     by_socketio = figure(after, "coplay_packets_received_total", path="socketio") - \
         figure(before, "coplay_packets_received_total", path="socketio")
     assert by_channel > 10 * max(by_socketio, 1), (by_channel, by_socketio)
+    # One lone match: the pump's rounds (a wake-up each) carry about one packet each.
+    batches = figure(after, "coplay_channel_batches_total") - figure(before, "coplay_channel_batches_total")
+    assert by_channel / 2 < batches <= 1.1 * by_channel + 10, (batches, by_channel)
     assert figure(after, "coplay_channel_connections_total", result="ok") - \
         figure(before, "coplay_channel_connections_total", result="ok") == 2
     assert figure(after, "coplay_channels_open") == 0

@@ -175,6 +175,10 @@ class Metrics:
         self.channel_opens = Counter("coplay_channel_connections_total",
                                      "Match channel openings, by result (ok, bad_ticket, ...).", ("result",),
                                      registry=r)
+        self.channel_batches = Counter("coplay_channel_batches_total",
+                                       "Rounds of the match channel pump (one epoll wake-up, every ready socket "
+                                       "read, relayed and written): packets relayed / batches is the mean batch.",
+                                       registry=r)
         self.channels_open = CallbackGauge("coplay_channels_open", "Match channels open now.", registry=r)
         for path in PACKET_PATHS:
             self.packets_by_path.labels(path)
