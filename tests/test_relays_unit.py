@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import signal
 import threading
 import time
@@ -330,6 +331,25 @@ def test_a_match_ends_even_when_redis_fails_to_hand_its_recording_over(
         coordinator.pool.take(ended_report("m1", b"recorded\n"))
     assert coordinator.ended == ["completed"] and "m1" not in coordinator.pool.rooms
     assert coordinator.logged == ["recording_not_collected"]
+
+
+def test_a_recording_the_relay_cannot_read_ends_the_match_and_the_coordinator_says_so(
+        tmp_path: Path, redis_server: RedisServer) -> None:  # noqa: F811
+    """The relay reads a match's recording only as it hands it over; gone by then (a disk error, a deleted
+    file), its `ended` report says why, and the coordinator ends the match and logs recording_not_collected."""
+    coordinator = Coordinator(redis_server, tmp_path)
+    host = relay_host(Bus(redis_server.url, "study"), tmp_path / "relay")
+    path = recording_path(str(tmp_path / "relay"), "m1")
+    room = MatchRoom("m1", "pong", coordinator.pool.rooms["m1"].settings, {"s0": Seat("s0", ("left",), "ai")},
+                     host, RecordingWriter(path, make_header(
+                         match="m1", experiment="x", scene="pong", created_at="now", game="g", game_source="",
+                         config={}, players=["left"], seats={}, netcode={}, fps=60)), seed=7, game_class=Pong)
+    with host.lock:
+        room.end("completed")
+    os.remove(path)
+    host.hand_over()
+    coordinator.take_all()
+    assert coordinator.ended == ["completed"] and coordinator.logged == ["recording_not_collected"]
 
 
 def test_a_report_delivered_twice_is_applied_once_and_a_restarted_relay_counts_afresh(

@@ -41,9 +41,6 @@ class Outbox(Generic[Item]):
         self._handing_over = threading.Lock()   # one hand_over at a time: nothing is sent twice from here
         self._dropped = 0                       # items dropped from a full queue since it was last empty
 
-    def __len__(self) -> int:
-        return len(self._items)
-
     def put(self, item: Item) -> None:
         """Queue `item` and wake the sender; never waits for Redis."""
         with self._lock:

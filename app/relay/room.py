@@ -274,12 +274,14 @@ class RelayPool:
             log.debug("relay %s: report %s was applied already: dropped", message.get("sender"), message.get("seq"))
             return
         missing = None
-        if message["type"] == "ended" and message.get("sha256"):
+        if message["type"] == "ended" and message.get("recording_error"):   # the relay could not read it
+            missing = {"error": message["recording_error"]}
+        elif message["type"] == "ended" and message.get("sha256"):
             missing = self._collect_recording(message["match"], message["sha256"])
         with self.hub.lock:
             self.handle(message, missing)
 
-    def handle(self, message: dict[str, Any], missing: dict[str, Any] | None = None) -> None:
+    def handle(self, message: dict[str, Any], missing: dict[str, Any] | None) -> None:
         """Apply a relay's report (under the Hub's lock); `missing`: why an `ended` report's recording was
         not collected (None: it was, or there was none)."""
         room = self.rooms.get(message.get("match") or "")

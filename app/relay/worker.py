@@ -173,13 +173,14 @@ class RelayHost(ChannelHost):
 
     def _hand_over_ended(self, match_id: str, report: dict[str, Any]) -> None:
         """A match's recording, read once (outside the relay's lock), then its `ended` report naming the
-        recording's sha256 ("" when it cannot be read: the coordinator then logs recording_not_collected)."""
+        recording's sha256; when it cannot be read, the report says why (`recording_error`), and the
+        coordinator logs recording_not_collected."""
         try:
             with open(recording_path(self.experiment_dir, match_id), "rb") as file:
                 data = file.read()
         except OSError as error:
             log.error("relay %s: match %s: its recording cannot be read: %s", self.id, match_id, error)
-            self.bus.to_coordinator({**report, "sha256": ""})
+            self.bus.to_coordinator({**report, "sha256": "", "recording_error": str(error)})
             return
         self.bus.put_recording(match_id, data)
         self.bus.to_coordinator({**report, "sha256": hashlib.sha256(data).hexdigest()})
